@@ -1,0 +1,20 @@
+//! Routing: the pure compiler from a [`Snapshot`] to an immutable [`RouteTable`].
+//!
+//! Nothing here does I/O or touches tokio: the compiler is a function of its
+//! input, tested from YAML fixtures. The table is published by the caller
+//! (see [`crate::app`]) with `arc-swap`.
+
+mod compile;
+mod diagnostic;
+mod host;
+mod ingress;
+mod path;
+mod route;
+mod snapshot;
+mod table;
+
+pub use compile::{compile, CompileOptions, Compiled, Registries, CONTROLLER_NAME};
+pub use diagnostic::{Diagnostic, DiagnosticKind, ObjectRef, Severity};
+pub use route::{PathKind, Route, RouteInfo, Target};
+pub use snapshot::Snapshot;
+pub use table::RouteTable;

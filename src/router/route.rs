@@ -1,0 +1,105 @@
+//! A route: what a matched request is sent to, and where that rule came from.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::ObjectRef;
+use crate::metrics::RouteStats;
+use crate::upstream::{Backend, BackendKey};
+
+/// The Ingress path types, with `ImplementationSpecific` already mapped to `Prefix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum PathKind {
+    /// The whole path must be equal, case-sensitively.
+    Exact,
+    /// The path must start with the rule's path, element by element on `/`.
+    Prefix,
+}
+
+/// Where a route sends its requests.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Forward to one of the backend's ready endpoints (503 when it has none).
+    Backend(Arc<Backend>),
+    /// The backend cannot be resolved (missing Service or port): answer `status`.
+    Unavailable {
+        /// The HTTP status to answer, 503 for a missing Service or port.
+        status: u16,
+        /// Why, for the log and the admin API (not sent to clients).
+        reason: Arc<str>,
+    },
+}
+
+/// One compiled rule (host + path) or default backend, shared by the table's indexes.
+#[derive(Debug)]
+pub struct Route {
+    /// A stable name for metrics and logs: `<namespace>-<ingress>-<host>-<path>`.
+    pub name: Arc<str>,
+    /// The rule's host as written (`*.example.com` for wildcards); `None` matches any host.
+    pub host: Option<String>,
+    /// The rule's path; `None` for a default backend.
+    pub path: Option<String>,
+    /// The rule's path type; `None` for a default backend.
+    pub kind: Option<PathKind>,
+    /// The Ingress the rule came from.
+    pub ingress: ObjectRef,
+    /// The Service port the Ingress names (`None` for a resource backend).
+    pub service: Option<BackendKey>,
+    /// Where requests go.
+    pub target: Target,
+    /// Request counters, kept across reloads by route name.
+    pub stats: Arc<RouteStats>,
+}
+
+/// A serialisable view of a route for `/api/routes`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteInfo {
+    /// The route's name (the metrics label).
+    pub name: String,
+    /// The host pattern (`None`: any host).
+    pub host: Option<String>,
+    /// The path (`None`: default backend).
+    pub path: Option<String>,
+    /// The path type.
+    pub path_type: Option<PathKind>,
+    /// The Ingress it came from.
+    pub ingress: ObjectRef,
+    /// The Service port it names.
+    pub service: Option<BackendKey>,
+    /// The ready endpoints right now.
+    pub endpoints: Vec<String>,
+    /// `ok`, `no_endpoints`, or why the route answers an error.
+    pub state: String,
+}
+
+impl Route {
+    /// The admin API's view of this route, with the endpoints as they are now.
+    pub fn info(&self) -> RouteInfo {
+        let (endpoints, state) = match &self.target {
+            Target::Backend(backend) => {
+                let set = backend.endpoints();
+                let mut eps: Vec<String> = set.addrs.iter().map(ToString::to_string).collect();
+                if let Some(ext) = &set.external {
+                    eps = backend.resolved().iter().map(ToString::to_string).collect();
+                    if eps.is_empty() {
+                        eps.push(format!("{}:{} (unresolved)", ext.host, ext.port));
+                    }
+                }
+                let state = if backend.pick_preview() { "ok" } else { "no_endpoints" };
+                (eps, state.to_owned())
+            }
+            Target::Unavailable { reason, .. } => (Vec::new(), reason.to_string()),
+        };
+        RouteInfo {
+            name: self.name.to_string(),
+            host: self.host.clone(),
+            path: self.path.clone(),
+            path_type: self.kind,
+            ingress: self.ingress.clone(),
+            service: self.service.clone(),
+            endpoints,
+            state,
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The compiler's input: an immutable view of every object a provider holds.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+
+/// Every Kubernetes object the compiler may read, as one consistent view.
+///
+/// Providers guarantee that every namespaced object has `metadata.namespace` set
+/// (a missing namespace in a manifest means `default`) and `metadata.name` set.
+/// Order within each list carries no meaning.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// `networking.k8s.io/v1` Ingresses, of every class (the compiler filters).
+    pub ingresses: Vec<Arc<Ingress>>,
+    /// `networking.k8s.io/v1` IngressClasses (cluster scoped).
+    pub ingress_classes: Vec<Arc<IngressClass>>,
+    /// `v1` Services.
+    pub services: Vec<Arc<Service>>,
+    /// `discovery.k8s.io/v1` EndpointSlices, tied to Services by the
+    /// `kubernetes.io/service-name` label.
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    /// Legacy `v1` Endpoints, used for a Service that has no EndpointSlice.
+    pub endpoints: Vec<Arc<Endpoints>>,
+    /// `v1` Secrets (TLS certificates, auth users).
+    pub secrets: Vec<Arc<Secret>>,
+}

@@ -1,0 +1,127 @@
+//! A backend and how it spreads requests over its endpoints (round-robin).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::{BackendKey, EndpointSet};
+
+/// One Service port's live endpoints plus its balancer state.
+///
+/// The endpoint set is swapped atomically when EndpointSlices change; the
+/// round-robin counter survives both endpoint changes and table swaps.
+#[derive(Debug)]
+pub struct Backend {
+    key: BackendKey,
+    endpoints: ArcSwap<EndpointSet>,
+    /// Addresses an ExternalName resolved to (empty for ordinary Services).
+    resolved: ArcSwap<Vec<SocketAddr>>,
+    next: AtomicUsize,
+}
+
+impl Backend {
+    pub(super) fn new(key: BackendKey) -> Self {
+        Self {
+            key,
+            endpoints: ArcSwap::from_pointee(EndpointSet::default()),
+            resolved: ArcSwap::from_pointee(Vec::new()),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The backend's identity.
+    pub fn key(&self) -> &BackendKey {
+        &self.key
+    }
+
+    /// The current endpoint set.
+    pub fn endpoints(&self) -> Arc<EndpointSet> {
+        self.endpoints.load_full()
+    }
+
+    /// Installs a new endpoint set (new pods, removed pods, readiness changes).
+    pub fn set_endpoints(&self, set: Arc<EndpointSet>) {
+        if **self.endpoints.load() != *set {
+            self.endpoints.store(set);
+        }
+    }
+
+    /// The addresses an ExternalName currently resolves to.
+    pub fn resolved(&self) -> Arc<Vec<SocketAddr>> {
+        self.resolved.load_full()
+    }
+
+    /// Installs freshly resolved addresses for an ExternalName backend.
+    pub fn set_resolved(&self, addrs: Vec<SocketAddr>) {
+        self.resolved.store(Arc::new(addrs));
+    }
+
+    /// The next endpoint to forward to, round-robin; `None` when no endpoint is ready.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        let set = self.endpoints.load();
+        if set.external.is_some() {
+            let resolved = self.resolved.load();
+            return self.pick_from(&resolved);
+        }
+        self.pick_from(&set.addrs)
+    }
+
+    /// Whether [`Backend::pick`] would find an endpoint now (without advancing the counter).
+    pub fn pick_preview(&self) -> bool {
+        let set = self.endpoints.load();
+        if set.external.is_some() {
+            return !self.resolved.load().is_empty();
+        }
+        !set.addrs.is_empty()
+    }
+
+    fn pick_from(&self, addrs: &[SocketAddr]) -> Option<SocketAddr> {
+        if addrs.is_empty() {
+            return None;
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(addrs[n % addrs.len()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::PortRef;
+
+    fn backend() -> Backend {
+        Backend::new(BackendKey {
+            namespace: "default".into(),
+            service: "web".into(),
+            port: PortRef::Number(80),
+        })
+    }
+
+    #[test]
+    fn round_robin_visits_every_endpoint_in_turn() {
+        let b = backend();
+        let addrs: Vec<SocketAddr> = vec!["10.0.0.1:80".parse().unwrap(), "10.0.0.2:80".parse().unwrap()];
+        b.set_endpoints(Arc::new(EndpointSet { addrs: addrs.clone(), external: None }));
+        let picks: Vec<_> = (0..4).map(|_| b.pick().unwrap()).collect();
+        assert_eq!(picks, vec![addrs[0], addrs[1], addrs[0], addrs[1]]);
+    }
+
+    #[test]
+    fn no_endpoints_means_no_pick() {
+        assert_eq!(backend().pick(), None);
+    }
+
+    #[test]
+    fn external_name_uses_resolved_addresses() {
+        let b = backend();
+        b.set_endpoints(Arc::new(EndpointSet {
+            addrs: vec![],
+            external: Some(crate::upstream::ExternalName { host: "example.com".into(), port: 80 }),
+        }));
+        assert_eq!(b.pick(), None);
+        b.set_resolved(vec!["192.0.2.1:80".parse().unwrap()]);
+        assert_eq!(b.pick(), Some("192.0.2.1:80".parse().unwrap()));
+    }
+}

@@ -1,0 +1,83 @@
+//! Upstream backends: the endpoint sets behind each Service port, and the state
+//! that must outlive a routing-table swap (round-robin counters, resolved names).
+//!
+//! [`Upstreams`] is the registry, keyed by [`BackendKey`]. The compiler asks it for
+//! an `Arc<Backend>` per Service port it routes to; the routing table holds those
+//! `Arc`s. Because the registry hands out the same `Backend` for the same key as
+//! long as any table still uses it, a reload does not reset the spread of requests.
+
+mod balance;
+mod endpoints;
+
+pub use balance::Backend;
+pub use endpoints::{EndpointSet, ExternalName};
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::identity::WeakRegistry;
+
+use serde::Serialize;
+
+/// Which port of a Service a backend names: by number or by name, as in the Ingress.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(untagged)]
+pub enum PortRef {
+    /// `service.port.number`.
+    Number(i32),
+    /// `service.port.name`.
+    Name(String),
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Number(n) => write!(f, "{n}"),
+            Self::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// The identity of a backend: one port of one Service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct BackendKey {
+    /// The Service's namespace (always the Ingress's own).
+    pub namespace: String,
+    /// The Service's name.
+    pub service: String,
+    /// The Service port, as the Ingress names it.
+    pub port: PortRef,
+}
+
+impl fmt::Display for BackendKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}:{}", self.namespace, self.service, self.port)
+    }
+}
+
+/// The registry of backends, keyed by identity, living beside the routing table.
+///
+/// Only the compiler and the admin API touch the registry (off the request path);
+/// the data plane only sees the `Arc<Backend>`s in the table.
+#[derive(Debug, Default)]
+pub struct Upstreams {
+    backends: WeakRegistry<BackendKey, Backend>,
+}
+
+impl Upstreams {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The backend for `key`: the live one if any table still uses it, else a new one.
+    pub fn backend(&self, key: &BackendKey) -> Arc<Backend> {
+        self.backends
+            .get_or_insert_with(key, || Backend::new(key.clone()))
+    }
+
+    /// Every backend some table still uses (for the admin API and the name resolver).
+    pub fn live(&self) -> Vec<Arc<Backend>> {
+        self.backends.live().into_iter().map(|(_, b)| b).collect()
+    }
+}

@@ -1,0 +1,1 @@
+//! Providers: where Kubernetes objects come from (manifest files; later the API).
