@@ -1,1 +1,89 @@
-fn main(){}
+//! The `sluice` binary: flags, logging, runtime, signals. `anyhow` lives only here.
+
+mod cli;
+mod demo;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+
+use cli::{Cli, Command, LogFormat, RunArgs};
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.run.log_format);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(workers) = cli.run.workers {
+        runtime.worker_threads(workers.max(1));
+    }
+    let runtime = runtime.build().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Some(Command::Whoami { addr, name }) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                tracing::info!(%addr, %name, "whoami listening");
+                sluice::whoami::serve(listener, name, terminated()?)
+                    .await
+                    .context("whoami failed")
+            }
+            Some(Command::Demo) => demo::run(cli.run).await,
+            None => run(cli.run).await,
+        }
+    })
+}
+
+/// Runs the ingress controller until SIGTERM or SIGINT, then shuts down gracefully.
+async fn run(args: RunArgs) -> Result<()> {
+    let Some(settings) = args.settings()? else {
+        anyhow::bail!(
+            "no --manifests given: the Kubernetes API provider is not built yet; \
+             run `sluice --manifests DIR` to serve manifests from files"
+        );
+    };
+    serve_until_signal(settings).await
+}
+
+/// Starts sluice with `settings` and stops it gracefully on SIGTERM or SIGINT.
+async fn serve_until_signal(settings: sluice::app::Settings) -> Result<()> {
+    let running = sluice::app::start(settings).await?;
+    terminated()?.await;
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    running.stop();
+    running.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT; SIGHUP is logged and otherwise ignored so it never kills us.
+fn terminated() -> Result<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    Ok(Box::pin(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => tracing::info!("SIGHUP received and ignored: manifests reload on change by themselves"),
+            }
+        }
+    }))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

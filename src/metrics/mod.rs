@@ -1,6 +1,8 @@
 //! Metrics: lock-free per-route counters for the data plane, and the Prometheus
 //! registry the admin listener renders.
 
+mod exporter;
 mod route_stats;
 
+pub use exporter::{ControlMetrics, DataPlaneSources, Metrics, CONTENT_TYPE, ENTRYPOINT_WEB};
 pub use route_stats::RouteStats;

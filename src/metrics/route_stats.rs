@@ -59,7 +59,10 @@ impl RouteStats {
             let current = slot.key.load(Ordering::Acquire);
             let claimed = current == key
                 || (current == 0
-                    && match slot.key.compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire) {
+                    && match slot
+                        .key
+                        .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
+                    {
                         Ok(_) => true,
                         Err(other) => other == key,
                     });
@@ -80,7 +83,11 @@ impl RouteStats {
                 let key = slot.key.load(Ordering::Acquire);
                 (key != 0).then(|| {
                     let method = METHODS[((key >> 16) - 1) as usize];
-                    (method, Some((key & 0xffff) as u16), slot.count.load(Ordering::Relaxed))
+                    (
+                        method,
+                        Some((key & 0xffff) as u16),
+                        slot.count.load(Ordering::Relaxed),
+                    )
                 })
             })
             .collect();
@@ -93,7 +100,11 @@ impl RouteStats {
 
     /// The duration histogram: per-bucket counts (not cumulative), total count, sum in seconds.
     pub fn durations(&self) -> (Vec<u64>, u64, f64) {
-        let buckets = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         (buckets, self.count.load(Ordering::Relaxed), sum)
     }

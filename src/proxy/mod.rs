@@ -1,1 +1,197 @@
-//! The data plane.
+//! The data plane: accept, route, forward.
+//!
+//! [`Proxy::handle`] is the whole request path: one atomic load of the routing
+//! table, host then path lookup, an endpoint pick, header rewriting in place and
+//! a streamed forward over the pooled client. Nothing on it locks.
+
+mod error;
+mod forward;
+mod listener;
+pub mod request;
+
+pub use error::ProxyError;
+pub use forward::ClientInfo;
+pub(crate) use listener::stopped;
+pub use listener::{serve, ConnectionSettings, OpenConnections};
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{HeaderValue, HOST};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+
+use crate::metrics::RouteStats;
+use crate::router::{Route, RouteTable, Target};
+use crate::upstream::UpstreamClient;
+
+/// The body of every response the proxy sends: a backend's stream, or a short text.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// The request handler shared by every connection of every listener.
+#[derive(Debug)]
+pub struct Proxy {
+    table: Arc<ArcSwap<RouteTable>>,
+    client: UpstreamClient,
+    unmatched: Arc<RouteStats>,
+}
+
+impl Proxy {
+    /// A handler that routes with the table published in `table` and forwards with `client`.
+    pub fn new(
+        table: Arc<ArcSwap<RouteTable>>,
+        client: UpstreamClient,
+        unmatched: Arc<RouteStats>,
+    ) -> Self {
+        Self {
+            table,
+            client,
+            unmatched,
+        }
+    }
+
+    /// Answers one request: routes it, forwards it, and counts it.
+    pub async fn handle(&self, req: Request<Incoming>, client: ClientInfo) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let (route, result) = self.route_and_forward(req, &client).await;
+        let response = match result {
+            Ok(resp) => resp,
+            Err(err) => {
+                log_error(&err, route.as_deref(), &client);
+                err.into_response()
+            }
+        };
+        let stats = route.as_ref().map_or(&self.unmatched, |r| &r.stats);
+        stats.record(&method, response.status().as_u16(), start.elapsed());
+        response
+    }
+
+    async fn route_and_forward(
+        &self,
+        req: Request<Incoming>,
+        client: &ClientInfo,
+    ) -> (Option<Arc<Route>>, Result<Response<ProxyBody>, ProxyError>) {
+        if let Err(bad) = request::check(&req) {
+            return (None, Err(bad.into()));
+        }
+        let (mut parts, body) = req.into_parts();
+        let host = host_value(&parts);
+        let host_str = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+        if let Some(path) = normalized_target(&parts) {
+            match path.parse() {
+                Ok(pq) => parts.uri = with_path(&parts.uri, pq),
+                Err(_) => return (None, Err(ProxyError::BadTarget)),
+            }
+        }
+        // One atomic load; the guard is dropped before any await.
+        let route = self
+            .table
+            .load()
+            .lookup(host_str, parts.uri.path())
+            .cloned();
+        let Some(route) = route else {
+            return (None, Err(ProxyError::NoRoute));
+        };
+        let result = self.forward(&route, parts, body, host, client).await;
+        (Some(route), result)
+    }
+
+    async fn forward(
+        &self,
+        route: &Route,
+        mut parts: Parts,
+        body: Incoming,
+        host: Option<HeaderValue>,
+        client: &ClientInfo,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let backend = match &route.target {
+            Target::Backend(backend) => backend,
+            Target::Unavailable { status, reason } => {
+                let status =
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                return Err(ProxyError::Unavailable(reason.clone(), status));
+            }
+        };
+        let endpoint = backend.pick().ok_or(ProxyError::NoEndpoints)?;
+        let upgrade = forward::strip_hop_by_hop(&mut parts.headers);
+        let client_upgrade = upgrade
+            .as_ref()
+            .and_then(|_| parts.extensions.remove::<OnUpgrade>());
+        if let (Some(protocol), Some(_)) = (&upgrade, &client_upgrade) {
+            forward::restore_upgrade(&mut parts.headers, protocol.clone());
+        }
+        if let Some(host) = &host {
+            let host_str = host.to_str().unwrap_or("");
+            forward::set_forwarded(&mut parts.headers, client, host_str);
+            forward::ensure_host_header(&mut parts.headers, host_str);
+        }
+        let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        parts.uri = forward::upstream_uri(endpoint, target).ok_or(ProxyError::BadTarget)?;
+        parts.version = forward::UPSTREAM_VERSION;
+        let mut resp = self
+            .client
+            .send(Request::from_parts(parts, body))
+            .await
+            .map_err(|e| {
+                tracing::warn!(route = %route.name, %endpoint, error = %e, "forwarding failed");
+                ProxyError::from(e)
+            })?;
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let backend_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(forward::tunnel(client_upgrade, backend_upgrade));
+                return Ok(resp.map(Either::Left));
+            }
+        }
+        forward::strip_hop_by_hop(resp.headers_mut());
+        Ok(resp.map(Either::Left))
+    }
+}
+
+/// The authority the client addressed: `:authority` / absolute target, else Host.
+fn host_value(parts: &Parts) -> Option<HeaderValue> {
+    match parts.uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => parts.headers.get(HOST).cloned(),
+    }
+}
+
+/// The request target with dot-segments removed, when it had any.
+fn normalized_target(parts: &Parts) -> Option<String> {
+    let path = parts.uri.path();
+    match request::normalize_path(path) {
+        std::borrow::Cow::Borrowed(_) => None,
+        std::borrow::Cow::Owned(mut normalized) => {
+            if let Some(query) = parts.uri.query() {
+                normalized.push('?');
+                normalized.push_str(query);
+            }
+            Some(normalized)
+        }
+    }
+}
+
+fn with_path(uri: &http::Uri, pq: PathAndQuery) -> http::Uri {
+    let mut uri_parts = uri.clone().into_parts();
+    uri_parts.path_and_query = Some(pq);
+    http::Uri::from_parts(uri_parts).unwrap_or_else(|_| uri.clone())
+}
+
+fn log_error(err: &ProxyError, route: Option<&Route>, client: &ClientInfo) {
+    let route = route.map_or("-", |r| &*r.name);
+    match err {
+        ProxyError::BadRequest(_) | ProxyError::BadTarget | ProxyError::NoRoute => {
+            tracing::debug!(route, client = %client.remote, error = %err, "request refused");
+        }
+        _ => {
+            tracing::warn!(route, client = %client.remote, status = err.status().as_u16(), error = %err, "request failed")
+        }
+    }
+}

@@ -133,6 +133,12 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.object, self.kind.as_str(), self.message)
+        write!(
+            f,
+            "{}: {}: {}",
+            self.object,
+            self.kind.as_str(),
+            self.message
+        )
     }
 }

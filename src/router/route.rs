@@ -86,7 +86,11 @@ impl Route {
                         eps.push(format!("{}:{} (unresolved)", ext.host, ext.port));
                     }
                 }
-                let state = if backend.pick_preview() { "ok" } else { "no_endpoints" };
+                let state = if backend.pick_preview() {
+                    "ok"
+                } else {
+                    "no_endpoints"
+                };
                 (eps, state.to_owned())
             }
             Target::Unavailable { reason, .. } => (Vec::new(), reason.to_string()),

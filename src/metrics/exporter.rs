@@ -1,0 +1,218 @@
+//! The Prometheus registry: control-plane counters plus collectors that read the
+//! data plane's lock-free counters at scrape time.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::route_stats::DURATION_BUCKETS;
+use super::RouteStats;
+use crate::proxy::OpenConnections;
+use crate::router::RouteTable;
+use crate::upstream::PoolStats;
+
+/// The entrypoint name of the plain-HTTP listener, as in Traefik.
+pub const ENTRYPOINT_WEB: &str = "web";
+
+/// Control-plane metrics that are updated as things happen (off the request path).
+#[derive(Debug, Default, Clone)]
+pub struct ControlMetrics {
+    /// Routing tables published.
+    pub reloads: Counter,
+    /// Compiles that failed as a whole (the last good table kept serving).
+    pub reload_failures: Counter,
+    /// Unix time of the last successful publish.
+    pub last_reload_success: Gauge<f64, AtomicU64>,
+    /// Objects currently rejected or reported, by diagnostic kind.
+    pub rejected_objects: Family<Vec<(String, String)>, Gauge>,
+    /// Diagnostics raised since start, by kind (a parse error counts each time it is seen anew).
+    pub rejections: Family<Vec<(String, String)>, Counter>,
+}
+
+/// The metrics registry served on `/metrics`.
+pub struct Metrics {
+    registry: Registry,
+    /// The control-plane metrics, to update.
+    pub control: ControlMetrics,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// What the data-plane collector reads at scrape time.
+#[derive(Debug, Clone)]
+pub struct DataPlaneSources {
+    /// The published routing table (route counters hang off its routes).
+    pub table: Arc<ArcSwap<RouteTable>>,
+    /// Counters for requests that matched no route.
+    pub unmatched: Arc<RouteStats>,
+    /// Open client connections on the HTTP entrypoint.
+    pub open_connections: Arc<OpenConnections>,
+    /// Upstream pool counters.
+    pub pool: Arc<PoolStats>,
+}
+
+impl Metrics {
+    /// A registry with every sluice metric registered.
+    pub fn new(sources: DataPlaneSources) -> Self {
+        let mut registry = Registry::default();
+        let control = ControlMetrics::default();
+        registry.register(
+            "sluice_config_reloads",
+            "Routing tables published",
+            control.reloads.clone(),
+        );
+        registry.register(
+            "sluice_config_reload_failures",
+            "Compiles that failed as a whole; the last good table kept serving",
+            control.reload_failures.clone(),
+        );
+        registry.register(
+            "sluice_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful publish",
+            control.last_reload_success.clone(),
+        );
+        registry.register(
+            "sluice_config_rejected_objects",
+            "Objects currently rejected or reported, by diagnostic kind",
+            control.rejected_objects.clone(),
+        );
+        registry.register(
+            "sluice_config_rejections",
+            "Diagnostics raised since start, by kind",
+            control.rejections.clone(),
+        );
+        registry.register_collector(Box::new(DataPlaneCollector(sources)));
+        Self { registry, control }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+#[derive(Debug)]
+struct DataPlaneCollector(DataPlaneSources);
+
+impl Collector for DataPlaneCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let table = self.0.table.load();
+        let mut rows: Vec<(&str, String, &RouteStats)> = table
+            .all_routes()
+            .map(|r| {
+                let service = r
+                    .service
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                (&*r.name, service, &*r.stats)
+            })
+            .collect();
+        rows.push(("", String::new(), &self.0.unmatched));
+        encode_requests(&mut encoder, &rows)?;
+        encode_durations(&mut encoder, &rows)?;
+        let open = ConstGauge::new(self.0.open_connections.get());
+        let mut m = encoder.encode_descriptor(
+            "sluice_open_connections",
+            "Client connections open now",
+            None,
+            MetricType::Gauge,
+        )?;
+        open.encode(m.encode_family(&[("entrypoint", ENTRYPOINT_WEB)])?)?;
+        let pool = &self.0.pool;
+        for (name, help, value) in [
+            (
+                "sluice_upstream_connections_opened",
+                "TCP connections opened to backends (reuse ratio: 1 - this / sluice_upstream_requests)",
+                &pool.connections_opened,
+            ),
+            ("sluice_upstream_requests", "Requests sent to backends", &pool.requests),
+        ] {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            counter.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+        }
+        Ok(())
+    }
+}
+
+fn encode_requests(
+    encoder: &mut DescriptorEncoder,
+    rows: &[(&str, String, &RouteStats)],
+) -> fmt::Result {
+    let mut m = encoder.encode_descriptor(
+        "sluice_requests",
+        "Requests answered, by entrypoint, route, service, code and method",
+        None,
+        MetricType::Counter,
+    )?;
+    for (route, service, stats) in rows {
+        for (method, code, count) in stats.requests() {
+            let code = code.map_or_else(|| "other".to_owned(), |c| c.to_string());
+            let labels = [
+                ("entrypoint", ENTRYPOINT_WEB),
+                ("route", route),
+                ("service", service.as_str()),
+                ("code", code.as_str()),
+                ("method", method),
+            ];
+            m.encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+        }
+    }
+    Ok(())
+}
+
+fn encode_durations(
+    encoder: &mut DescriptorEncoder,
+    rows: &[(&str, String, &RouteStats)],
+) -> fmt::Result {
+    let mut m = encoder.encode_descriptor(
+        "sluice_request_duration_seconds",
+        "Time from request head to response head, by entrypoint and route",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (route, service, stats) in rows {
+        let (counts, count, sum) = stats.durations();
+        if count == 0 {
+            continue;
+        }
+        let mut buckets: Vec<(f64, u64)> = DURATION_BUCKETS
+            .iter()
+            .copied()
+            .zip(counts.iter().copied())
+            .collect();
+        let in_buckets: u64 = counts.iter().sum();
+        buckets.push((f64::INFINITY, count.saturating_sub(in_buckets)));
+        let labels = [
+            ("entrypoint", ENTRYPOINT_WEB),
+            ("route", route),
+            ("service", service.as_str()),
+        ];
+        m.encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! Accepting client connections: HTTP/1.1 and HTTP/2 (prior knowledge) on one
+//! listener, limits against hostile clients, and graceful shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::{ClientInfo, Proxy};
+
+/// Limits applied to every client connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// Time a client has to send a complete request head (slowloris guard); also
+    /// bounds how long an idle keep-alive connection waits for its next request.
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line + headers), in bytes: 431 beyond.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request: 431 beyond.
+    pub max_headers: usize,
+    /// HTTP/2: streams a client may have open at once.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2: largest decoded header list, in bytes.
+    pub max_header_list_size: u32,
+    /// HTTP/2: a connection idle (no streams) this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_concurrent_streams: 250,
+            max_header_list_size: 64 * 1024,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The number of client connections open right now, per listener.
+#[derive(Debug, Default)]
+pub struct OpenConnections(AtomicI64);
+
+impl OpenConnections {
+    /// The current count.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Decrements the open-connection count when a connection task ends, however it ends.
+struct ConnectionGuard(Arc<OpenConnections>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn builder(settings: &ConnectionSettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(settings.header_read_timeout)
+        .max_headers(settings.max_headers)
+        // The read buffer must hold the whole head, so its cap is the head limit (431).
+        .max_buf_size(settings.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .max_header_list_size(settings.max_header_list_size)
+        // Rapid-reset and error-reset floods: hyper's protections, with explicit limits.
+        .max_pending_accept_reset_streams(50)
+        .max_local_error_reset_streams(256)
+        .keep_alive_interval(settings.idle_timeout)
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// Serves `listener` until `shutdown` turns true, then drains open connections
+/// for at most `grace` before returning.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    settings: ConnectionSettings,
+    open: Arc<OpenConnections>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let builder = builder(&settings);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped(&mut shutdown) => break,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                open.0.fetch_add(1, Ordering::Relaxed);
+                let guard = ConnectionGuard(open.clone());
+                serve_connection(&builder, &graceful, stream, remote, proxy.clone(), guard);
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "shutdown grace period over, closing remaining connections"
+        );
+    }
+}
+
+/// Resolves once `shutdown` is (or becomes) true, or its sender is gone.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+fn serve_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    stream: TcpStream,
+    remote: SocketAddr,
+    proxy: Arc<Proxy>,
+    guard: ConnectionGuard,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "set_nodelay failed");
+    }
+    let client = ClientInfo { remote, tls: false };
+    let service = service_fn(move |req| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let conn = graceful.watch(conn.into_owned());
+    tokio::spawn(async move {
+        let _guard = guard;
+        if let Err(e) = conn.await {
+            tracing::debug!(%remote, error = %e, "client connection ended with an error");
+        }
+    });
+}
