@@ -1,0 +1,93 @@
+//! Bodies and tunnels through a real sluice: 10 MB streamed both ways with
+//! checksums, and WebSocket echo.
+
+mod support;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, StreamBody};
+use sha2::{Digest, Sha256};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+const TEN_MB: usize = 10 * 1024 * 1024;
+
+async fn start_web() -> (Backend, Manifests, sluice::app::Running) {
+    let web = whoami("web").await;
+    let m = Manifests::new();
+    m.write("a.yaml", &(service("web", &[web.addr]) + &ingress("app", &[("s.test", "/", "Prefix", "web")])));
+    let sluice = start(settings(&m.path())).await;
+    (web, m, sluice)
+}
+
+#[tokio::test]
+async fn ten_megabyte_download_streams_intact() {
+    let (_web, _m, sluice) = start_web().await;
+    let c = client();
+    let req = http::Request::get(format!("http://{}/?size={TEN_MB}", sluice.http_addr))
+        .header("host", "s.test")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .expect("request");
+    let resp = c.request(req).await.expect("response");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let (mut hasher, mut len, mut frames) = (Sha256::new(), 0usize, 0usize);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.expect("frame").into_data() {
+            hasher.update(&data);
+            len += data.len();
+            frames += 1;
+        }
+    }
+    assert_eq!(len, TEN_MB);
+    assert!(frames > 10, "the body arrives in many chunks, not one buffer ({frames})");
+    let pattern: Vec<u8> = b"0123456789abcdef".iter().copied().cycle().take(TEN_MB).collect();
+    assert_eq!(hasher.finalize(), Sha256::digest(&pattern));
+}
+
+#[tokio::test]
+async fn ten_megabyte_upload_is_echoed_intact() {
+    let (_web, _m, sluice) = start_web().await;
+    let chunks: Vec<Bytes> = (0..160u32)
+        .map(|i| Bytes::from((0..65536u32).map(|j| (i.wrapping_mul(31) ^ j) as u8).collect::<Vec<u8>>()))
+        .collect();
+    let mut expected = Sha256::new();
+    for c in &chunks {
+        expected.update(c);
+    }
+    let stream = futures_util::stream::iter(
+        chunks
+            .into_iter()
+            .map(|c| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(c))),
+    );
+    let c: hyper_util::client::legacy::Client<_, StreamBody<_>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = http::Request::post(format!("http://{}/echo", sluice.http_addr))
+        .header("host", "s.test")
+        .body(StreamBody::new(stream))
+        .expect("request");
+    let resp = c.request(req).await.expect("response");
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(body.len(), 160 * 65536);
+    assert_eq!(Sha256::digest(&body), expected.finalize());
+}
+
+#[tokio::test]
+async fn websocket_echo_is_tunnelled() {
+    let (_web, _m, sluice) = start_web().await;
+    let url = format!("ws://{}/chat", sluice.http_addr);
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.as_str())
+        .expect("ws request");
+    req.headers_mut().insert("host", http::HeaderValue::from_static("s.test"));
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.expect("websocket handshake through sluice");
+    assert_eq!(resp.status(), 101);
+    for i in 0..5 {
+        ws.send(Message::text(format!("hello {i}"))).await.expect("send");
+        let echoed = ws.next().await.expect("message").expect("ok");
+        assert_eq!(echoed, Message::text(format!("hello {i}")));
+    }
+    ws.send(Message::binary(vec![0u8, 1, 2, 255])).await.expect("send binary");
+    assert_eq!(ws.next().await.expect("message").expect("ok"), Message::binary(vec![0u8, 1, 2, 255]));
+    ws.close(None).await.expect("close");
+}

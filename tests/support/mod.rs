@@ -1,0 +1,214 @@
+//! Test support: real sluice instances on loopback port 0, real whoami backends,
+//! manifest builders, and real HTTP clients. Nothing here is mocked.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use sluice::app::{Running, Settings};
+use sluice::proxy::ConnectionSettings;
+use sluice::router::CompileOptions;
+use sluice::upstream::PoolSettings;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// A whoami backend on an ephemeral loopback port; stops when dropped.
+pub struct Backend {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// Starts a whoami backend named `name`.
+pub async fn whoami(name: &str) -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind whoami");
+    let addr = listener.local_addr().expect("whoami addr");
+    let (stop, mut stopped) = watch::channel(false);
+    let shutdown = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    tokio::spawn(sluice::whoami::serve(listener, name.to_owned(), shutdown));
+    Backend { addr, stop }
+}
+
+/// Settings for a test instance: loopback port 0 everywhere, short debounce.
+pub fn settings(manifests: &Path) -> Settings {
+    Settings {
+        manifests: manifests.to_path_buf(),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        admin_addr: "127.0.0.1:0".parse().expect("addr"),
+        compile: CompileOptions::default(),
+        shutdown_grace: Duration::from_secs(10),
+        connections: ConnectionSettings::default(),
+        pool: PoolSettings::default(),
+        debounce: Duration::from_millis(50),
+    }
+}
+
+/// Starts sluice with `settings` and waits until its first table is published.
+pub async fn start(settings: Settings) -> Running {
+    let running = sluice::app::start(settings).await.expect("sluice starts");
+    wait_for("sluice ready", || async { running.is_ready() }).await;
+    running
+}
+
+/// Polls `check` every 20 ms until it is true; panics after 5 s.
+pub async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A temporary manifest directory.
+pub struct Manifests {
+    /// Keeps the directory alive.
+    pub dir: tempfile::TempDir,
+}
+
+impl Manifests {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Writes (or replaces) `name` atomically, as editors and kubectl-style tools do.
+    pub fn write(&self, name: &str, contents: &str) {
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, contents).expect("write manifest");
+        std::fs::rename(&tmp, self.dir.path().join(name)).expect("rename manifest");
+    }
+
+    /// Deletes `name`.
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.dir.path().join(name)).expect("remove manifest");
+    }
+}
+
+/// A Service named `name` in `default` with one port `http` (80), plus one
+/// EndpointSlice per backend address (each slice carries its own port).
+pub fn service(name: &str, backends: &[SocketAddr]) -> String {
+    let mut out = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n"
+    );
+    for (i, addr) in backends.iter().enumerate() {
+        out.push_str(&endpoint_slice(name, &format!("{name}-{i}"), *addr, true));
+    }
+    out
+}
+
+/// One EndpointSlice for Service `service` with one endpoint.
+pub fn endpoint_slice(service: &str, slice: &str, addr: SocketAddr, ready: bool) -> String {
+    format!(
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {slice}\n  labels:\n    kubernetes.io/service-name: {service}\naddressType: IPv4\nports:\n- name: http\n  port: {}\nendpoints:\n- addresses: [\"{}\"]\n  conditions:\n    ready: {ready}\n",
+        addr.port(),
+        addr.ip()
+    )
+}
+
+/// An Ingress `name` with one rule per `(host, path, pathType, service)`; host `""` is host-less.
+pub fn ingress(name: &str, rules: &[(&str, &str, &str, &str)]) -> String {
+    let mut out = format!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\nspec:\n  rules:\n"
+    );
+    for (host, path, kind, service) in rules {
+        if host.is_empty() {
+            out.push_str("  - http:\n");
+        } else {
+            out.push_str(&format!("  - host: \"{host}\"\n    http:\n"));
+        }
+        out.push_str(&format!(
+            "      paths:\n      - path: {path}\n        pathType: {kind}\n        backend:\n          service:\n            name: {service}\n            port:\n              number: 80\n"
+        ));
+    }
+    out
+}
+
+/// An HTTP/1.1 client with keep-alive.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A response, read whole.
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// The headers.
+    pub headers: http::HeaderMap,
+    /// The body as text (lossy).
+    pub body: String,
+}
+
+/// GET `path` on `addr` with Host `host` (and optional extra headers).
+pub async fn get(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut req = http::Request::get(format!("http://{addr}{path}")).header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::new())).expect("request"))
+        .await
+        .expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// The JSON whoami report of a request sent through sluice.
+pub async fn whoami_json(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+) -> serde_json::Value {
+    let answer = get(client, addr, host, path, &[("accept", "application/json")]).await;
+    assert_eq!(answer.status, 200, "GET {host}{path}: {}", answer.body);
+    serde_json::from_str(&answer.body).expect("whoami JSON")
+}
+
+/// Sends raw bytes on a fresh connection and returns everything read until the
+/// server closes or `wait` passes.
+pub async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
