@@ -53,12 +53,17 @@ impl Running {
             .expect("an update in time")
             .expect("provider still running");
         eprintln!("update after {:?}", started.elapsed());
-        self.rx.borrow_and_update().clone().expect("a published update")
+        self.rx
+            .borrow_and_update()
+            .clone()
+            .expect("a published update")
     }
 
     /// True if no update arrives within `quiet`.
     async fn stays_quiet(&mut self, quiet: Duration) -> bool {
-        tokio::time::timeout(quiet, self.rx.changed()).await.is_err()
+        tokio::time::timeout(quiet, self.rx.changed())
+            .await
+            .is_err()
     }
 }
 
@@ -74,7 +79,11 @@ fn ingress_names(update: &ProviderUpdate) -> Vec<String> {
 }
 
 fn first_host(update: &ProviderUpdate, name: &str) -> Option<String> {
-    let ingress = update.snapshot.ingresses.iter().find(|i| i.metadata.name.as_deref() == Some(name))?;
+    let ingress = update
+        .snapshot
+        .ingresses
+        .iter()
+        .find(|i| i.metadata.name.as_deref() == Some(name))?;
     let rules = ingress.spec.as_ref()?.rules.as_ref()?;
     rules.first()?.host.clone()
 }
@@ -83,7 +92,10 @@ fn first_host(update: &ProviderUpdate, name: &str) -> Option<String> {
 async fn missing_path_fails_before_publishing() {
     let (tx, rx) = watch::channel(None);
     let result = run_file_provider(PathBuf::from("/nonexistent/sluice"), DEBOUNCE, tx).await;
-    assert!(matches!(result, Err(WatchError::NotFound { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(WatchError::NotFound { .. })),
+        "{result:?}"
+    );
     assert!(rx.borrow().is_none());
 }
 
@@ -91,7 +103,10 @@ async fn missing_path_fails_before_publishing() {
 async fn initial_load_reads_the_tree_and_skips_hidden_files() {
     let dir = tempfile::tempdir().expect("temp dir");
     write(&dir.path().join("a.yaml"), &ingress("a", "a.test"));
-    write(&dir.path().join("sub/deeper/b.yml"), &ingress("b", "b.test"));
+    write(
+        &dir.path().join("sub/deeper/b.yml"),
+        &ingress("b", "b.test"),
+    );
     write(&dir.path().join(".c.yaml.swp"), &ingress("c", "c.test"));
     write(&dir.path().join("d.yaml~"), &ingress("d", "d.test"));
     write(&dir.path().join(".hidden/e.yaml"), &ingress("e", "e.test"));
@@ -100,7 +115,10 @@ async fn initial_load_reads_the_tree_and_skips_hidden_files() {
     let update = running.rx.borrow().clone().expect("first update");
     assert_eq!(ingress_names(&update), ["a", "b"]);
     assert!(update.diagnostics.is_empty(), "{:?}", update.diagnostics);
-    assert!(running.stays_quiet(Duration::from_millis(400)).await, "no change, no update");
+    assert!(
+        running.stays_quiet(Duration::from_millis(400)).await,
+        "no change, no update"
+    );
 }
 
 #[tokio::test]
@@ -113,7 +131,10 @@ async fn add_edit_and_delete_publish_new_snapshots() {
     assert_eq!(ingress_names(&*running.next().await), ["a", "b"]);
 
     write(&dir.path().join("a.yaml"), &ingress("a", "edited.test"));
-    assert_eq!(first_host(&*running.next().await, "a").as_deref(), Some("edited.test"));
+    assert_eq!(
+        first_host(&*running.next().await, "a").as_deref(),
+        Some("edited.test")
+    );
 
     fs::remove_file(dir.path().join("b.yaml")).expect("remove");
     assert_eq!(ingress_names(&*running.next().await), ["a"]);
@@ -136,7 +157,10 @@ async fn a_burst_of_writes_makes_one_update() {
         }
     });
     for i in 0..50 {
-        write(&dir.path().join(format!("burst/{i:02}.yaml")), &ingress(&format!("i{i:02}"), "x.test"));
+        write(
+            &dir.path().join(format!("burst/{i:02}.yaml")),
+            &ingress(&format!("i{i:02}"), "x.test"),
+        );
     }
     let update = running.next().await;
     let mut last = update;
@@ -145,7 +169,10 @@ async fn a_burst_of_writes_makes_one_update() {
     }
     assert_eq!(ingress_names(&last).len(), 50);
     let updates = count.load(Ordering::SeqCst);
-    assert!((1..=2).contains(&updates), "{updates} updates for one burst");
+    assert!(
+        (1..=2).contains(&updates),
+        "{updates} updates for one burst"
+    );
     counting.abort();
 }
 
@@ -180,7 +207,10 @@ async fn a_single_file_survives_an_editor_style_rename() {
     let mut running = Running::start(file.clone()).await;
 
     write(&dir.path().join("other.yaml"), &ingress("x", "x.test"));
-    assert!(running.stays_quiet(Duration::from_millis(500)).await, "other files are not read");
+    assert!(
+        running.stays_quiet(Duration::from_millis(500)).await,
+        "other files are not read"
+    );
 
     let temp = dir.path().join(".app.yaml.tmp");
     write(&temp, &ingress("a", "renamed.test"));
@@ -198,10 +228,16 @@ async fn a_deleted_and_recreated_directory_keeps_working() {
     let mut running = Running::start(dir.clone()).await;
 
     fs::remove_dir_all(&dir).expect("remove dir");
-    assert!(running.stays_quiet(Duration::from_millis(600)).await, "keeps the last objects");
+    assert!(
+        running.stays_quiet(Duration::from_millis(600)).await,
+        "keeps the last objects"
+    );
     write(&dir.join("b.yaml"), &ingress("b", "b.test"));
     let update = tokio::time::timeout(Duration::from_secs(3), running.rx.changed()).await;
-    assert!(matches!(update, Ok(Ok(()))), "an update after the directory is back");
+    assert!(
+        matches!(update, Ok(Ok(()))),
+        "an update after the directory is back"
+    );
     let update = running.rx.borrow().clone().expect("update");
     assert_eq!(ingress_names(&update), ["b"]);
     assert!(!running.task.is_finished());
@@ -214,4 +250,38 @@ async fn the_provider_stops_when_nobody_listens() {
     drop(rx);
     let result = tokio::time::timeout(Duration::from_secs(2), task).await;
     assert!(matches!(result, Ok(Ok(Ok(())))), "{result:?}");
+}
+
+/// Load time at 10,000 Ingresses; run with `cargo test --release -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn load_time_at_ten_thousand_ingresses() {
+    use sluice::watch::ManifestFiles;
+    let one = tempfile::tempdir().expect("temp dir");
+    let text: String = (0..10_000)
+        .map(|i| ingress(&format!("i{i}"), &format!("h{i}.test")))
+        .collect();
+    write(&one.path().join("all.yaml"), &text);
+    let many = tempfile::tempdir().expect("temp dir");
+    for f in 0..1_000 {
+        let text: String = (0..10)
+            .map(|i| ingress(&format!("i{f}-{i}"), "h.test"))
+            .collect();
+        write(&many.path().join(format!("d{}/f{f}.yaml", f % 10)), &text);
+    }
+    for (label, dir) in [("one file", one.path()), ("1,000 files", many.path())] {
+        let mut files = ManifestFiles::open(dir).expect("open");
+        let started = Instant::now();
+        files.reload();
+        let update = files.view().to_update();
+        let full = started.elapsed();
+        let started = Instant::now();
+        files.reload();
+        let unchanged = (files.view(), started.elapsed());
+        assert_eq!(update.snapshot.ingresses.len(), 10_000);
+        eprintln!(
+            "{label}: full load {full:?}, reload with no change {:?}",
+            unchanged.1
+        );
+    }
 }

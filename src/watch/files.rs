@@ -40,8 +40,13 @@ impl ManifestFiles {
     /// Opens `root`, a directory or a file; fails if it does not exist.
     pub fn open(root: &Path) -> Result<Self, WatchError> {
         let metadata = fs::metadata(root).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => WatchError::NotFound { path: root.to_owned() },
-            _ => WatchError::Io { path: root.to_owned(), source },
+            io::ErrorKind::NotFound => WatchError::NotFound {
+                path: root.to_owned(),
+            },
+            _ => WatchError::Io {
+                path: root.to_owned(),
+                source,
+            },
         })?;
         Ok(Self {
             root: root.to_owned(),
@@ -127,8 +132,18 @@ impl ManifestFiles {
             source: Some(name.to_owned()),
         };
         let message = format!("cannot read file: {err}");
-        let diagnostics = vec![Diagnostic::error(object, DiagnosticKind::ParseError, message)];
-        self.store.apply(name, ParsedFile { objects: Vec::new(), diagnostics });
+        let diagnostics = vec![Diagnostic::error(
+            object,
+            DiagnosticKind::ParseError,
+            message,
+        )];
+        self.store.apply(
+            name,
+            ParsedFile {
+                objects: Vec::new(),
+                diagnostics,
+            },
+        );
         // Read it again next time, even if its bytes turn out unchanged.
         self.contents.remove(name);
     }
@@ -152,7 +167,12 @@ impl ManifestFiles {
     }
 }
 
-fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<(String, PathBuf)>) -> io::Result<()> {
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    depth: usize,
+    out: &mut Vec<(String, PathBuf)>,
+) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let Ok(entry) = entry else { continue };
         let file_name = entry.file_name();
@@ -162,7 +182,9 @@ fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<(String, PathBuf)>
         }
         let path = entry.path();
         // fs::metadata follows symlinks; a dangling link is skipped.
-        let Ok(metadata) = fs::metadata(&path) else { continue };
+        let Ok(metadata) = fs::metadata(&path) else {
+            continue;
+        };
         let relative = format!("{prefix}{name}");
         if metadata.is_dir() && depth < MAX_DEPTH {
             if let Err(err) = walk(&path, &format!("{relative}/"), depth + 1, out) {
@@ -180,7 +202,9 @@ fn is_ignored(name: &str) -> bool {
 }
 
 fn is_manifest(name: &str) -> bool {
-    [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext))
+    [".yaml", ".yml", ".json"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
 }
 
 #[cfg(test)]

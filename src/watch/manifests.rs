@@ -59,7 +59,11 @@ pub fn parse_manifests(file: &str, bytes: &[u8]) -> ParsedFile {
 }
 
 fn source(file: &str, doc: usize) -> Source {
-    Source { file: file.to_owned(), doc, item: None }
+    Source {
+        file: file.to_owned(),
+        doc,
+        item: None,
+    }
 }
 
 fn parse_yaml(file: &str, bytes: &[u8], parsed: &mut ParsedFile) {
@@ -119,9 +123,19 @@ fn add_list(mut list: Value, source: &Source, parsed: &mut ParsedFile) {
         Some(_) => return parsed.fail(source, "List: `items` is not a sequence".to_owned()),
     };
     for (index, item) in items.into_iter().enumerate() {
-        let item_source = Source { item: Some(index), ..source.clone() };
-        if item.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) {
-            parsed.fail(&item_source, "a List inside a List is not supported".to_owned());
+        let item_source = Source {
+            item: Some(index),
+            ..source.clone()
+        };
+        if item
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k.ends_with("List"))
+        {
+            parsed.fail(
+                &item_source,
+                "a List inside a List is not supported".to_owned(),
+            );
             continue;
         }
         add_document(item, item_source, parsed);
@@ -130,7 +144,10 @@ fn add_list(mut list: Value, source: &Source, parsed: &mut ParsedFile) {
 
 fn type_meta(value: &Value) -> Result<(String, String), String> {
     let Value::Object(map) = value else {
-        return Err(format!("expected a mapping with apiVersion and kind, found {}", json_type(value)));
+        return Err(format!(
+            "expected a mapping with apiVersion and kind, found {}",
+            json_type(value)
+        ));
     };
     let field = |name: &str| match map.get(name) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
@@ -163,7 +180,11 @@ fn add_object(
     };
     let (value, key) = prepare(value, kind, namespaced)?;
     let object = decode_object(kind, value).map_err(|err| format!("{key}: {err}"))?;
-    Ok(Some(Loaded { key, source, object }))
+    Ok(Some(Loaded {
+        key,
+        source,
+        object,
+    }))
 }
 
 /// The kinds the compiler reads, and whether each is namespaced.
@@ -197,14 +218,25 @@ fn prepare(
         let namespace = match metadata.get("namespace") {
             Some(Value::String(ns)) if !ns.is_empty() => ns.clone(),
             Some(Value::String(_) | Value::Null) | None => "default".to_owned(),
-            Some(_) => return Err(format!("{kind} {name}: `metadata.namespace` must be a string")),
+            Some(_) => {
+                return Err(format!(
+                    "{kind} {name}: `metadata.namespace` must be a string"
+                ))
+            }
         };
         metadata.insert("namespace".to_owned(), Value::String(namespace.clone()));
         Some(namespace)
     } else {
         None
     };
-    Ok((value, ObjectKey { kind, namespace, name }))
+    Ok((
+        value,
+        ObjectKey {
+            kind,
+            namespace,
+            name,
+        },
+    ))
 }
 
 fn decode_object(kind: &str, value: Value) -> Result<Object, serde_json::Error> {

@@ -15,7 +15,11 @@ fn names(parsed: &ParsedFile) -> Vec<String> {
 }
 
 fn sources(parsed: &ParsedFile) -> Vec<String> {
-    parsed.objects.iter().map(|o| o.source.to_string()).collect()
+    parsed
+        .objects
+        .iter()
+        .map(|o| o.source.to_string())
+        .collect()
 }
 
 fn error_sources(parsed: &ParsedFile) -> Vec<String> {
@@ -40,7 +44,10 @@ fn missing_namespace_means_default_and_ingress_class_is_cluster_scoped() {
         "{INGRESS}---\napiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: sluice\n"
     );
     let parsed = parse_manifests("a.yaml", text.as_bytes());
-    assert_eq!(names(&parsed), ["Ingress default/web", "IngressClass sluice"]);
+    assert_eq!(
+        names(&parsed),
+        ["Ingress default/web", "IngressClass sluice"]
+    );
     let Object::Ingress(ingress) = &parsed.objects[0].object else {
         panic!("expected an Ingress");
     };
@@ -51,7 +58,14 @@ fn missing_namespace_means_default_and_ingress_class_is_cluster_scoped() {
 fn list_documents_are_unpacked_with_item_indexes() {
     let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a}\n- apiVersion: v1\n  kind: Secret\n  metadata: {name: b}\n";
     let parsed = parse_manifests("list.yaml", format!("---\n{INGRESS}---\n{text}").as_bytes());
-    assert_eq!(names(&parsed), ["Ingress default/web", "Service default/a", "Secret default/b"]);
+    assert_eq!(
+        names(&parsed),
+        [
+            "Ingress default/web",
+            "Service default/a",
+            "Secret default/b"
+        ]
+    );
     assert_eq!(sources(&parsed)[1..], ["list.yaml#1#0", "list.yaml#1#1"]);
 }
 
@@ -86,15 +100,33 @@ fn json_file_with_one_object_loads() {
 #[test]
 fn broken_document_is_reported_with_its_index_and_others_load() {
     let bad = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: bad}\nspec:\n  rules: not-a-list\n";
-    let text = format!("{INGRESS}---\n{bad}---\napiVersion: v1\nkind: Service\nmetadata: {{name: s}}\n");
+    let text =
+        format!("{INGRESS}---\n{bad}---\napiVersion: v1\nkind: Service\nmetadata: {{name: s}}\n");
     let parsed = parse_manifests("app.yaml", text.as_bytes());
     assert_eq!(names(&parsed), ["Ingress default/web", "Service default/s"]);
     assert_eq!(error_sources(&parsed), ["app.yaml#1"]);
     let diagnostic = &parsed.diagnostics[0];
-    assert_eq!((diagnostic.kind, diagnostic.severity), (DiagnosticKind::ParseError, Severity::Error));
-    assert_eq!((diagnostic.object.kind.as_str(), diagnostic.object.name.as_str()), ("Document", ""));
-    assert!(diagnostic.message.contains("default/bad"), "{}", diagnostic.message);
-    assert!(diagnostic.message.contains("invalid type"), "{}", diagnostic.message);
+    assert_eq!(
+        (diagnostic.kind, diagnostic.severity),
+        (DiagnosticKind::ParseError, Severity::Error)
+    );
+    assert_eq!(
+        (
+            diagnostic.object.kind.as_str(),
+            diagnostic.object.name.as_str()
+        ),
+        ("Document", "")
+    );
+    assert!(
+        diagnostic.message.contains("default/bad"),
+        "{}",
+        diagnostic.message
+    );
+    assert!(
+        diagnostic.message.contains("invalid type"),
+        "{}",
+        diagnostic.message
+    );
 }
 
 #[test]
@@ -111,7 +143,11 @@ fn syntax_error_reports_line_and_stops_the_stream() {
     let parsed = parse_manifests("a.yaml", text.as_bytes());
     assert_eq!(names(&parsed), ["Ingress default/web"]);
     assert_eq!(error_sources(&parsed), ["a.yaml#1"]);
-    assert!(parsed.diagnostics[0].message.contains("line"), "{}", parsed.diagnostics[0].message);
+    assert!(
+        parsed.diagnostics[0].message.contains("line"),
+        "{}",
+        parsed.diagnostics[0].message
+    );
 }
 
 #[test]

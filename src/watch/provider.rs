@@ -117,7 +117,10 @@ pub async fn run_file_provider(
     debounce: Duration,
     updates: UpdateSender,
 ) -> Result<(), WatchError> {
-    FileProvider::new(path).debounce(debounce).run(updates).await
+    FileProvider::new(path)
+        .debounce(debounce)
+        .run(updates)
+        .await
 }
 
 fn lock(files: &Mutex<ManifestFiles>) -> std::sync::MutexGuard<'_, ManifestFiles> {
@@ -137,7 +140,9 @@ async fn load_and_publish(
         (files.reload() == Reload::Loaded).then(|| files.view())
     })
     .await?;
-    let Some(view) = loaded else { return Ok(!updates.is_closed()) };
+    let Some(view) = loaded else {
+        return Ok(!updates.is_closed());
+    };
     if published.as_ref() == Some(&view) {
         tracing::debug!(elapsed = ?started.elapsed(), "manifests reloaded, nothing changed");
         return Ok(!updates.is_closed());

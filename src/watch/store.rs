@@ -49,7 +49,10 @@ impl Store {
 
     /// Records a new version of `file`, applying the last-good rule.
     pub fn apply(&mut self, file: &str, parsed: ParsedFile) {
-        let ParsedFile { mut objects, diagnostics } = parsed;
+        let ParsedFile {
+            mut objects,
+            diagnostics,
+        } = parsed;
         if !diagnostics.is_empty() {
             if let Some(old) = self.files.get(file) {
                 let produced: HashSet<&ObjectKey> = objects.iter().map(|o| &o.key).collect();
@@ -63,7 +66,10 @@ impl Store {
                 objects.sort_by(|a, b| a.source.cmp(&b.source));
             }
         }
-        let entry = FileEntry { objects, diagnostics };
+        let entry = FileEntry {
+            objects,
+            diagnostics,
+        };
         self.files.insert(file.to_owned(), entry);
     }
 
@@ -96,7 +102,10 @@ impl Store {
             first.insert(&loaded.key, &loaded.source);
             objects.push(loaded.clone());
         }
-        View { objects, diagnostics }
+        View {
+            objects,
+            diagnostics,
+        }
     }
 }
 
@@ -106,7 +115,11 @@ fn duplicate(ignored: &Loaded, kept: &Source) -> Diagnostic {
         ignored.key
     );
     tracing::warn!(source = %ignored.source, "{message}");
-    Diagnostic::warning(ignored.object_ref(), DiagnosticKind::DuplicateObject, message)
+    Diagnostic::warning(
+        ignored.object_ref(),
+        DiagnosticKind::DuplicateObject,
+        message,
+    )
 }
 
 /// The store's merged content at one moment: what a provider update is built from.
@@ -125,7 +138,10 @@ impl View {
         for loaded in &self.objects {
             loaded.object.push_into(&mut snapshot);
         }
-        ProviderUpdate { snapshot, diagnostics: self.diagnostics.clone() }
+        ProviderUpdate {
+            snapshot,
+            diagnostics: self.diagnostics.clone(),
+        }
     }
 }
 
