@@ -37,7 +37,11 @@ pub struct ManifestFiles {
 }
 
 impl ManifestFiles {
-    /// Opens `root`, a directory or a file; fails if it does not exist.
+    /// Opens `root`, a directory or a file.
+    ///
+    /// # Errors
+    ///
+    /// [`WatchError::NotFound`] if `root` does not exist, [`WatchError::Io`] if it cannot be inspected.
     pub fn open(root: &Path) -> Result<Self, WatchError> {
         let metadata = fs::metadata(root).map_err(|source| match source.kind() {
             io::ErrorKind::NotFound => WatchError::NotFound {
@@ -202,9 +206,10 @@ fn is_ignored(name: &str) -> bool {
 }
 
 fn is_manifest(name: &str) -> bool {
-    [".yaml", ".yml", ".json"]
+    let extension = Path::new(name).extension().unwrap_or_default();
+    ["yaml", "yml", "json"]
         .iter()
-        .any(|ext| name.ends_with(ext))
+        .any(|ext| extension.eq_ignore_ascii_case(ext))
 }
 
 #[cfg(test)]
@@ -217,6 +222,6 @@ mod tests {
         assert!(is_ignored("..data"));
         assert!(is_ignored("app.yaml~"));
         assert!(!is_ignored("app.yaml"));
-        assert!(is_manifest("a.yml") && is_manifest("a.json") && !is_manifest("a.txt"));
+        assert!(is_manifest("a.yml") && is_manifest("a.JSON") && !is_manifest("a.txt"));
     }
 }

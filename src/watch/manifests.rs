@@ -50,7 +50,10 @@ impl ParsedFile {
 /// multi-document YAML.
 pub fn parse_manifests(file: &str, bytes: &[u8]) -> ParsedFile {
     let mut parsed = ParsedFile::default();
-    if file.ends_with(".json") {
+    if std::path::Path::new(file)
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("json"))
+    {
         parse_json(file, bytes, &mut parsed);
     } else {
         parse_yaml(file, bytes, &mut parsed);

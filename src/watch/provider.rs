@@ -61,7 +61,10 @@ impl FileProvider {
 
     /// Runs until `updates` has no receivers: loads, publishes the first update, then watches.
     ///
-    /// Fails before publishing anything if the path does not exist or cannot be watched.
+    /// # Errors
+    ///
+    /// Fails before publishing anything if the path does not exist
+    /// ([`WatchError::NotFound`]) or cannot be watched; later only if a reload panics.
     pub async fn run(self, updates: UpdateSender) -> Result<(), WatchError> {
         let files = ManifestFiles::open(&self.path)?;
         let (tx, mut rx) = mpsc::channel(256);
@@ -111,7 +114,9 @@ impl FileProvider {
 
 /// Runs the file provider until `updates` is closed: loads `path`, sends the first update, then watches.
 ///
-/// Returns an error before sending anything if `path` does not exist.
+/// # Errors
+///
+/// Returns an error before sending anything if `path` does not exist; see [`FileProvider::run`].
 pub async fn run_file_provider(
     path: PathBuf,
     debounce: Duration,
