@@ -244,6 +244,21 @@ async fn a_deleted_and_recreated_directory_keeps_working() {
 }
 
 #[tokio::test]
+async fn a_quickly_replaced_directory_is_watched_again() {
+    let parent = tempfile::tempdir().expect("temp dir");
+    let dir = parent.path().join("manifests");
+    write(&dir.join("a.yaml"), &ingress("a", "a.test"));
+    let mut running = Running::start(dir.clone()).await;
+
+    // Replaced within one debounce: the old watch is dead, the path is not.
+    fs::remove_dir_all(&dir).expect("remove dir");
+    write(&dir.join("b.yaml"), &ingress("b", "b.test"));
+    assert_eq!(ingress_names(&*running.next().await), ["b"]);
+    write(&dir.join("c.yaml"), &ingress("c", "c.test"));
+    assert_eq!(ingress_names(&*running.next().await), ["b", "c"]);
+}
+
+#[tokio::test]
 async fn the_provider_stops_when_nobody_listens() {
     let dir = tempfile::tempdir().expect("temp dir");
     let Running { rx, task } = Running::start(dir.path().to_owned()).await;

@@ -7,10 +7,11 @@
 //! re-reads the files once: a `cp -r` or an editor save makes one update.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout_at, Instant};
@@ -69,7 +70,7 @@ impl FileProvider {
         let files = ManifestFiles::open(&self.path)?;
         let (tx, mut rx) = mpsc::channel(256);
         // Watch before the first load so no change falls in between.
-        let mut watcher = Some(start_watcher(&files, tx.clone())?);
+        let mut watching = Some(Watching::start(&files, tx.clone())?);
         let files = Arc::new(Mutex::new(files));
         let mut published = None;
         if !load_and_publish(&files, &updates, &mut published).await? {
@@ -79,19 +80,14 @@ impl FileProvider {
             tokio::select! {
                 () = updates.closed() => return Ok(()),
                 Some(_) = rx.recv() => self.settle(&mut rx, &updates).await,
-                () = tokio::time::sleep(RETRY_INTERVAL), if watcher.is_none() => {
-                    watcher = restart_watcher(&files, &tx);
-                    if watcher.is_none() { continue; }
-                }
+                () = tokio::time::sleep(RETRY_INTERVAL), if watching.is_none() => {}
+            }
+            watching = Watching::refresh(watching, &lock(&files), &tx);
+            if watching.is_none() {
+                continue; // The path is gone: keep the last objects.
             }
             if !load_and_publish(&files, &updates, &mut published).await? {
                 return Ok(());
-            }
-            if lock(&files).watch_target().0.exists() {
-                continue;
-            }
-            if watcher.take().is_some() {
-                tracing::warn!(path = %self.path.display(), "watched path is gone; keeping the last objects");
             }
         }
     }
@@ -163,46 +159,101 @@ async fn load_and_publish(
     Ok(updates.send(Some(update)).is_ok())
 }
 
-fn restart_watcher(
-    files: &Mutex<ManifestFiles>,
-    tx: &mpsc::Sender<EventResult>,
-) -> Option<RecommendedWatcher> {
-    let files = lock(files);
-    if !files.watch_target().0.exists() {
-        return None;
+/// A live watcher and the identity of the directory it watches.
+struct Watching {
+    _watcher: RecommendedWatcher,
+    identity: Option<(u64, u64)>,
+    /// Set when the watched directory itself was removed or renamed (or the
+    /// watcher failed): the watch is dead even if the path exists again.
+    stale: Arc<AtomicBool>,
+}
+
+impl Watching {
+    /// Watches the directory recursively, or the parent of a single file
+    /// (editors replace a file by renaming another over it).
+    fn start(files: &ManifestFiles, tx: mpsc::Sender<EventResult>) -> Result<Self, WatchError> {
+        let (target, recursive) = files.watch_target();
+        let mode = if recursive {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
+        let stale = Arc::new(AtomicBool::new(false));
+        let (flag, watched) = (Arc::clone(&stale), target.clone());
+        let mut watcher = notify::recommended_watcher(move |event: EventResult| {
+            if is_relevant(&event) {
+                if touches_root(&event, &watched) {
+                    flag.store(true, Ordering::Relaxed);
+                }
+                // Full means a reload is already pending.
+                let _ = tx.try_send(event);
+            }
+        })?;
+        watcher.watch(&target, mode)?;
+        let identity = identity(&target);
+        Ok(Self {
+            _watcher: watcher,
+            identity,
+            stale,
+        })
     }
-    match start_watcher(&files, tx.clone()) {
-        Ok(watcher) => {
-            tracing::info!(path = %files.root().display(), "watched path is back");
-            Some(watcher)
-        }
-        Err(err) => {
-            tracing::warn!("cannot watch manifests again: {err}");
-            None
+
+    /// Keeps watching while the watched directory is the same one; drops the
+    /// watcher when it is gone and starts a new one when it is back (a watch
+    /// on a deleted directory sees nothing, even if the path is recreated).
+    fn refresh(
+        current: Option<Self>,
+        files: &ManifestFiles,
+        tx: &mpsc::Sender<EventResult>,
+    ) -> Option<Self> {
+        let now = identity(&files.watch_target().0);
+        let path = files.root().display();
+        match (current, now) {
+            (Some(watching), Some(_))
+                if watching.identity == now && !watching.stale.load(Ordering::Relaxed) =>
+            {
+                Some(watching)
+            }
+            (Some(_), None) => {
+                tracing::warn!(%path, "watched path is gone; keeping the last objects");
+                None
+            }
+            (_, None) => None,
+            (_, Some(_)) => match Self::start(files, tx.clone()) {
+                Ok(watching) => {
+                    tracing::info!(%path, "watching the manifest path again");
+                    Some(watching)
+                }
+                Err(err) => {
+                    tracing::warn!(%path, "cannot watch manifests: {err}");
+                    None
+                }
+            },
         }
     }
 }
 
-/// Watches the directory recursively, or the parent of a single file
-/// (editors replace a file by renaming another over it).
-fn start_watcher(
-    files: &ManifestFiles,
-    tx: mpsc::Sender<EventResult>,
-) -> Result<RecommendedWatcher, WatchError> {
-    let (target, recursive) = files.watch_target();
-    let mode = if recursive {
-        RecursiveMode::Recursive
-    } else {
-        RecursiveMode::NonRecursive
-    };
-    let mut watcher = notify::recommended_watcher(move |event: EventResult| {
-        if is_relevant(&event) {
-            // Full means a reload is already pending.
-            let _ = tx.try_send(event);
-        }
-    })?;
-    watcher.watch(&target, mode)?;
-    Ok(watcher)
+/// Tells a recreated directory from the old one at the same path.
+#[cfg(unix)]
+fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Tells whether the path exists (no inode numbers here).
+#[cfg(not(unix))]
+fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|_| (0, 0))
+}
+
+/// True for an event that removes or renames the watched directory itself.
+fn touches_root(event: &EventResult, root: &std::path::Path) -> bool {
+    let Ok(event) = event else { return true };
+    let gone = matches!(
+        event.kind,
+        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+    );
+    gone && event.paths.iter().any(|path| path == root)
 }
 
 /// Reads (our own included) are not changes; a close after writing is.
