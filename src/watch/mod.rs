@@ -1,35 +1,61 @@
 //! Providers: where Kubernetes objects come from (manifest files; later the API).
-//! TEMPORARY STUB: replaced by the file provider branch.
+//!
+//! The manifest-file provider ([`run_file_provider`], [`FileProvider`]) reads
+//! a directory tree or a single file of YAML/JSON manifests, publishes a
+//! [`ProviderUpdate`] and then watches the files, publishing again after each
+//! change (debounced, and only when the objects or diagnostics changed).
+//!
+//! - [`manifests`]: parsing documents into typed objects.
+//! - [`store`]: per-file objects, the last-good rule for broken edits, duplicates.
+//! - [`files`]: finding and reading the files.
+//! - `provider`: notify, debouncing and publishing.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use crate::router::{Diagnostic, Snapshot};
 
-/// What a provider publishes.
-#[derive(Debug, Default)]
+pub mod files;
+pub mod manifests;
+pub mod object;
+mod provider;
+pub mod store;
+
+pub use files::ManifestFiles;
+pub use manifests::{parse_manifests, ParsedFile};
+pub use object::{Loaded, Object, ObjectKey, Source};
+pub use provider::{run_file_provider, FileProvider, UpdateSender};
+pub use store::{Store, View};
+
+/// What a provider publishes: the objects it holds plus problems it found loading them.
+#[derive(Debug, Clone, Default)]
 pub struct ProviderUpdate {
-    /// Objects.
+    /// Every object, one per identity.
     pub snapshot: Snapshot,
-    /// Problems.
+    /// Documents that failed to parse and duplicate objects that were left out.
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Errors.
+/// Why a provider could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    /// Missing path.
-    #[error("missing {0}")]
-    Missing(PathBuf),
-}
-
-/// Runs the file provider.
-pub async fn run_file_provider(
-    path: PathBuf,
-    debounce: Duration,
-    updates: tokio::sync::watch::Sender<Option<Arc<ProviderUpdate>>>,
-) -> Result<(), WatchError> {
-    let _ = (path, debounce, updates);
-    Ok(())
+    /// The manifest path does not exist.
+    #[error("manifest path {} does not exist", path.display())]
+    NotFound {
+        /// The path that was given.
+        path: PathBuf,
+    },
+    /// The manifest path exists but could not be inspected.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The path that failed.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file watcher could not be set up.
+    #[error("cannot watch manifests: {0}")]
+    Watch(#[from] notify::Error),
+    /// The background reload task panicked.
+    #[error("manifest reload task failed: {0}")]
+    Reload(#[from] tokio::task::JoinError),
 }

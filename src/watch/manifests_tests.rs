@@ -1,0 +1,190 @@
+use super::*;
+use crate::router::Severity;
+
+const INGRESS: &str = "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+spec:
+  rules:
+  - host: example.com
+";
+
+fn names(parsed: &ParsedFile) -> Vec<String> {
+    parsed.objects.iter().map(|o| o.key.to_string()).collect()
+}
+
+fn sources(parsed: &ParsedFile) -> Vec<String> {
+    parsed
+        .objects
+        .iter()
+        .map(|o| o.source.to_string())
+        .collect()
+}
+
+fn error_sources(parsed: &ParsedFile) -> Vec<String> {
+    let refs = parsed.diagnostics.iter().map(|d| d.object.source.clone());
+    refs.map(Option::unwrap_or_default).collect()
+}
+
+#[test]
+fn multi_document_file_loads_every_document() {
+    let text = format!(
+        "{INGRESS}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\n"
+    );
+    let parsed = parse_manifests("app.yaml", text.as_bytes());
+    assert_eq!(names(&parsed), ["Ingress default/web", "Service shop/web"]);
+    assert_eq!(sources(&parsed), ["app.yaml#0", "app.yaml#1"]);
+    assert!(!parsed.has_errors());
+}
+
+#[test]
+fn missing_namespace_means_default_and_ingress_class_is_cluster_scoped() {
+    let text = format!(
+        "{INGRESS}---\napiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: sluice\n"
+    );
+    let parsed = parse_manifests("a.yaml", text.as_bytes());
+    assert_eq!(
+        names(&parsed),
+        ["Ingress default/web", "IngressClass sluice"]
+    );
+    let Object::Ingress(ingress) = &parsed.objects[0].object else {
+        panic!("expected an Ingress");
+    };
+    assert_eq!(ingress.metadata.namespace.as_deref(), Some("default"));
+}
+
+#[test]
+fn list_documents_are_unpacked_with_item_indexes() {
+    let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a}\n- apiVersion: v1\n  kind: Secret\n  metadata: {name: b}\n";
+    let parsed = parse_manifests("list.yaml", format!("---\n{INGRESS}---\n{text}").as_bytes());
+    assert_eq!(
+        names(&parsed),
+        [
+            "Ingress default/web",
+            "Service default/a",
+            "Secret default/b"
+        ]
+    );
+    assert_eq!(sources(&parsed)[1..], ["list.yaml#1#0", "list.yaml#1#1"]);
+}
+
+#[test]
+fn empty_documents_are_skipped_silently() {
+    let text = format!("# just a comment\n---\n---\nnull\n---\n{INGRESS}---\n");
+    let parsed = parse_manifests("a.yaml", text.as_bytes());
+    assert_eq!(names(&parsed), ["Ingress default/web"]);
+    // A comment before the first `---` is not a document of its own.
+    assert_eq!(sources(&parsed), ["a.yaml#2"]);
+    assert!(!parsed.has_errors());
+    assert_eq!(parse_manifests("empty.yaml", b""), ParsedFile::default());
+}
+
+#[test]
+fn other_kinds_are_ignored() {
+    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {name: m}\n---\napiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: old}\n";
+    let parsed = parse_manifests("a.yaml", text.as_bytes());
+    assert_eq!(parsed, ParsedFile::default());
+}
+
+#[test]
+fn json_file_with_one_object_loads() {
+    let text = r#"{"apiVersion": "v1", "kind": "Service",
+	"metadata": {"name": "api", "namespace": "prod"},
+	"spec": {"ports": [{"port": 80}]}}"#;
+    let parsed = parse_manifests("svc.json", text.as_bytes());
+    assert_eq!(names(&parsed), ["Service prod/api"]);
+    assert_eq!(sources(&parsed), ["svc.json#0"]);
+}
+
+#[test]
+fn broken_document_is_reported_with_its_index_and_others_load() {
+    let bad = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: bad}\nspec:\n  rules: not-a-list\n";
+    let text =
+        format!("{INGRESS}---\n{bad}---\napiVersion: v1\nkind: Service\nmetadata: {{name: s}}\n");
+    let parsed = parse_manifests("app.yaml", text.as_bytes());
+    assert_eq!(names(&parsed), ["Ingress default/web", "Service default/s"]);
+    assert_eq!(error_sources(&parsed), ["app.yaml#1"]);
+    let diagnostic = &parsed.diagnostics[0];
+    assert_eq!(
+        (diagnostic.kind, diagnostic.severity),
+        (DiagnosticKind::ParseError, Severity::Error)
+    );
+    assert_eq!(
+        (
+            diagnostic.object.kind.as_str(),
+            diagnostic.object.name.as_str()
+        ),
+        ("Document", "")
+    );
+    assert!(
+        diagnostic.message.contains("default/bad"),
+        "{}",
+        diagnostic.message
+    );
+    assert!(
+        diagnostic.message.contains("invalid type"),
+        "{}",
+        diagnostic.message
+    );
+}
+
+#[test]
+fn documents_without_type_are_errors() {
+    let text = "metadata: {name: x}\n---\nkind: Service\n---\n- a list\n";
+    let parsed = parse_manifests("a.yaml", text.as_bytes());
+    assert_eq!(error_sources(&parsed), ["a.yaml#0", "a.yaml#1", "a.yaml#2"]);
+    assert!(parsed.diagnostics[0].message.contains("apiVersion"));
+}
+
+#[test]
+fn syntax_error_reports_line_and_stops_the_stream() {
+    let text = format!("{INGRESS}---\nkind: Service\n  metadata: [\n---\n{INGRESS}");
+    let parsed = parse_manifests("a.yaml", text.as_bytes());
+    assert_eq!(names(&parsed), ["Ingress default/web"]);
+    assert_eq!(error_sources(&parsed), ["a.yaml#1"]);
+    assert!(
+        parsed.diagnostics[0].message.contains("line"),
+        "{}",
+        parsed.diagnostics[0].message
+    );
+}
+
+#[test]
+fn broken_json_is_reported() {
+    let parsed = parse_manifests("a.json", br#"{"apiVersion": "v1", "kind": "#);
+    assert_eq!(error_sources(&parsed), ["a.json#0"]);
+    assert!(parsed.diagnostics[0].message.contains("line 1"));
+}
+
+#[test]
+fn missing_name_is_an_error() {
+    let text = "apiVersion: v1\nkind: Service\nmetadata: {namespace: x}\n---\napiVersion: v1\nkind: Secret\n";
+    let parsed = parse_manifests("a.yaml", text.as_bytes());
+    assert!(parsed.objects.is_empty());
+    assert_eq!(error_sources(&parsed), ["a.yaml#0", "a.yaml#1"]);
+    assert!(parsed.diagnostics[0].message.contains("metadata.name"));
+}
+
+#[test]
+fn string_data_is_merged_into_data() {
+    let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  a: YQ==\n  b: Yg==\nstringData:\n  b: bee\n  c: see\n";
+    let parsed = parse_manifests("a.yaml", text.as_bytes());
+    let Object::Secret(secret) = &parsed.objects[0].object else {
+        panic!("expected a Secret");
+    };
+    assert_eq!(secret.string_data, None);
+    let data = secret.data.clone().unwrap_or_default();
+    let data: Vec<(&str, &[u8])> = data.iter().map(|(k, v)| (k.as_str(), &v.0[..])).collect();
+    assert_eq!(data, [("a", &b"a"[..]), ("b", b"bee"), ("c", b"see")]);
+}
+
+#[test]
+fn managed_fields_are_stripped() {
+    let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\n  managedFields:\n  - manager: kubectl\n    operation: Apply\n";
+    let parsed = parse_manifests("a.yaml", text.as_bytes());
+    let Object::Service(service) = &parsed.objects[0].object else {
+        panic!("expected a Service");
+    };
+    assert_eq!(service.metadata.managed_fields, None);
+}

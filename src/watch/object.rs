@@ -1,0 +1,108 @@
+//! The typed objects a provider holds, their identity, and where they came from.
+
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+
+use crate::router::{ObjectRef, Snapshot};
+
+/// One Kubernetes object of a kind the compiler reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    /// A `networking.k8s.io/v1` Ingress.
+    Ingress(Arc<Ingress>),
+    /// A `networking.k8s.io/v1` IngressClass (cluster scoped).
+    IngressClass(Arc<IngressClass>),
+    /// A `v1` Service.
+    Service(Arc<Service>),
+    /// A `discovery.k8s.io/v1` EndpointSlice.
+    EndpointSlice(Arc<EndpointSlice>),
+    /// A legacy `v1` Endpoints.
+    Endpoints(Arc<Endpoints>),
+    /// A `v1` Secret, with `stringData` already merged into `data`.
+    Secret(Arc<Secret>),
+}
+
+impl Object {
+    /// Adds this object to the matching list of `snapshot`.
+    pub fn push_into(&self, snapshot: &mut Snapshot) {
+        match self {
+            Self::Ingress(o) => snapshot.ingresses.push(Arc::clone(o)),
+            Self::IngressClass(o) => snapshot.ingress_classes.push(Arc::clone(o)),
+            Self::Service(o) => snapshot.services.push(Arc::clone(o)),
+            Self::EndpointSlice(o) => snapshot.endpoint_slices.push(Arc::clone(o)),
+            Self::Endpoints(o) => snapshot.endpoints.push(Arc::clone(o)),
+            Self::Secret(o) => snapshot.secrets.push(Arc::clone(o)),
+        }
+    }
+}
+
+/// The identity of an object: two objects with equal keys are the same object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// The kind, such as `Ingress`.
+    pub kind: &'static str,
+    /// The namespace; `None` for cluster-scoped kinds.
+    pub namespace: Option<String>,
+    /// The object's name.
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// Where an object was read from: a file and a document inside it.
+///
+/// Orders by path, then document index, then list item; the store keeps the
+/// first of two duplicates in this order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Source {
+    /// The file, relative to the watched directory (or the file's own name).
+    pub file: String,
+    /// The document index inside the file, starting at 0.
+    pub doc: usize,
+    /// The item index when the document is a `kind: List`.
+    pub item: Option<usize>,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.file, self.doc)?;
+        if let Some(item) = self.item {
+            write!(f, "#{item}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An object together with its identity and its source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The object's identity.
+    pub key: ObjectKey,
+    /// Where it was read from.
+    pub source: Source,
+    /// The typed object.
+    pub object: Object,
+}
+
+impl Loaded {
+    /// A reference to this object for diagnostics, naming its source.
+    pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef {
+            kind: self.key.kind.to_owned(),
+            namespace: self.key.namespace.clone(),
+            name: self.key.name.clone(),
+            source: Some(self.source.to_string()),
+        }
+    }
+}
