@@ -276,6 +276,7 @@ impl http_body::Body for PatternBody {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use http_body::Body as _;
