@@ -113,6 +113,7 @@ async fn json_report_when_accept_asks_for_it() {
     assert_eq!(report["proto"], "HTTP/1.1");
     assert_eq!(report["host"], backend.addr.to_string());
     assert_eq!(report["headers"]["x-multi"], serde_json::json!(["a", "b"]));
+    assert_eq!(report["body_length"], 5);
     let remote = report["remote_addr"].as_str().unwrap();
     assert!(remote.starts_with("127.0.0.1:"), "{remote}");
 }
@@ -221,4 +222,21 @@ async fn shutdown_stops_the_server() {
     let result = tokio::time::timeout(Duration::from_secs(10), backend.task).await;
     result.unwrap().unwrap().unwrap();
     assert!(tokio::net::TcpStream::connect(backend.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn http1_keep_alive_reuses_the_connection() {
+    let backend = start().await;
+    let client = client(false);
+    let mut remotes = Vec::new();
+    for _ in 0..3 {
+        let req = Request::get(format!("http://{}/", backend.addr))
+            .header("accept", "application/json")
+            .body(empty())
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&body_bytes(resp).await).unwrap();
+        remotes.push(report["remote_addr"].as_str().unwrap().to_owned());
+    }
+    assert!(remotes.iter().all(|r| *r == remotes[0]), "{remotes:?}");
 }

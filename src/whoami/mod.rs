@@ -17,7 +17,8 @@
 //!
 //! The reply is text by default and JSON when `Accept` contains
 //! `application/json`. Unless it echoes, the backend reads and discards the
-//! request body and reports its length in the `x-body-length` response header.
+//! request body and reports its length in the `x-body-length` response header
+//! (and as `body_length` in the JSON report).
 //! A request with `Upgrade: websocket` becomes a WebSocket that echoes text and
 //! binary messages until the client closes.
 //!

@@ -127,7 +127,7 @@ async fn respond(
         None if wants_json(&parts) => plain(
             StatusCode::OK,
             "application/json",
-            report_json(&parts, conn),
+            report_json(&parts, conn, received),
         ),
         None => plain(
             StatusCode::OK,
@@ -193,7 +193,8 @@ fn report_text(parts: &http::request::Parts, conn: &Conn) -> String {
 }
 
 /// The JSON report; header names lowercase, as HTTP/2 carries them.
-fn report_json(parts: &http::request::Parts, conn: &Conn) -> String {
+/// `body_length` is how many request body bytes were read and discarded.
+fn report_json(parts: &http::request::Parts, conn: &Conn, body_length: u64) -> String {
     let mut headers = serde_json::Map::new();
     for name in parts.headers.keys() {
         let values = parts.headers.get_all(name).iter();
@@ -209,6 +210,7 @@ fn report_json(parts: &http::request::Parts, conn: &Conn) -> String {
         "headers": headers,
         "remote_addr": conn.remote.to_string(),
         "local_addr": conn.local.to_string(),
+        "body_length": body_length,
     });
     report.to_string()
 }
