@@ -1,0 +1,416 @@
+#!/usr/bin/env bash
+# Side-by-side load test: sluice against nginx, as /work/shared/bench-method.md
+# prescribes (proxy alone on CPU 1; wrk -t1 and the backend on CPU 0; 2 s
+# warm-up then a measured run; interleaved rounds with the order rotated;
+# medians with min-max and the paired per-round ratio sluice/nginx).
+#
+# Needs: apt-get install -y wrk nginx      (plus curl, python3, taskset, 2+ CPUs)
+#
+# Usage: benches/load.sh [--quick] [--rounds N] [--duration S] [--conns "50 256"]
+#                        [--ingresses N] [--proxies "sluice nginx"] [--no-build]
+# The same settings as environment variables:
+#   ROUNDS=5 DURATION=10 WARMUP=2 CONNS="50 256" INGRESSES=0
+#   PROXIES="sluice nginx"   (also "direct": wrk straight at the backend)
+#   QUICK=1                  (1 round of 3 s: a smoke test, not a measurement)
+#   NO_BUILD=1               (use the release binaries already built)
+#   BIN_DIR=<target>/release (where sluice and bench-backend are)
+#   BACKEND_PORT=8900 SLUICE_PORT=8901 ADMIN_PORT=8902 NGINX_PORT=8903
+#   INGRESS_CLASS=           (set to add spec.ingressClassName to the Ingresses)
+#   OUT_DIR=<target>/load    (results.tsv, wrk outputs and proxy logs land here)
+# INGRESSES=N adds N Ingresses (and N nginx server blocks) with distinct hosts
+# hI.bench.test; the measured requests then go to the middle one via Host:, so
+# host lookup cost is part of the comparison.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONNS=${CONNS:-"50 256"}
+INGRESSES=${INGRESSES:-0}
+PROXIES=${PROXIES:-"sluice nginx"}
+QUICK=${QUICK:-0}
+NO_BUILD=${NO_BUILD:-0}
+BACKEND_PORT=${BACKEND_PORT:-8900}
+SLUICE_PORT=${SLUICE_PORT:-8901}
+ADMIN_PORT=${ADMIN_PORT:-8902}
+NGINX_PORT=${NGINX_PORT:-8903}
+INGRESS_CLASS=${INGRESS_CLASS:-}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --rounds) ROUNDS=$2; shift ;;
+        --duration) DURATION=$2; shift ;;
+        --conns) CONNS=$2; shift ;;
+        --ingresses) INGRESSES=$2; shift ;;
+        --proxies) PROXIES=$2; shift ;;
+        --no-build) NO_BUILD=1 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ "$QUICK" = 1 ]; then ROUNDS=1; DURATION=3; fi
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+BIN=${BIN_DIR:-$TARGET_DIR/release}
+OUT_DIR=${OUT_DIR:-$TARGET_DIR/load}
+CLK_TCK=$(getconf CLK_TCK)
+
+die() { echo "load.sh: $*" >&2; exit 1; }
+
+# --- preflight ---------------------------------------------------------------
+NGINX=$(command -v nginx || true)
+[ -z "$NGINX" ] && [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx
+if ! command -v wrk >/dev/null || { [[ " $PROXIES " == *" nginx "* ]] && [ -z "$NGINX" ]; }; then
+    echo "load.sh needs wrk and nginx. Install them with:" >&2
+    echo "    sudo apt-get install -y wrk nginx" >&2
+    exit 1
+fi
+for tool in curl python3 taskset getconf; do
+    command -v "$tool" >/dev/null || die "missing $tool"
+done
+[ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs for the pinning layout"
+for p in $PROXIES; do
+    case "$p" in sluice|nginx|direct) ;; *) die "unknown proxy '$p' in PROXIES" ;; esac
+done
+for port in "$BACKEND_PORT" "$SLUICE_PORT" "$ADMIN_PORT" "$NGINX_PORT"; do
+    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
+        die "something already answers on 127.0.0.1:$port; set the *_PORT variables"
+    fi
+done
+
+# --- processes, stopped by PID on every exit ----------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-load.XXXXXX")
+declare -A PID=()
+cleanup() {
+    local p
+    for p in "${PID[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PID[@]}"; do
+        # Bounded: anything still alive after ~5 s is killed outright.
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ "$NO_BUILD" != 1 ]; then
+    echo "building release binaries (cargo build --release --bins)..."
+    (cd "$REPO" && cargo build --release --bins)
+fi
+[ -x "$BIN/bench-backend" ] || die "no $BIN/bench-backend; build first"
+mkdir -p "$OUT_DIR"
+RESULTS=$OUT_DIR/results.tsv
+printf 'round\tconns\tproxy\trps\tp50_ms\tp99_ms\tus_per_req\trss_mb\trequests\tnon2xx\terrors\n' >"$RESULTS"
+
+# Host header for the measured requests: the middle of the generated hosts.
+HOST_ARGS=()
+if [ "$INGRESSES" -gt 0 ]; then
+    HOST_ARGS=(-H "Host: h$(((INGRESSES + 1) / 2)).bench.test")
+fi
+
+# Waits until URL answers 200 (through HOST_ARGS) while PID lives.
+wait_ready() {
+    local name=$1 url=$2 pid=$3 log=$4
+    for _ in $(seq 300); do
+        kill -0 "$pid" 2>/dev/null || { tail -20 "$log" >&2; die "$name exited during start-up"; }
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "${HOST_ARGS[@]}" "$url" || true)
+        [ "$code" = 200 ] && return 0
+        sleep 0.1
+    done
+    tail -20 "$log" >&2
+    die "$name not answering 200 on $url after 30 s (last: $code)"
+}
+
+# --- configuration ------------------------------------------------------------
+# One multi-document manifest: Service, EndpointSlice, the host-less Ingress
+# `bench`, and INGRESSES more with hosts hI.bench.test.
+write_manifests() {
+    local dir=$1 class=""
+    [ -n "$INGRESS_CLASS" ] && class="  ingressClassName: $INGRESS_CLASS"
+    mkdir -p "$dir"
+    {
+        cat <<EOF
+apiVersion: v1
+kind: Service
+metadata:
+  name: backend
+  namespace: default
+spec:
+  ports:
+  - name: http
+    port: 80
+    targetPort: $BACKEND_PORT
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: backend-bench
+  namespace: default
+  labels:
+    kubernetes.io/service-name: backend
+addressType: IPv4
+ports:
+- name: http
+  port: $BACKEND_PORT
+  protocol: TCP
+endpoints:
+- addresses: ["127.0.0.1"]
+  conditions:
+    ready: true
+EOF
+        ingress bench "" "$class"
+        for i in $(seq "$INGRESSES"); do ingress "bench-$i" "h$i.bench.test" "$class"; done
+    } >"$dir/bench.yaml"
+}
+
+ingress() {
+    local name=$1 host=$2 class=$3 rule="  - http:"
+    [ -n "$host" ] && rule=$'  - host: '"$host"$'\n    http:'
+    cat <<EOF
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: $name
+  namespace: default
+spec:
+$class
+  rules:
+$rule
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: backend
+            port:
+              number: 80
+EOF
+}
+
+write_nginx_conf() {
+    local conf=$1 prefix=$2 i
+    mkdir -p "$prefix/logs" "$prefix/tmp"
+    local location="location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
+    {
+        cat <<EOF
+worker_processes 1;
+worker_rlimit_nofile 8192;
+daemon off;
+pid $prefix/nginx.pid;
+error_log $prefix/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    server_names_hash_max_size 65536;
+    server_names_hash_bucket_size 128;
+    client_body_temp_path $prefix/tmp/body;
+    proxy_temp_path $prefix/tmp/proxy;
+    fastcgi_temp_path $prefix/tmp/fastcgi;
+    uwsgi_temp_path $prefix/tmp/uwsgi;
+    scgi_temp_path $prefix/tmp/scgi;
+    upstream backend {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 256;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT default_server;
+        server_name _;
+        $location
+    }
+EOF
+        for i in $(seq "$INGRESSES"); do
+            echo "    server { listen 127.0.0.1:$NGINX_PORT; server_name h$i.bench.test; $location }"
+        done
+        echo "}"
+    } >"$conf"
+}
+
+# --- measurement helpers --------------------------------------------------------
+# The PID and all its descendants.
+tree_pids() {
+    ps -e -o pid=,ppid= | awk -v root="$1" '
+        { parent[$1] = $2; pids[NR] = $1 }
+        END {
+            keep[root] = 1; changed = 1
+            while (changed) {
+                changed = 0
+                for (i in pids) { p = pids[i]; if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 } }
+            }
+            for (p in keep) print p
+        }'
+}
+
+# utime + stime, in clock ticks, summed over the tree. Fields 14 and 15 of
+# /proc/PID/stat, counted after the ")" that ends the command name.
+cpu_ticks() {
+    local p total=0 t
+    for p in $(tree_pids "$1"); do
+        t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }') || t=0
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
+# Peak RSS (VmHWM) of the tree in MB.
+peak_rss_mb() {
+    local p
+    for p in $(tree_pids "$1"); do cat "/proc/$p/status" 2>/dev/null || true; done |
+        awk '/^VmHWM:/ { kb += $2 } END { printf "%.1f", kb / 1024 }'
+}
+
+# Resets VmHWM (Linux >= 4.0) so each cell reports its own peak.
+reset_peak_rss() {
+    local p
+    for p in $(tree_pids "$1"); do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done
+}
+
+# wrk latency like "637.00us", "1.23ms" or "2.01s" -> milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000
+        printf "%.3f", n
+    }'
+}
+
+# One cell: warm-up, then the measured run; appends a row to RESULTS.
+run_cell() {
+    local round=$1 conns=$2 proxy=$3 port pid="" log
+    case "$proxy" in
+        sluice) port=$SLUICE_PORT; pid=${PID[sluice]} ;;
+        nginx) port=$NGINX_PORT; pid=${PID[nginx]} ;;
+        direct) port=$BACKEND_PORT ;;
+    esac
+    local url="http://127.0.0.1:$port/"
+    log=$OUT_DIR/wrk-r$round-c$conns-$proxy.txt
+    [ -n "$pid" ] && reset_peak_rss "$pid"
+    timeout $((WARMUP + 30)) taskset -c 0 wrk -t1 -c"$conns" -d"${WARMUP}s" "${HOST_ARGS[@]}" "$url" >/dev/null
+    local before=0 after=0
+    [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+    timeout $((DURATION + 30)) taskset -c 0 wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${HOST_ARGS[@]}" "$url" >"$log"
+    [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+    local rps p50 p99 reqs non2xx errors us rss=nan
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$log")
+    p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$log")")
+    p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$log")")
+    reqs=$(awk '/requests in/ { print $1 }' "$log")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$log")
+    errors=$(awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$log")
+    if [ -z "$rps" ] || [ -z "$reqs" ]; then cat "$log" >&2; die "could not read wrk output ($log)"; fi
+    us=nan
+    if [ -n "$pid" ] && [ "$reqs" -gt 0 ]; then
+        us=$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')
+        rss=$(peak_rss_mb "$pid")
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$conns" "$proxy" "$rps" \
+        "$p50" "$p99" "$us" "$rss" "$reqs" "${non2xx:-0}" "${errors:-0}" >>"$RESULTS"
+    printf '  round %s  %4sc  %-6s  %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  %6s us/req  %6s MB%s\n' \
+        "$round" "$conns" "$proxy" "$rps" "$p50" "$p99" "$us" "$rss" \
+        "$([ "${non2xx:-0}${errors:-0}" != 00 ] && echo "  (non-2xx ${non2xx:-0}, socket errors ${errors:-0})")"
+}
+
+# --- start everything -----------------------------------------------------------
+taskset -c 0 "$BIN/bench-backend" "127.0.0.1:$BACKEND_PORT" >"$OUT_DIR/backend.log" 2>&1 &
+PID[backend]=$!
+saved_host_args=("${HOST_ARGS[@]}")
+HOST_ARGS=()
+wait_ready backend "http://127.0.0.1:$BACKEND_PORT/" "${PID[backend]}" "$OUT_DIR/backend.log"
+HOST_ARGS=("${saved_host_args[@]}")
+
+if [[ " $PROXIES " == *" sluice "* ]]; then
+    [ -x "$BIN/sluice" ] || die "no $BIN/sluice; build first"
+    write_manifests "$TMP/manifests"
+    cp "$TMP/manifests/bench.yaml" "$OUT_DIR/"
+    taskset -c 1 "$BIN/sluice" --manifests "$TMP/manifests" --workers 1 \
+        --http-addr "127.0.0.1:$SLUICE_PORT" --admin-addr "127.0.0.1:$ADMIN_PORT" \
+        >"$OUT_DIR/sluice.log" 2>&1 &
+    PID[sluice]=$!
+    wait_ready sluice "http://127.0.0.1:$SLUICE_PORT/" "${PID[sluice]}" "$OUT_DIR/sluice.log"
+fi
+if [[ " $PROXIES " == *" nginx "* ]]; then
+    write_nginx_conf "$TMP/nginx/nginx.conf" "$TMP/nginx"
+    cp "$TMP/nginx/nginx.conf" "$OUT_DIR/"
+    taskset -c 1 "$NGINX" -e "$TMP/nginx/logs/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" \
+        >"$OUT_DIR/nginx.log" 2>&1 &
+    PID[nginx]=$!
+    wait_ready nginx "http://127.0.0.1:$NGINX_PORT/" "${PID[nginx]}" "$OUT_DIR/nginx.log"
+fi
+
+read -r -a proxy_list <<<"$PROXIES"
+echo "load: proxies [$PROXIES], conns [$CONNS], $ROUNDS round(s) of ${WARMUP}s warm-up + ${DURATION}s," \
+    "$INGRESSES extra ingress(es)${HOST_ARGS[*]:+, ${HOST_ARGS[*]}}; results in $OUT_DIR"
+for round in $(seq "$ROUNDS"); do
+    for conns in $CONNS; do
+        # Rotate the order each round: A B, then B A, ...
+        n=${#proxy_list[@]}
+        for k in $(seq 0 $((n - 1))); do
+            run_cell "$round" "$conns" "${proxy_list[$(((k + round - 1) % n))]}"
+        done
+    done
+done
+
+# --- summary ----------------------------------------------------------------------
+python3 - "$RESULTS" "$PROXIES" <<'PY'
+import csv, math, statistics, sys
+
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+proxies = sys.argv[2].split()
+conns = sorted({int(r["conns"]) for r in rows})
+figures = [("rps", "req/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.3f}"), ("p99_ms", "p99 ms", "{:.3f}"),
+           ("us_per_req", "us/req", "{:.2f}"), ("rss_mb", "RSS MB", "{:.1f}")]
+
+def num(v):
+    try:
+        x = float(v)
+    except ValueError:
+        return None
+    return None if math.isnan(x) else x
+
+def spread(values, fmt):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return fmt.format(med)
+    return f"{fmt.format(med)} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+print("\nmedians (min-max) over rounds")
+head = f"{'proxy':<7} {'conns':>5}  " + "  ".join(f"{label:>24}" for _, label, _ in figures)
+print(head)
+for c in conns:
+    for p in proxies:
+        cell = [r for r in rows if r["proxy"] == p and int(r["conns"]) == c]
+        line = f"{p:<7} {c:>5}  " + "  ".join(f"{spread([num(r[k]) for r in cell], fmt):>24}" for k, _, fmt in figures)
+        print(line)
+bad = [r for r in rows if r["non2xx"] not in ("", "0") or r["errors"] not in ("", "0")]
+for r in bad:
+    print(f"warning: round {r['round']} {r['proxy']} @{r['conns']}c: non-2xx {r['non2xx']}, socket errors {r['errors']}")
+
+if "nginx" in proxies and len(proxies) > 1:
+    print("\npaired per-round ratio X/nginx: median (min-max); '*' = every round on the same side of 1")
+    for p in [p for p in proxies if p != "nginx"]:
+        for c in conns:
+            parts = []
+            for k, label, _ in figures:
+                ratios = []
+                for rnd in sorted({r["round"] for r in rows}):
+                    a = [num(r[k]) for r in rows if r["proxy"] == p and int(r["conns"]) == c and r["round"] == rnd]
+                    b = [num(r[k]) for r in rows if r["proxy"] == "nginx" and int(r["conns"]) == c and r["round"] == rnd]
+                    if a and b and a[0] is not None and b[0]:
+                        ratios.append(a[0] / b[0])
+                if not ratios:
+                    parts.append(f"{label} -")
+                    continue
+                agree = "*" if len(ratios) > 1 and (all(x > 1 for x in ratios) or all(x < 1 for x in ratios)) else ""
+                parts.append(f"{label} {spread(ratios, '{:.2f}')}{agree}")
+            print(f"{p}/nginx @{c}c: " + "; ".join(parts))
+PY
