@@ -13,8 +13,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
-    ServiceBackendPort,
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sluice::router::{compile, CompileOptions, Registries, Snapshot};
@@ -42,26 +42,46 @@ fn ingress(namespace: &str, name: &str, host: &str, path: &str) -> Ingress {
     let backend = IngressBackend {
         service: Some(IngressServiceBackend {
             name: name.to_owned(),
-            port: Some(ServiceBackendPort { number: Some(80), name: None }),
+            port: Some(ServiceBackendPort {
+                number: Some(80),
+                name: None,
+            }),
         }),
         resource: None,
     };
     let http = HTTPIngressRuleValue {
-        paths: vec![HTTPIngressPath { backend, path: Some(path.to_owned()), path_type: "Prefix".to_owned() }],
+        paths: vec![HTTPIngressPath {
+            backend,
+            path: Some(path.to_owned()),
+            path_type: "Prefix".to_owned(),
+        }],
     };
-    let rule = IngressRule { host: Some(host.to_owned()), http: Some(http) };
+    let rule = IngressRule {
+        host: Some(host.to_owned()),
+        http: Some(http),
+    };
     Ingress {
         metadata: meta(namespace, name),
-        spec: Some(IngressSpec { rules: Some(vec![rule]), ..IngressSpec::default() }),
+        spec: Some(IngressSpec {
+            rules: Some(vec![rule]),
+            ..IngressSpec::default()
+        }),
         status: None,
     }
 }
 
 fn service(namespace: &str, name: &str) -> Service {
-    let port = ServicePort { name: Some("http".to_owned()), port: 80, ..ServicePort::default() };
+    let port = ServicePort {
+        name: Some("http".to_owned()),
+        port: 80,
+        ..ServicePort::default()
+    };
     Service {
         metadata: meta(namespace, name),
-        spec: Some(ServiceSpec { ports: Some(vec![port]), ..ServiceSpec::default() }),
+        spec: Some(ServiceSpec {
+            ports: Some(vec![port]),
+            ..ServiceSpec::default()
+        }),
         status: None,
     }
 }
@@ -71,12 +91,19 @@ fn slice(namespace: &str, name: &str, n: usize) -> EndpointSlice {
     let labels = BTreeMap::from([("kubernetes.io/service-name".to_owned(), name.to_owned())]);
     metadata.labels = Some(labels);
     let ip = |k: usize| format!("10.{}.{}.{}", n / 250 % 250, n % 250, k);
-    let endpoint = |k| Endpoint { addresses: vec![ip(k)], ..Endpoint::default() };
+    let endpoint = |k| Endpoint {
+        addresses: vec![ip(k)],
+        ..Endpoint::default()
+    };
     EndpointSlice {
         address_type: "IPv4".to_owned(),
         endpoints: vec![endpoint(1), endpoint(2)],
         metadata,
-        ports: Some(vec![EndpointPort { name: Some("http".to_owned()), port: Some(8080), ..EndpointPort::default() }]),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".to_owned()),
+            port: Some(8080),
+            ..EndpointPort::default()
+        }]),
     }
 }
 
@@ -94,13 +121,27 @@ fn altinn_snapshot() -> Snapshot {
     for i in 0..SHARED + OWN {
         let (namespace, name, host, path) = if i < SHARED {
             let (org, app) = org_app(i);
-            (org.clone(), app.clone(), SHARED_HOSTS[i % SHARED_HOSTS.len()].to_owned(), format!("/{org}/{app}"))
+            (
+                org.clone(),
+                app.clone(),
+                SHARED_HOSTS[i % SHARED_HOSTS.len()].to_owned(),
+                format!("/{org}/{app}"),
+            )
         } else {
-            ("own".to_owned(), format!("app{i}"), own_host(i), "/".to_owned())
+            (
+                "own".to_owned(),
+                format!("app{i}"),
+                own_host(i),
+                "/".to_owned(),
+            )
         };
-        snapshot.ingresses.push(Arc::new(ingress(&namespace, &name, &host, &path)));
+        snapshot
+            .ingresses
+            .push(Arc::new(ingress(&namespace, &name, &host, &path)));
         snapshot.services.push(Arc::new(service(&namespace, &name)));
-        snapshot.endpoint_slices.push(Arc::new(slice(&namespace, &name, i)));
+        snapshot
+            .endpoint_slices
+            .push(Arc::new(slice(&namespace, &name, i)));
     }
     snapshot
 }
@@ -109,11 +150,20 @@ fn requests() -> [Vec<(String, String)>; 3] {
     let shared = (0..SHARED).step_by(97).map(|i| {
         let (org, app) = org_app(i);
         let host = SHARED_HOSTS[i % SHARED_HOSTS.len()];
-        (host.to_owned(), format!("/{org}/{app}/api/v1/instances/{i}"))
+        (
+            host.to_owned(),
+            format!("/{org}/{app}/api/v1/instances/{i}"),
+        )
     });
-    let own = (SHARED..SHARED + OWN).step_by(13).map(|i| (own_host(i), "/index.html".to_owned()));
+    let own = (SHARED..SHARED + OWN)
+        .step_by(13)
+        .map(|i| (own_host(i), "/index.html".to_owned()));
     let misses = (0..64).map(|i| {
-        let host = if i % 2 == 0 { SHARED_HOSTS[i % 5].to_owned() } else { format!("nobody{i}.example.org") };
+        let host = if i % 2 == 0 {
+            SHARED_HOSTS[i % 5].to_owned()
+        } else {
+            format!("nobody{i}.example.org")
+        };
         (host, format!("/org{i}/missing/thing"))
     });
     [shared.collect(), own.collect(), misses.collect()]
@@ -131,11 +181,19 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     let compiled = compile(&snapshot, &options, &registries);
-    assert!(compiled.diagnostics.is_empty(), "{:?}", compiled.diagnostics.first());
+    assert!(
+        compiled.diagnostics.is_empty(),
+        "{:?}",
+        compiled.diagnostics.first()
+    );
     let table = compiled.table;
     let [shared, own, misses] = requests();
     let mut group = c.benchmark_group("lookup");
-    for (name, requests, hit) in [("shared_host_hit", &shared, true), ("own_host_hit", &own, true), ("miss", &misses, false)] {
+    for (name, requests, hit) in [
+        ("shared_host_hit", &shared, true),
+        ("own_host_hit", &own, true),
+        ("miss", &misses, false),
+    ] {
         for (host, path) in requests {
             assert_eq!(table.lookup(host, path).is_some(), hit, "{host} {path}");
         }

@@ -45,9 +45,13 @@ fn add(fixture: &mut Fixture, mut value: Value) {
     let snapshot = &mut fixture.snapshot;
     match kind.as_str() {
         "Ingress" => snapshot.ingresses.push(Arc::new(parse::<Ingress>(value))),
-        "IngressClass" => snapshot.ingress_classes.push(Arc::new(parse::<IngressClass>(value))),
+        "IngressClass" => snapshot
+            .ingress_classes
+            .push(Arc::new(parse::<IngressClass>(value))),
         "Service" => snapshot.services.push(Arc::new(parse::<Service>(value))),
-        "EndpointSlice" => snapshot.endpoint_slices.push(Arc::new(parse::<EndpointSlice>(value))),
+        "EndpointSlice" => snapshot
+            .endpoint_slices
+            .push(Arc::new(parse::<EndpointSlice>(value))),
         "Endpoints" => snapshot.endpoints.push(Arc::new(parse::<Endpoints>(value))),
         "Options" => {
             let class = value["ingressClass"].as_str().expect("ingressClass");
@@ -55,7 +59,10 @@ fn add(fixture: &mut Fixture, mut value: Value) {
         }
         "Probes" => {
             let probes = value["probes"].as_array().expect("probes list");
-            fixture.probes = probes.iter().map(|p| p.as_str().expect("probe").to_owned()).collect();
+            fixture.probes = probes
+                .iter()
+                .map(|p| p.as_str().expect("probe").to_owned())
+                .collect();
         }
         other => panic!("fixture has an unknown kind {other:?}"),
     }
@@ -78,7 +85,12 @@ fn summary(compiled: &Compiled) -> String {
         let host = route.host.as_deref().unwrap_or("*");
         let path = route.path.as_deref().unwrap_or("(default backend)");
         let _ = writeln!(out, "    {host} {path} {kind} from {}", route.ingress);
-        let _ = writeln!(out, "    -> {service} [{}] {}", route.state, route.endpoints.join(" "));
+        let _ = writeln!(
+            out,
+            "    -> {service} [{}] {}",
+            route.state,
+            route.endpoints.join(" ")
+        );
     }
     out.push_str("diagnostics:\n");
     for d in &compiled.diagnostics {
@@ -91,9 +103,16 @@ fn summary(compiled: &Compiled) -> String {
 fn check_probes(compiled: &Compiled, probes: &[String]) -> Vec<String> {
     let mut failures = Vec::new();
     for probe in probes {
-        let (request, want) = probe.split_once(" -> ").expect("probe is `host path -> name`");
-        let (host, path) = request.split_once(' ').expect("probe request is `host path`");
-        let got = compiled.table.lookup(host, path).map_or("404".to_owned(), |r| r.name.to_string());
+        let (request, want) = probe
+            .split_once(" -> ")
+            .expect("probe is `host path -> name`");
+        let (host, path) = request
+            .split_once(' ')
+            .expect("probe request is `host path`");
+        let got = compiled
+            .table
+            .lookup(host, path)
+            .map_or("404".to_owned(), |r| r.name.to_string());
         if got != want.trim() {
             failures.push(format!("lookup {host} {path}: got {got}, want {want}"));
         }
@@ -121,8 +140,16 @@ fn compile_fixtures() {
     for case in cases {
         let fixture = load(&case);
         let compiled = compile(&fixture.snapshot, &fixture.options, &Registries::default());
-        let name = case.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
-        failures.extend(check_probes(&compiled, &fixture.probes).into_iter().map(|f| format!("{name}: {f}")));
+        let name = case
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        failures.extend(
+            check_probes(&compiled, &fixture.probes)
+                .into_iter()
+                .map(|f| format!("{name}: {f}")),
+        );
         let actual = summary(&compiled);
         let expected_path = case.with_extension("expected");
         if bless {
@@ -131,7 +158,9 @@ fn compile_fixtures() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if expected != actual {
-            failures.push(format!("{name}: summary differs\n--- expected\n{expected}--- actual\n{actual}"));
+            failures.push(format!(
+                "{name}: summary differs\n--- expected\n{expected}--- actual\n{actual}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

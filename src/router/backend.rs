@@ -33,31 +33,52 @@ pub(super) struct Resolver<'a> {
 }
 
 fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Key<'_>> {
-    Some((meta.namespace.as_deref().unwrap_or("default"), meta.name.as_deref()?))
+    Some((
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref()?,
+    ))
 }
 
 impl<'a> Resolver<'a> {
     /// Indexes the snapshot once per compile.
     pub(super) fn new(snapshot: &'a Snapshot) -> Self {
-        let services = snapshot.services.iter().filter_map(|s| Some((key_of(&s.metadata)?, &**s))).collect();
-        let endpoints = snapshot.endpoints.iter().filter_map(|e| Some((key_of(&e.metadata)?, &**e))).collect();
+        let services = snapshot
+            .services
+            .iter()
+            .filter_map(|s| Some((key_of(&s.metadata)?, &**s)))
+            .collect();
+        let endpoints = snapshot
+            .endpoints
+            .iter()
+            .filter_map(|e| Some((key_of(&e.metadata)?, &**e)))
+            .collect();
         let mut slices: HashMap<Key<'a>, Vec<&'a EndpointSlice>> = HashMap::new();
         for slice in &snapshot.endpoint_slices {
             let meta = &slice.metadata;
             let service = meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
             if let Some(service) = service {
                 let namespace = meta.namespace.as_deref().unwrap_or("default");
-                slices.entry((namespace, service.as_str())).or_default().push(&**slice);
+                slices
+                    .entry((namespace, service.as_str()))
+                    .or_default()
+                    .push(&**slice);
             }
         }
-        Self { services, slices, endpoints }
+        Self {
+            services,
+            slices,
+            endpoints,
+        }
     }
 
     /// The endpoint set of a Service port, or why there is none.
     pub(super) fn resolve(&self, key: &BackendKey) -> Result<EndpointSet, Unresolved> {
         let id = (key.namespace.as_str(), key.service.as_str());
         let Some(service) = self.services.get(&id) else {
-            return Err(unresolved(DiagnosticKind::MissingService, format!("service {}/{} not found", id.0, id.1)));
+            return Err(unresolved(
+                DiagnosticKind::MissingService,
+                format!("service {}/{} not found", id.0, id.1),
+            ));
         };
         let spec = service.spec.as_ref();
         let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
@@ -69,14 +90,24 @@ impl<'a> Resolver<'a> {
             return Err(missing_port(key));
         };
         let single_unnamed = ports.len() == 1 && port.name.as_deref().unwrap_or("").is_empty();
-        let want = PortWant { name: port.name.as_deref().unwrap_or(""), single_unnamed };
+        let want = PortWant {
+            name: port.name.as_deref().unwrap_or(""),
+            single_unnamed,
+        };
         let mut addrs = match self.slices.get(&id) {
             Some(slices) => slices.iter().flat_map(|s| slice_addrs(s, &want)).collect(),
-            None => self.endpoints.get(&id).map(|e| legacy_addrs(e, &want)).unwrap_or_default(),
+            None => self
+                .endpoints
+                .get(&id)
+                .map(|e| legacy_addrs(e, &want))
+                .unwrap_or_default(),
         };
         addrs.sort_unstable();
         addrs.dedup();
-        Ok(EndpointSet { addrs, external: None })
+        Ok(EndpointSet {
+            addrs,
+            external: None,
+        })
     }
 }
 
@@ -85,7 +116,10 @@ fn unresolved(kind: DiagnosticKind, reason: String) -> Unresolved {
 }
 
 fn missing_port(key: &BackendKey) -> Unresolved {
-    let reason = format!("service {}/{} has no port {}", key.namespace, key.service, key.port);
+    let reason = format!(
+        "service {}/{} has no port {}",
+        key.namespace, key.service, key.port
+    );
     unresolved(DiagnosticKind::MissingPort, reason)
 }
 
@@ -98,9 +132,16 @@ fn find_port<'p>(ports: &'p [ServicePort], want: &PortRef) -> Option<&'p Service
 
 /// An ExternalName Service: the DNS name and the port's number (a number the
 /// Service does not list is used as is: such Services often list no ports).
-fn external(key: &BackendKey, host: Option<&str>, port: Option<&ServicePort>) -> Result<EndpointSet, Unresolved> {
+fn external(
+    key: &BackendKey,
+    host: Option<&str>,
+    port: Option<&ServicePort>,
+) -> Result<EndpointSet, Unresolved> {
     let Some(host) = host.filter(|h| !h.is_empty()) else {
-        let reason = format!("ExternalName service {}/{} has no spec.externalName", key.namespace, key.service);
+        let reason = format!(
+            "ExternalName service {}/{} has no spec.externalName",
+            key.namespace, key.service
+        );
         return Err(unresolved(DiagnosticKind::InvalidObject, reason));
     };
     let number = match (port, &key.port) {
@@ -109,8 +150,14 @@ fn external(key: &BackendKey, host: Option<&str>, port: Option<&ServicePort>) ->
         (None, PortRef::Name(_)) => return Err(missing_port(key)),
     };
     let port = u16::try_from(number).map_err(|_| missing_port(key))?;
-    let external = Some(ExternalName { host: host.to_owned(), port });
-    Ok(EndpointSet { addrs: Vec::new(), external })
+    let external = Some(ExternalName {
+        host: host.to_owned(),
+        port,
+    });
+    Ok(EndpointSet {
+        addrs: Vec::new(),
+        external,
+    })
 }
 
 /// Which endpoint port serves a Service port: same name (absent is ""), or the
@@ -135,7 +182,10 @@ fn slice_addrs(slice: &EndpointSlice, want: &PortWant<'_>) -> Vec<SocketAddr> {
     }
     let ports = slice.ports.as_deref().unwrap_or_default();
     let port = want.pick(ports, |p| p.name.as_deref().unwrap_or(""));
-    let Some(port) = port.and_then(|p| p.port).and_then(|p| u16::try_from(p).ok()) else {
+    let Some(port) = port
+        .and_then(|p| p.port)
+        .and_then(|p| u16::try_from(p).ok())
+    else {
         return Vec::new();
     };
     slice
@@ -150,7 +200,8 @@ fn slice_addrs(slice: &EndpointSlice, want: &PortWant<'_>) -> Vec<SocketAddr> {
 
 fn is_serving(endpoint: &Endpoint) -> bool {
     let conditions = endpoint.conditions.as_ref();
-    conditions.and_then(|c| c.ready) != Some(false) && conditions.and_then(|c| c.terminating) != Some(true)
+    conditions.and_then(|c| c.ready) != Some(false)
+        && conditions.and_then(|c| c.terminating) != Some(true)
 }
 
 fn legacy_addrs(endpoints: &Endpoints, want: &PortWant<'_>) -> Vec<SocketAddr> {

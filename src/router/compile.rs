@@ -101,15 +101,31 @@ impl Context<'_> {
         let mut routes = Vec::new();
         for ing in served {
             for rule in ingress::rules(ing, &mut self.diagnostics) {
-                let Some(key) = self.backend_key(ing, rule.backend) else { continue };
-                let claim = (rule.host.clone(), match_path(&rule.path, rule.kind).to_owned(), rule.kind);
+                let Some(key) = self.backend_key(ing, rule.backend) else {
+                    continue;
+                };
+                let claim = (
+                    rule.host.clone(),
+                    match_path(&rule.path, rule.kind).to_owned(),
+                    rule.kind,
+                );
                 if let Some(winner) = claims.get(&claim) {
-                    let what = format!("host {} path {} ({:?})", rule.host.display().as_deref().unwrap_or("*"), rule.path, rule.kind);
+                    let what = format!(
+                        "host {} path {} ({:?})",
+                        rule.host.display().as_deref().unwrap_or("*"),
+                        rule.path,
+                        rule.kind
+                    );
                     self.conflict(ing, winner, &what);
                     continue;
                 }
                 claims.insert(claim, &ing.object);
-                routes.push(self.route(ing, rule.host.display(), Some((rule.path, rule.kind)), key));
+                routes.push(self.route(
+                    ing,
+                    rule.host.display(),
+                    Some((rule.path, rule.kind)),
+                    key,
+                ));
             }
         }
         routes
@@ -120,8 +136,12 @@ impl Context<'_> {
         let mut winner: Option<(&ObjectRef, Arc<Route>)> = None;
         for ing in served {
             let spec = ing.ingress.spec.as_ref();
-            let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) else { continue };
-            let Some(key) = self.backend_key(ing, backend) else { continue };
+            let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) else {
+                continue;
+            };
+            let Some(key) = self.backend_key(ing, backend) else {
+                continue;
+            };
             match &winner {
                 Some((object, _)) => self.conflict(ing, object, "the default backend"),
                 None => winner = Some((&ing.object, self.route(ing, None, None, key))),
@@ -143,14 +163,25 @@ impl Context<'_> {
             format!("{what} is also claimed by {winner}, which is older and wins")
         };
         let object = loser.object.clone();
-        self.diagnostics.push(Diagnostic::error(object, DiagnosticKind::Conflict, message));
+        self.diagnostics
+            .push(Diagnostic::error(object, DiagnosticKind::Conflict, message));
     }
 
-    fn route(&mut self, ing: &Served<'_>, host: Option<String>, path: Option<(String, PathKind)>, key: BackendKey) -> Arc<Route> {
+    fn route(
+        &mut self,
+        ing: &Served<'_>,
+        host: Option<String>,
+        path: Option<(String, PathKind)>,
+        key: BackendKey,
+    ) -> Arc<Route> {
         let shown_host = host.as_deref().unwrap_or("any");
         let shown_path = path.as_ref().map_or("default", |(p, _)| p.as_str());
-        let name: Arc<str> = format!("{}-{}-{shown_host}-{shown_path}", ing.namespace, ing.name).into();
-        let stats = self.registries.route_stats.get_or_insert_with(&name, RouteStats::default);
+        let name: Arc<str> =
+            format!("{}-{}-{shown_host}-{shown_path}", ing.namespace, ing.name).into();
+        let stats = self
+            .registries
+            .route_stats
+            .get_or_insert_with(&name, RouteStats::default);
         let target = self.target(ing, &key);
         let (path, kind) = path.unzip();
         Arc::new(Route {
@@ -169,15 +200,23 @@ impl Context<'_> {
         let resolved = self.resolved.entry(key.clone()).or_insert_with(|| {
             let set = self.resolver.resolve(key)?;
             let backend = self.registries.upstreams.backend(key);
-            self.endpoints.insert(key.clone(), (backend.clone(), Arc::new(set)));
+            self.endpoints
+                .insert(key.clone(), (backend.clone(), Arc::new(set)));
             Ok(backend)
         });
         match resolved {
             Ok(backend) => Target::Backend(backend.clone()),
             Err(unresolved) => {
                 let message = unresolved.reason.clone();
-                self.diagnostics.push(Diagnostic::error(ing.object.clone(), unresolved.kind, message.clone()));
-                Target::Unavailable { status: 503, reason: message.into() }
+                self.diagnostics.push(Diagnostic::error(
+                    ing.object.clone(),
+                    unresolved.kind,
+                    message.clone(),
+                ));
+                Target::Unavailable {
+                    status: 503,
+                    reason: message.into(),
+                }
             }
         }
     }

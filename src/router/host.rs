@@ -55,7 +55,10 @@ fn name_problem(name: &str) -> Option<&'static str> {
     if name.contains('*') {
         return Some("may only use `*` as its whole first label");
     }
-    if name.bytes().any(|b| b == b':' || b == b'/' || b.is_ascii_whitespace()) {
+    if name
+        .bytes()
+        .any(|b| b == b':' || b == b'/' || b.is_ascii_whitespace())
+    {
         return Some("must be a plain DNS name (no port, no path, no spaces)");
     }
     None
@@ -142,11 +145,24 @@ mod tests {
     #[test]
     fn rule_hosts_parse_into_patterns() {
         let parse = |h| HostPattern::parse(Some(h));
-        assert_eq!(parse("Foo.Example.com"), Ok(HostPattern::Exact("foo.example.com".into())));
-        assert_eq!(parse("*.example.com"), Ok(HostPattern::Wildcard("example.com".into())));
+        assert_eq!(
+            parse("Foo.Example.com"),
+            Ok(HostPattern::Exact("foo.example.com".into()))
+        );
+        assert_eq!(
+            parse("*.example.com"),
+            Ok(HostPattern::Wildcard("example.com".into()))
+        );
         assert_eq!(HostPattern::parse(None), Ok(HostPattern::Any));
         assert_eq!(parse(""), Ok(HostPattern::Any));
-        for bad in ["*", "a.*.com", "*.", "foo..com", "example.com:80", "**.a.com"] {
+        for bad in [
+            "*",
+            "a.*.com",
+            "*.",
+            "foo..com",
+            "example.com:80",
+            "**.a.com",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

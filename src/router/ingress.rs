@@ -7,7 +7,9 @@ use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend}
 use k8s_openapi::jiff::Timestamp;
 
 use super::host::HostPattern;
-use super::{CompileOptions, Diagnostic, DiagnosticKind, ObjectRef, PathKind, Snapshot, CONTROLLER_NAME};
+use super::{
+    CompileOptions, Diagnostic, DiagnosticKind, ObjectRef, PathKind, Snapshot, CONTROLLER_NAME,
+};
 use crate::upstream::{BackendKey, PortRef};
 
 /// The legacy annotation that named an Ingress's class before `spec.ingressClassName`.
@@ -58,7 +60,9 @@ pub(super) fn served<'a>(
     let ours: HashSet<&str> = snapshot
         .ingress_classes
         .iter()
-        .filter(|class| class.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER_NAME))
+        .filter(|class| {
+            class.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER_NAME)
+        })
         .filter_map(|class| class.metadata.name.as_deref())
         .collect();
     let mut served: Vec<Served<'a>> = snapshot
@@ -74,7 +78,10 @@ pub(super) fn served<'a>(
 /// The class rules: our class name, a class whose controller is us, the legacy
 /// annotation naming our class, or no class at all.
 fn is_ours(ingress: &Ingress, options: &CompileOptions, ours: &HashSet<&str>) -> bool {
-    let field = ingress.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref());
+    let field = ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.as_deref());
     let annotation = ingress
         .metadata
         .annotations
@@ -90,7 +97,11 @@ fn identify<'a>(ingress: &'a Ingress, diagnostics: &mut Vec<Diagnostic>) -> Opti
     let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
     let Some(name) = ingress.metadata.name.as_deref().filter(|n| !n.is_empty()) else {
         let object = ObjectRef::namespaced("Ingress", namespace, "");
-        diagnostics.push(Diagnostic::error(object, DiagnosticKind::InvalidObject, "Ingress has no metadata.name"));
+        diagnostics.push(Diagnostic::error(
+            object,
+            DiagnosticKind::InvalidObject,
+            "Ingress has no metadata.name",
+        ));
         return None;
     };
     Some(Served {
@@ -105,7 +116,12 @@ fn identify<'a>(ingress: &'a Ingress, diagnostics: &mut Vec<Diagnostic>) -> Opti
 /// The Ingress's rule paths; invalid hosts and paths become diagnostics and are left out.
 pub(super) fn rules<'a>(served: &Served<'a>, diagnostics: &mut Vec<Diagnostic>) -> Vec<Rule<'a>> {
     let mut out = Vec::new();
-    let rules = served.ingress.spec.as_ref().and_then(|s| s.rules.as_deref()).unwrap_or_default();
+    let rules = served
+        .ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.rules.as_deref())
+        .unwrap_or_default();
     for rule in rules {
         let host = match HostPattern::parse(rule.host.as_deref()) {
             Ok(host) => host,
@@ -114,10 +130,19 @@ pub(super) fn rules<'a>(served: &Served<'a>, diagnostics: &mut Vec<Diagnostic>) 
                 continue;
             }
         };
-        let paths = rule.http.as_ref().map(|h| h.paths.as_slice()).unwrap_or_default();
+        let paths = rule
+            .http
+            .as_ref()
+            .map(|h| h.paths.as_slice())
+            .unwrap_or_default();
         for path in paths {
             match rule_path(path) {
-                Ok((path_str, kind)) => out.push(Rule { host: host.clone(), path: path_str, kind, backend: &path.backend }),
+                Ok((path_str, kind)) => out.push(Rule {
+                    host: host.clone(),
+                    path: path_str,
+                    kind,
+                    backend: &path.backend,
+                }),
                 Err(message) => diagnostics.push(invalid(served, message)),
             }
         }
@@ -131,7 +156,11 @@ fn rule_path(path: &HTTPIngressPath) -> Result<(String, PathKind), String> {
         "Prefix" | "ImplementationSpecific" | "" => PathKind::Prefix,
         other => return Err(format!("unknown pathType {other:?}")),
     };
-    let written = path.path.as_deref().filter(|p| !p.is_empty()).unwrap_or("/");
+    let written = path
+        .path
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/");
     if !written.starts_with('/') {
         return Err(format!("path {written:?} does not start with `/`"));
     }
@@ -139,16 +168,34 @@ fn rule_path(path: &HTTPIngressPath) -> Result<(String, PathKind), String> {
 }
 
 /// The Service port a backend names, in the Ingress's namespace.
-pub(super) fn backend_key(served: &Served<'_>, backend: &IngressBackend) -> Result<BackendKey, Diagnostic> {
+pub(super) fn backend_key(
+    served: &Served<'_>,
+    backend: &IngressBackend,
+) -> Result<BackendKey, Diagnostic> {
     let Some(service) = &backend.service else {
-        let what = if backend.resource.is_some() { "a resource backend" } else { "an empty backend" };
-        return Err(invalid(served, format!("{what} is not supported; use service")));
+        let what = if backend.resource.is_some() {
+            "a resource backend"
+        } else {
+            "an empty backend"
+        };
+        return Err(invalid(
+            served,
+            format!("{what} is not supported; use service"),
+        ));
     };
     let port = service.port.as_ref();
-    let port = match (port.and_then(|p| p.number), port.and_then(|p| p.name.as_deref())) {
+    let port = match (
+        port.and_then(|p| p.number),
+        port.and_then(|p| p.name.as_deref()),
+    ) {
         (Some(number), _) => PortRef::Number(number),
         (None, Some(name)) if !name.is_empty() => PortRef::Name(name.to_owned()),
-        _ => return Err(invalid(served, format!("backend service {:?} names no port", service.name))),
+        _ => {
+            return Err(invalid(
+                served,
+                format!("backend service {:?} names no port", service.name),
+            ))
+        }
     };
     if service.name.is_empty() {
         return Err(invalid(served, "backend service has no name".to_owned()));
@@ -161,5 +208,9 @@ pub(super) fn backend_key(served: &Served<'_>, backend: &IngressBackend) -> Resu
 }
 
 fn invalid(served: &Served<'_>, message: String) -> Diagnostic {
-    Diagnostic::error(served.object.clone(), DiagnosticKind::InvalidObject, message)
+    Diagnostic::error(
+        served.object.clone(),
+        DiagnosticKind::InvalidObject,
+        message,
+    )
 }

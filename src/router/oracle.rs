@@ -58,7 +58,9 @@ impl Oracle {
             if !level.matches(route.host.as_deref(), host) {
                 continue;
             }
-            let Some(len) = path_len(route, path) else { continue };
+            let Some(len) = path_len(route, path) else {
+                continue;
+            };
             let exact = route.kind == Some(PathKind::Exact);
             if best.is_none_or(|(l, e, _)| (len, exact) > (l, e)) {
                 best = Some((len, exact, route));
@@ -134,7 +136,16 @@ fn path_strategy(depth: usize) -> impl Strategy<Value = String> {
 }
 
 fn request_strategy() -> impl Strategy<Value = (&'static str, String)> {
-    let hosts = vec!["a.com", "A.Com:80", "a.com.", "b.a.com", "c.a.com", "x.b.a.com", "other.org", "[::1]:80"];
+    let hosts = vec![
+        "a.com",
+        "A.Com:80",
+        "a.com.",
+        "b.a.com",
+        "c.a.com",
+        "x.b.a.com",
+        "other.org",
+        "[::1]:80",
+    ];
     (prop::sample::select(hosts), path_strategy(4))
 }
 
@@ -150,7 +161,10 @@ fn tables(rules: &[(Option<&str>, String, PathKind)], default: bool) -> (RouteTa
         }
     }
     let default = default.then(test_default);
-    let oracle = Oracle { rules: routes.clone(), default: default.clone() };
+    let oracle = Oracle {
+        rules: routes.clone(),
+        default: default.clone(),
+    };
     let (table, diags) = RouteTable::build(routes, default);
     assert!(diags.is_empty(), "{diags:?}");
     (table, oracle)

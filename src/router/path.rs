@@ -82,7 +82,11 @@ impl PathTable {
             Err(err) => {
                 let route = entry.exact.or(entry.prefix)?;
                 let message = format!("path {key:?} cannot be routed: {err}");
-                Some(Diagnostic::error(route.ingress.clone(), DiagnosticKind::InvalidObject, message))
+                Some(Diagnostic::error(
+                    route.ingress.clone(),
+                    DiagnosticKind::InvalidObject,
+                    message,
+                ))
             }
         }
     }
@@ -153,25 +157,61 @@ mod tests {
             (&[(Prefix, "/foo/")], "/foo", Some((Prefix, "/foo/"))),
             (&[(Prefix, "/foo/")], "/foo/", Some((Prefix, "/foo/"))),
             (&[(Prefix, "/aaa/bb")], "/aaa/bbb", None),
-            (&[(Prefix, "/aaa/bbb")], "/aaa/bbb", Some((Prefix, "/aaa/bbb"))),
-            (&[(Prefix, "/aaa/bbb/")], "/aaa/bbb", Some((Prefix, "/aaa/bbb/"))),
-            (&[(Prefix, "/aaa/bbb")], "/aaa/bbb/", Some((Prefix, "/aaa/bbb"))),
-            (&[(Prefix, "/aaa/bbb")], "/aaa/bbb/ccc", Some((Prefix, "/aaa/bbb"))),
+            (
+                &[(Prefix, "/aaa/bbb")],
+                "/aaa/bbb",
+                Some((Prefix, "/aaa/bbb")),
+            ),
+            (
+                &[(Prefix, "/aaa/bbb/")],
+                "/aaa/bbb",
+                Some((Prefix, "/aaa/bbb/")),
+            ),
+            (
+                &[(Prefix, "/aaa/bbb")],
+                "/aaa/bbb/",
+                Some((Prefix, "/aaa/bbb")),
+            ),
+            (
+                &[(Prefix, "/aaa/bbb")],
+                "/aaa/bbb/ccc",
+                Some((Prefix, "/aaa/bbb")),
+            ),
             (&[(Prefix, "/aaa/bbb")], "/aaa/bbbxyz", None),
-            (&[(Prefix, "/"), (Prefix, "/aaa")], "/aaa/ccc", Some((Prefix, "/aaa"))),
+            (
+                &[(Prefix, "/"), (Prefix, "/aaa")],
+                "/aaa/ccc",
+                Some((Prefix, "/aaa")),
+            ),
             (
                 &[(Prefix, "/"), (Prefix, "/aaa"), (Prefix, "/aaa/bbb")],
                 "/aaa/bbb",
                 Some((Prefix, "/aaa/bbb")),
             ),
-            (&[(Prefix, "/"), (Prefix, "/aaa"), (Prefix, "/aaa/bbb")], "/ccc", Some((Prefix, "/"))),
+            (
+                &[(Prefix, "/"), (Prefix, "/aaa"), (Prefix, "/aaa/bbb")],
+                "/ccc",
+                Some((Prefix, "/")),
+            ),
             (&[(Prefix, "/aaa")], "/ccc", None),
-            (&[(Exact, "/foo"), (Prefix, "/")], "/foo", Some((Exact, "/foo"))),
-            (&[(Prefix, "/foo"), (Exact, "/foo")], "/foo", Some((Exact, "/foo"))),
+            (
+                &[(Exact, "/foo"), (Prefix, "/")],
+                "/foo",
+                Some((Exact, "/foo")),
+            ),
+            (
+                &[(Prefix, "/foo"), (Exact, "/foo")],
+                "/foo",
+                Some((Exact, "/foo")),
+            ),
         ];
         for (rules, request, want) in rows {
             let want = want.map(|(k, p)| (k, p.to_owned()));
-            assert_eq!(hit(rules, request), want, "rules {rules:?}, request {request}");
+            assert_eq!(
+                hit(rules, request),
+                want,
+                "rules {rules:?}, request {request}"
+            );
         }
     }
 

@@ -36,7 +36,10 @@ impl RouteTable {
     ) -> (Self, Vec<Diagnostic>) {
         let mut groups: HashMap<HostPattern, Vec<Arc<Route>>> = HashMap::new();
         for route in &routes {
-            groups.entry(pattern_of(route)).or_default().push(route.clone());
+            groups
+                .entry(pattern_of(route))
+                .or_default()
+                .push(route.clone());
         }
         let mut table = Self {
             default,
@@ -52,7 +55,9 @@ impl RouteTable {
                 HostPattern::Any => Some(std::mem::replace(&mut table.any, paths)),
             };
         }
-        routes.sort_by(|a, b| (&a.host, &a.path, a.kind, &a.name).cmp(&(&b.host, &b.path, b.kind, &b.name)));
+        routes.sort_by(|a, b| {
+            (&a.host, &a.path, a.kind, &a.name).cmp(&(&b.host, &b.path, b.kind, &b.name))
+        });
         table.all = routes;
         (table, diagnostics)
     }
@@ -130,21 +135,36 @@ mod tests {
     #[test]
     fn exact_host_is_case_insensitive_and_ignores_port() {
         let t = table();
-        assert_eq!(name(&t, "Example.COM:8080", "/api/x").as_deref(), Some("example.com /api"));
-        assert_eq!(name(&t, "example.com.", "/api").as_deref(), Some("example.com /api"));
+        assert_eq!(
+            name(&t, "Example.COM:8080", "/api/x").as_deref(),
+            Some("example.com /api")
+        );
+        assert_eq!(
+            name(&t, "example.com.", "/api").as_deref(),
+            Some("example.com /api")
+        );
     }
 
     #[test]
     fn exact_host_falls_through_to_host_less_rules() {
         // example.com has no wildcard match (the wildcard needs one more label).
-        assert_eq!(name(&table(), "example.com", "/other").as_deref(), Some("any /"));
-        assert_eq!(name(&table(), "example.com", "/any/x").as_deref(), Some("any /any"));
+        assert_eq!(
+            name(&table(), "example.com", "/other").as_deref(),
+            Some("any /")
+        );
+        assert_eq!(
+            name(&table(), "example.com", "/any/x").as_deref(),
+            Some("any /any")
+        );
     }
 
     #[test]
     fn wildcard_matches_exactly_one_label() {
         let t = table();
-        assert_eq!(name(&t, "a.example.com", "/x").as_deref(), Some("*.example.com /"));
+        assert_eq!(
+            name(&t, "a.example.com", "/x").as_deref(),
+            Some("*.example.com /")
+        );
         assert_eq!(name(&t, "a.b.example.com", "/x").as_deref(), Some("any /"));
     }
 
@@ -153,20 +173,38 @@ mod tests {
         let mut routes = vec![test_route(Some("a.example.com"), "/api", Prefix)];
         routes.push(test_route(Some("*.example.com"), "/", Prefix));
         let (t, _) = RouteTable::build(routes, None);
-        assert_eq!(name(&t, "a.example.com", "/api").as_deref(), Some("a.example.com /api"));
-        assert_eq!(name(&t, "a.example.com", "/web").as_deref(), Some("*.example.com /"));
-        assert_eq!(name(&t, "b.example.com", "/api").as_deref(), Some("*.example.com /"));
+        assert_eq!(
+            name(&t, "a.example.com", "/api").as_deref(),
+            Some("a.example.com /api")
+        );
+        assert_eq!(
+            name(&t, "a.example.com", "/web").as_deref(),
+            Some("*.example.com /")
+        );
+        assert_eq!(
+            name(&t, "b.example.com", "/api").as_deref(),
+            Some("*.example.com /")
+        );
     }
 
     #[test]
     fn wildcard_falls_through_to_host_less_then_default() {
         let t = table();
-        assert_eq!(name(&t, "a.example.com", "/any/1").as_deref(), Some("*.example.com /"));
+        assert_eq!(
+            name(&t, "a.example.com", "/any/1").as_deref(),
+            Some("*.example.com /")
+        );
         let mut routes = vec![test_route(Some("*.example.com"), "/wild", Exact)];
         routes.push(test_route(None, "/any", Prefix));
         let (t, _) = RouteTable::build(routes, Some(test_default()));
-        assert_eq!(name(&t, "a.example.com", "/any").as_deref(), Some("any /any"));
-        assert_eq!(name(&t, "a.example.com", "/none").as_deref(), Some("any default"));
+        assert_eq!(
+            name(&t, "a.example.com", "/any").as_deref(),
+            Some("any /any")
+        );
+        assert_eq!(
+            name(&t, "a.example.com", "/none").as_deref(),
+            Some("any default")
+        );
     }
 
     #[test]
@@ -182,7 +220,14 @@ mod tests {
         let names: Vec<_> = table().routes().into_iter().map(|r| r.name).collect();
         assert_eq!(
             names,
-            ["any /", "any /any", "*.example.com /", "*.example.com /wild", "example.com /api", "any default"]
+            [
+                "any /",
+                "any /any",
+                "*.example.com /",
+                "*.example.com /wild",
+                "example.com /api",
+                "any default"
+            ]
         );
     }
 }
