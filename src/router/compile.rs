@@ -152,7 +152,7 @@ impl Context<'_> {
 
     fn backend_key(&mut self, ing: &Served<'_>, backend: &IngressBackend) -> Option<BackendKey> {
         ingress::backend_key(ing, backend)
-            .map_err(|d| self.diagnostics.push(d))
+            .map_err(|d| self.diagnostics.push(*d))
             .ok()
     }
 

@@ -171,17 +171,17 @@ fn rule_path(path: &HTTPIngressPath) -> Result<(String, PathKind), String> {
 pub(super) fn backend_key(
     served: &Served<'_>,
     backend: &IngressBackend,
-) -> Result<BackendKey, Diagnostic> {
+) -> Result<BackendKey, Box<Diagnostic>> {
     let Some(service) = &backend.service else {
         let what = if backend.resource.is_some() {
             "a resource backend"
         } else {
             "an empty backend"
         };
-        return Err(invalid(
+        return Err(Box::new(invalid(
             served,
             format!("{what} is not supported; use service"),
-        ));
+        )));
     };
     let port = service.port.as_ref();
     let port = match (
@@ -191,14 +191,17 @@ pub(super) fn backend_key(
         (Some(number), _) => PortRef::Number(number),
         (None, Some(name)) if !name.is_empty() => PortRef::Name(name.to_owned()),
         _ => {
-            return Err(invalid(
+            return Err(Box::new(invalid(
                 served,
                 format!("backend service {:?} names no port", service.name),
-            ))
+            )))
         }
     };
     if service.name.is_empty() {
-        return Err(invalid(served, "backend service has no name".to_owned()));
+        return Err(Box::new(invalid(
+            served,
+            "backend service has no name".to_owned(),
+        )));
     }
     Ok(BackendKey {
         namespace: served.namespace.to_owned(),

@@ -143,10 +143,17 @@ mod tests {
 
     use PathKind::{Exact, Prefix};
 
+    /// Rules, request, winning rule.
+    type Row<'a> = (
+        &'a [(PathKind, &'a str)],
+        &'a str,
+        Option<(PathKind, &'a str)>,
+    );
+
     /// Every row of the table under "Examples" in the Kubernetes Ingress docs.
     #[test]
     fn kubernetes_docs_examples() {
-        let rows: &[(&[(PathKind, &str)], &str, Option<(PathKind, &str)>)] = &[
+        let rows: &[Row<'_>] = &[
             (&[(Prefix, "/")], "/anything/at/all", Some((Prefix, "/"))),
             (&[(Exact, "/foo")], "/foo", Some((Exact, "/foo"))),
             (&[(Exact, "/foo")], "/bar", None),
