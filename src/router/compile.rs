@@ -221,3 +221,114 @@ impl Context<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+    use k8s_openapi::api::networking::v1::{
+        HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressRule, IngressServiceBackend,
+        IngressSpec, ServiceBackendPort,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        let backend = IngressBackend {
+            service: Some(IngressServiceBackend {
+                name: "web".into(),
+                port: Some(ServiceBackendPort {
+                    number: Some(80),
+                    name: None,
+                }),
+            }),
+            resource: None,
+        };
+        let path = HTTPIngressPath {
+            backend,
+            path: Some("/".into()),
+            path_type: "Prefix".into(),
+        };
+        let http = HTTPIngressRuleValue { paths: vec![path] };
+        let rule = IngressRule {
+            host: Some("example.com".into()),
+            http: Some(http),
+        };
+        let ingress = Ingress {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(IngressSpec {
+                rules: Some(vec![rule]),
+                ..IngressSpec::default()
+            }),
+            status: None,
+        };
+        let port = ServicePort {
+            port: 80,
+            ..ServicePort::default()
+        };
+        let service = Service {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("default".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                ports: Some(vec![port]),
+                ..ServiceSpec::default()
+            }),
+            status: None,
+        };
+        Snapshot {
+            ingresses: vec![Arc::new(ingress)],
+            services: vec![Arc::new(service)],
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn empty_and_nameless_inputs_compile_without_panic() {
+        let registries = Registries::default();
+        let options = CompileOptions::default();
+        let empty = compile(&Snapshot::default(), &options, &registries);
+        assert!(empty.table.is_empty() && empty.diagnostics.is_empty());
+        let nameless = Snapshot {
+            ingresses: vec![Arc::new(Ingress::default())],
+            services: vec![Arc::new(Service::default())],
+            ..Snapshot::default()
+        };
+        let compiled = compile(&nameless, &options, &registries);
+        assert_eq!(compiled.diagnostics.len(), 1);
+        assert_eq!(compiled.diagnostics[0].kind, DiagnosticKind::InvalidObject);
+    }
+
+    #[test]
+    fn recompiling_keeps_backends_and_stats() {
+        let registries = Registries::default();
+        let options = CompileOptions::default();
+        let first = compile(&snapshot(), &options, &registries);
+        let second = compile(&snapshot(), &options, &registries);
+        let (a, b) = (first.endpoints.first(), second.endpoints.first());
+        let (Some((a, _)), Some((b, _))) = (a, b) else {
+            panic!("one backend each")
+        };
+        assert!(Arc::ptr_eq(a, b));
+        let route = |c: &Compiled| c.table.lookup("example.com", "/").cloned().expect("route");
+        assert!(Arc::ptr_eq(&route(&first).stats, &route(&second).stats));
+        assert_eq!(&*route(&first).name, "default-web-example.com-/");
+    }
+
+    #[test]
+    fn each_backend_comes_with_its_endpoint_set() {
+        let compiled = compile(
+            &snapshot(),
+            &CompileOptions::default(),
+            &Registries::default(),
+        );
+        let (backend, set) = compiled.endpoints.first().expect("one backend");
+        assert!(set.addrs.is_empty() && set.external.is_none());
+        assert_eq!(backend.key().service, "web");
+    }
+}
