@@ -222,6 +222,28 @@ mod tests {
         }
     }
 
+    /// The catch-all layout (`/foo`, `/foo/`, `/foo/{*rest}`) would also be
+    /// correct here: matchit backtracks from `/foo/bar` to the catch-all. We still
+    /// avoid it because that backtracking records its state in a `Vec` (an
+    /// allocation per lookup whenever a node has both a static and a wildcard child).
+    #[test]
+    fn matchit_catch_all_backtracks() {
+        let mut router = matchit::Router::new();
+        for (key, value) in [
+            ("/foo/bar", 1),
+            ("/foo", 2),
+            ("/foo/", 2),
+            ("/foo/{*rest}", 2),
+        ] {
+            router.insert(key, value).expect("no conflict");
+        }
+        let at = |path| router.at(path).map(|m| *m.value).ok();
+        assert_eq!(at("/foo/bar/x"), Some(2));
+        assert_eq!(at("/foo/bar"), Some(1));
+        assert_eq!(at("/foo/ba"), Some(2));
+        assert_eq!(at("/foobar"), None);
+    }
+
     #[test]
     fn longer_exact_beats_shorter_prefix_and_falls_back_below_it() {
         let rules = [(Exact, "/foo/bar"), (Prefix, "/foo")];
