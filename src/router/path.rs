@@ -28,6 +28,8 @@ pub(super) struct PathTable {
     entries: Vec<Entry>,
     /// Prefix `/`, which matches every path.
     root: Option<Arc<Route>>,
+    /// The longest key: shorter request prefixes are the only ones worth asking for.
+    max_len: usize,
 }
 
 /// The form a rule path is matched in: Prefix ignores one trailing `/` (`/` becomes ``).
@@ -76,6 +78,7 @@ impl PathTable {
         match self.router.insert(escape(key), self.entries.len()) {
             Ok(()) => {
                 self.entries.push(entry);
+                self.max_len = self.max_len.max(key.len());
                 None
             }
             // Literal keys cannot conflict; this only guards against a matchit surprise.
@@ -98,7 +101,8 @@ impl PathTable {
 
     /// The best rule for a request path: longest match, Exact before Prefix.
     pub(super) fn lookup(&self, path: &str) -> Option<&Arc<Route>> {
-        if let Some(entry) = self.entry(path) {
+        let whole = (path.len() <= self.max_len).then(|| self.entry(path));
+        if let Some(entry) = whole.flatten() {
             if let Some(route) = entry.exact.as_ref().or(entry.prefix.as_ref()) {
                 return Some(route);
             }
@@ -107,6 +111,9 @@ impl PathTable {
         for (end, _) in boundaries {
             if end == 0 {
                 break;
+            }
+            if end > self.max_len {
+                continue;
             }
             if let Some(route) = self.entry(&path[..end]).and_then(|e| e.prefix.as_ref()) {
                 return Some(route);
