@@ -130,6 +130,9 @@ impl Collector for DataPlaneCollector {
                 (&*r.name, service, &*r.stats)
             })
             .collect();
+        // Routes that share a name (Exact and Prefix of one path) share their stats.
+        rows.sort_by_key(|row| row.2 as *const RouteStats);
+        rows.dedup_by(|a, b| std::ptr::eq(a.2, b.2));
         rows.push(("", String::new(), &self.0.unmatched));
         encode_requests(&mut encoder, &rows)?;
         encode_durations(&mut encoder, &rows)?;

@@ -1,11 +1,18 @@
 //! The compiler: Snapshot in, RouteTable plus Diagnostics out. Pure; never fails as a whole.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::{Diagnostic, RouteTable, Snapshot};
+use k8s_openapi::api::networking::v1::IngressBackend;
+
+use super::backend::{Resolver, Unresolved};
+use super::host::HostPattern;
+use super::ingress::{self, Served};
+use super::path::match_path;
+use super::{Diagnostic, DiagnosticKind, ObjectRef, PathKind, Route, RouteTable, Snapshot, Target};
 use crate::identity::WeakRegistry;
 use crate::metrics::RouteStats;
-use crate::upstream::{Backend, EndpointSet, Upstreams};
+use crate::upstream::{Backend, BackendKey, EndpointSet, Upstreams};
 
 /// The `spec.controller` value of IngressClasses that sluice serves.
 pub const CONTROLLER_NAME: &str = "sluice.dev/ingress-controller";
@@ -47,7 +54,281 @@ pub struct Compiled {
 }
 
 /// Compiles a snapshot into a routing table.
+///
+/// Pure and total: every problem becomes a [`Diagnostic`] and only the faulty
+/// part is left out. Endpoint sets are returned, not installed.
 pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Registries) -> Compiled {
-    let _ = (snapshot, options, registries);
-    todo!("router helper")
+    let mut diagnostics = Vec::new();
+    let served = ingress::served(snapshot, options, &mut diagnostics);
+    let mut cx = Context {
+        resolver: Resolver::new(snapshot),
+        registries,
+        resolved: HashMap::new(),
+        endpoints: BTreeMap::new(),
+        diagnostics,
+    };
+    let routes = cx.rule_routes(&served);
+    let default = cx.default_route(&served);
+    let (table, table_diagnostics) = RouteTable::build(routes, default);
+    let mut diagnostics = cx.diagnostics;
+    diagnostics.extend(table_diagnostics);
+    diagnostics.sort();
+    diagnostics.dedup();
+    Compiled {
+        table,
+        diagnostics,
+        endpoints: cx.endpoints.into_values().collect(),
+    }
+}
+
+/// Which rule claims a host + path + type.
+type Claim = (HostPattern, String, PathKind);
+
+/// One compile's working state.
+struct Context<'a> {
+    resolver: Resolver<'a>,
+    registries: &'a Registries,
+    /// Each Service port resolved once per compile.
+    resolved: HashMap<BackendKey, Result<Arc<Backend>, Unresolved>>,
+    endpoints: BTreeMap<BackendKey, (Arc<Backend>, Arc<EndpointSet>)>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Context<'_> {
+    /// Routes for every rule path; `served` is oldest first, so the first claim wins.
+    fn rule_routes(&mut self, served: &[Served<'_>]) -> Vec<Arc<Route>> {
+        let mut claims: HashMap<Claim, &ObjectRef> = HashMap::new();
+        let mut routes = Vec::new();
+        for ing in served {
+            for rule in ingress::rules(ing, &mut self.diagnostics) {
+                let Some(key) = self.backend_key(ing, rule.backend) else {
+                    continue;
+                };
+                let claim = (
+                    rule.host.clone(),
+                    match_path(&rule.path, rule.kind).to_owned(),
+                    rule.kind,
+                );
+                if let Some(winner) = claims.get(&claim) {
+                    let what = format!(
+                        "host {} path {} ({:?})",
+                        rule.host.display().as_deref().unwrap_or("*"),
+                        rule.path,
+                        rule.kind
+                    );
+                    self.conflict(ing, winner, &what);
+                    continue;
+                }
+                claims.insert(claim, &ing.object);
+                routes.push(self.route(
+                    ing,
+                    rule.host.display(),
+                    Some((rule.path, rule.kind)),
+                    key,
+                ));
+            }
+        }
+        routes
+    }
+
+    /// The oldest served Ingress's `spec.defaultBackend`; the others are conflicts.
+    fn default_route(&mut self, served: &[Served<'_>]) -> Option<Arc<Route>> {
+        let mut winner: Option<(&ObjectRef, Arc<Route>)> = None;
+        for ing in served {
+            let spec = ing.ingress.spec.as_ref();
+            let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) else {
+                continue;
+            };
+            let Some(key) = self.backend_key(ing, backend) else {
+                continue;
+            };
+            match &winner {
+                Some((object, _)) => self.conflict(ing, object, "the default backend"),
+                None => winner = Some((&ing.object, self.route(ing, None, None, key))),
+            }
+        }
+        winner.map(|(_, route)| route)
+    }
+
+    fn backend_key(&mut self, ing: &Served<'_>, backend: &IngressBackend) -> Option<BackendKey> {
+        ingress::backend_key(ing, backend)
+            .map_err(|d| self.diagnostics.push(*d))
+            .ok()
+    }
+
+    fn conflict(&mut self, loser: &Served<'_>, winner: &ObjectRef, what: &str) {
+        let message = if *winner == loser.object {
+            format!("{what} is listed twice in this Ingress; the first one is used")
+        } else {
+            format!("{what} is also claimed by {winner}, which is older and wins")
+        };
+        let object = loser.object.clone();
+        self.diagnostics
+            .push(Diagnostic::error(object, DiagnosticKind::Conflict, message));
+    }
+
+    fn route(
+        &mut self,
+        ing: &Served<'_>,
+        host: Option<String>,
+        path: Option<(String, PathKind)>,
+        key: BackendKey,
+    ) -> Arc<Route> {
+        let shown_host = host.as_deref().unwrap_or("any");
+        let shown_path = path.as_ref().map_or("default", |(p, _)| p.as_str());
+        let name: Arc<str> =
+            format!("{}-{}-{shown_host}-{shown_path}", ing.namespace, ing.name).into();
+        let stats = self
+            .registries
+            .route_stats
+            .get_or_insert_with(&name, RouteStats::default);
+        let target = self.target(ing, &key);
+        let (path, kind) = path.unzip();
+        Arc::new(Route {
+            name,
+            host,
+            path,
+            kind,
+            ingress: ing.object.clone(),
+            service: Some(key),
+            target,
+            stats,
+        })
+    }
+
+    fn target(&mut self, ing: &Served<'_>, key: &BackendKey) -> Target {
+        let resolved = self.resolved.entry(key.clone()).or_insert_with(|| {
+            let set = self.resolver.resolve(key)?;
+            let backend = self.registries.upstreams.backend(key);
+            self.endpoints
+                .insert(key.clone(), (backend.clone(), Arc::new(set)));
+            Ok(backend)
+        });
+        match resolved {
+            Ok(backend) => Target::Backend(backend.clone()),
+            Err(unresolved) => {
+                let message = unresolved.reason.clone();
+                self.diagnostics.push(Diagnostic::error(
+                    ing.object.clone(),
+                    unresolved.kind,
+                    message.clone(),
+                ));
+                Target::Unavailable {
+                    status: 503,
+                    reason: message.into(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+    use k8s_openapi::api::networking::v1::{
+        HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressRule, IngressServiceBackend,
+        IngressSpec, ServiceBackendPort,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        let backend = IngressBackend {
+            service: Some(IngressServiceBackend {
+                name: "web".into(),
+                port: Some(ServiceBackendPort {
+                    number: Some(80),
+                    name: None,
+                }),
+            }),
+            resource: None,
+        };
+        let path = HTTPIngressPath {
+            backend,
+            path: Some("/".into()),
+            path_type: "Prefix".into(),
+        };
+        let http = HTTPIngressRuleValue { paths: vec![path] };
+        let rule = IngressRule {
+            host: Some("example.com".into()),
+            http: Some(http),
+        };
+        let ingress = Ingress {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(IngressSpec {
+                rules: Some(vec![rule]),
+                ..IngressSpec::default()
+            }),
+            status: None,
+        };
+        let port = ServicePort {
+            port: 80,
+            ..ServicePort::default()
+        };
+        let service = Service {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("default".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                ports: Some(vec![port]),
+                ..ServiceSpec::default()
+            }),
+            status: None,
+        };
+        Snapshot {
+            ingresses: vec![Arc::new(ingress)],
+            services: vec![Arc::new(service)],
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn empty_and_nameless_inputs_compile_without_panic() {
+        let registries = Registries::default();
+        let options = CompileOptions::default();
+        let empty = compile(&Snapshot::default(), &options, &registries);
+        assert!(empty.table.is_empty() && empty.diagnostics.is_empty());
+        let nameless = Snapshot {
+            ingresses: vec![Arc::new(Ingress::default())],
+            services: vec![Arc::new(Service::default())],
+            ..Snapshot::default()
+        };
+        let compiled = compile(&nameless, &options, &registries);
+        assert_eq!(compiled.diagnostics.len(), 1);
+        assert_eq!(compiled.diagnostics[0].kind, DiagnosticKind::InvalidObject);
+    }
+
+    #[test]
+    fn recompiling_keeps_backends_and_stats() {
+        let registries = Registries::default();
+        let options = CompileOptions::default();
+        let first = compile(&snapshot(), &options, &registries);
+        let second = compile(&snapshot(), &options, &registries);
+        let (a, b) = (first.endpoints.first(), second.endpoints.first());
+        let (Some((a, _)), Some((b, _))) = (a, b) else {
+            panic!("one backend each")
+        };
+        assert!(Arc::ptr_eq(a, b));
+        let route = |c: &Compiled| c.table.lookup("example.com", "/").cloned().expect("route");
+        assert!(Arc::ptr_eq(&route(&first).stats, &route(&second).stats));
+        assert_eq!(&*route(&first).name, "default-web-example.com-/");
+    }
+
+    #[test]
+    fn each_backend_comes_with_its_endpoint_set() {
+        let compiled = compile(
+            &snapshot(),
+            &CompileOptions::default(),
+            &Registries::default(),
+        );
+        let (backend, set) = compiled.endpoints.first().expect("one backend");
+        assert!(set.addrs.is_empty() && set.external.is_none());
+        assert_eq!(backend.key().service, "web");
+    }
 }

@@ -1,1 +1,219 @@
-//! TODO
+//! Ingress semantics: which Ingresses are ours, their age, and their rules as plain data.
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+
+use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
+use k8s_openapi::jiff::Timestamp;
+
+use super::host::HostPattern;
+use super::{
+    CompileOptions, Diagnostic, DiagnosticKind, ObjectRef, PathKind, Snapshot, CONTROLLER_NAME,
+};
+use crate::upstream::{BackendKey, PortRef};
+
+/// The legacy annotation that named an Ingress's class before `spec.ingressClassName`.
+pub(super) const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+
+/// An Ingress this controller serves, with what the compiler needs at hand.
+#[derive(Debug)]
+pub(super) struct Served<'a> {
+    /// The object.
+    pub ingress: &'a Ingress,
+    /// `Ingress <namespace>/<name>`, for diagnostics and routes.
+    pub object: ObjectRef,
+    /// The namespace (`default` when unset).
+    pub namespace: &'a str,
+    /// The name.
+    pub name: &'a str,
+    created: Option<Timestamp>,
+}
+
+impl Served<'_> {
+    /// Oldest first; a missing timestamp counts as newer than any set one; then
+    /// namespace and name, so the order is total and stable.
+    fn age_order(&self, other: &Self) -> Ordering {
+        let key = |s: &Self| (s.created.is_none(), s.created, s.namespace, s.name);
+        key(self).cmp(&key(other))
+    }
+}
+
+/// One rule path: host, path and type, and the backend it names.
+#[derive(Debug)]
+pub(super) struct Rule<'a> {
+    /// The rule's host.
+    pub host: HostPattern,
+    /// The path as written (`/` when absent or empty).
+    pub path: String,
+    /// The path type, `ImplementationSpecific` read as `Prefix`.
+    pub kind: PathKind,
+    /// Where it sends requests.
+    pub backend: &'a IngressBackend,
+}
+
+/// The Ingresses this controller serves, oldest first.
+pub(super) fn served<'a>(
+    snapshot: &'a Snapshot,
+    options: &CompileOptions,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<Served<'a>> {
+    let ours: HashSet<&str> = snapshot
+        .ingress_classes
+        .iter()
+        .filter(|class| {
+            class.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER_NAME)
+        })
+        .filter_map(|class| class.metadata.name.as_deref())
+        .collect();
+    let mut served: Vec<Served<'a>> = snapshot
+        .ingresses
+        .iter()
+        .filter(|ing| is_ours(ing, options, &ours))
+        .filter_map(|ing| identify(ing, diagnostics))
+        .collect();
+    served.sort_by(Served::age_order);
+    served
+}
+
+/// The class rules: our class name, a class whose controller is us, the legacy
+/// annotation naming our class, or no class at all.
+fn is_ours(ingress: &Ingress, options: &CompileOptions, ours: &HashSet<&str>) -> bool {
+    let field = ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.as_deref());
+    let annotation = ingress
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CLASS_ANNOTATION))
+        .map(String::as_str);
+    let by_field = field.is_some_and(|c| c == options.ingress_class || ours.contains(c));
+    let by_annotation = annotation == Some(options.ingress_class.as_str());
+    by_field || by_annotation || (field.is_none() && annotation.is_none())
+}
+
+fn identify<'a>(ingress: &'a Ingress, diagnostics: &mut Vec<Diagnostic>) -> Option<Served<'a>> {
+    let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
+    let Some(name) = ingress.metadata.name.as_deref().filter(|n| !n.is_empty()) else {
+        let object = ObjectRef::namespaced("Ingress", namespace, "");
+        diagnostics.push(Diagnostic::error(
+            object,
+            DiagnosticKind::InvalidObject,
+            "Ingress has no metadata.name",
+        ));
+        return None;
+    };
+    Some(Served {
+        ingress,
+        object: ObjectRef::namespaced("Ingress", namespace, name),
+        namespace,
+        name,
+        created: ingress.metadata.creation_timestamp.as_ref().map(|t| t.0),
+    })
+}
+
+/// The Ingress's rule paths; invalid hosts and paths become diagnostics and are left out.
+pub(super) fn rules<'a>(served: &Served<'a>, diagnostics: &mut Vec<Diagnostic>) -> Vec<Rule<'a>> {
+    let mut out = Vec::new();
+    let rules = served
+        .ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.rules.as_deref())
+        .unwrap_or_default();
+    for rule in rules {
+        let host = match HostPattern::parse(rule.host.as_deref()) {
+            Ok(host) => host,
+            Err(message) => {
+                diagnostics.push(invalid(served, message));
+                continue;
+            }
+        };
+        let paths = rule
+            .http
+            .as_ref()
+            .map(|h| h.paths.as_slice())
+            .unwrap_or_default();
+        for path in paths {
+            match rule_path(path) {
+                Ok((path_str, kind)) => out.push(Rule {
+                    host: host.clone(),
+                    path: path_str,
+                    kind,
+                    backend: &path.backend,
+                }),
+                Err(message) => diagnostics.push(invalid(served, message)),
+            }
+        }
+    }
+    out
+}
+
+fn rule_path(path: &HTTPIngressPath) -> Result<(String, PathKind), String> {
+    let kind = match path.path_type.as_str() {
+        "Exact" => PathKind::Exact,
+        "Prefix" | "ImplementationSpecific" | "" => PathKind::Prefix,
+        other => return Err(format!("unknown pathType {other:?}")),
+    };
+    let written = path
+        .path
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/");
+    if !written.starts_with('/') {
+        return Err(format!("path {written:?} does not start with `/`"));
+    }
+    Ok((written.to_owned(), kind))
+}
+
+/// The Service port a backend names, in the Ingress's namespace.
+pub(super) fn backend_key(
+    served: &Served<'_>,
+    backend: &IngressBackend,
+) -> Result<BackendKey, Box<Diagnostic>> {
+    let Some(service) = &backend.service else {
+        let what = if backend.resource.is_some() {
+            "a resource backend"
+        } else {
+            "an empty backend"
+        };
+        return Err(Box::new(invalid(
+            served,
+            format!("{what} is not supported; use service"),
+        )));
+    };
+    let port = service.port.as_ref();
+    let port = match (
+        port.and_then(|p| p.number),
+        port.and_then(|p| p.name.as_deref()),
+    ) {
+        (Some(number), _) => PortRef::Number(number),
+        (None, Some(name)) if !name.is_empty() => PortRef::Name(name.to_owned()),
+        _ => {
+            return Err(Box::new(invalid(
+                served,
+                format!("backend service {:?} names no port", service.name),
+            )))
+        }
+    };
+    if service.name.is_empty() {
+        return Err(Box::new(invalid(
+            served,
+            "backend service has no name".to_owned(),
+        )));
+    }
+    Ok(BackendKey {
+        namespace: served.namespace.to_owned(),
+        service: service.name.clone(),
+        port,
+    })
+}
+
+fn invalid(served: &Served<'_>, message: String) -> Diagnostic {
+    Diagnostic::error(
+        served.object.clone(),
+        DiagnosticKind::InvalidObject,
+        message,
+    )
+}

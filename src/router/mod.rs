@@ -4,10 +4,13 @@
 //! input, tested from YAML fixtures. The table is published by the caller
 //! (see [`crate::app`]) with `arc-swap`.
 
+mod backend;
 mod compile;
 mod diagnostic;
 mod host;
 mod ingress;
+#[cfg(test)]
+mod oracle;
 mod path;
 mod route;
 mod snapshot;

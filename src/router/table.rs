@@ -1,30 +1,240 @@
 //! The immutable routing table and its lookup.
+//!
+//! Hosts go from most to least specific: the exact host's rules, then the
+//! wildcard's, then the host-less rules, then the default backend. A request falls
+//! through to the next level when no path of a level matches it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Route, RouteInfo};
+use super::host::{self, HostPattern, MAX_HOST};
+use super::path::PathTable;
+use super::{Diagnostic, Route, RouteInfo};
 
 /// The compiled routing table: exact hosts, wildcard hosts, host-less rules, default backend.
 #[derive(Debug, Default)]
-pub struct RouteTable {}
+pub struct RouteTable {
+    /// Rules by lowercased host.
+    exact: HashMap<Box<str>, PathTable>,
+    /// Wildcard rules by the suffix after `*.`.
+    wildcard: HashMap<Box<str>, PathTable>,
+    /// Rules without a host.
+    any: PathTable,
+    /// The winning `spec.defaultBackend`.
+    default: Option<Arc<Route>>,
+    /// Every rule route, sorted by host and path, for [`RouteTable::routes`].
+    all: Vec<Arc<Route>>,
+}
 
 impl RouteTable {
+    /// Builds a table from rule routes (each with a path and kind, `host` as
+    /// [`HostPattern::display`] writes it, no two with the same host, match path
+    /// and kind) and the default backend.
+    pub(super) fn build(
+        mut routes: Vec<Arc<Route>>,
+        default: Option<Arc<Route>>,
+    ) -> (Self, Vec<Diagnostic>) {
+        let mut groups: HashMap<HostPattern, Vec<Arc<Route>>> = HashMap::new();
+        for route in &routes {
+            groups
+                .entry(pattern_of(route))
+                .or_default()
+                .push(route.clone());
+        }
+        let mut table = Self {
+            default,
+            ..Self::default()
+        };
+        let mut diagnostics = Vec::new();
+        for (pattern, group) in groups {
+            let (paths, diags) = PathTable::build(&group);
+            diagnostics.extend(diags);
+            match pattern {
+                HostPattern::Exact(name) => table.exact.insert(name.into(), paths),
+                HostPattern::Wildcard(suffix) => table.wildcard.insert(suffix.into(), paths),
+                HostPattern::Any => Some(std::mem::replace(&mut table.any, paths)),
+            };
+        }
+        routes.sort_by(|a, b| {
+            (&a.host, &a.path, a.kind, &a.name).cmp(&(&b.host, &b.path, b.kind, &b.name))
+        });
+        table.all = routes;
+        (table, diagnostics)
+    }
+
     /// The route for a request: `host` as sent (any case, maybe with a port), `path`
     /// already normalised (no dot-segments, no query). `None`: answer 404.
+    ///
+    /// Allocates nothing and takes no lock.
     pub fn lookup(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
-        let _ = (host, path);
-        None
+        let mut buf = [0; MAX_HOST];
+        let named = host::normalize(host, &mut buf).and_then(|host| {
+            let exact = self.exact.get(host).and_then(|t| t.lookup(path));
+            exact.or_else(|| {
+                let suffix = host::wildcard_suffix(host)?;
+                self.wildcard.get(suffix)?.lookup(path)
+            })
+        });
+        named
+            .or_else(|| self.any.lookup(path))
+            .or(self.default.as_ref())
     }
 
     /// Every route and default backend, for the admin API.
     pub fn routes(&self) -> Vec<RouteInfo> {
-        Vec::new()
+        self.all
+            .iter()
+            .chain(self.default.as_ref())
+            .map(|route| route.info())
+            .collect()
+    }
+
+    /// Whether the table routes nothing at all (every request gets 404).
+    pub fn is_empty(&self) -> bool {
+        self.default.is_none()
+            && self.any.is_empty()
+            && self.exact.is_empty()
+            && self.wildcard.is_empty()
+    }
+}
+
+fn pattern_of(route: &Route) -> HostPattern {
+    match route.host.as_deref() {
+        None => HostPattern::Any,
+        Some(host) => match host.strip_prefix("*.") {
+            Some(suffix) => HostPattern::Wildcard(suffix.to_owned()),
+            None => HostPattern::Exact(host.to_owned()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::oracle::{test_default, test_route};
+    use crate::router::PathKind::{Exact, Prefix};
+
+    fn table() -> RouteTable {
+        let routes = vec![
+            test_route(Some("example.com"), "/api", Prefix),
+            test_route(Some("*.example.com"), "/", Prefix),
+            test_route(Some("*.example.com"), "/wild", Exact),
+            test_route(None, "/", Prefix),
+            test_route(None, "/any", Prefix),
+        ];
+        let default = Some(test_default());
+        let (table, diags) = RouteTable::build(routes, default);
+        assert!(diags.is_empty());
+        table
+    }
+
+    fn name(t: &RouteTable, host: &str, path: &str) -> Option<String> {
+        t.lookup(host, path).map(|r| r.name.to_string())
+    }
+
+    #[test]
+    fn exact_host_is_case_insensitive_and_ignores_port() {
+        let t = table();
+        assert_eq!(
+            name(&t, "Example.COM:8080", "/api/x").as_deref(),
+            Some("example.com /api")
+        );
+        assert_eq!(
+            name(&t, "example.com.", "/api").as_deref(),
+            Some("example.com /api")
+        );
+    }
+
+    #[test]
+    fn exact_host_falls_through_to_host_less_rules() {
+        // example.com has no wildcard match (the wildcard needs one more label).
+        assert_eq!(
+            name(&table(), "example.com", "/other").as_deref(),
+            Some("any /")
+        );
+        assert_eq!(
+            name(&table(), "example.com", "/any/x").as_deref(),
+            Some("any /any")
+        );
+    }
+
+    #[test]
+    fn wildcard_matches_exactly_one_label() {
+        let t = table();
+        assert_eq!(
+            name(&t, "a.example.com", "/x").as_deref(),
+            Some("*.example.com /")
+        );
+        assert_eq!(name(&t, "a.b.example.com", "/x").as_deref(), Some("any /"));
+    }
+
+    #[test]
+    fn exact_host_beats_wildcard_then_falls_through_to_it() {
+        let mut routes = vec![test_route(Some("a.example.com"), "/api", Prefix)];
+        routes.push(test_route(Some("*.example.com"), "/", Prefix));
+        let (t, _) = RouteTable::build(routes, None);
+        assert_eq!(
+            name(&t, "a.example.com", "/api").as_deref(),
+            Some("a.example.com /api")
+        );
+        assert_eq!(
+            name(&t, "a.example.com", "/web").as_deref(),
+            Some("*.example.com /")
+        );
+        assert_eq!(
+            name(&t, "b.example.com", "/api").as_deref(),
+            Some("*.example.com /")
+        );
+    }
+
+    #[test]
+    fn wildcard_falls_through_to_host_less_then_default() {
+        let t = table();
+        assert_eq!(
+            name(&t, "a.example.com", "/any/1").as_deref(),
+            Some("*.example.com /")
+        );
+        let mut routes = vec![test_route(Some("*.example.com"), "/wild", Exact)];
+        routes.push(test_route(None, "/any", Prefix));
+        let (t, _) = RouteTable::build(routes, Some(test_default()));
+        assert_eq!(
+            name(&t, "a.example.com", "/any").as_deref(),
+            Some("any /any")
+        );
+        assert_eq!(
+            name(&t, "a.example.com", "/none").as_deref(),
+            Some("any default")
+        );
+    }
+
+    #[test]
+    fn no_match_without_default_is_none() {
+        let (t, _) = RouteTable::build(vec![test_route(Some("a.com"), "/", Prefix)], None);
+        assert!(t.lookup("b.com", "/").is_none());
+        assert!(RouteTable::default().lookup("a.com", "/").is_none());
+        assert!(RouteTable::default().is_empty());
+    }
+
+    #[test]
+    fn routes_lists_each_route_once_sorted_with_default_last() {
+        let names: Vec<_> = table().routes().into_iter().map(|r| r.name).collect();
+        assert_eq!(
+            names,
+            [
+                "any /",
+                "any /any",
+                "*.example.com /",
+                "*.example.com /wild",
+                "example.com /api",
+                "any default"
+            ]
+        );
     }
 }
 
 impl RouteTable {
-    /// Every route and the default backend, each once (for metrics).
+    /// Every rule route and the default backend, each once (for metrics).
     pub fn all_routes(&self) -> impl Iterator<Item = &Arc<Route>> {
-        std::iter::empty()
+        self.all.iter().chain(self.default.iter())
     }
 }

@@ -1,0 +1,224 @@
+//! Backend resolution: a Service port to its endpoint set, the way kube-proxy reads
+//! EndpointSlices (or legacy Endpoints when a Service has no slice).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use k8s_openapi::api::core::v1::{EndpointSubset, Endpoints, Service, ServicePort};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+
+use super::{DiagnosticKind, Snapshot};
+use crate::upstream::{BackendKey, EndpointSet, ExternalName, PortRef};
+
+/// The label that ties an EndpointSlice to its Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Why a backend cannot be resolved: the diagnostic kind and a message.
+#[derive(Debug, Clone)]
+pub(super) struct Unresolved {
+    /// `MissingService`, `MissingPort` or `InvalidObject`.
+    pub kind: DiagnosticKind,
+    /// What is missing, naming the Service.
+    pub reason: String,
+}
+
+type Key<'a> = (&'a str, &'a str);
+
+/// Services, slices and Endpoints indexed by namespace and (Service) name.
+#[derive(Debug)]
+pub(super) struct Resolver<'a> {
+    services: HashMap<Key<'a>, &'a Service>,
+    slices: HashMap<Key<'a>, Vec<&'a EndpointSlice>>,
+    endpoints: HashMap<Key<'a>, &'a Endpoints>,
+}
+
+fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Key<'_>> {
+    Some((
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref()?,
+    ))
+}
+
+impl<'a> Resolver<'a> {
+    /// Indexes the snapshot once per compile.
+    pub(super) fn new(snapshot: &'a Snapshot) -> Self {
+        let services = snapshot
+            .services
+            .iter()
+            .filter_map(|s| Some((key_of(&s.metadata)?, &**s)))
+            .collect();
+        let endpoints = snapshot
+            .endpoints
+            .iter()
+            .filter_map(|e| Some((key_of(&e.metadata)?, &**e)))
+            .collect();
+        let mut slices: HashMap<Key<'a>, Vec<&'a EndpointSlice>> = HashMap::new();
+        for slice in &snapshot.endpoint_slices {
+            let meta = &slice.metadata;
+            let service = meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
+            if let Some(service) = service {
+                let namespace = meta.namespace.as_deref().unwrap_or("default");
+                slices
+                    .entry((namespace, service.as_str()))
+                    .or_default()
+                    .push(&**slice);
+            }
+        }
+        Self {
+            services,
+            slices,
+            endpoints,
+        }
+    }
+
+    /// The endpoint set of a Service port, or why there is none.
+    pub(super) fn resolve(&self, key: &BackendKey) -> Result<EndpointSet, Unresolved> {
+        let id = (key.namespace.as_str(), key.service.as_str());
+        let Some(service) = self.services.get(&id) else {
+            return Err(unresolved(
+                DiagnosticKind::MissingService,
+                format!("service {}/{} not found", id.0, id.1),
+            ));
+        };
+        let spec = service.spec.as_ref();
+        let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
+        let port = find_port(ports, &key.port);
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+            return external(key, spec.and_then(|s| s.external_name.as_deref()), port);
+        }
+        let Some(port) = port else {
+            return Err(missing_port(key));
+        };
+        let single_unnamed = ports.len() == 1 && port.name.as_deref().unwrap_or("").is_empty();
+        let want = PortWant {
+            name: port.name.as_deref().unwrap_or(""),
+            single_unnamed,
+        };
+        let mut addrs = match self.slices.get(&id) {
+            Some(slices) => slices.iter().flat_map(|s| slice_addrs(s, &want)).collect(),
+            None => self
+                .endpoints
+                .get(&id)
+                .map(|e| legacy_addrs(e, &want))
+                .unwrap_or_default(),
+        };
+        addrs.sort_unstable();
+        addrs.dedup();
+        Ok(EndpointSet {
+            addrs,
+            external: None,
+        })
+    }
+}
+
+fn unresolved(kind: DiagnosticKind, reason: String) -> Unresolved {
+    Unresolved { kind, reason }
+}
+
+fn missing_port(key: &BackendKey) -> Unresolved {
+    let reason = format!(
+        "service {}/{} has no port {}",
+        key.namespace, key.service, key.port
+    );
+    unresolved(DiagnosticKind::MissingPort, reason)
+}
+
+fn find_port<'p>(ports: &'p [ServicePort], want: &PortRef) -> Option<&'p ServicePort> {
+    ports.iter().find(|p| match want {
+        PortRef::Number(n) => p.port == *n,
+        PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
+    })
+}
+
+/// An ExternalName Service: the DNS name and the port's number (a number the
+/// Service does not list is used as is: such Services often list no ports).
+fn external(
+    key: &BackendKey,
+    host: Option<&str>,
+    port: Option<&ServicePort>,
+) -> Result<EndpointSet, Unresolved> {
+    let Some(host) = host.filter(|h| !h.is_empty()) else {
+        let reason = format!(
+            "ExternalName service {}/{} has no spec.externalName",
+            key.namespace, key.service
+        );
+        return Err(unresolved(DiagnosticKind::InvalidObject, reason));
+    };
+    let number = match (port, &key.port) {
+        (Some(port), _) => port.port,
+        (None, PortRef::Number(n)) => *n,
+        (None, PortRef::Name(_)) => return Err(missing_port(key)),
+    };
+    let port = u16::try_from(number).map_err(|_| missing_port(key))?;
+    let external = Some(ExternalName {
+        host: host.to_owned(),
+        port,
+    });
+    Ok(EndpointSet {
+        addrs: Vec::new(),
+        external,
+    })
+}
+
+/// Which endpoint port serves a Service port: same name (absent is ""), or the
+/// only port when the Service has a single unnamed port.
+struct PortWant<'a> {
+    name: &'a str,
+    single_unnamed: bool,
+}
+
+impl PortWant<'_> {
+    fn pick<'p, P>(&self, ports: &'p [P], name: impl Fn(&P) -> &str) -> Option<&'p P> {
+        match ports {
+            [only] if self.single_unnamed => Some(only),
+            _ => ports.iter().find(|p| name(p) == self.name),
+        }
+    }
+}
+
+fn slice_addrs(slice: &EndpointSlice, want: &PortWant<'_>) -> Vec<SocketAddr> {
+    if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+        return Vec::new();
+    }
+    let ports = slice.ports.as_deref().unwrap_or_default();
+    let port = want.pick(ports, |p| p.name.as_deref().unwrap_or(""));
+    let Some(port) = port
+        .and_then(|p| p.port)
+        .and_then(|p| u16::try_from(p).ok())
+    else {
+        return Vec::new();
+    };
+    slice
+        .endpoints
+        .iter()
+        .filter(|e| is_serving(e))
+        // Addresses of one endpoint are fungible; kube-proxy uses the first.
+        .filter_map(|e| e.addresses.first()?.parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect()
+}
+
+fn is_serving(endpoint: &Endpoint) -> bool {
+    let conditions = endpoint.conditions.as_ref();
+    conditions.and_then(|c| c.ready) != Some(false)
+        && conditions.and_then(|c| c.terminating) != Some(true)
+}
+
+fn legacy_addrs(endpoints: &Endpoints, want: &PortWant<'_>) -> Vec<SocketAddr> {
+    let subsets = endpoints.subsets.as_deref().unwrap_or_default();
+    subsets.iter().flat_map(|s| subset_addrs(s, want)).collect()
+}
+
+fn subset_addrs(subset: &EndpointSubset, want: &PortWant<'_>) -> Vec<SocketAddr> {
+    let ports = subset.ports.as_deref().unwrap_or_default();
+    let port = want.pick(ports, |p| p.name.as_deref().unwrap_or(""));
+    let Some(port) = port.and_then(|p| u16::try_from(p.port).ok()) else {
+        return Vec::new();
+    };
+    let addresses = subset.addresses.as_deref().unwrap_or_default();
+    addresses
+        .iter()
+        .filter_map(|a| a.ip.parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect()
+}

@@ -1,0 +1,189 @@
+//! Test support: route builders and a naive linear matcher (the oracle) that the
+//! compiled table must agree with on every generated table and request.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::host::HostPattern;
+use super::path::match_path;
+use super::{ObjectRef, PathKind, Route, RouteTable, Target};
+
+/// A route named `<host or any> <path>`, for lookup tests.
+pub(super) fn test_route(host: Option<&str>, path: &str, kind: PathKind) -> Arc<Route> {
+    let name = format!("{} {path}", host.unwrap_or("any"));
+    make(name, host, Some((path, kind)))
+}
+
+/// A default-backend route named `any default`.
+pub(super) fn test_default() -> Arc<Route> {
+    make("any default".to_owned(), None, None)
+}
+
+fn make(name: String, host: Option<&str>, path: Option<(&str, PathKind)>) -> Arc<Route> {
+    Arc::new(Route {
+        name: name.into(),
+        host: host.map(str::to_owned),
+        path: path.map(|(p, _)| p.to_owned()),
+        kind: path.map(|(_, k)| k),
+        ingress: ObjectRef::namespaced("Ingress", "default", "test"),
+        service: None,
+        target: Target::Unavailable {
+            status: 503,
+            reason: "test".into(),
+        },
+        stats: Arc::default(),
+    })
+}
+
+/// The oracle: every rule checked in turn, the spec applied literally.
+struct Oracle {
+    rules: Vec<Arc<Route>>,
+    default: Option<Arc<Route>>,
+}
+
+impl Oracle {
+    fn lookup(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        let host = naive_host(host);
+        let levels = [Level::Exact, Level::Wildcard, Level::Any];
+        levels
+            .iter()
+            .find_map(|level| self.best(*level, &host, path))
+            .or(self.default.as_ref())
+    }
+
+    fn best(&self, level: Level, host: &str, path: &str) -> Option<&Arc<Route>> {
+        let mut best: Option<(usize, bool, &Arc<Route>)> = None;
+        for route in &self.rules {
+            if !level.matches(route.host.as_deref(), host) {
+                continue;
+            }
+            let Some(len) = path_len(route, path) else {
+                continue;
+            };
+            let exact = route.kind == Some(PathKind::Exact);
+            if best.is_none_or(|(l, e, _)| (len, exact) > (l, e)) {
+                best = Some((len, exact, route));
+            }
+        }
+        best.map(|(_, _, route)| route)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Level {
+    Exact,
+    Wildcard,
+    Any,
+}
+
+impl Level {
+    fn matches(self, rule: Option<&str>, host: &str) -> bool {
+        match (self, rule) {
+            (Self::Any, None) => true,
+            (Self::Exact, Some(rule)) => !rule.starts_with("*.") && rule == host,
+            (Self::Wildcard, Some(rule)) => rule.strip_prefix("*.").is_some_and(|suffix| {
+                host.strip_suffix(suffix)
+                    .and_then(|label| label.strip_suffix('.'))
+                    .is_some_and(|label| !label.is_empty() && !label.contains('.'))
+            }),
+            _ => false,
+        }
+    }
+}
+
+fn naive_host(host: &str) -> String {
+    let host = host.to_lowercase();
+    let host = match host.find(']') {
+        Some(end) if host.starts_with('[') => host[..=end].to_owned(),
+        _ => host.split(':').next().unwrap_or_default().to_owned(),
+    };
+    host.trim_end_matches('.').to_owned()
+}
+
+/// The rule's precedence length when it matches `path`, element by element on `/`.
+fn path_len(route: &Route, path: &str) -> Option<usize> {
+    let (rule, kind) = (route.path.as_deref()?, route.kind?);
+    let len = match_path(rule, kind).len();
+    match kind {
+        PathKind::Exact => (rule == path).then_some(len),
+        PathKind::Prefix => {
+            let mut want: Vec<&str> = rule.split('/').collect();
+            if rule.ends_with('/') {
+                want.pop();
+            }
+            let got: Vec<&str> = path.split('/').collect();
+            (path.starts_with('/') && got.starts_with(&want)).then_some(len)
+        }
+    }
+}
+
+fn rule_strategy() -> impl Strategy<Value = (Option<&'static str>, String, PathKind)> {
+    let host = prop::sample::select(vec![Some("a.com"), Some("b.a.com"), Some("*.a.com"), None]);
+    let kind = prop::sample::select(vec![PathKind::Exact, PathKind::Prefix]);
+    (host, path_strategy(3), kind)
+}
+
+fn path_strategy(depth: usize) -> impl Strategy<Value = String> {
+    let segment = prop::sample::select(vec!["a", "b", "ab", "{x}", ""]);
+    (prop::collection::vec(segment, 0..=depth), any::<bool>()).prop_map(|(segs, slash)| {
+        let mut path = format!("/{}", segs.join("/"));
+        if slash && !path.ends_with('/') {
+            path.push('/');
+        }
+        path
+    })
+}
+
+fn request_strategy() -> impl Strategy<Value = (&'static str, String)> {
+    let hosts = vec![
+        "a.com",
+        "A.Com:80",
+        "a.com.",
+        "b.a.com",
+        "c.a.com",
+        "x.b.a.com",
+        "other.org",
+        "[::1]:80",
+    ];
+    (prop::sample::select(hosts), path_strategy(4))
+}
+
+/// Builds the compiled table and the oracle from generated rules, first rule
+/// winning per (host, match path, kind) as the compiler's conflict check does.
+fn tables(rules: &[(Option<&str>, String, PathKind)], default: bool) -> (RouteTable, Oracle) {
+    let mut seen = std::collections::HashSet::new();
+    let mut routes = Vec::new();
+    for (i, (host, path, kind)) in rules.iter().enumerate() {
+        let pattern = HostPattern::parse(*host).expect("generated hosts are valid");
+        if seen.insert((pattern, match_path(path, *kind).to_owned(), *kind)) {
+            routes.push(make(format!("r{i}"), *host, Some((path, *kind))));
+        }
+    }
+    let default = default.then(test_default);
+    let oracle = Oracle {
+        rules: routes.clone(),
+        default: default.clone(),
+    };
+    let (table, diags) = RouteTable::build(routes, default);
+    assert!(diags.is_empty(), "{diags:?}");
+    (table, oracle)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn compiled_lookup_equals_oracle(
+        rules in prop::collection::vec(rule_strategy(), 0..16),
+        default in any::<bool>(),
+        requests in prop::collection::vec(request_strategy(), 1..24),
+    ) {
+        let (table, oracle) = tables(&rules, default);
+        for (host, path) in &requests {
+            let got = table.lookup(host, path).map(|r| r.name.clone());
+            let want = oracle.lookup(host, path).map(|r| r.name.clone());
+            prop_assert_eq!(got, want, "host {} path {}", host, path);
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Compiler fixtures: `tests/fixtures/compile/<case>.yaml` compiled and summarised,
+//! compared with `<case>.expected`. `BLESS=1 cargo test --test compile_fixtures`
+//! rewrites the expectations (review every change by eye).
+//!
+//! A fixture is multi-document YAML of Kubernetes objects (namespace `default`
+//! when unset) plus two optional documents of the test's own:
+//! `kind: Options` (`ingressClass`) and `kind: Probes`, whose `probes` list lines
+//! `<host> <path> -> <route name or 404>` that lookup must answer exactly.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use serde::Deserialize;
+use serde_json::Value;
+use sluice::router::{compile, CompileOptions, Compiled, Registries, Snapshot};
+
+#[derive(Default)]
+struct Fixture {
+    snapshot: Snapshot,
+    options: CompileOptions,
+    probes: Vec<String>,
+}
+
+fn load(path: &Path) -> Fixture {
+    let text = std::fs::read_to_string(path).expect("read fixture");
+    let mut fixture = Fixture::default();
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = Value::deserialize(document).expect("fixture YAML parses");
+        if !value.is_null() {
+            add(&mut fixture, value);
+        }
+    }
+    fixture
+}
+
+fn add(fixture: &mut Fixture, mut value: Value) {
+    let kind = value["kind"].as_str().unwrap_or_default().to_owned();
+    if kind != "IngressClass" && value["metadata"]["namespace"].is_null() {
+        value["metadata"]["namespace"] = Value::from("default");
+    }
+    let snapshot = &mut fixture.snapshot;
+    match kind.as_str() {
+        "Ingress" => snapshot.ingresses.push(Arc::new(parse::<Ingress>(value))),
+        "IngressClass" => snapshot
+            .ingress_classes
+            .push(Arc::new(parse::<IngressClass>(value))),
+        "Service" => snapshot.services.push(Arc::new(parse::<Service>(value))),
+        "EndpointSlice" => snapshot
+            .endpoint_slices
+            .push(Arc::new(parse::<EndpointSlice>(value))),
+        "Endpoints" => snapshot.endpoints.push(Arc::new(parse::<Endpoints>(value))),
+        "Options" => {
+            let class = value["ingressClass"].as_str().expect("ingressClass");
+            fixture.options.ingress_class = class.to_owned();
+        }
+        "Probes" => {
+            let probes = value["probes"].as_array().expect("probes list");
+            fixture.probes = probes
+                .iter()
+                .map(|p| p.as_str().expect("probe").to_owned())
+                .collect();
+        }
+        other => panic!("fixture has an unknown kind {other:?}"),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).expect("fixture object matches its k8s-openapi type")
+}
+
+/// Installs the endpoint sets, as the publisher does, then summarises the table.
+fn summary(compiled: &Compiled) -> String {
+    for (backend, set) in &compiled.endpoints {
+        backend.set_endpoints(set.clone());
+    }
+    let mut out = String::from("routes:\n");
+    for route in compiled.table.routes() {
+        let kind = route.path_type.map_or("-".to_owned(), |k| format!("{k:?}"));
+        let service = route.service.map_or("-".to_owned(), |s| s.to_string());
+        let _ = writeln!(out, "  {}", route.name);
+        let host = route.host.as_deref().unwrap_or("*");
+        let path = route.path.as_deref().unwrap_or("(default backend)");
+        let _ = writeln!(out, "    {host} {path} {kind} from {}", route.ingress);
+        let _ = writeln!(
+            out,
+            "    -> {service} [{}] {}",
+            route.state,
+            route.endpoints.join(" ")
+        );
+    }
+    out.push_str("diagnostics:\n");
+    for d in &compiled.diagnostics {
+        let _ = writeln!(out, "  {:?} {}", d.severity, d);
+    }
+    out
+}
+
+/// Checks every probe; returns the failures.
+fn check_probes(compiled: &Compiled, probes: &[String]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for probe in probes {
+        let (request, want) = probe
+            .split_once(" -> ")
+            .expect("probe is `host path -> name`");
+        let (host, path) = request
+            .split_once(' ')
+            .expect("probe request is `host path`");
+        let got = compiled
+            .table
+            .lookup(host, path)
+            .map_or("404".to_owned(), |r| r.name.to_string());
+        if got != want.trim() {
+            failures.push(format!("lookup {host} {path}: got {got}, want {want}"));
+        }
+    }
+    failures
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compile");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fixture dir")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    cases.sort();
+    cases
+}
+
+#[test]
+fn compile_fixtures() {
+    let bless = std::env::var_os("BLESS").is_some_and(|v| v == "1");
+    let mut failures = Vec::new();
+    let cases = fixtures();
+    assert!(!cases.is_empty(), "no fixtures found");
+    for case in cases {
+        let fixture = load(&case);
+        let compiled = compile(&fixture.snapshot, &fixture.options, &Registries::default());
+        let name = case
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        failures.extend(
+            check_probes(&compiled, &fixture.probes)
+                .into_iter()
+                .map(|f| format!("{name}: {f}")),
+        );
+        let actual = summary(&compiled);
+        let expected_path = case.with_extension("expected");
+        if bless {
+            std::fs::write(&expected_path, &actual).expect("write expectation");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if expected != actual {
+            failures.push(format!(
+                "{name}: summary differs\n--- expected\n{expected}--- actual\n{actual}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
