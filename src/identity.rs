@@ -65,7 +65,10 @@ mod tests {
     fn dropped_value_is_made_anew() {
         let reg: WeakRegistry<&str, u32> = WeakRegistry::default();
         drop(reg.get_or_insert_with(&"a", || 1));
-        assert_eq!(*reg.get_or_insert_with(&"a", || 2), 2);
+        let fresh = reg.get_or_insert_with(&"a", || 2);
+        assert_eq!(*fresh, 2);
         assert_eq!(reg.live().len(), 1);
+        drop(fresh);
+        assert!(reg.live().is_empty());
     }
 }

@@ -11,7 +11,10 @@ use support::*;
 async fn start_web() -> (Backend, Manifests, sluice::app::Running) {
     let web = whoami("web").await;
     let m = Manifests::new();
-    m.write("a.yaml", &(service("web", &[web.addr]) + &ingress("app", &[("", "/", "Prefix", "web")])));
+    m.write(
+        "a.yaml",
+        &(service("web", &[web.addr]) + &ingress("app", &[("", "/", "Prefix", "web")])),
+    );
     let mut s = settings(&m.path());
     s.connections.header_read_timeout = Duration::from_millis(500);
     let sluice = start(s).await;
@@ -35,11 +38,27 @@ async fn smuggling_attempts_get_400_and_a_closed_connection() {
     ];
     for case in cases {
         let answer = raw(sluice.http_addr, case, WAIT).await;
-        assert!(status_line(&answer).starts_with("HTTP/1.1 400"), "{:?} -> {answer:?}", String::from_utf8_lossy(case));
-        assert_eq!(answer.matches("HTTP/1.1").count(), 1, "exactly one response; the connection closed: {answer:?}");
+        assert!(
+            status_line(&answer).starts_with("HTTP/1.1 400"),
+            "{:?} -> {answer:?}",
+            String::from_utf8_lossy(case)
+        );
+        assert_eq!(
+            answer.matches("HTTP/1.1").count(),
+            1,
+            "exactly one response; the connection closed: {answer:?}"
+        );
     }
-    let ok = raw(sluice.http_addr, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", WAIT).await;
-    assert!(status_line(&ok).starts_with("HTTP/1.1 200"), "still serving: {ok}");
+    let ok = raw(
+        sluice.http_addr,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert!(
+        status_line(&ok).starts_with("HTTP/1.1 200"),
+        "still serving: {ok}"
+    );
 }
 
 #[tokio::test]
@@ -52,7 +71,11 @@ async fn bad_host_headers_get_400() {
     ];
     for case in cases {
         let answer = raw(sluice.http_addr, case, WAIT).await;
-        assert!(status_line(&answer).starts_with("HTTP/1.1 400"), "{:?} -> {answer:?}", String::from_utf8_lossy(case));
+        assert!(
+            status_line(&answer).starts_with("HTTP/1.1 400"),
+            "{:?} -> {answer:?}",
+            String::from_utf8_lossy(case)
+        );
     }
     // HTTP/1.0 needs no Host.
     let old = raw(sluice.http_addr, b"GET / HTTP/1.0\r\n\r\n", WAIT).await;
@@ -62,13 +85,27 @@ async fn bad_host_headers_get_400() {
 #[tokio::test]
 async fn oversized_target_and_headers_are_refused() {
     let (_web, _m, sluice) = start_web().await;
-    let long_target = format!("GET /{} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "a".repeat(17 * 1024));
+    let long_target = format!(
+        "GET /{} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "a".repeat(17 * 1024)
+    );
     let answer = raw(sluice.http_addr, long_target.as_bytes(), WAIT).await;
-    assert!(status_line(&answer).starts_with("HTTP/1.1 414"), "{}", status_line(&answer));
+    assert!(
+        status_line(&answer).starts_with("HTTP/1.1 414"),
+        "{}",
+        status_line(&answer)
+    );
 
-    let big_header = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "b".repeat(70 * 1024));
+    let big_header = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(70 * 1024)
+    );
     let answer = raw(sluice.http_addr, big_header.as_bytes(), WAIT).await;
-    assert!(status_line(&answer).starts_with("HTTP/1.1 431"), "{}", status_line(&answer));
+    assert!(
+        status_line(&answer).starts_with("HTTP/1.1 431"),
+        "{}",
+        status_line(&answer)
+    );
 
     let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
     for i in 0..101 {
@@ -76,7 +113,11 @@ async fn oversized_target_and_headers_are_refused() {
     }
     many.push_str("\r\n");
     let answer = raw(sluice.http_addr, many.as_bytes(), WAIT).await;
-    assert!(status_line(&answer).starts_with("HTTP/1.1 431"), "{}", status_line(&answer));
+    assert!(
+        status_line(&answer).starts_with("HTTP/1.1 431"),
+        "{}",
+        status_line(&answer)
+    );
 }
 
 #[tokio::test]
@@ -85,8 +126,12 @@ async fn slowloris_connections_are_closed_and_do_not_block_others() {
     let (_web, _m, sluice) = start_web().await;
     let mut slow = Vec::new();
     for _ in 0..200 {
-        let mut s = tokio::net::TcpStream::connect(sluice.http_addr).await.expect("connect");
-        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ").await.expect("write");
+        let mut s = tokio::net::TcpStream::connect(sluice.http_addr)
+            .await
+            .expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+            .await
+            .expect("write");
         slow.push(s);
     }
     // Other clients are served while the slow ones hang.
@@ -96,15 +141,31 @@ async fn slowloris_connections_are_closed_and_do_not_block_others() {
     let mut s = slow.pop().expect("one");
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
-    assert!(read.is_ok(), "a slowloris connection is closed by the header-read timeout");
+    assert!(
+        read.is_ok(),
+        "a slowloris connection is closed by the header-read timeout"
+    );
 }
 
 #[tokio::test]
 async fn http10_clients_never_get_chunked_bodies() {
     let (_web, _m, sluice) = start_web().await;
-    let answer = raw(sluice.http_addr, b"GET /?size=100000 HTTP/1.0\r\nHost: a\r\n\r\n", WAIT).await;
-    assert!(status_line(&answer).starts_with("HTTP/1.0 200"), "{}", status_line(&answer));
-    let head = answer.split("\r\n\r\n").next().unwrap_or("").to_ascii_lowercase();
+    let answer = raw(
+        sluice.http_addr,
+        b"GET /?size=100000 HTTP/1.0\r\nHost: a\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert!(
+        status_line(&answer).starts_with("HTTP/1.0 200"),
+        "{}",
+        status_line(&answer)
+    );
+    let head = answer
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
     assert!(!head.contains("transfer-encoding"), "{head}");
     let body_len = answer.len() - head.len() - 4;
     assert_eq!(body_len, 100_000);
@@ -120,7 +181,13 @@ async fn dot_segments_cannot_escape_the_matched_prefix() {
         &[
             service("web", &[web.addr]),
             service("admin", &[admin.addr]),
-            ingress("app", &[("", "/app", "Prefix", "web"), ("", "/admin", "Prefix", "admin")]),
+            ingress(
+                "app",
+                &[
+                    ("", "/app", "Prefix", "web"),
+                    ("", "/admin", "Prefix", "admin"),
+                ],
+            ),
         ]
         .join("---\n"),
     );
@@ -128,8 +195,14 @@ async fn dot_segments_cannot_escape_the_matched_prefix() {
     for target in ["/app/../admin/x", "/app/%2e%2e/admin/x"] {
         let req = format!("GET {target} HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
         let answer = raw(sluice.http_addr, req.as_bytes(), WAIT).await;
-        assert!(answer.contains("\"name\":\"admin\"") || answer.contains("\"name\": \"admin\""), "{target}: {answer}");
-        assert!(answer.contains("/admin/x"), "the backend sees the normalised path: {answer}");
+        assert!(
+            answer.contains("\"name\":\"admin\"") || answer.contains("\"name\": \"admin\""),
+            "{target}: {answer}"
+        );
+        assert!(
+            answer.contains("/admin/x"),
+            "the backend sees the normalised path: {answer}"
+        );
     }
 }
 
@@ -147,6 +220,14 @@ async fn garbage_never_panics_the_proxy() {
     for case in cases {
         let _ = raw(sluice.http_addr, case, Duration::from_millis(700)).await;
     }
-    let ok = raw(sluice.http_addr, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", WAIT).await;
-    assert!(status_line(&ok).starts_with("HTTP/1.1 200"), "still serving: {ok}");
+    let ok = raw(
+        sluice.http_addr,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert!(
+        status_line(&ok).starts_with("HTTP/1.1 200"),
+        "still serving: {ok}"
+    );
 }

@@ -15,7 +15,10 @@ async fn twenty_reloads_drop_no_request() {
     let b = whoami("b").await;
     let m = Manifests::new();
     m.write("web.yaml", &service("web", &[a.addr]));
-    m.write("ingress.yaml", &ingress("app", &[("r.test", "/", "Prefix", "web")]));
+    m.write(
+        "ingress.yaml",
+        &ingress("app", &[("r.test", "/", "Prefix", "web")]),
+    );
     let sluice = start(settings(&m.path())).await;
     let addr = sluice.http_addr;
 
@@ -44,27 +47,53 @@ async fn twenty_reloads_drop_no_request() {
             0 => m.write("web.yaml", &service("web", &[b.addr])),
             1 => m.write("web.yaml", &service("web", &[a.addr, b.addr])),
             // Add and remove an unrelated Ingress.
-            2 => m.write("extra.yaml", &ingress("extra", &[(&format!("x{i}.test"), "/", "Prefix", "web")])),
+            2 => m.write(
+                "extra.yaml",
+                &ingress("extra", &[(&format!("x{i}.test"), "/", "Prefix", "web")]),
+            ),
             _ => m.write("web.yaml", &service("web", &[a.addr])),
         }
         if i % 4 == 2 {
             let host = format!("x{i}.test");
-            wait_for("new Ingress serves", || async { get(&c, addr, &host, "/", &[]).await.status == 200 }).await;
+            wait_for("new Ingress serves", || async {
+                get(&c, addr, &host, "/", &[]).await.status == 200
+            })
+            .await;
             m.remove("extra.yaml");
-            wait_for("deleted Ingress is gone", || async { get(&c, addr, &host, "/", &[]).await.status == 404 }).await;
+            wait_for("deleted Ingress is gone", || async {
+                get(&c, addr, &host, "/", &[]).await.status == 404
+            })
+            .await;
         } else {
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
     }
     // Edit a path: / becomes /v2 only.
-    m.write("ingress.yaml", &ingress("app", &[("r.test", "/", "Prefix", "web"), ("r.test", "/v2", "Exact", "web")]));
-    wait_for("edited path serves", || async { get(&c, addr, "r.test", "/v2", &[]).await.status == 200 }).await;
+    m.write(
+        "ingress.yaml",
+        &ingress(
+            "app",
+            &[
+                ("r.test", "/", "Prefix", "web"),
+                ("r.test", "/v2", "Exact", "web"),
+            ],
+        ),
+    );
+    wait_for("edited path serves", || async {
+        get(&c, addr, "r.test", "/v2", &[]).await.status == 200
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     for l in loaders {
         l.await.expect("loader");
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    assert_eq!(failed, 0, "{failed} of {} requests failed during reloads", ok + failed);
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed during reloads",
+        ok + failed
+    );
     assert!(ok > 100, "the client kept sending ({ok} requests)");
 }
 
@@ -74,10 +103,16 @@ async fn endpoint_changes_are_followed() {
     let b = whoami("b").await;
     let m = Manifests::new();
     m.write("web.yaml", &service("web", &[a.addr]));
-    m.write("ingress.yaml", &ingress("app", &[("", "/", "Prefix", "web")]));
+    m.write(
+        "ingress.yaml",
+        &ingress("app", &[("", "/", "Prefix", "web")]),
+    );
     let sluice = start(settings(&m.path())).await;
     let c = client();
-    assert_eq!(whoami_json(&c, sluice.http_addr, "e.test", "/").await["name"], "a");
+    assert_eq!(
+        whoami_json(&c, sluice.http_addr, "e.test", "/").await["name"],
+        "a"
+    );
     m.write("web.yaml", &service("web", &[b.addr]));
     wait_for("endpoint moves to b", || async {
         whoami_json(&c, sluice.http_addr, "e.test", "/").await["name"] == "b"
@@ -90,25 +125,67 @@ async fn broken_file_keeps_the_last_good_routes() {
     let a = whoami("a").await;
     let m = Manifests::new();
     m.write("web.yaml", &service("web", &[a.addr]));
-    m.write("ingress.yaml", &ingress("app", &[("k.test", "/", "Prefix", "web")]));
-    m.write("other.yaml", &ingress("other", &[("o.test", "/", "Prefix", "web")]));
+    m.write(
+        "ingress.yaml",
+        &ingress("app", &[("k.test", "/", "Prefix", "web")]),
+    );
+    m.write(
+        "other.yaml",
+        &ingress("other", &[("o.test", "/", "Prefix", "web")]),
+    );
     let sluice = start(settings(&m.path())).await;
     let c = client();
-    assert_eq!(get(&c, sluice.http_addr, "k.test", "/", &[]).await.status, 200);
+    assert_eq!(
+        get(&c, sluice.http_addr, "k.test", "/", &[]).await.status,
+        200
+    );
     // A typo: the YAML no longer parses.
-    m.write("ingress.yaml", "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: app\nspec: [");
+    m.write(
+        "ingress.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: app\nspec: [",
+    );
     wait_for("the parse error is reported", || async {
-        get(&c, sluice.admin_addr, "admin", "/api/errors", &[]).await.body.contains("parse_error")
+        get(&c, sluice.admin_addr, "admin", "/api/errors", &[])
+            .await
+            .body
+            .contains("parse_error")
     })
     .await;
-    let errors = get(&c, sluice.admin_addr, "admin", "/api/errors", &[]).await.body;
-    assert!(errors.contains("ingress.yaml"), "the file is named: {errors}");
-    assert_eq!(get(&c, sluice.http_addr, "k.test", "/", &[]).await.status, 200, "last good route kept");
-    assert_eq!(get(&c, sluice.http_addr, "o.test", "/", &[]).await.status, 200, "other files unaffected");
-    let metrics = get(&c, sluice.admin_addr, "admin", "/metrics", &[]).await.body;
-    assert!(metrics.contains("sluice_config_rejected_objects{kind=\"parse_error\"} 1"), "{metrics}");
+    let errors = get(&c, sluice.admin_addr, "admin", "/api/errors", &[])
+        .await
+        .body;
+    assert!(
+        errors.contains("ingress.yaml"),
+        "the file is named: {errors}"
+    );
+    assert_eq!(
+        get(&c, sluice.http_addr, "k.test", "/", &[]).await.status,
+        200,
+        "last good route kept"
+    );
+    assert_eq!(
+        get(&c, sluice.http_addr, "o.test", "/", &[]).await.status,
+        200,
+        "other files unaffected"
+    );
+    let metrics = get(&c, sluice.admin_addr, "admin", "/metrics", &[])
+        .await
+        .body;
+    assert!(
+        metrics.contains("sluice_config_rejected_objects{kind=\"parse_error\"} 1"),
+        "{metrics}"
+    );
     // Fixing the file applies the fix.
-    m.write("ingress.yaml", &ingress("app", &[("k2.test", "/", "Prefix", "web")]));
-    wait_for("the fix applies", || async { get(&c, sluice.http_addr, "k2.test", "/", &[]).await.status == 200 }).await;
-    assert_eq!(get(&c, sluice.http_addr, "k.test", "/", &[]).await.status, 404);
+    m.write(
+        "ingress.yaml",
+        &ingress("app", &[("k2.test", "/", "Prefix", "web")]),
+    );
+    wait_for("the fix applies", || async {
+        get(&c, sluice.http_addr, "k2.test", "/", &[]).await.status == 200
+    })
+    .await;
+    assert_eq!(
+        get(&c, sluice.http_addr, "k.test", "/", &[]).await.status,
+        404
+    );
 }

@@ -41,19 +41,43 @@ async fn routes_by_host_and_path_with_spec_precedence() {
     let c = client();
     let name = |v: serde_json::Value| v["name"].as_str().unwrap_or_default().to_owned();
     let addr = sluice.http_addr;
-    assert_eq!(name(whoami_json(&c, addr, "shop.example.com", "/").await), "web");
-    assert_eq!(name(whoami_json(&c, addr, "SHOP.Example.com:8080", "/api/v1").await), "api");
-    assert_eq!(name(whoami_json(&c, addr, "shop.example.com", "/api").await), "api");
+    assert_eq!(
+        name(whoami_json(&c, addr, "shop.example.com", "/").await),
+        "web"
+    );
+    assert_eq!(
+        name(whoami_json(&c, addr, "SHOP.Example.com:8080", "/api/v1").await),
+        "api"
+    );
+    assert_eq!(
+        name(whoami_json(&c, addr, "shop.example.com", "/api").await),
+        "api"
+    );
     // Prefix matches element-wise: /apix is not under /api.
-    assert_eq!(name(whoami_json(&c, addr, "shop.example.com", "/apix").await), "web");
-    assert_eq!(name(whoami_json(&c, addr, "shop.example.com", "/exact").await), "api");
-    assert_eq!(name(whoami_json(&c, addr, "shop.example.com", "/exact/more").await), "web");
+    assert_eq!(
+        name(whoami_json(&c, addr, "shop.example.com", "/apix").await),
+        "web"
+    );
+    assert_eq!(
+        name(whoami_json(&c, addr, "shop.example.com", "/exact").await),
+        "api"
+    );
+    assert_eq!(
+        name(whoami_json(&c, addr, "shop.example.com", "/exact/more").await),
+        "web"
+    );
     // Wildcard: exactly one label.
-    assert_eq!(name(whoami_json(&c, addr, "a.example.com", "/").await), "wild");
+    assert_eq!(
+        name(whoami_json(&c, addr, "a.example.com", "/").await),
+        "wild"
+    );
     assert_eq!(get(&c, addr, "a.b.example.com", "/", &[]).await.status, 404);
     assert_eq!(get(&c, addr, "example.com", "/", &[]).await.status, 404);
     // Host-less rule catches any host.
-    assert_eq!(name(whoami_json(&c, addr, "anything.test", "/other/x").await), "any");
+    assert_eq!(
+        name(whoami_json(&c, addr, "anything.test", "/other/x").await),
+        "any"
+    );
     let miss = get(&c, addr, "nothing.test", "/", &[]).await;
     assert_eq!(miss.status, 404);
     assert!(miss.body.contains("not found"), "404 body: {}", miss.body);
@@ -93,7 +117,10 @@ async fn services_without_endpoints_or_missing_answer_503() {
 async fn forwarded_headers_reach_the_backend() {
     let web = whoami("web").await;
     let m = Manifests::new();
-    m.write("a.yaml", &(service("web", &[web.addr]) + &ingress("app", &[("a.test", "/", "Prefix", "web")])));
+    m.write(
+        "a.yaml",
+        &(service("web", &[web.addr]) + &ingress("app", &[("a.test", "/", "Prefix", "web")])),
+    );
     let sluice = start(settings(&m.path())).await;
     let c = client();
     let answer = get(
@@ -113,13 +140,43 @@ async fn forwarded_headers_reach_the_backend() {
     let v: serde_json::Value = serde_json::from_str(&answer.body).expect("json");
     let h = &v["headers"];
     let first = |name: &str| h[name][0].as_str().map(str::to_owned);
-    assert_eq!(first("X-Forwarded-For").or(first("x-forwarded-for")).as_deref(), Some("203.0.113.1, 127.0.0.1"));
-    assert_eq!(first("x-forwarded-proto").or(first("X-Forwarded-Proto")).as_deref(), Some("http"));
-    assert_eq!(first("x-forwarded-host").or(first("X-Forwarded-Host")).as_deref(), Some("a.test:8080"));
-    assert_eq!(first("x-forwarded-port").or(first("X-Forwarded-Port")).as_deref(), Some("8080"));
-    assert_eq!(first("x-real-ip").or(first("X-Real-Ip")).as_deref(), Some("127.0.0.1"));
-    assert_eq!(first("host").or(first("Host")).as_deref(), Some("a.test:8080"), "Host is kept");
-    assert!(first("x-hop").is_none() && first("X-Hop").is_none(), "headers named by Connection are dropped");
+    assert_eq!(
+        first("X-Forwarded-For")
+            .or(first("x-forwarded-for"))
+            .as_deref(),
+        Some("203.0.113.1, 127.0.0.1")
+    );
+    assert_eq!(
+        first("x-forwarded-proto")
+            .or(first("X-Forwarded-Proto"))
+            .as_deref(),
+        Some("http")
+    );
+    assert_eq!(
+        first("x-forwarded-host")
+            .or(first("X-Forwarded-Host"))
+            .as_deref(),
+        Some("a.test:8080")
+    );
+    assert_eq!(
+        first("x-forwarded-port")
+            .or(first("X-Forwarded-Port"))
+            .as_deref(),
+        Some("8080")
+    );
+    assert_eq!(
+        first("x-real-ip").or(first("X-Real-Ip")).as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        first("host").or(first("Host")).as_deref(),
+        Some("a.test:8080"),
+        "Host is kept"
+    );
+    assert!(
+        first("x-hop").is_none() && first("X-Hop").is_none(),
+        "headers named by Connection are dropped"
+    );
     // The dot-segment is resolved, %2F and the query are kept as sent.
     assert_eq!(v["uri"].as_str(), Some("/r?x=%20y"));
 }
@@ -129,7 +186,10 @@ async fn round_robin_spreads_over_ready_endpoints() {
     let a = whoami("a").await;
     let b = whoami("b").await;
     let m = Manifests::new();
-    m.write("a.yaml", &(service("web", &[a.addr, b.addr]) + &ingress("app", &[("", "/", "Prefix", "web")])));
+    m.write(
+        "a.yaml",
+        &(service("web", &[a.addr, b.addr]) + &ingress("app", &[("", "/", "Prefix", "web")])),
+    );
     let sluice = start(settings(&m.path())).await;
     let c = client();
     let mut seen = Vec::new();
@@ -139,32 +199,50 @@ async fn round_robin_spreads_over_ready_endpoints() {
     }
     let distinct: HashSet<_> = seen.iter().collect();
     assert_eq!(distinct.len(), 2, "both endpoints get requests: {seen:?}");
-    assert!(seen.windows(2).all(|w| w[0] != w[1]), "strict alternation: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] != w[1]),
+        "strict alternation: {seen:?}"
+    );
 }
 
 #[tokio::test]
 async fn http2_prior_knowledge_is_routed_by_authority() {
     let web = whoami("web").await;
     let m = Manifests::new();
-    m.write("a.yaml", &(service("web", &[web.addr]) + &ingress("app", &[("h2.test", "/", "Prefix", "web")])));
+    m.write(
+        "a.yaml",
+        &(service("web", &[web.addr]) + &ingress("app", &[("h2.test", "/", "Prefix", "web")])),
+    );
     let sluice = start(settings(&m.path())).await;
     // The client dials sluice whatever the URI names, so :authority is h2.test.
-    let h2_fixed = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build(FixedConnector(sluice.http_addr));
+    let h2_fixed =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build(FixedConnector(sluice.http_addr));
     let req = http::Request::get(format!("http://h2.test:{}/hello", sluice.http_addr.port()))
         .header("accept", "application/json")
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .expect("request");
     let (parts, body) = req.into_parts();
-    let resp = h2_fixed.request(http::Request::from_parts(parts, body)).await.expect("h2 response");
+    let resp = h2_fixed
+        .request(http::Request::from_parts(parts, body))
+        .await
+        .expect("h2 response");
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.version(), http::Version::HTTP_2);
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body").to_bytes();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(v["name"], "web");
-    let host = v["headers"]["Host"][0].as_str().or(v["headers"]["host"][0].as_str());
-    assert_eq!(host, Some(format!("h2.test:{}", sluice.http_addr.port()).as_str()));
+    let host = v["headers"]["Host"][0]
+        .as_str()
+        .or(v["headers"]["host"][0].as_str());
+    assert_eq!(
+        host,
+        Some(format!("h2.test:{}", sluice.http_addr.port()).as_str())
+    );
 }
 
 /// A connector that always dials one address, whatever the URI names.
@@ -174,15 +252,24 @@ struct FixedConnector(std::net::SocketAddr);
 impl tower_service::Service<http::Uri> for FixedConnector {
     type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
     type Error = std::io::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, _: http::Uri) -> Self::Future {
         let addr = self.0;
-        Box::pin(async move { Ok(hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(addr).await?)) })
+        Box::pin(async move {
+            Ok(hyper_util::rt::TokioIo::new(
+                tokio::net::TcpStream::connect(addr).await?,
+            ))
+        })
     }
 }
 
@@ -190,12 +277,28 @@ impl tower_service::Service<http::Uri> for FixedConnector {
 async fn admin_endpoints_report_routes_and_metrics() {
     let web = whoami("web").await;
     let m = Manifests::new();
-    m.write("a.yaml", &(service("web", &[web.addr]) + &ingress("app", &[("m.test", "/", "Prefix", "web")])));
+    m.write(
+        "a.yaml",
+        &(service("web", &[web.addr]) + &ingress("app", &[("m.test", "/", "Prefix", "web")])),
+    );
     let sluice = start(settings(&m.path())).await;
     let c = client();
-    assert_eq!(get(&c, sluice.admin_addr, "admin", "/healthz", &[]).await.status, 200);
-    assert_eq!(get(&c, sluice.admin_addr, "admin", "/readyz", &[]).await.status, 200);
-    assert_eq!(get(&c, sluice.http_addr, "m.test", "/", &[]).await.status, 200);
+    assert_eq!(
+        get(&c, sluice.admin_addr, "admin", "/healthz", &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&c, sluice.admin_addr, "admin", "/readyz", &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&c, sluice.http_addr, "m.test", "/", &[]).await.status,
+        200
+    );
     let routes = get(&c, sluice.admin_addr, "admin", "/api/routes", &[]).await;
     let v: serde_json::Value = serde_json::from_str(&routes.body).expect("routes json");
     let route = v.as_array().and_then(|a| a.first()).expect("one route");
@@ -203,15 +306,26 @@ async fn admin_endpoints_report_routes_and_metrics() {
     assert_eq!(route["path"], "/");
     assert_eq!(route["ingress"]["name"], "app");
     assert_eq!(route["endpoints"][0], web.addr.to_string());
-    let metrics = get(&c, sluice.admin_addr, "admin", "/metrics", &[]).await.body;
+    let metrics = get(&c, sluice.admin_addr, "admin", "/metrics", &[])
+        .await
+        .body;
     let line = metrics
         .lines()
-        .find(|l| l.starts_with("sluice_requests_total{") && l.contains("code=\"200\"") && l.contains("method=\"GET\""))
+        .find(|l| {
+            l.starts_with("sluice_requests_total{")
+                && l.contains("code=\"200\"")
+                && l.contains("method=\"GET\"")
+        })
         .unwrap_or_else(|| panic!("no request counter in:\n{metrics}"));
     assert!(line.ends_with(" 1"), "{line}");
     assert!(metrics.contains("sluice_request_duration_seconds_bucket"));
     assert!(metrics.contains("sluice_config_reloads_total 1"));
     assert!(metrics.contains("sluice_open_connections{entrypoint=\"web\"}"));
     sluice.stop();
-    assert_eq!(get(&client(), sluice.admin_addr, "admin", "/readyz", &[]).await.status, 503);
+    assert_eq!(
+        get(&client(), sluice.admin_addr, "admin", "/readyz", &[])
+            .await
+            .status,
+        503
+    );
 }

@@ -15,7 +15,10 @@ const TEN_MB: usize = 10 * 1024 * 1024;
 async fn start_web() -> (Backend, Manifests, sluice::app::Running) {
     let web = whoami("web").await;
     let m = Manifests::new();
-    m.write("a.yaml", &(service("web", &[web.addr]) + &ingress("app", &[("s.test", "/", "Prefix", "web")])));
+    m.write(
+        "a.yaml",
+        &(service("web", &[web.addr]) + &ingress("app", &[("s.test", "/", "Prefix", "web")])),
+    );
     let sluice = start(settings(&m.path())).await;
     (web, m, sluice)
 }
@@ -40,8 +43,16 @@ async fn ten_megabyte_download_streams_intact() {
         }
     }
     assert_eq!(len, TEN_MB);
-    assert!(frames > 10, "the body arrives in many chunks, not one buffer ({frames})");
-    let pattern: Vec<u8> = b"0123456789abcdef".iter().copied().cycle().take(TEN_MB).collect();
+    assert!(
+        frames > 10,
+        "the body arrives in many chunks, not one buffer ({frames})"
+    );
+    let pattern: Vec<u8> = b"0123456789abcdef"
+        .iter()
+        .copied()
+        .cycle()
+        .take(TEN_MB)
+        .collect();
     assert_eq!(hasher.finalize(), Sha256::digest(&pattern));
 }
 
@@ -49,7 +60,13 @@ async fn ten_megabyte_download_streams_intact() {
 async fn ten_megabyte_upload_is_echoed_intact() {
     let (_web, _m, sluice) = start_web().await;
     let chunks: Vec<Bytes> = (0..160u32)
-        .map(|i| Bytes::from((0..65536u32).map(|j| (i.wrapping_mul(31) ^ j) as u8).collect::<Vec<u8>>()))
+        .map(|i| {
+            Bytes::from(
+                (0..65536u32)
+                    .map(|j| (i.wrapping_mul(31) ^ j) as u8)
+                    .collect::<Vec<u8>>(),
+            )
+        })
         .collect();
     let mut expected = Sha256::new();
     for c in &chunks {
@@ -61,7 +78,8 @@ async fn ten_megabyte_upload_is_echoed_intact() {
             .map(|c| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(c))),
     );
     let c: hyper_util::client::legacy::Client<_, StreamBody<_>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
     let req = http::Request::post(format!("http://{}/echo", sluice.http_addr))
         .header("host", "s.test")
         .body(StreamBody::new(stream))
@@ -77,17 +95,29 @@ async fn ten_megabyte_upload_is_echoed_intact() {
 async fn websocket_echo_is_tunnelled() {
     let (_web, _m, sluice) = start_web().await;
     let url = format!("ws://{}/chat", sluice.http_addr);
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.as_str())
-        .expect("ws request");
-    req.headers_mut().insert("host", http::HeaderValue::from_static("s.test"));
-    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.expect("websocket handshake through sluice");
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        url.as_str(),
+    )
+    .expect("ws request");
+    req.headers_mut()
+        .insert("host", http::HeaderValue::from_static("s.test"));
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket handshake through sluice");
     assert_eq!(resp.status(), 101);
     for i in 0..5 {
-        ws.send(Message::text(format!("hello {i}"))).await.expect("send");
+        ws.send(Message::text(format!("hello {i}")))
+            .await
+            .expect("send");
         let echoed = ws.next().await.expect("message").expect("ok");
         assert_eq!(echoed, Message::text(format!("hello {i}")));
     }
-    ws.send(Message::binary(vec![0u8, 1, 2, 255])).await.expect("send binary");
-    assert_eq!(ws.next().await.expect("message").expect("ok"), Message::binary(vec![0u8, 1, 2, 255]));
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .expect("send binary");
+    assert_eq!(
+        ws.next().await.expect("message").expect("ok"),
+        Message::binary(vec![0u8, 1, 2, 255])
+    );
     ws.close(None).await.expect("close");
 }

@@ -18,7 +18,14 @@ fn spawn_sluice(manifests: &std::path::Path) -> (Child, SocketAddr, SocketAddr) 
     let mut child = Command::new(BIN)
         .args(["--manifests"])
         .arg(manifests)
-        .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"])
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -26,10 +33,21 @@ fn spawn_sluice(manifests: &std::path::Path) -> (Child, SocketAddr, SocketAddr) 
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let (http, admin) = loop {
-        let line = lines.next().expect("sluice logs its addresses").expect("read log");
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-        if let (Some(h), Some(a)) = (v["fields"]["http_addr"].as_str(), v["fields"]["admin_addr"].as_str()) {
-            break (h.parse().expect("http addr"), a.parse().expect("admin addr"));
+        let line = lines
+            .next()
+            .expect("sluice logs its addresses")
+            .expect("read log");
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if let (Some(h), Some(a)) = (
+            v["fields"]["http_addr"].as_str(),
+            v["fields"]["admin_addr"].as_str(),
+        ) {
+            break (
+                h.parse().expect("http addr"),
+                a.parse().expect("admin addr"),
+            );
         }
     };
     // Keep draining the log so the child never blocks on a full pipe.
@@ -38,7 +56,10 @@ fn spawn_sluice(manifests: &std::path::Path) -> (Child, SocketAddr, SocketAddr) 
 }
 
 fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill").args(["-s", sig, &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-s", sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
 }
 
@@ -46,13 +67,23 @@ fn signal(child: &Child, sig: &str) {
 async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     let web = whoami("web").await;
     let m = Manifests::new();
-    m.write("a.yaml", &(service("web", &[web.addr]) + &ingress("app", &[("", "/", "Prefix", "web")])));
+    m.write(
+        "a.yaml",
+        &(service("web", &[web.addr]) + &ingress("app", &[("", "/", "Prefix", "web")])),
+    );
     let (mut child, http, admin) = spawn_sluice(&m.path());
     let c = client();
-    wait_for("ready", || async { get(&c, admin, "admin", "/readyz", &[]).await.status == 200 }).await;
+    wait_for("ready", || async {
+        get(&c, admin, "admin", "/readyz", &[]).await.status == 200
+    })
+    .await;
     signal(&child, "HUP");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(get(&c, http, "a", "/", &[]).await.status, 200, "SIGHUP does not kill sluice");
+    assert_eq!(
+        get(&c, http, "a", "/", &[]).await.status,
+        200,
+        "SIGHUP does not kill sluice"
+    );
 
     let slow = tokio::spawn({
         let c = client();
@@ -62,9 +93,15 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     signal(&child, "TERM");
     let answer = slow.await.expect("slow request task");
     assert_eq!(answer.status, 200, "the in-flight request completes");
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
     assert_eq!(status.code(), Some(0));
-    assert!(tokio::net::TcpStream::connect(http).await.is_err(), "no longer accepting");
+    assert!(
+        tokio::net::TcpStream::connect(http).await.is_err(),
+        "no longer accepting"
+    );
 }
 
 #[test]
@@ -88,5 +125,8 @@ fn flags_read_environment_variables() {
         .expect("run sluice");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("/definitely/not/here"), "SLUICE_MANIFESTS was read: {stderr}");
+    assert!(
+        stderr.contains("/definitely/not/here"),
+        "SLUICE_MANIFESTS was read: {stderr}"
+    );
 }

@@ -11,14 +11,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A TCP server that answers every connection with bytes that are not HTTP.
 async fn garbage_backend() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\nnot http at all\r\n\r\n").await;
+                let _ = s
+                    .write_all(b"SSH-2.0-OpenSSH_9.2\r\nnot http at all\r\n\r\n")
+                    .await;
             });
         }
     });
@@ -27,7 +31,9 @@ async fn garbage_backend() -> SocketAddr {
 
 /// An address nothing listens on.
 async fn closed_port() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     listener.local_addr().expect("addr")
 }
 
@@ -64,25 +70,48 @@ async fn backend_failures_map_to_502_and_504() {
     let timeout = get(&c, sluice.http_addr, "a", "/slow?wait=2s", &[]).await;
     assert_eq!(timeout.status, 504);
     assert!(timeout.body.contains("gateway timeout"), "{}", timeout.body);
-    assert_eq!(get(&c, sluice.http_addr, "a", "/garbage", &[]).await.status, 502);
+    assert_eq!(
+        get(&c, sluice.http_addr, "a", "/garbage", &[]).await.status,
+        502
+    );
     // And a fast request on the same backend is fine.
-    assert_eq!(get(&c, sluice.http_addr, "a", "/slow", &[]).await.status, 200);
-    let metrics = get(&c, sluice.admin_addr, "admin", "/metrics", &[]).await.body;
-    assert!(metrics.lines().any(|l| l.starts_with("sluice_requests_total{") && l.contains("code=\"502\"")), "{metrics}");
-    assert!(metrics.lines().any(|l| l.starts_with("sluice_requests_total{") && l.contains("code=\"504\"")), "{metrics}");
+    assert_eq!(
+        get(&c, sluice.http_addr, "a", "/slow", &[]).await.status,
+        200
+    );
+    let metrics = get(&c, sluice.admin_addr, "admin", "/metrics", &[])
+        .await
+        .body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sluice_requests_total{") && l.contains("code=\"502\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sluice_requests_total{") && l.contains("code=\"504\"")),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn upstream_connections_are_reused() {
     let web = whoami("web").await;
     let m = Manifests::new();
-    m.write("a.yaml", &(service("web", &[web.addr]) + &ingress("app", &[("", "/", "Prefix", "web")])));
+    m.write(
+        "a.yaml",
+        &(service("web", &[web.addr]) + &ingress("app", &[("", "/", "Prefix", "web")])),
+    );
     let sluice = start(settings(&m.path())).await;
     let c = client();
     for _ in 0..50 {
         assert_eq!(get(&c, sluice.http_addr, "a", "/", &[]).await.status, 200);
     }
-    let metrics = get(&c, sluice.admin_addr, "admin", "/metrics", &[]).await.body;
+    let metrics = get(&c, sluice.admin_addr, "admin", "/metrics", &[])
+        .await
+        .body;
     let value = |name: &str| -> f64 {
         metrics
             .lines()
@@ -94,5 +123,8 @@ async fn upstream_connections_are_reused() {
     let opened = value("sluice_upstream_connections_opened_total");
     let requests = value("sluice_upstream_requests_total");
     assert_eq!(requests, 50.0);
-    assert!(opened <= 2.0, "sequential requests reuse one pooled connection (opened {opened})");
+    assert!(
+        opened <= 2.0,
+        "sequential requests reuse one pooled connection (opened {opened})"
+    );
 }

@@ -70,6 +70,7 @@ pub struct Running {
     /// The published table (tests inspect it).
     pub table: Arc<ArcSwap<RouteTable>>,
     stop: watch::Sender<bool>,
+    admin_stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     proxy_task: JoinHandle<()>,
     state: Arc<AdminState>,
@@ -88,6 +89,7 @@ impl Running {
         if let Err(e) = self.proxy_task.await {
             tracing::error!(error = %e, "proxy task failed");
         }
+        self.admin_stop.send_replace(true);
         for task in self.tasks {
             task.abort();
         }
@@ -140,6 +142,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         metrics,
     });
     let (stop, stop_rx) = watch::channel(false);
+    // The admin listener outlives the drain, so /readyz can say 503 meanwhile.
+    let (admin_stop, admin_stop_rx) = watch::channel(false);
     let registries = Arc::new(Registries::default());
     let (updates_tx, updates_rx) = watch::channel(None);
 
@@ -162,7 +166,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     tasks.push(tokio::spawn(admin::serve(
         admin_listener,
         state.clone(),
-        stop_rx.clone(),
+        admin_stop_rx,
     )));
     let proxy = Arc::new(Proxy::new(table.clone(), client, unmatched));
     let proxy_task = tokio::spawn(proxy::serve(
@@ -179,6 +183,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         admin_addr,
         table,
         stop,
+        admin_stop,
         tasks,
         proxy_task,
         state,

@@ -14,6 +14,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::framing::Guarded;
 use super::{ClientInfo, Proxy};
 
 /// Limits applied to every client connection.
@@ -154,7 +155,7 @@ fn serve_connection(
         let proxy = proxy.clone();
         async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(Guarded::new(stream)), service);
     let conn = graceful.watch(conn.into_owned());
     tokio::spawn(async move {
         let _guard = guard;

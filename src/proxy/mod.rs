@@ -6,6 +6,7 @@
 
 mod error;
 mod forward;
+mod framing;
 mod listener;
 pub mod request;
 

@@ -108,6 +108,13 @@ fn pattern_of(route: &Route) -> HostPattern {
     }
 }
 
+impl RouteTable {
+    /// Every rule route and the default backend, each once (for metrics).
+    pub fn all_routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.all.iter().chain(self.default.iter())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,12 +236,5 @@ mod tests {
                 "any default"
             ]
         );
-    }
-}
-
-impl RouteTable {
-    /// Every rule route and the default backend, each once (for metrics).
-    pub fn all_routes(&self) -> impl Iterator<Item = &Arc<Route>> {
-        self.all.iter().chain(self.default.iter())
     }
 }
