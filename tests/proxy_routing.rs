@@ -329,3 +329,24 @@ async fn admin_endpoints_report_routes_and_metrics() {
         503
     );
 }
+
+#[tokio::test]
+async fn external_name_services_resolve_off_the_request_path() {
+    let web = whoami("external").await;
+    let m = Manifests::new();
+    let port = web.addr.port();
+    m.write(
+        "a.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: ext\nspec:\n  type: ExternalName\n  externalName: 127.0.0.1\n  ports:\n  - name: http\n    port: {port}\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: app\nspec:\n  rules:\n  - host: ext.test\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service:\n            name: ext\n            port:\n              number: {port}\n"
+        ),
+    );
+    let sluice = start(settings(&m.path())).await;
+    let c = client();
+    wait_for("the ExternalName resolves", || async {
+        get(&c, sluice.http_addr, "ext.test", "/", &[]).await.status == 200
+    })
+    .await;
+    let v = whoami_json(&c, sluice.http_addr, "ext.test", "/").await;
+    assert_eq!(v["name"], "external");
+}
