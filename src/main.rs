@@ -21,7 +21,7 @@ fn main() -> Result<()> {
         runtime.worker_threads(workers.max(1));
     }
     let runtime = runtime.build().context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Some(Command::Whoami { addr, name }) => {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -35,7 +35,10 @@ fn main() -> Result<()> {
             Some(Command::Demo) => demo::run(cli.run).await,
             None => run(cli.run).await,
         }
-    })
+    });
+    // Blocking work such as a DNS lookup must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// Runs the ingress controller until SIGTERM or SIGINT, then shuts down gracefully.
@@ -52,10 +55,19 @@ async fn run(args: RunArgs) -> Result<()> {
 /// Starts sluice with `settings` and stops it gracefully on SIGTERM or SIGINT.
 async fn serve_until_signal(settings: sluice::app::Settings) -> Result<()> {
     let running = sluice::app::start(settings).await?;
-    terminated()?.await;
-    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    let mut signals = terminated()?;
+    signals.as_mut().await;
+    tracing::info!(
+        "shutting down: no new connections, draining in-flight requests (signal again to exit now)"
+    );
     running.stop();
-    running.wait().await;
+    tokio::select! {
+        () = running.wait() => {}
+        () = signals => {
+            tracing::warn!("second signal: exiting without waiting for in-flight requests");
+            std::process::exit(1);
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

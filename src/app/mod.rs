@@ -231,9 +231,15 @@ impl Publisher {
                 return;
             }
         };
-        for (backend, set) in endpoints {
-            backend.set_endpoints(set);
+        for (backend, set) in &endpoints {
+            backend.set_endpoints(set.clone());
         }
+        // New ExternalNames are looked up before the table that routes to them serves.
+        let backends: Vec<_> = endpoints
+            .iter()
+            .map(|(backend, _)| backend.clone())
+            .collect();
+        resolver::resolve_new(&backends).await;
         self.table.store(Arc::new(table));
         let mut all: Vec<Diagnostic> = update.diagnostics.clone();
         all.extend(diagnostics);

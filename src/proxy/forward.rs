@@ -18,12 +18,25 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 /// Facts about the client connection that the forwarded headers carry.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientInfo {
     /// The client's address as seen by the listener.
     pub remote: SocketAddr,
     /// Whether the client connected over TLS (`X-Forwarded-Proto: https`).
     pub tls: bool,
+    /// The client IP as a header value, built once per connection.
+    ip: HeaderValue,
+}
+
+impl ClientInfo {
+    /// Describes a client connected from `remote`, over TLS or not.
+    pub fn new(remote: SocketAddr, tls: bool) -> Self {
+        Self {
+            remote,
+            tls,
+            ip: ip_header_value(remote.ip()),
+        }
+    }
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): Connection and the headers it
@@ -89,33 +102,48 @@ pub fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::UPGRADE, protocol);
 }
 
-/// Sets X-Forwarded-For (appended), -Proto, -Host, -Port and X-Real-Ip.
+/// Sets X-Forwarded-For (appended to every earlier value), -Proto and X-Real-Ip,
+/// and, when the client named a host, X-Forwarded-Host and -Port.
 ///
 /// `host` is the authority the client addressed (Host header or `:authority`).
 /// The port is the one in that authority, else the scheme's default, as Traefik does.
-pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: &str) {
-    let ip = client.remote.ip();
-    let ip_value = ip_header_value(ip);
-    match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => {
-            let appended = format!("{prior}, {ip}");
-            if let Ok(v) = HeaderValue::from_str(&appended) {
-                headers.insert(&X_FORWARDED_FOR, v);
-            }
-        }
-        _ => {
-            headers.insert(&X_FORWARDED_FOR, ip_value.clone());
-        }
-    }
-    headers.insert(&X_REAL_IP, ip_value);
+pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<&HeaderValue>) {
+    append_forwarded_for(headers, client);
+    headers.insert(&X_REAL_IP, client.ip.clone());
     let proto = if client.tls { "https" } else { "http" };
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if let Ok(v) = HeaderValue::from_str(host) {
-        headers.insert(&X_FORWARDED_HOST, v);
+    let Some(host) = host else {
+        // Without a host, client-supplied values must not pass as ours.
+        headers.remove(&X_FORWARDED_HOST);
+        headers.remove(&X_FORWARDED_PORT);
+        return;
+    };
+    headers.insert(&X_FORWARDED_HOST, host.clone());
+    let port = host
+        .to_str()
+        .ok()
+        .and_then(super::request::port_of)
+        .and_then(|p| HeaderValue::from_str(p).ok());
+    let port =
+        port.unwrap_or_else(|| HeaderValue::from_static(if client.tls { "443" } else { "80" }));
+    headers.insert(&X_FORWARDED_PORT, port);
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, client: &ClientInfo) {
+    let mut prior = headers.get_all(&X_FORWARDED_FOR).iter();
+    let Some(first) = prior.next() else {
+        headers.insert(&X_FORWARDED_FOR, client.ip.clone());
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for more in prior {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(more.as_bytes());
     }
-    let port = super::request::port_of(host).unwrap_or(if client.tls { "443" } else { "80" });
-    if let Ok(v) = HeaderValue::from_str(port) {
-        headers.insert(&X_FORWARDED_PORT, v);
+    joined.extend_from_slice(b", ");
+    joined.extend_from_slice(client.ip.as_bytes());
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(&X_FORWARDED_FOR, v);
     }
 }
 
@@ -124,12 +152,26 @@ fn ip_header_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-/// An HTTP/2 request carries its host in `:authority`; an HTTP/1.1 backend needs a Host header.
-pub fn ensure_host_header(headers: &mut HeaderMap, host: &str) {
-    if !headers.contains_key(header::HOST) {
-        if let Ok(v) = HeaderValue::from_str(host) {
-            headers.insert(header::HOST, v);
-        }
+/// Sets the Host the backend sees to the authority the request was routed by: an
+/// HTTP/2 request carries it in `:authority`, an absolute-form HTTP/1.1 target in
+/// the URI (RFC 9112 §3.2.2: the target wins over a Host header).
+pub fn set_host_header(headers: &mut HeaderMap, host: &HeaderValue) {
+    headers.insert(header::HOST, host.clone());
+}
+
+/// HTTP/2 may split `cookie` into several fields; HTTP/1.1 needs one (RFC 9113 §8.2.3).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (cookies.next(), cookies.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for more in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(more.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
     }
 }
 
@@ -206,20 +248,44 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        let client = ClientInfo {
-            remote: "192.0.2.7:5555".parse().expect("addr"),
-            tls: false,
-        };
-        set_forwarded(&mut h, &client, "app.example.com:8080");
+        let client = ClientInfo::new("192.0.2.7:5555".parse().expect("addr"), false);
+        set_forwarded(
+            &mut h,
+            &client,
+            Some(&HeaderValue::from_static("app.example.com:8080")),
+        );
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "app.example.com:8080");
         assert_eq!(h["x-forwarded-port"], "8080");
         assert_eq!(h["x-real-ip"], "192.0.2.7");
         let mut plain = HeaderMap::new();
-        set_forwarded(&mut plain, &client, "app.example.com");
+        set_forwarded(
+            &mut plain,
+            &client,
+            Some(&HeaderValue::from_static("app.example.com")),
+        );
         assert_eq!(plain["x-forwarded-port"], "80");
         assert_eq!(plain["x-forwarded-for"], "192.0.2.7");
+        let mut spoofed = HeaderMap::new();
+        spoofed.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
+        spoofed.insert("x-forwarded-host", HeaderValue::from_static("evil"));
+        spoofed.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+        spoofed.append("x-forwarded-for", HeaderValue::from_static("2.2.2.2"));
+        set_forwarded(&mut spoofed, &client, None);
+        assert_eq!(spoofed["x-real-ip"], "192.0.2.7");
+        assert_eq!(spoofed["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 192.0.2.7");
+        assert!(!spoofed.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn cookies_from_http2_are_joined() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        join_cookies(&mut h);
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(h[header::COOKIE], "a=1; b=2");
     }
 
     #[test]

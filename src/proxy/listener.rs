@@ -1,19 +1,16 @@
 //! Accepting client connections: HTTP/1.1 and HTTP/2 (prior knowledge) on one
 //! listener, limits against hostile clients, and graceful shutdown.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::connection::{self, ConnState, Limits};
 use super::framing::Guarded;
 use super::{ClientInfo, Proxy};
 
@@ -31,7 +28,8 @@ pub struct ConnectionSettings {
     pub max_concurrent_streams: u32,
     /// HTTP/2: largest decoded header list, in bytes.
     pub max_header_list_size: u32,
-    /// HTTP/2: a connection idle (no streams) this long is closed.
+    /// A connection with no request in flight for this long is closed gracefully
+    /// (HTTP/1 idle keep-alive is usually cut sooner by `header_read_timeout`).
     pub idle_timeout: Duration,
 }
 
@@ -60,7 +58,7 @@ impl OpenConnections {
 }
 
 /// Decrements the open-connection count when a connection task ends, however it ends.
-struct ConnectionGuard(Arc<OpenConnections>);
+pub(super) struct ConnectionGuard(pub(super) Arc<OpenConnections>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
@@ -101,8 +99,11 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let builder = builder(&settings);
-    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(builder(&settings));
+    let limits = Limits {
+        first_request: settings.header_read_timeout,
+        idle: settings.idle_timeout,
+    };
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -110,9 +111,21 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, remote)) => {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "set_nodelay failed");
+                }
                 open.0.fetch_add(1, Ordering::Relaxed);
                 let guard = ConnectionGuard(open.clone());
-                serve_connection(&builder, &graceful, stream, remote, proxy.clone(), guard);
+                let state = Arc::new(ConnState::new(ClientInfo::new(remote, false)));
+                connection::spawn(
+                    builder.clone(),
+                    Guarded::new(stream),
+                    state,
+                    proxy.clone(),
+                    limits,
+                    shutdown.clone(),
+                    guard,
+                );
             }
             Err(e) => {
                 // Out of file descriptors and similar: back off instead of spinning.
@@ -122,14 +135,22 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            ?grace,
-            "shutdown grace period over, closing remaining connections"
-        );
+    drain(&open, grace).await;
+}
+
+/// Waits until every connection has finished, or `grace` has passed.
+async fn drain(open: &OpenConnections, grace: Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    while open.get() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                ?grace,
+                open = open.get(),
+                "shutdown grace period over, closing remaining connections"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -137,30 +158,4 @@ pub async fn serve(
 pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // An error means the sender is gone, which also means stop.
     let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
-fn serve_connection(
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
-    stream: TcpStream,
-    remote: SocketAddr,
-    proxy: Arc<Proxy>,
-    guard: ConnectionGuard,
-) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "set_nodelay failed");
-    }
-    let client = ClientInfo { remote, tls: false };
-    let service = service_fn(move |req| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
-    });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(Guarded::new(stream)), service);
-    let conn = graceful.watch(conn.into_owned());
-    tokio::spawn(async move {
-        let _guard = guard;
-        if let Err(e) = conn.await {
-            tracing::debug!(%remote, error = %e, "client connection ended with an error");
-        }
-    });
 }

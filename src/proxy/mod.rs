@@ -4,6 +4,7 @@
 //! table, host then path lookup, an endpoint pick, header rewriting in place and
 //! a streamed forward over the pooled client. Nothing on it locks.
 
+mod connection;
 mod error;
 mod forward;
 mod framing;
@@ -58,14 +59,14 @@ impl Proxy {
     }
 
     /// Answers one request: routes it, forwards it, and counts it.
-    pub async fn handle(&self, req: Request<Incoming>, client: ClientInfo) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
         let start = Instant::now();
         let method = req.method().clone();
-        let (route, result) = self.route_and_forward(req, &client).await;
+        let (route, result) = self.route_and_forward(req, client).await;
         let response = match result {
             Ok(resp) => resp,
             Err(err) => {
-                log_error(&err, route.as_deref(), &client);
+                log_error(&err, route.as_deref(), client);
                 err.into_response()
             }
         };
@@ -84,19 +85,16 @@ impl Proxy {
         }
         let (mut parts, body) = req.into_parts();
         let host = host_value(&parts);
-        let host_str = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
-        if let Some(path) = normalized_target(&parts) {
-            match path.parse() {
+        if let Some(target) = normalized_target(&parts) {
+            match target.parse() {
                 Ok(pq) => parts.uri = with_path(&parts.uri, pq),
                 Err(_) => return (None, Err(ProxyError::BadTarget)),
             }
         }
+        let host_str = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+        let path = request::match_path(parts.uri.path());
         // One atomic load; the guard is dropped before any await.
-        let route = self
-            .table
-            .load()
-            .lookup(host_str, parts.uri.path())
-            .cloned();
+        let route = self.table.load().lookup(host_str, &path).cloned();
         let Some(route) = route else {
             return (None, Err(ProxyError::NoRoute));
         };
@@ -121,18 +119,7 @@ impl Proxy {
             }
         };
         let endpoint = backend.pick().ok_or(ProxyError::NoEndpoints)?;
-        let upgrade = forward::strip_hop_by_hop(&mut parts.headers);
-        let client_upgrade = upgrade
-            .as_ref()
-            .and_then(|_| parts.extensions.remove::<OnUpgrade>());
-        if let (Some(protocol), Some(_)) = (&upgrade, &client_upgrade) {
-            forward::restore_upgrade(&mut parts.headers, protocol.clone());
-        }
-        if let Some(host) = &host {
-            let host_str = host.to_str().unwrap_or("");
-            forward::set_forwarded(&mut parts.headers, client, host_str);
-            forward::ensure_host_header(&mut parts.headers, host_str);
-        }
+        let client_upgrade = prepare_headers(&mut parts, host.as_ref(), client);
         let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
         parts.uri = forward::upstream_uri(endpoint, target).ok_or(ProxyError::BadTarget)?;
         parts.version = forward::UPSTREAM_VERSION;
@@ -154,6 +141,32 @@ impl Proxy {
         forward::strip_hop_by_hop(resp.headers_mut());
         Ok(resp.map(Either::Left))
     }
+}
+
+/// Rewrites the request headers for the backend; returns the client's side of an
+/// Upgrade when the request asks for one that may be tunnelled.
+fn prepare_headers(
+    parts: &mut Parts,
+    host: Option<&HeaderValue>,
+    client: &ClientInfo,
+) -> Option<OnUpgrade> {
+    let upgrade = forward::strip_hop_by_hop(&mut parts.headers)
+        // `Upgrade: h2c` through a proxy is the h2c-smuggling pattern: never tunnel it.
+        .filter(|protocol| !protocol.as_bytes().eq_ignore_ascii_case(b"h2c"));
+    let client_upgrade = upgrade
+        .as_ref()
+        .and_then(|_| parts.extensions.remove::<OnUpgrade>());
+    if let (Some(protocol), Some(_)) = (upgrade, &client_upgrade) {
+        forward::restore_upgrade(&mut parts.headers, protocol);
+    }
+    forward::set_forwarded(&mut parts.headers, client, host);
+    if let Some(host) = host {
+        forward::set_host_header(&mut parts.headers, host);
+    }
+    if parts.version == http::Version::HTTP_2 {
+        forward::join_cookies(&mut parts.headers);
+    }
+    client_upgrade
 }
 
 /// The authority the client addressed: `:authority` / absolute target, else Host.

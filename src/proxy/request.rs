@@ -10,6 +10,10 @@ use http::{HeaderMap, Request, StatusCode, Version};
 /// The longest request target (path + query) accepted; longer answers 414.
 pub const MAX_TARGET_LEN: usize = 16 * 1024;
 
+/// The most header fields a request may carry; more answers 431. HTTP/1 is
+/// also limited by hyper's parser; this check covers HTTP/2.
+pub const MAX_HEADERS: usize = 100;
+
 /// Why a request was refused before routing, and the status it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BadRequest {
@@ -23,6 +27,12 @@ pub enum BadRequest {
     /// The request target is longer than [`MAX_TARGET_LEN`].
     #[error("request target too long")]
     TargetTooLong,
+    /// More than [`MAX_HEADERS`] header fields.
+    #[error("too many header fields")]
+    TooManyHeaders,
+    /// CONNECT: sluice is not a forward proxy.
+    #[error("method not allowed")]
+    Method,
 }
 
 impl BadRequest {
@@ -31,6 +41,8 @@ impl BadRequest {
         match self {
             Self::Framing | Self::Host => StatusCode::BAD_REQUEST,
             Self::TargetTooLong => StatusCode::URI_TOO_LONG,
+            Self::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::Method => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -45,6 +57,12 @@ impl BadRequest {
 /// The host comes from the request target's authority when there is one (HTTP/2
 /// `:authority`, or an absolute-form HTTP/1.1 target), else from the Host header.
 pub fn check<B>(req: &Request<B>) -> Result<&str, BadRequest> {
+    if req.method() == http::Method::CONNECT {
+        return Err(BadRequest::Method);
+    }
+    if req.headers().len() > MAX_HEADERS {
+        return Err(BadRequest::TooManyHeaders);
+    }
     check_framing(req.headers())?;
     let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if target_len > MAX_TARGET_LEN {
@@ -56,6 +74,15 @@ pub fn check<B>(req: &Request<B>) -> Result<&str, BadRequest> {
         return Err(BadRequest::Host);
     }
     if let Some(authority) = req.uri().authority() {
+        // HTTP/2: a Host that names another entity than :authority is malformed
+        // (RFC 9113 §8.3.1). HTTP/1.1 absolute-form: the target wins (RFC 9112 §3.2.2).
+        let differs = header.is_some_and(|h| {
+            !h.as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes())
+        });
+        if req.version() == Version::HTTP_2 && differs {
+            return Err(BadRequest::Host);
+        }
         return Ok(authority.as_str());
     }
     match header {
@@ -145,6 +172,44 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
     Cow::Owned(normalized)
 }
 
+/// The path used for matching: percent-encoded unreserved characters decoded
+/// (`/%61pi` is `/api`), runs of `/` collapsed and dot-segments removed, as
+/// Traefik sanitises paths, so a request cannot reach a route's backend while
+/// dodging that route's rules. `%2F` and other reserved escapes stay encoded.
+/// The forwarded target keeps the client's spelling (see [`normalize_path`]).
+pub fn match_path(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') && !path.contains("//") {
+        return normalize_path(path);
+    }
+    let bytes = path.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' && i + 2 < bytes.len() {
+            if let Some(decoded) = decode_unreserved(bytes[i + 1], bytes[i + 2]) {
+                out.push(decoded);
+                i += 3;
+                continue;
+            }
+        }
+        if !(b == b'/' && out.last() == Some(&b'/')) {
+            out.push(b);
+        }
+        i += 1;
+    }
+    // Only ASCII was decoded and only ASCII removed, so the bytes stay UTF-8.
+    let out = String::from_utf8(out)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    Cow::Owned(normalize_path(&out).into_owned())
+}
+
+fn decode_unreserved(hi: u8, lo: u8) -> Option<u8> {
+    let hex = |c: u8| char::from(c).to_digit(16);
+    let value = u8::try_from(hex(hi)? * 16 + hex(lo)?).ok()?;
+    (value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~')).then_some(value)
+}
+
 fn has_dot_segment(path: &str) -> bool {
     path.split('/').any(|seg| dot_kind(seg).is_some())
 }
@@ -192,6 +257,19 @@ mod tests {
     }
 
     #[test]
+    fn match_paths_are_canonical() {
+        assert_eq!(match_path("/api/x"), "/api/x");
+        assert_eq!(match_path("/%61pi/x"), "/api/x");
+        assert_eq!(match_path("//api//x"), "/api/x");
+        assert_eq!(match_path("/a%2Fb"), "/a%2Fb");
+        assert_eq!(match_path("/app/%2e%2e/admin"), "/admin");
+        assert_eq!(match_path("/x%"), "/x%");
+        assert_eq!(match_path("/x%4"), "/x%4");
+        assert_eq!(match_path("/%7e%5F"), "/~_");
+        assert_eq!(match_path("/%C3%A9"), "/%C3%A9");
+    }
+
+    #[test]
     fn ports_are_split_off_hosts() {
         assert_eq!(port_of("example.com:8080"), Some("8080"));
         assert_eq!(port_of("[::1]:8443"), Some("8443"));
@@ -213,6 +291,14 @@ mod tests {
         assert_eq!(check(&userinfo), Err(BadRequest::Host));
         let http10 = req(Request::get("/").version(Version::HTTP_10));
         assert_eq!(check(&http10), Ok(""));
+        let absolute = req(Request::get("http://a.test/x").header(HOST, "b.test"));
+        assert_eq!(check(&absolute), Ok("a.test"));
+        let h2_mismatch = req(Request::get("http://a.test/x")
+            .version(Version::HTTP_2)
+            .header(HOST, "b.test"));
+        assert_eq!(check(&h2_mismatch), Err(BadRequest::Host));
+        let connect = req(Request::connect("a.test:443").header(HOST, "a.test:443"));
+        assert_eq!(check(&connect), Err(BadRequest::Method));
     }
 
     #[test]

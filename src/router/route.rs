@@ -81,7 +81,12 @@ impl Route {
                 let set = backend.endpoints();
                 let mut eps: Vec<String> = set.addrs.iter().map(ToString::to_string).collect();
                 if let Some(ext) = &set.external {
-                    eps = backend.resolved().iter().map(ToString::to_string).collect();
+                    eps = backend
+                        .resolved()
+                        .addrs
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
                     if eps.is_empty() {
                         eps.push(format!("{}:{} (unresolved)", ext.host, ext.port));
                     }

@@ -6,7 +6,16 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::{BackendKey, EndpointSet};
+use super::{BackendKey, EndpointSet, ExternalName};
+
+/// What an ExternalName resolved to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The name and port the addresses are for.
+    pub target: Option<ExternalName>,
+    /// The addresses, sorted.
+    pub addrs: Vec<SocketAddr>,
+}
 
 /// One Service port's live endpoints plus its balancer state.
 ///
@@ -16,8 +25,8 @@ use super::{BackendKey, EndpointSet};
 pub struct Backend {
     key: BackendKey,
     endpoints: ArcSwap<EndpointSet>,
-    /// Addresses an ExternalName resolved to (empty for ordinary Services).
-    resolved: ArcSwap<Vec<SocketAddr>>,
+    /// Addresses an ExternalName resolved to, with the name they are for.
+    resolved: ArcSwap<Resolved>,
     next: AtomicUsize,
 }
 
@@ -26,7 +35,7 @@ impl Backend {
         Self {
             key,
             endpoints: ArcSwap::from_pointee(EndpointSet::default()),
-            resolved: ArcSwap::from_pointee(Vec::new()),
+            resolved: ArcSwap::from_pointee(Resolved::default()),
             next: AtomicUsize::new(0),
         }
     }
@@ -48,14 +57,24 @@ impl Backend {
         }
     }
 
-    /// The addresses an ExternalName currently resolves to.
-    pub fn resolved(&self) -> Arc<Vec<SocketAddr>> {
+    /// The addresses an ExternalName last resolved to, and for which name.
+    pub fn resolved(&self) -> Arc<Resolved> {
         self.resolved.load_full()
     }
 
-    /// Installs freshly resolved addresses for an ExternalName backend.
-    pub fn set_resolved(&self, addrs: Vec<SocketAddr>) {
-        self.resolved.store(Arc::new(addrs));
+    /// Whether the current ExternalName target still needs a lookup.
+    pub fn needs_resolving(&self) -> Option<ExternalName> {
+        let set = self.endpoints.load();
+        let external = set.external.as_ref()?;
+        (self.resolved.load().target.as_ref() != Some(external)).then(|| external.clone())
+    }
+
+    /// Installs freshly resolved addresses for the ExternalName `target`.
+    pub fn set_resolved(&self, target: ExternalName, addrs: Vec<SocketAddr>) {
+        self.resolved.store(Arc::new(Resolved {
+            target: Some(target),
+            addrs,
+        }));
     }
 
     /// The next endpoint to forward to, round-robin; `None` when no endpoint is ready.
@@ -63,7 +82,11 @@ impl Backend {
         let set = self.endpoints.load();
         if set.external.is_some() {
             let resolved = self.resolved.load();
-            return self.pick_from(&resolved);
+            // Addresses of a previous name are never used for a new one.
+            if resolved.target != set.external {
+                return None;
+            }
+            return self.pick_from(&resolved.addrs);
         }
         self.pick_from(&set.addrs)
     }
@@ -72,7 +95,8 @@ impl Backend {
     pub fn pick_preview(&self) -> bool {
         let set = self.endpoints.load();
         if set.external.is_some() {
-            return !self.resolved.load().is_empty();
+            let resolved = self.resolved.load();
+            return resolved.target == set.external && !resolved.addrs.is_empty();
         }
         !set.addrs.is_empty()
     }

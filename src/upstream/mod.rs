@@ -7,10 +7,12 @@
 //! long as any table still uses it, a reload does not reset the spread of requests.
 
 mod balance;
+mod body;
 mod endpoints;
 mod pool;
 
-pub use balance::Backend;
+pub use balance::{Backend, Resolved};
+pub use body::UpstreamBody;
 pub use endpoints::{EndpointSet, ExternalName};
 pub use pool::{PoolSettings, PoolStats, UpstreamClient, UpstreamError};
 

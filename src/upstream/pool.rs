@@ -8,11 +8,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response, Uri};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::oneshot;
 use tower_service::Service;
+
+use super::body::UpstreamBody;
 
 /// Timeouts and pool limits for connections to backends.
 #[derive(Debug, Clone)]
@@ -64,7 +68,7 @@ pub enum UpstreamError {
 /// The client that forwards requests to backends; cheap to clone, shared by all requests.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    client: Client<CountingConnector, Incoming>,
+    client: Client<CountingConnector, UpstreamBody>,
     stats: Arc<PoolStats>,
     response_header_timeout: Duration,
 }
@@ -99,15 +103,42 @@ impl UpstreamClient {
     }
 
     /// Sends `req` (absolute URI naming the endpoint) and waits for the response head.
+    ///
+    /// The response-header timeout counts from the moment the request body has
+    /// been sent whole, so a slow multi-GB upload is not cut off.
     pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let sent = self.client.request(req);
-        match tokio::time::timeout(self.response_header_timeout, sent).await {
-            Err(_) => Err(UpstreamError::Timeout(self.response_header_timeout)),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(e)),
-            Ok(Err(e)) => Err(UpstreamError::Protocol(e)),
+        let timeout = self.response_header_timeout;
+        if req.body().is_end_stream() {
+            let sent = self.client.request(req.map(|b| UpstreamBody::new(b, None)));
+            return match tokio::time::timeout(timeout, sent).await {
+                Err(_) => Err(UpstreamError::Timeout(timeout)),
+                Ok(result) => classify(result),
+            };
         }
+        let (sent_tx, sent_rx) = oneshot::channel();
+        let sent = self
+            .client
+            .request(req.map(|b| UpstreamBody::new(b, Some(sent_tx))));
+        let deadline = async move {
+            // Dropped without firing (the body was abandoned) also starts the clock.
+            let _ = sent_rx.await;
+            tokio::time::sleep(timeout).await;
+        };
+        tokio::select! {
+            result = sent => classify(result),
+            () = deadline => Err(UpstreamError::Timeout(timeout)),
+        }
+    }
+}
+
+fn classify(
+    result: Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+) -> Result<Response<Incoming>, UpstreamError> {
+    match result {
+        Ok(resp) => Ok(resp),
+        Err(e) if e.is_connect() => Err(UpstreamError::Connect(e)),
+        Err(e) => Err(UpstreamError::Protocol(e)),
     }
 }
 
