@@ -6,6 +6,11 @@
 //! when unset) plus two optional documents of the test's own:
 //! `kind: Options` (`ingressClass`) and `kind: Probes`, whose `probes` list lines
 //! `<host> <path> -> <route name or 404>` that lookup must answer exactly.
+//! The summary lists routes, then one line per backend (so two references that
+//! share a backend show as one), then diagnostics.
+//!
+//! The same loader also compiles the demo manifests in `examples/`, which must
+//! compile without a diagnostic.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,15 +31,20 @@ struct Fixture {
 }
 
 fn load(path: &Path) -> Fixture {
-    let text = std::fs::read_to_string(path).expect("read fixture");
     let mut fixture = Fixture::default();
+    load_into(&mut fixture, path);
+    fixture
+}
+
+/// Adds every document of one YAML file to `fixture`.
+fn load_into(fixture: &mut Fixture, path: &Path) {
+    let text = std::fs::read_to_string(path).expect("read fixture");
     for document in serde_yaml_ng::Deserializer::from_str(&text) {
         let value = Value::deserialize(document).expect("fixture YAML parses");
         if !value.is_null() {
-            add(&mut fixture, value);
+            add(fixture, value);
         }
     }
-    fixture
 }
 
 fn add(fixture: &mut Fixture, mut value: Value) {
@@ -92,6 +102,11 @@ fn summary(compiled: &Compiled) -> String {
             route.endpoints.join(" ")
         );
     }
+    // One line per backend (balancer + pool): shows when two references share one.
+    out.push_str("backends:\n");
+    for (backend, _) in &compiled.endpoints {
+        let _ = writeln!(out, "  {}", backend.key());
+    }
     out.push_str("diagnostics:\n");
     for d in &compiled.diagnostics {
         let _ = writeln!(out, "  {:?} {}", d.severity, d);
@@ -120,8 +135,9 @@ fn check_probes(compiled: &Compiled, probes: &[String]) -> Vec<String> {
     failures
 }
 
-fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compile");
+/// The `.yaml` files of a directory of the repository, sorted.
+fn yaml_files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut cases: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("fixture dir")
         .filter_map(|e| Some(e.ok()?.path()))
@@ -135,7 +151,7 @@ fn fixtures() -> Vec<PathBuf> {
 fn compile_fixtures() {
     let bless = std::env::var_os("BLESS").is_some_and(|v| v == "1");
     let mut failures = Vec::new();
-    let cases = fixtures();
+    let cases = yaml_files("tests/fixtures/compile");
     assert!(!cases.is_empty(), "no fixtures found");
     for case in cases {
         let fixture = load(&case);
@@ -164,4 +180,53 @@ fn compile_fixtures() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The demo manifests in `examples/` (every file, one snapshot, default options)
+/// compile cleanly and serve what the demo promises, so they cannot silently rot.
+#[test]
+fn examples_compile_cleanly() {
+    let files = yaml_files("examples");
+    assert!(!files.is_empty(), "no examples found");
+    let mut fixture = Fixture::default();
+    for file in &files {
+        load_into(&mut fixture, file);
+    }
+    let compiled = compile(
+        &fixture.snapshot,
+        &CompileOptions::default(),
+        &Registries::default(),
+    );
+    let summary = summary(&compiled);
+    assert!(
+        compiled.diagnostics.is_empty(),
+        "examples have diagnostics:\n{summary}"
+    );
+    let routes = compiled.table.routes();
+    let hosts: Vec<Option<&str>> = routes.iter().map(|r| r.host.as_deref()).collect();
+    for host in ["demo.localhost", "*.apps.localhost"] {
+        assert!(
+            hosts.contains(&Some(host)),
+            "no route for {host}:\n{summary}"
+        );
+    }
+    assert!(
+        routes.iter().any(|r| r.host.is_none() && r.path.is_none()),
+        "no default backend:\n{summary}"
+    );
+    assert!(
+        routes.iter().all(|r| r.state == "ok"),
+        "every demo route has endpoints:\n{summary}"
+    );
+    for (host, path) in [
+        ("demo.localhost", "/"),
+        ("demo.localhost", "/api/x"),
+        ("a.apps.localhost", "/"),
+        ("elsewhere.localhost", "/"),
+    ] {
+        assert!(
+            compiled.table.lookup(host, path).is_some(),
+            "{host} {path} is not routed:\n{summary}"
+        );
+    }
 }

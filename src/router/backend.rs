@@ -71,6 +71,27 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// The key a Service port's backend is shared under: when the Service exists
+    /// and lists the port, the port is its `port` number however the Ingress named
+    /// it, so a reference by name and one by number share one [`Backend`]
+    /// (one balancer, one pool). Otherwise the key is returned as written.
+    ///
+    /// [`Backend`]: crate::upstream::Backend
+    pub(super) fn canonical(&self, key: BackendKey) -> BackendKey {
+        let id = (key.namespace.as_str(), key.service.as_str());
+        let number = self.services.get(&id).and_then(|service| {
+            let ports = service.spec.as_ref().and_then(|s| s.ports.as_deref());
+            find_port(ports.unwrap_or_default(), &key.port).map(|p| p.port)
+        });
+        match number {
+            Some(number) => BackendKey {
+                port: PortRef::Number(number),
+                ..key
+            },
+            None => key,
+        }
+    }
+
     /// The endpoint set of a Service port, or why there is none.
     pub(super) fn resolve(&self, key: &BackendKey) -> Result<EndpointSet, Unresolved> {
         let id = (key.namespace.as_str(), key.service.as_str());

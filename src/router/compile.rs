@@ -150,8 +150,11 @@ impl Context<'_> {
         winner.map(|(_, route)| route)
     }
 
+    /// The backend's key, keyed by the resolved Service port when it resolves;
+    /// an invalid backend becomes a diagnostic.
     fn backend_key(&mut self, ing: &Served<'_>, backend: &IngressBackend) -> Option<BackendKey> {
         ingress::backend_key(ing, backend)
+            .map(|key| self.resolver.canonical(key))
             .map_err(|d| self.diagnostics.push(*d))
             .ok()
     }
@@ -174,10 +177,7 @@ impl Context<'_> {
         path: Option<(String, PathKind)>,
         key: BackendKey,
     ) -> Arc<Route> {
-        let shown_host = host.as_deref().unwrap_or("any");
-        let shown_path = path.as_ref().map_or("default", |(p, _)| p.as_str());
-        let name: Arc<str> =
-            format!("{}-{}-{shown_host}-{shown_path}", ing.namespace, ing.name).into();
+        let name = route_name(ing, host.as_deref(), path.as_ref());
         let stats = self
             .registries
             .route_stats
@@ -222,6 +222,23 @@ impl Context<'_> {
     }
 }
 
+/// A route's name, unique per Ingress, host, path and type:
+/// `<namespace>-<ingress>-<host or "any">-<path or "default">`, plus `-exact` for
+/// an Exact rule (so Exact and Prefix rules of one path keep separate stats).
+fn route_name(ing: &Served<'_>, host: Option<&str>, path: Option<&(String, PathKind)>) -> Arc<str> {
+    let shown_host = host.unwrap_or("any");
+    let shown_path = path.map_or("default", |(p, _)| p.as_str());
+    let suffix = match path {
+        Some((_, PathKind::Exact)) => "-exact",
+        _ => "",
+    };
+    format!(
+        "{}-{}-{shown_host}-{shown_path}{suffix}",
+        ing.namespace, ing.name
+    )
+    .into()
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
@@ -232,24 +249,36 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;
+    use crate::upstream::PortRef;
 
-    fn snapshot() -> Snapshot {
+    /// A rule path to Service `web`, port by number or (`Err`) by name.
+    fn rule_path(path: &str, path_type: &str, port: Result<i32, &str>) -> HTTPIngressPath {
+        let (number, name) = match port {
+            Ok(number) => (Some(number), None),
+            Err(name) => (None, Some(name.to_owned())),
+        };
         let backend = IngressBackend {
             service: Some(IngressServiceBackend {
                 name: "web".into(),
-                port: Some(ServiceBackendPort {
-                    number: Some(80),
-                    name: None,
-                }),
+                port: Some(ServiceBackendPort { number, name }),
             }),
             resource: None,
         };
-        let path = HTTPIngressPath {
+        HTTPIngressPath {
             backend,
-            path: Some("/".into()),
-            path_type: "Prefix".into(),
-        };
-        let http = HTTPIngressRuleValue { paths: vec![path] };
+            path: Some(path.into()),
+            path_type: path_type.into(),
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        snapshot_with(vec![rule_path("/", "Prefix", Ok(80))])
+    }
+
+    /// Ingress `web` (host example.com, the given paths) and Service `web`
+    /// (port `http` = 80).
+    fn snapshot_with(paths: Vec<HTTPIngressPath>) -> Snapshot {
+        let http = HTTPIngressRuleValue { paths };
         let rule = IngressRule {
             host: Some("example.com".into()),
             http: Some(http),
@@ -266,6 +295,7 @@ mod tests {
             status: None,
         };
         let port = ServicePort {
+            name: Some("http".into()),
             port: 80,
             ..ServicePort::default()
         };
@@ -330,5 +360,130 @@ mod tests {
         let (backend, set) = compiled.endpoints.first().expect("one backend");
         assert!(set.addrs.is_empty() && set.external.is_none());
         assert_eq!(backend.key().service, "web");
+    }
+
+    #[test]
+    fn exact_and_prefix_of_one_path_are_two_names_and_two_stats() {
+        let snapshot = snapshot_with(vec![
+            rule_path("/foo", "Exact", Ok(80)),
+            rule_path("/foo", "Prefix", Ok(80)),
+        ]);
+        let compiled = compile(
+            &snapshot,
+            &CompileOptions::default(),
+            &Registries::default(),
+        );
+        assert!(
+            compiled.diagnostics.is_empty(),
+            "{:?}",
+            compiled.diagnostics
+        );
+        let exact = compiled.table.lookup("example.com", "/foo").expect("exact");
+        let prefix = compiled
+            .table
+            .lookup("example.com", "/foo/x")
+            .expect("prefix");
+        assert_eq!(&*exact.name, "default-web-example.com-/foo-exact");
+        assert_eq!(&*prefix.name, "default-web-example.com-/foo");
+        assert!(!Arc::ptr_eq(&exact.stats, &prefix.stats));
+    }
+
+    #[test]
+    fn a_port_by_name_and_by_number_is_one_backend() {
+        let snapshot = snapshot_with(vec![
+            rule_path("/by-name", "Prefix", Err("http")),
+            rule_path("/by-number", "Prefix", Ok(80)),
+        ]);
+        let compiled = compile(
+            &snapshot,
+            &CompileOptions::default(),
+            &Registries::default(),
+        );
+        assert!(
+            compiled.diagnostics.is_empty(),
+            "{:?}",
+            compiled.diagnostics
+        );
+        assert_eq!(compiled.endpoints.len(), 1);
+        let backend = |path| match &compiled
+            .table
+            .lookup("example.com", path)
+            .expect(path)
+            .target
+        {
+            Target::Backend(backend) => backend.clone(),
+            Target::Unavailable { reason, .. } => panic!("{path}: {reason}"),
+        };
+        let (by_name, by_number) = (backend("/by-name"), backend("/by-number"));
+        assert!(Arc::ptr_eq(&by_name, &by_number));
+        assert_eq!(by_name.key().port, PortRef::Number(80));
+    }
+
+    #[test]
+    fn an_unresolvable_port_name_keeps_its_name() {
+        let snapshot = snapshot_with(vec![rule_path("/", "Prefix", Err("nope"))]);
+        let compiled = compile(
+            &snapshot,
+            &CompileOptions::default(),
+            &Registries::default(),
+        );
+        let route = compiled.table.lookup("example.com", "/").expect("route");
+        let key = route.service.as_ref().expect("service");
+        assert_eq!(key.port, PortRef::Name("nope".into()));
+        assert!(matches!(
+            route.target,
+            Target::Unavailable { status: 503, .. }
+        ));
+        assert_eq!(compiled.diagnostics[0].kind, DiagnosticKind::MissingPort);
+    }
+
+    #[test]
+    fn a_missing_path_type_is_invalid_not_prefix() {
+        let snapshot = snapshot_with(vec![
+            rule_path("/typeless", "", Ok(80)),
+            rule_path("/impl", "ImplementationSpecific", Ok(80)),
+        ]);
+        let compiled = compile(
+            &snapshot,
+            &CompileOptions::default(),
+            &Registries::default(),
+        );
+        assert!(compiled.table.lookup("example.com", "/typeless").is_none());
+        let implementation = compiled
+            .table
+            .lookup("example.com", "/impl/x")
+            .expect("impl");
+        assert_eq!(implementation.kind, Some(PathKind::Prefix));
+        let [diagnostic] = compiled.diagnostics.as_slice() else {
+            panic!("one diagnostic: {:?}", compiled.diagnostics)
+        };
+        assert_eq!(diagnostic.kind, DiagnosticKind::InvalidObject);
+        let shown = diagnostic.to_string();
+        for part in [
+            "Ingress default/web",
+            "example.com",
+            "/typeless",
+            "pathType",
+        ] {
+            assert!(shown.contains(part), "{shown:?} names {part}");
+        }
+    }
+
+    #[test]
+    fn a_set_class_field_decides_alone() {
+        let mut snapshot = snapshot();
+        let mut ingress = (*snapshot.ingresses[0]).clone();
+        let annotations = [(ingress::CLASS_ANNOTATION.to_owned(), "sluice".to_owned())];
+        ingress.metadata.annotations = Some(annotations.into_iter().collect());
+        if let Some(spec) = ingress.spec.as_mut() {
+            spec.ingress_class_name = Some("other".into());
+        }
+        snapshot.ingresses = vec![Arc::new(ingress)];
+        let compiled = compile(
+            &snapshot,
+            &CompileOptions::default(),
+            &Registries::default(),
+        );
+        assert!(compiled.table.is_empty());
     }
 }

@@ -75,22 +75,25 @@ pub(super) fn served<'a>(
     served
 }
 
-/// The class rules: our class name, a class whose controller is us, the legacy
-/// annotation naming our class, or no class at all.
+/// The class rules, as ingress-nginx applies them: when `spec.ingressClassName`
+/// is set it decides alone (our class name, or an IngressClass whose controller
+/// is us); only when it is absent is the legacy annotation consulted (naming our
+/// class); an Ingress with neither is served.
 fn is_ours(ingress: &Ingress, options: &CompileOptions, ours: &HashSet<&str>) -> bool {
     let field = ingress
         .spec
         .as_ref()
         .and_then(|s| s.ingress_class_name.as_deref());
+    if let Some(class) = field {
+        return class == options.ingress_class || ours.contains(class);
+    }
     let annotation = ingress
         .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(CLASS_ANNOTATION))
         .map(String::as_str);
-    let by_field = field.is_some_and(|c| c == options.ingress_class || ours.contains(c));
-    let by_annotation = annotation == Some(options.ingress_class.as_str());
-    by_field || by_annotation || (field.is_none() && annotation.is_none())
+    annotation.is_none_or(|class| class == options.ingress_class)
 }
 
 fn identify<'a>(ingress: &'a Ingress, diagnostics: &mut Vec<Diagnostic>) -> Option<Served<'a>> {
@@ -136,7 +139,7 @@ pub(super) fn rules<'a>(served: &Served<'a>, diagnostics: &mut Vec<Diagnostic>) 
             .map(|h| h.paths.as_slice())
             .unwrap_or_default();
         for path in paths {
-            match rule_path(path) {
+            match rule_path(&host, path) {
                 Ok((path_str, kind)) => out.push(Rule {
                     host: host.clone(),
                     path: path_str,
@@ -150,17 +153,29 @@ pub(super) fn rules<'a>(served: &Served<'a>, diagnostics: &mut Vec<Diagnostic>) 
     out
 }
 
-fn rule_path(path: &HTTPIngressPath) -> Result<(String, PathKind), String> {
-    let kind = match path.path_type.as_str() {
-        "Exact" => PathKind::Exact,
-        "Prefix" | "ImplementationSpecific" | "" => PathKind::Prefix,
-        other => return Err(format!("unknown pathType {other:?}")),
-    };
+/// A rule path's path and type. The API server requires `pathType` (a missing
+/// one deserialises as `""`), so an empty or unknown type is invalid, never a
+/// guess; `ImplementationSpecific` is read as `Prefix`.
+fn rule_path(host: &HostPattern, path: &HTTPIngressPath) -> Result<(String, PathKind), String> {
     let written = path
         .path
         .as_deref()
         .filter(|p| !p.is_empty())
         .unwrap_or("/");
+    let kind = match path.path_type.as_str() {
+        "Exact" => PathKind::Exact,
+        "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
+        "" => {
+            let host = host
+                .display()
+                .map_or("any host".to_owned(), |h| format!("host {h}"));
+            return Err(format!(
+                "{host}, path {written:?}: pathType is missing \
+                 (required: Exact, Prefix or ImplementationSpecific)"
+            ));
+        }
+        other => return Err(format!("unknown pathType {other:?}")),
+    };
     if !written.starts_with('/') {
         return Err(format!("path {written:?} does not start with `/`"));
     }

@@ -34,7 +34,8 @@ pub enum Target {
 /// One compiled rule (host + path) or default backend, shared by the table's indexes.
 #[derive(Debug)]
 pub struct Route {
-    /// A stable name for metrics and logs: `<namespace>-<ingress>-<host>-<path>`.
+    /// A stable name for metrics and logs, unique per Ingress, host, path and type:
+    /// `<namespace>-<ingress>-<host>-<path>`, plus `-exact` for Exact rules.
     pub name: Arc<str>,
     /// The rule's host as written (`*.example.com` for wildcards); `None` matches any host.
     pub host: Option<String>,
@@ -44,7 +45,9 @@ pub struct Route {
     pub kind: Option<PathKind>,
     /// The Ingress the rule came from.
     pub ingress: ObjectRef,
-    /// The Service port the Ingress names (`None` for a resource backend).
+    /// The Service port the Ingress names, by the Service's port number when the
+    /// Service lists it (by name or number as written otherwise); `None` for a
+    /// resource backend.
     pub service: Option<BackendKey>,
     /// Where requests go.
     pub target: Target,
@@ -65,7 +68,7 @@ pub struct RouteInfo {
     pub path_type: Option<PathKind>,
     /// The Ingress it came from.
     pub ingress: ObjectRef,
-    /// The Service port it names.
+    /// The Service port it names (by number once resolved).
     pub service: Option<BackendKey>,
     /// The ready endpoints right now.
     pub endpoints: Vec<String>,
