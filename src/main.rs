@@ -55,15 +55,14 @@ async fn run(args: RunArgs) -> Result<()> {
 /// Starts sluice with `settings` and stops it gracefully on SIGTERM or SIGINT.
 async fn serve_until_signal(settings: sluice::app::Settings) -> Result<()> {
     let running = sluice::app::start(settings).await?;
-    let mut signals = terminated()?;
-    signals.as_mut().await;
+    terminated()?.await;
     tracing::info!(
         "shutting down: no new connections, draining in-flight requests (signal again to exit now)"
     );
     running.stop();
     tokio::select! {
         () = running.wait() => {}
-        () = signals => {
+        () = terminated()? => {
             tracing::warn!("second signal: exiting without waiting for in-flight requests");
             std::process::exit(1);
         }

@@ -258,3 +258,128 @@ async fn idle_keep_alive_connections_are_closed() {
     .await;
     assert!(closed.is_ok(), "an idle keep-alive connection is closed");
 }
+
+#[tokio::test]
+async fn silent_and_half_preface_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_web, _m, sluice) = start_web().await;
+    let mut silent = tokio::net::TcpStream::connect(sluice.http_addr)
+        .await
+        .expect("connect");
+    let mut half = tokio::net::TcpStream::connect(sluice.http_addr)
+        .await
+        .expect("connect");
+    // 23 of the 24 bytes of the HTTP/2 preface: protocol detection never finishes.
+    half.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r")
+        .await
+        .expect("write");
+    for (what, stream) in [("silent", &mut silent), ("half preface", &mut half)] {
+        let mut buf = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut buf)).await;
+        assert!(
+            closed.is_ok(),
+            "a {what} connection is closed by the first-request limit"
+        );
+    }
+}
+
+#[tokio::test]
+async fn forwarded_headers_cannot_be_spoofed_without_a_host() {
+    let (_web, _m, sluice) = start_web().await;
+    let answer = raw(
+        sluice.http_addr,
+        b"GET / HTTP/1.0\r\nAccept: application/json\r\nX-Real-Ip: 6.6.6.6\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\nX-Forwarded-Host: evil\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert_eq!(v["headers"]["x-real-ip"][0], "127.0.0.1");
+    assert_eq!(
+        v["headers"]["x-forwarded-for"][0],
+        "1.1.1.1, 2.2.2.2, 127.0.0.1"
+    );
+    assert!(v["headers"]["x-forwarded-host"].is_null(), "{v}");
+}
+
+#[tokio::test]
+async fn connect_is_refused_with_405() {
+    let (_web, _m, sluice) = start_web().await;
+    let answer = raw(
+        sluice.http_addr,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert!(status_line(&answer).starts_with("HTTP/1.1 405"), "{answer}");
+}
+
+#[tokio::test]
+async fn absolute_form_target_decides_host_for_routing_and_forwarding() {
+    let web = whoami("web").await;
+    let other = whoami("other").await;
+    let m = Manifests::new();
+    m.write(
+        "a.yaml",
+        &[
+            service("web", &[web.addr]),
+            service("other", &[other.addr]),
+            ingress(
+                "app",
+                &[
+                    ("a.test", "/", "Prefix", "web"),
+                    ("b.test", "/", "Prefix", "other"),
+                ],
+            ),
+        ]
+        .join("---\n"),
+    );
+    let sluice = start(settings(&m.path())).await;
+    let answer = raw(
+        sluice.http_addr,
+        b"GET http://a.test/x HTTP/1.1\r\nHost: b.test\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert_eq!(v["name"], "web", "routed by the target's authority");
+    assert_eq!(
+        v["headers"]["host"][0], "a.test",
+        "the backend sees the same host"
+    );
+}
+
+#[tokio::test]
+async fn encoded_and_doubled_paths_match_like_the_backend_reads_them() {
+    let web = whoami("web").await;
+    let api = whoami("api").await;
+    let m = Manifests::new();
+    m.write(
+        "a.yaml",
+        &[
+            service("web", &[web.addr]),
+            service("api", &[api.addr]),
+            ingress(
+                "app",
+                &[("", "/", "Prefix", "web"), ("", "/api", "Prefix", "api")],
+            ),
+        ]
+        .join("---\n"),
+    );
+    let sluice = start(settings(&m.path())).await;
+    let c = client();
+    for path in ["/%61pi/x", "//api/x", "/api//x"] {
+        let v = whoami_json(&c, sluice.http_addr, "a", path).await;
+        assert_eq!(v["name"], "api", "{path}");
+        assert_eq!(v["uri"], path, "the target is forwarded as sent");
+    }
+    assert_eq!(
+        whoami_json(&c, sluice.http_addr, "a", "/api%2Fx").await["name"],
+        "web",
+        "%2F is not a separator"
+    );
+}

@@ -350,3 +350,40 @@ async fn external_name_services_resolve_off_the_request_path() {
     let v = whoami_json(&c, sluice.http_addr, "ext.test", "/").await;
     assert_eq!(v["name"], "external");
 }
+
+#[tokio::test]
+async fn http2_header_limit_answers_431_and_idle_connections_close() {
+    let web = whoami("web").await;
+    let m = Manifests::new();
+    m.write(
+        "a.yaml",
+        &(service("web", &[web.addr]) + &ingress("app", &[("", "/", "Prefix", "web")])),
+    );
+    let mut s = settings(&m.path());
+    s.connections.idle_timeout = std::time::Duration::from_millis(400);
+    let sluice = start(s).await;
+    let stream = tokio::net::TcpStream::connect(sluice.http_addr)
+        .await
+        .expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    let mut req = http::Request::get("http://h.test/")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("req");
+    for i in 0..101 {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(format!("x-h{i}").as_bytes()).expect("name"),
+            http::HeaderValue::from_static("v"),
+        );
+    }
+    let resp = send.send_request(req).await.expect("response");
+    assert_eq!(resp.status(), 431);
+    // With no request in flight, the connection is closed after the idle limit.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(3), conn).await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection is closed");
+}

@@ -121,3 +121,74 @@ async fn websocket_echo_is_tunnelled() {
     );
     ws.close(None).await.expect("close");
 }
+
+#[tokio::test]
+async fn slow_uploads_are_not_cut_by_the_response_header_timeout() {
+    let web = whoami("web").await;
+    let m = Manifests::new();
+    m.write(
+        "a.yaml",
+        &(service("web", &[web.addr]) + &ingress("app", &[("s.test", "/", "Prefix", "web")])),
+    );
+    let mut s = settings(&m.path());
+    s.pool.response_header_timeout = std::time::Duration::from_millis(300);
+    let sluice = start(s).await;
+    // Ten chunks 100 ms apart: the upload takes ~1 s, three times the timeout.
+    let stream = Box::pin(futures_util::stream::unfold(0u32, |i| async move {
+        if i == 10 {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let frame = hyper::body::Frame::data(Bytes::from(vec![b'x'; 1000]));
+        Some((Ok::<_, std::convert::Infallible>(frame), i + 1))
+    }));
+    let c: hyper_util::client::legacy::Client<_, StreamBody<_>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let req = http::Request::post(format!("http://{}/upload", sluice.http_addr))
+        .header("host", "s.test")
+        .body(StreamBody::new(stream))
+        .expect("request");
+    let resp = c.request(req).await.expect("response");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-body-length"], "10000");
+}
+
+#[tokio::test]
+async fn websocket_survives_a_table_swap() {
+    let (_web, m, sluice) = start_web().await;
+    let url = format!("ws://{}/chat", sluice.http_addr);
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        url.as_str(),
+    )
+    .expect("ws request");
+    req.headers_mut()
+        .insert("host", http::HeaderValue::from_static("s.test"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("handshake");
+    ws.send(Message::text("before")).await.expect("send");
+    assert_eq!(
+        ws.next().await.expect("msg").expect("ok"),
+        Message::text("before")
+    );
+    let reloads = || async {
+        let c = client();
+        get(&c, sluice.admin_addr, "admin", "/metrics", &[])
+            .await
+            .body
+            .contains("sluice_config_reloads_total 2")
+    };
+    m.write(
+        "b.yaml",
+        &ingress("more", &[("other.test", "/", "Prefix", "web")]),
+    );
+    wait_for("the table is swapped", reloads).await;
+    ws.send(Message::text("after"))
+        .await
+        .expect("send after swap");
+    assert_eq!(
+        ws.next().await.expect("msg").expect("ok"),
+        Message::text("after")
+    );
+}

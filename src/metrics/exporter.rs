@@ -130,7 +130,7 @@ impl Collector for DataPlaneCollector {
                 (&*r.name, service, &*r.stats)
             })
             .collect();
-        // Routes that share a name (Exact and Prefix of one path) share their stats.
+        // Defensive: a stats object reachable from two routes is reported once.
         rows.sort_by_key(|row| row.2 as *const RouteStats);
         rows.dedup_by(|a, b| std::ptr::eq(a.2, b.2));
         rows.push(("", String::new(), &self.0.unmatched));

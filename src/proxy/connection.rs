@@ -91,6 +91,13 @@ pub(super) struct Limits {
     pub idle: Duration,
 }
 
+impl Limits {
+    /// The longest the driver sleeps between looks at a connection.
+    fn tick(&self) -> Duration {
+        self.first_request.min(self.idle) / 2
+    }
+}
+
 /// Serves one accepted connection to completion on its own task.
 pub(super) fn spawn<I>(
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -140,7 +147,9 @@ pub(super) fn spawn<I>(
                     conn.as_mut().graceful_shutdown();
                     break;
                 }
-                _ = tokio::time::sleep_until(check_at) => {}
+                // Requests starting and ending move the deadline, so look again
+                // at least twice per limit.
+                _ = tokio::time::sleep_until(check_at.min(Instant::now() + limits.tick())) => {}
             }
         }
         // Draining: in-flight requests finish, then the connection closes.

@@ -144,17 +144,27 @@ mod tests {
     }
 
     #[test]
-    fn external_name_uses_resolved_addresses() {
+    fn external_name_uses_resolved_addresses_of_the_current_name_only() {
         let b = backend();
-        b.set_endpoints(Arc::new(EndpointSet {
-            addrs: vec![],
-            external: Some(crate::upstream::ExternalName {
-                host: "example.com".into(),
-                port: 80,
-            }),
-        }));
+        let name = |host: &str| ExternalName {
+            host: host.into(),
+            port: 80,
+        };
+        let external = |host: &str| {
+            Arc::new(EndpointSet {
+                addrs: vec![],
+                external: Some(name(host)),
+            })
+        };
+        b.set_endpoints(external("example.com"));
         assert_eq!(b.pick(), None);
-        b.set_resolved(vec!["192.0.2.1:80".parse().unwrap()]);
+        assert_eq!(b.needs_resolving(), Some(name("example.com")));
+        b.set_resolved(name("example.com"), vec!["192.0.2.1:80".parse().unwrap()]);
         assert_eq!(b.pick(), Some("192.0.2.1:80".parse().unwrap()));
+        assert_eq!(b.needs_resolving(), None);
+        // A new name never gets the old name's addresses.
+        b.set_endpoints(external("other.example"));
+        assert_eq!(b.pick(), None);
+        assert_eq!(b.needs_resolving(), Some(name("other.example")));
     }
 }
