@@ -19,6 +19,7 @@ pub mod identity;
 pub mod metrics;
 pub mod proxy;
 pub mod router;
+pub mod tls;
 pub mod upstream;
 pub mod watch;
 pub mod whoami;

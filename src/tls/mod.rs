@@ -1,0 +1,1 @@
+//! TLS: certificates from Secrets, SNI selection, and client configs for HTTPS backends.
