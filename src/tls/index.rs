@@ -1,0 +1,128 @@
+//! The certificate index: which certificate each SNI name gets. Built once per
+//! route table, read on every handshake without locks or (usually) allocation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustls::sign::CertifiedKey;
+use serde::Serialize;
+
+/// Longest DNS name we look up; longer SNI values cannot be hosts and get the default.
+const MAX_HOST: usize = 253;
+
+/// Which certificate each SNI name gets: exact names, then single-label wildcards, then the default.
+#[derive(Debug, Default, Clone)]
+pub struct CertIndex {
+    /// Lowercased host without trailing dot.
+    exact: HashMap<Box<str>, Arc<CertifiedKey>>,
+    /// `*.example.com` stored under `example.com`.
+    wildcard: HashMap<Box<str>, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+    infos: Vec<CertInfo>,
+}
+
+/// What the admin API shows about one installed certificate.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertInfo {
+    /// The Secret it came from (namespace, name); None for the generated default.
+    pub secret: Option<(String, String)>,
+    /// The hosts it was installed for.
+    pub hosts: Vec<String>,
+    /// notAfter of the leaf, Unix seconds.
+    pub not_after: i64,
+    /// Whether this is the certificate served for unknown or missing SNI.
+    pub is_default: bool,
+}
+
+impl CertIndex {
+    /// Starts an empty index.
+    pub fn builder() -> CertIndexBuilder {
+        CertIndexBuilder::default()
+    }
+
+    /// The certificate for a ClientHello's SNI (None: no SNI). Exact (case-insensitive,
+    /// trailing dot ignored) beats `*.suffix` (exactly one extra label), else the default.
+    /// No allocation for lowercase names (stack buffer otherwise), no lock.
+    pub fn resolve(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let found = sni.and_then(|name| {
+            let name = name.strip_suffix('.').unwrap_or(name);
+            let mut buf = [0u8; MAX_HOST];
+            self.lookup(lowercase(name, &mut buf)?)
+        });
+        found.or_else(|| self.default.clone())
+    }
+
+    fn lookup(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        if let Some(key) = self.exact.get(host) {
+            return Some(key.clone());
+        }
+        // `*.example.com` covers `a.example.com`, never `example.com` or `a.b.example.com`.
+        let (label, suffix) = host.split_once('.')?;
+        if label.is_empty() {
+            return None;
+        }
+        self.wildcard.get(suffix).cloned()
+    }
+
+    /// What is installed, for the admin API.
+    pub fn infos(&self) -> &[CertInfo] {
+        &self.infos
+    }
+
+    /// True when no host has a certificate (a default alone does not count).
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wildcard.is_empty()
+    }
+}
+
+/// `name` itself when already lowercase; otherwise a lowercased copy in `buf`.
+fn lowercase<'a>(name: &'a str, buf: &'a mut [u8; MAX_HOST]) -> Option<&'a str> {
+    if !name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Some(name);
+    }
+    let out = buf.get_mut(..name.len())?;
+    out.copy_from_slice(name.as_bytes());
+    out.make_ascii_lowercase();
+    // ASCII lowercasing keeps UTF-8 valid, so this only fails on a bug.
+    std::str::from_utf8(out).ok()
+}
+
+/// Collects certificates for a [`CertIndex`]; the first certificate for a host wins.
+#[derive(Debug, Default)]
+pub struct CertIndexBuilder {
+    index: CertIndex,
+}
+
+impl CertIndexBuilder {
+    /// Installs `key` for `host` (`a.example.com` or `*.example.com`, any case). Returns false
+    /// (and keeps the earlier one) when the host already has a certificate.
+    pub fn insert(&mut self, host: &str, key: Arc<CertifiedKey>) -> bool {
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        let (map, name) = match host.strip_prefix("*.") {
+            Some(suffix) => (&mut self.index.wildcard, suffix.to_owned()),
+            None => (&mut self.index.exact, host),
+        };
+        match map.entry(name.into_boxed_str()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(key);
+                true
+            }
+        }
+    }
+
+    /// Sets the certificate for unknown names and for clients that send no SNI.
+    pub fn default_cert(&mut self, key: Arc<CertifiedKey>) {
+        self.index.default = Some(key);
+    }
+
+    /// Records what was installed, for [`CertIndex::infos`].
+    pub fn info(&mut self, info: CertInfo) {
+        self.index.infos.push(info);
+    }
+
+    /// Finishes the index.
+    pub fn build(self) -> CertIndex {
+        self.index
+    }
+}
