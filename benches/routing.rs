@@ -17,7 +17,7 @@ use k8s_openapi::api::networking::v1::{
     IngressServiceBackend, IngressSpec, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sluice::router::{compile, CompileOptions, Registries, Snapshot};
+use sluice::router::{compile, CompileOptions, EntryPoint, Registries, Snapshot};
 
 const SHARED_HOSTS: [&str; 5] = [
     "tt02.apps.altinn.no",
@@ -195,13 +195,19 @@ fn bench(c: &mut Criterion) {
         ("miss", &misses, false),
     ] {
         for (host, path) in requests {
-            assert_eq!(table.lookup(host, path).is_some(), hit, "{host} {path}");
+            assert_eq!(
+                table.lookup(EntryPoint::Web, host, path).is_some(),
+                hit,
+                "{host} {path}"
+            );
         }
         let mut next = requests.iter().cycle();
         group.bench_function(name, |b| {
             b.iter(|| {
                 let (host, path) = next.next().expect("cycle never ends");
-                table.lookup(black_box(host), black_box(path)).is_some()
+                table
+                    .lookup(EntryPoint::Web, black_box(host), black_box(path))
+                    .is_some()
             });
         });
     }

@@ -7,9 +7,10 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use sluice::app::Settings;
+use sluice::app::{Settings, TlsSettings};
 use sluice::proxy::ConnectionSettings;
 use sluice::router::CompileOptions;
+use sluice::tls::TlsVersion;
 use sluice::upstream::PoolSettings;
 
 /// sluice: a Kubernetes ingress controller and reverse proxy.
@@ -63,7 +64,7 @@ pub struct RunArgs {
         global = true
     )]
     pub http_addr: SocketAddr,
-    /// The HTTPS entrypoint (TLS is not built yet; reserved).
+    /// The HTTPS entrypoint (certificates from the Ingresses' TLS Secrets, chosen by SNI).
     #[arg(
         long,
         env = "SLUICE_HTTPS_ADDR",
@@ -71,6 +72,25 @@ pub struct RunArgs {
         global = true
     )]
     pub https_addr: SocketAddr,
+    /// `namespace/name` of the TLS Secret served when SNI matches no host (default: a generated self-signed certificate).
+    #[arg(long, env = "SLUICE_DEFAULT_CERT_SECRET", global = true)]
+    pub default_cert_secret: Option<String>,
+    /// Lowest TLS version accepted from clients: 1.2 or 1.3.
+    #[arg(
+        long,
+        env = "SLUICE_TLS_MIN_VERSION",
+        default_value = "1.2",
+        global = true
+    )]
+    pub tls_min_version: TlsVersion,
+    /// The port HTTP → HTTPS redirects point at (left out of the URL when 443).
+    #[arg(
+        long,
+        env = "SLUICE_HTTPS_REDIRECT_PORT",
+        default_value_t = 443,
+        global = true
+    )]
+    pub https_redirect_port: u16,
     /// The admin listener: /healthz, /readyz, /metrics, /api.
     #[arg(
         long,
@@ -131,6 +151,7 @@ impl RunArgs {
             admin_addr: self.admin_addr,
             compile: CompileOptions {
                 ingress_class: self.ingress_class.clone(),
+                default_cert_secret: None,
             },
             shutdown_grace: self.shutdown_grace,
             connections: ConnectionSettings {
@@ -145,6 +166,12 @@ impl RunArgs {
                 ..PoolSettings::default()
             },
             debounce: Duration::from_millis(100),
+            https_addr: self.https_addr,
+            tls: TlsSettings {
+                default_cert_secret: self.default_cert_secret.clone(),
+                min_version: self.tls_min_version,
+            },
+            https_redirect_port: self.https_redirect_port,
         }))
     }
 }

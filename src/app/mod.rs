@@ -16,9 +16,10 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
 use crate::metrics::{ControlMetrics, DataPlaneSources, Metrics, RouteStats};
-use crate::proxy::{self, ConnectionSettings, OpenConnections, Proxy};
+use crate::proxy::{self, ConnectionSettings, HandshakeStats, OpenConnections, Proxy, TlsEntry};
 use crate::router::{self, CompileOptions, Compiled, Diagnostic, Registries, RouteTable, Severity};
-use crate::upstream::{PoolSettings, UpstreamClient};
+use crate::tls::{self, SniResolver, TlsVersion};
+use crate::upstream::PoolSettings;
 use crate::watch::ProviderUpdate;
 
 mod resolver;
@@ -42,6 +43,22 @@ pub struct Settings {
     pub pool: PoolSettings,
     /// How long the file provider waits for a burst of changes to settle.
     pub debounce: Duration,
+    /// `--https-addr`.
+    pub https_addr: SocketAddr,
+    /// `--default-cert-secret`, `--tls-min-version`.
+    pub tls: TlsSettings,
+    /// `--https-redirect-port`: the port HTTP → HTTPS redirects point at.
+    pub https_redirect_port: u16,
+}
+
+/// TLS settings of the HTTPS entrypoint.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// `namespace/name` of the Secret served for unknown or missing SNI; without
+    /// it, a self-signed certificate is generated at start.
+    pub default_cert_secret: Option<String>,
+    /// The lowest TLS version accepted.
+    pub min_version: TlsVersion,
 }
 
 /// Why sluice could not start.
@@ -58,6 +75,9 @@ pub enum StartError {
     /// `--manifests` names nothing.
     #[error("manifest path {0} does not exist")]
     NoManifests(PathBuf),
+    /// The TLS settings cannot be used.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
 }
 
 /// A running sluice: its bound addresses and the handle that stops it.
@@ -65,6 +85,8 @@ pub enum StartError {
 pub struct Running {
     /// Where the HTTP entrypoint listens (useful with port 0).
     pub http_addr: SocketAddr,
+    /// Where the HTTPS entrypoint listens.
+    pub https_addr: SocketAddr,
     /// Where the admin listener listens.
     pub admin_addr: SocketAddr,
     /// The published table (tests inspect it).
@@ -72,7 +94,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     admin_stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    proxy_task: JoinHandle<()>,
+    proxy_tasks: Vec<JoinHandle<()>>,
     state: Arc<AdminState>,
 }
 
@@ -86,8 +108,10 @@ impl Running {
     /// Waits until the proxy has drained (or the grace period ran out), then ends
     /// every background task.
     pub async fn wait(self) {
-        if let Err(e) = self.proxy_task.await {
-            tracing::error!(error = %e, "proxy task failed");
+        for task in self.proxy_tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "proxy task failed");
+            }
         }
         self.admin_stop.send_replace(true);
         for task in self.tasks {
@@ -101,10 +125,14 @@ impl Running {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| StartError::Bind { addr, source })
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, bound))
 }
 
 /// Binds the listeners and starts every task; returns once listening.
@@ -112,28 +140,25 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     if !settings.manifests.exists() {
         return Err(StartError::NoManifests(settings.manifests));
     }
-    let http = bind(settings.http_addr).await?;
-    let admin_listener = bind(settings.admin_addr).await?;
-    let http_addr = http.local_addr().map_err(|source| StartError::Bind {
-        addr: settings.http_addr,
-        source,
-    })?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            addr: settings.admin_addr,
-            source,
-        })?;
+    let mut compile = settings.compile.clone();
+    compile.default_cert_secret = default_secret(&settings.tls)?;
+    let (http, http_addr) = bind(settings.http_addr).await?;
+    let (https, https_addr) = bind(settings.https_addr).await?;
+    let (admin_listener, admin_addr) = bind(settings.admin_addr).await?;
 
     let table = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
-    let client = UpstreamClient::new(&settings.pool);
+    let registries = Arc::new(Registries::new(settings.pool.clone()));
     let unmatched = Arc::new(RouteStats::default());
     let open = Arc::new(OpenConnections::default());
+    let open_tls = Arc::new(OpenConnections::default());
+    let handshakes = Arc::new(HandshakeStats::default());
     let metrics = Metrics::new(DataPlaneSources {
         table: table.clone(),
         unmatched: unmatched.clone(),
         open_connections: open.clone(),
-        pool: client.stats().clone(),
+        open_tls_connections: open_tls.clone(),
+        registries: registries.clone(),
+        handshakes: handshakes.clone(),
     });
     let state = Arc::new(AdminState {
         table: table.clone(),
@@ -144,7 +169,6 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let (stop, stop_rx) = watch::channel(false);
     // The admin listener outlives the drain, so /readyz can say 503 meanwhile.
     let (admin_stop, admin_stop_rx) = watch::channel(false);
-    let registries = Arc::new(Registries::default());
     let (updates_tx, updates_rx) = watch::channel(None);
 
     let mut tasks = Vec::new();
@@ -159,7 +183,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         table: table.clone(),
         state: state.clone(),
         registries: registries.clone(),
-        options: settings.compile.clone(),
+        options: compile,
     };
     tasks.push(tokio::spawn(publisher.run(updates_rx)));
     tasks.push(tokio::spawn(resolver::run(registries.clone())));
@@ -168,26 +192,77 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         state.clone(),
         admin_stop_rx,
     )));
-    let proxy = Arc::new(Proxy::new(table.clone(), client, unmatched));
-    let proxy_task = tokio::spawn(proxy::serve(
-        http,
-        proxy,
-        settings.connections.clone(),
-        open,
-        stop_rx,
-        settings.shutdown_grace,
+    let proxy = Arc::new(Proxy::new(
+        table.clone(),
+        unmatched,
+        settings.https_redirect_port,
     ));
-    tracing::info!(%http_addr, %admin_addr, manifests = %settings.manifests.display(), "sluice listening");
+    let tls = TlsEntry {
+        acceptor: acceptor(&table, settings.tls.min_version)?,
+        stats: handshakes,
+    };
+    let grace = settings.shutdown_grace;
+    let conns = settings.connections.clone();
+    let proxy_tasks = vec![
+        tokio::spawn(proxy::serve(
+            http,
+            proxy.clone(),
+            conns.clone(),
+            open,
+            stop_rx.clone(),
+            grace,
+            None,
+        )),
+        tokio::spawn(proxy::serve(
+            https,
+            proxy,
+            conns,
+            open_tls,
+            stop_rx,
+            grace,
+            Some(tls),
+        )),
+    ];
+    tracing::info!(%http_addr, %https_addr, %admin_addr, manifests = %settings.manifests.display(), "sluice listening");
     Ok(Running {
         http_addr,
+        https_addr,
         admin_addr,
         table,
         stop,
         admin_stop,
         tasks,
-        proxy_task,
+        proxy_tasks,
         state,
     })
+}
+
+/// Parses `--default-cert-secret` (`namespace/name`).
+fn default_secret(tls: &TlsSettings) -> Result<Option<(String, String)>, StartError> {
+    let Some(value) = &tls.default_cert_secret else {
+        return Ok(None);
+    };
+    match value.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+            Ok(Some((ns.to_owned(), name.to_owned())))
+        }
+        _ => Err(StartError::Tls(format!(
+            "--default-cert-secret {value:?} is not namespace/name"
+        ))),
+    }
+}
+
+/// The TLS acceptor: certificates picked by SNI from the published table, one
+/// atomic load per handshake.
+fn acceptor(
+    table: &Arc<ArcSwap<RouteTable>>,
+    min_version: TlsVersion,
+) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+    let table = table.clone();
+    let resolver = SniResolver::new(move |sni| table.load().certs().resolve(sni));
+    let config = tls::server_config(Arc::new(resolver), min_version)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// The single compiler task: latest update wins, so a burst makes one compile.

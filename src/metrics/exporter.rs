@@ -16,12 +16,9 @@ use prometheus_client::registry::Registry;
 
 use super::route_stats::DURATION_BUCKETS;
 use super::RouteStats;
-use crate::proxy::OpenConnections;
-use crate::router::RouteTable;
+use crate::proxy::{HandshakeStats, OpenConnections};
+use crate::router::{Registries, RouteTable};
 use crate::upstream::PoolStats;
-
-/// The entrypoint name of the plain-HTTP listener, as in Traefik.
-pub const ENTRYPOINT_WEB: &str = "web";
 
 /// Control-plane metrics that are updated as things happen (off the request path).
 #[derive(Debug, Default, Clone)]
@@ -60,8 +57,12 @@ pub struct DataPlaneSources {
     pub unmatched: Arc<RouteStats>,
     /// Open client connections on the HTTP entrypoint.
     pub open_connections: Arc<OpenConnections>,
-    /// Upstream pool counters.
-    pub pool: Arc<PoolStats>,
+    /// Open client connections on the HTTPS entrypoint.
+    pub open_tls_connections: Arc<OpenConnections>,
+    /// The registries (upstream clients and their pool counters).
+    pub registries: Arc<Registries>,
+    /// TLS handshakes on the HTTPS entrypoint.
+    pub handshakes: Arc<HandshakeStats>,
 }
 
 impl Metrics {
@@ -116,10 +117,15 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 #[derive(Debug)]
 struct DataPlaneCollector(DataPlaneSources);
 
+/// One route's labels and counters.
+type Row<'a> = (&'a str, String, &'a RouteStats);
+
+const ENTRYPOINTS: [(&str, bool); 2] = [("web", false), ("websecure", true)];
+
 impl Collector for DataPlaneCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let table = self.0.table.load();
-        let mut rows: Vec<(&str, String, &RouteStats)> = table
+        let mut rows: Vec<Row<'_>> = table
             .all_routes()
             .map(|r| {
                 let service = r
@@ -131,39 +137,94 @@ impl Collector for DataPlaneCollector {
             })
             .collect();
         // Defensive: a stats object reachable from two routes is reported once.
-        rows.sort_by_key(|row| row.2 as *const RouteStats);
+        rows.sort_by_key(|row| std::ptr::from_ref(row.2));
         rows.dedup_by(|a, b| std::ptr::eq(a.2, b.2));
         rows.push(("", String::new(), &self.0.unmatched));
         encode_requests(&mut encoder, &rows)?;
         encode_durations(&mut encoder, &rows)?;
-        let open = ConstGauge::new(self.0.open_connections.get());
+        self.encode_connections(&mut encoder)?;
+        self.encode_pools(&mut encoder)?;
+        self.encode_tls(&mut encoder, &table)
+    }
+}
+
+impl DataPlaneCollector {
+    fn encode_connections(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let mut m = encoder.encode_descriptor(
             "sluice_open_connections",
-            "Client connections open now",
+            "Client connections open now, by entrypoint",
             None,
             MetricType::Gauge,
         )?;
-        open.encode(m.encode_family(&[("entrypoint", ENTRYPOINT_WEB)])?)?;
-        let pool = &self.0.pool;
+        for (entrypoint, open) in [
+            ("web", &self.0.open_connections),
+            ("websecure", &self.0.open_tls_connections),
+        ] {
+            ConstGauge::new(open.get()).encode(m.encode_family(&[("entrypoint", entrypoint)])?)?;
+        }
+        Ok(())
+    }
+
+    fn encode_pools(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let clients = self.0.registries.clients.live();
+        let sum = |pick: fn(&PoolStats) -> &AtomicU64| -> u64 {
+            clients
+                .iter()
+                .map(|c| pick(c.stats()).load(Ordering::Relaxed))
+                .sum()
+        };
+        let opened = sum(|p| &p.connections_opened);
+        let requests = sum(|p| &p.requests);
         for (name, help, value) in [
             (
                 "sluice_upstream_connections_opened",
                 "TCP connections opened to backends (reuse ratio: 1 - this / sluice_upstream_requests)",
-                &pool.connections_opened,
+                opened,
             ),
-            ("sluice_upstream_requests", "Requests sent to backends", &pool.requests),
+            ("sluice_upstream_requests", "Requests sent to backends", requests),
         ] {
-            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
-            counter.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+            ConstCounter::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+        }
+        Ok(())
+    }
+
+    fn encode_tls(&self, encoder: &mut DescriptorEncoder, table: &RouteTable) -> fmt::Result {
+        let h = &self.0.handshakes;
+        let mut m = encoder.encode_descriptor(
+            "sluice_tls_handshakes",
+            "TLS handshakes on the HTTPS entrypoint, by protocol version and outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for (version, outcome, value) in [
+            ("TLSv1.2", "ok", &h.ok_tls12),
+            ("TLSv1.3", "ok", &h.ok_tls13),
+            ("none", "failed", &h.failed),
+        ] {
+            let labels = [("version", version), ("outcome", outcome)];
+            m.encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&value.load(Ordering::Relaxed), None)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "sluice_tls_cert_not_after_seconds",
+            "Expiry (Unix time) of each served certificate",
+            None,
+            MetricType::Gauge,
+        )?;
+        for info in table.certs().infos() {
+            let (namespace, secret) = info.secret.clone().unwrap_or_default();
+            let labels = [
+                ("namespace", namespace.as_str()),
+                ("secret", secret.as_str()),
+                ("default", if info.is_default { "true" } else { "false" }),
+            ];
+            ConstGauge::new(info.not_after).encode(m.encode_family(&labels)?)?;
         }
         Ok(())
     }
 }
 
-fn encode_requests(
-    encoder: &mut DescriptorEncoder,
-    rows: &[(&str, String, &RouteStats)],
-) -> fmt::Result {
+fn encode_requests(encoder: &mut DescriptorEncoder, rows: &[Row<'_>]) -> fmt::Result {
     let mut m = encoder.encode_descriptor(
         "sluice_requests",
         "Requests answered, by entrypoint, route, service, code and method",
@@ -171,26 +232,25 @@ fn encode_requests(
         MetricType::Counter,
     )?;
     for (route, service, stats) in rows {
-        for (method, code, count) in stats.requests() {
-            let code = code.map_or_else(|| "other".to_owned(), |c| c.to_string());
-            let labels = [
-                ("entrypoint", ENTRYPOINT_WEB),
-                ("route", route),
-                ("service", service.as_str()),
-                ("code", code.as_str()),
-                ("method", method),
-            ];
-            m.encode_family(&labels)?
-                .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+        for (entrypoint, tls) in ENTRYPOINTS {
+            for (method, code, count) in stats.entry(tls).requests() {
+                let code = code.map_or_else(|| "other".to_owned(), |c| c.to_string());
+                let labels = [
+                    ("entrypoint", entrypoint),
+                    ("route", route),
+                    ("service", service.as_str()),
+                    ("code", code.as_str()),
+                    ("method", method),
+                ];
+                m.encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
+            }
         }
     }
     Ok(())
 }
 
-fn encode_durations(
-    encoder: &mut DescriptorEncoder,
-    rows: &[(&str, String, &RouteStats)],
-) -> fmt::Result {
+fn encode_durations(encoder: &mut DescriptorEncoder, rows: &[Row<'_>]) -> fmt::Result {
     let mut m = encoder.encode_descriptor(
         "sluice_request_duration_seconds",
         "Time from request head to response head, by entrypoint and route",
@@ -198,24 +258,26 @@ fn encode_durations(
         MetricType::Histogram,
     )?;
     for (route, service, stats) in rows {
-        let (counts, count, sum) = stats.durations();
-        if count == 0 {
-            continue;
+        for (entrypoint, tls) in ENTRYPOINTS {
+            let (counts, count, sum) = stats.entry(tls).durations();
+            if count == 0 {
+                continue;
+            }
+            let mut buckets: Vec<(f64, u64)> = DURATION_BUCKETS
+                .iter()
+                .copied()
+                .zip(counts.iter().copied())
+                .collect();
+            let in_buckets: u64 = counts.iter().sum();
+            buckets.push((f64::INFINITY, count.saturating_sub(in_buckets)));
+            let labels = [
+                ("entrypoint", entrypoint),
+                ("route", route),
+                ("service", service.as_str()),
+            ];
+            m.encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         }
-        let mut buckets: Vec<(f64, u64)> = DURATION_BUCKETS
-            .iter()
-            .copied()
-            .zip(counts.iter().copied())
-            .collect();
-        let in_buckets: u64 = counts.iter().sum();
-        buckets.push((f64::INFINITY, count.saturating_sub(in_buckets)));
-        let labels = [
-            ("entrypoint", ENTRYPOINT_WEB),
-            ("route", route),
-            ("service", service.as_str()),
-        ];
-        m.encode_family(&labels)?
-            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
     }
     Ok(())
 }

@@ -24,13 +24,36 @@ struct Slot {
     count: AtomicU64,
 }
 
-/// Requests of one route by method and status, and their durations.
+/// Requests of one route, per entrypoint (plain HTTP and HTTPS).
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    web: EntryStats,
+    websecure: EntryStats,
+}
+
+impl RouteStats {
+    /// Counts one finished request that arrived over TLS (`tls`) or plain HTTP.
+    pub fn record(&self, tls: bool, method: &Method, status: u16, elapsed: Duration) {
+        self.entry(tls).record(method, status, elapsed);
+    }
+
+    /// The counters of one entrypoint.
+    pub fn entry(&self, tls: bool) -> &EntryStats {
+        if tls {
+            &self.websecure
+        } else {
+            &self.web
+        }
+    }
+}
+
+/// Requests of one route on one entrypoint by method and status, and their durations.
 ///
 /// A small open-addressed table of atomic slots: a route sees only a handful of
 /// (method, status) pairs, so 32 slots are plenty; pairs beyond that are counted
 /// under `other`/`other`.
 #[derive(Debug, Default)]
-pub struct RouteStats {
+pub struct EntryStats {
     slots: [Slot; SLOTS],
     overflow: AtomicU64,
     buckets: [AtomicU64; DURATION_BUCKETS.len()],
@@ -38,7 +61,7 @@ pub struct RouteStats {
     sum_micros: AtomicU64,
 }
 
-impl RouteStats {
+impl EntryStats {
     /// Counts one finished request.
     pub fn record(&self, method: &Method, status: u16, elapsed: Duration) {
         self.count_status(method_index(method), status);
@@ -130,10 +153,13 @@ mod tests {
 
     #[test]
     fn counts_by_method_and_status() {
-        let s = RouteStats::default();
+        let both = RouteStats::default();
+        both.record(true, &Method::GET, 200, Duration::from_millis(1));
+        let s = both.entry(false);
         s.record(&Method::GET, 200, Duration::from_millis(1));
         s.record(&Method::GET, 200, Duration::from_millis(1));
         s.record(&Method::POST, 503, Duration::from_millis(2));
+        assert_eq!(both.entry(true).requests(), vec![("GET", Some(200), 1)]);
         let mut r = s.requests();
         r.sort();
         assert_eq!(r, vec![("GET", Some(200), 2), ("POST", Some(503), 1)]);
@@ -145,7 +171,7 @@ mod tests {
 
     #[test]
     fn overflow_beyond_slots_is_counted_not_lost() {
-        let s = RouteStats::default();
+        let s = EntryStats::default();
         for status in 100..(100 + SLOTS as u16 + 5) {
             s.record(&Method::GET, status, Duration::ZERO);
         }

@@ -98,19 +98,35 @@ impl Limits {
     }
 }
 
+/// What every connection of one listener shares.
+#[derive(Clone)]
+pub(super) struct Shared {
+    pub builder: Arc<auto::Builder<TokioExecutor>>,
+    pub proxy: Arc<Proxy>,
+    pub limits: Limits,
+    pub shutdown: watch::Receiver<bool>,
+}
+
 /// Serves one accepted connection to completion on its own task.
-pub(super) fn spawn<I>(
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    io: I,
-    state: Arc<ConnState>,
-    proxy: Arc<Proxy>,
-    limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
-    guard: ConnectionGuard,
-) where
+pub(super) fn spawn<I>(shared: Shared, io: I, state: Arc<ConnState>, guard: ConnectionGuard)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::spawn(async move {
+    tokio::spawn(drive(shared, io, state, guard));
+}
+
+/// Serves one connection until it closes, is idle too long, or shutdown drains it.
+pub(super) async fn drive<I>(shared: Shared, io: I, state: Arc<ConnState>, guard: ConnectionGuard)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Shared {
+        builder,
+        proxy,
+        limits,
+        mut shutdown,
+    } = shared;
+    {
         let _guard = guard;
         let service_state = state.clone();
         let service = service_fn(move |req| {
@@ -156,5 +172,5 @@ pub(super) fn spawn<I>(
         if let Err(e) = conn.await {
             tracing::debug!(remote = %state.client.remote, error = %e, "client connection ended with an error");
         }
-    });
+    }
 }

@@ -6,7 +6,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
-use http::Version;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -176,18 +175,19 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 }
 
 /// The URI the pooled client is given: the endpoint as authority, the target as sent.
-pub fn upstream_uri(endpoint: SocketAddr, path_and_query: &str) -> Option<Uri> {
+pub fn upstream_uri(
+    scheme: http::uri::Scheme,
+    endpoint: SocketAddr,
+    path_and_query: &str,
+) -> Option<Uri> {
     let pq: PathAndQuery = path_and_query.parse().ok()?;
     Uri::builder()
-        .scheme("http")
+        .scheme(scheme)
         .authority(endpoint.to_string())
         .path_and_query(pq)
         .build()
         .ok()
 }
-
-/// The version the backend request uses: HTTP/1.1 whatever the client spoke.
-pub const UPSTREAM_VERSION: Version = Version::HTTP_11;
 
 /// Copies bytes both ways between an upgraded client and backend until either closes.
 pub async fn tunnel(client: OnUpgrade, backend: OnUpgrade) {
@@ -290,8 +290,12 @@ mod tests {
 
     #[test]
     fn upstream_uri_keeps_the_target_verbatim() {
-        let uri =
-            upstream_uri("10.0.0.1:8080".parse().expect("addr"), "/a%2Fb/c?x=%20&y").expect("uri");
+        let uri = upstream_uri(
+            http::uri::Scheme::HTTP,
+            "10.0.0.1:8080".parse().expect("addr"),
+            "/a%2Fb/c?x=%20&y",
+        )
+        .expect("uri");
         assert_eq!(uri.to_string(), "http://10.0.0.1:8080/a%2Fb/c?x=%20&y");
     }
 }

@@ -1,7 +1,7 @@
 //! Accepting client connections: HTTP/1.1 and HTTP/2 (prior knowledge) on one
 //! listener, limits against hostile clients, and graceful shutdown.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::connection::{self, ConnState, Limits};
+use super::connection::{self, ConnState, Limits, Shared};
 use super::framing::Guarded;
 use super::{ClientInfo, Proxy};
 
@@ -90,7 +90,8 @@ fn builder(settings: &ConnectionSettings) -> auto::Builder<TokioExecutor> {
 }
 
 /// Serves `listener` until `shutdown` turns true, then drains open connections
-/// for at most `grace` before returning.
+/// for at most `grace` before returning. With `tls`, every connection first
+/// completes a TLS handshake (within the header-read timeout).
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
@@ -98,11 +99,16 @@ pub async fn serve(
     open: Arc<OpenConnections>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
+    tls: Option<TlsEntry>,
 ) {
-    let builder = Arc::new(builder(&settings));
-    let limits = Limits {
-        first_request: settings.header_read_timeout,
-        idle: settings.idle_timeout,
+    let shared = Shared {
+        builder: Arc::new(builder(&settings)),
+        proxy,
+        limits: Limits {
+            first_request: settings.header_read_timeout,
+            idle: settings.idle_timeout,
+        },
+        shutdown: shutdown.clone(),
     };
     loop {
         let accepted = tokio::select! {
@@ -116,16 +122,21 @@ pub async fn serve(
                 }
                 open.0.fetch_add(1, Ordering::Relaxed);
                 let guard = ConnectionGuard(open.clone());
-                let state = Arc::new(ConnState::new(ClientInfo::new(remote, false)));
-                connection::spawn(
-                    builder.clone(),
-                    Guarded::new(stream),
-                    state,
-                    proxy.clone(),
-                    limits,
-                    shutdown.clone(),
-                    guard,
-                );
+                match &tls {
+                    None => {
+                        let state = Arc::new(ConnState::new(ClientInfo::new(remote, false)));
+                        connection::spawn(shared.clone(), Guarded::new(stream), state, guard);
+                    }
+                    Some(tls) => {
+                        tokio::spawn(handshake_then_serve(
+                            shared.clone(),
+                            tls.clone(),
+                            stream,
+                            remote,
+                            guard,
+                        ));
+                    }
+                }
             }
             Err(e) => {
                 // Out of file descriptors and similar: back off instead of spinning.
@@ -136,6 +147,63 @@ pub async fn serve(
     }
     drop(listener);
     drain(&open, grace).await;
+}
+
+/// The HTTPS entrypoint's TLS side: the acceptor and its handshake counters.
+#[derive(Clone)]
+pub struct TlsEntry {
+    /// Accepts TLS with the SNI resolver over the published table.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// Handshakes by outcome and version.
+    pub stats: Arc<HandshakeStats>,
+}
+
+impl std::fmt::Debug for TlsEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsEntry").finish_non_exhaustive()
+    }
+}
+
+/// TLS handshakes by outcome and protocol version.
+#[derive(Debug, Default)]
+pub struct HandshakeStats {
+    /// Completed with TLS 1.2.
+    pub ok_tls12: AtomicU64,
+    /// Completed with TLS 1.3.
+    pub ok_tls13: AtomicU64,
+    /// Failed (bad hello, no shared version or cipher, timeout, reset).
+    pub failed: AtomicU64,
+}
+
+async fn handshake_then_serve(
+    shared: Shared,
+    tls: TlsEntry,
+    stream: tokio::net::TcpStream,
+    remote: std::net::SocketAddr,
+    guard: ConnectionGuard,
+) {
+    let accept = tls.acceptor.accept(stream);
+    let stream = match tokio::time::timeout(shared.limits.first_request, accept).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tls.stats.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tls.stats.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%remote, "TLS handshake timed out");
+            return;
+        }
+    };
+    match stream.get_ref().1.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => {
+            tls.stats.ok_tls13.fetch_add(1, Ordering::Relaxed)
+        }
+        _ => tls.stats.ok_tls12.fetch_add(1, Ordering::Relaxed),
+    };
+    let state = Arc::new(ConnState::new(ClientInfo::new(remote, true)));
+    connection::drive(shared, Guarded::new(stream), state, guard).await;
 }
 
 /// Waits until every connection has finished, or `grace` has passed.

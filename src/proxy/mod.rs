@@ -9,12 +9,13 @@ mod error;
 mod forward;
 mod framing;
 mod listener;
+mod redirect;
 pub mod request;
 
 pub use error::ProxyError;
 pub use forward::ClientInfo;
 pub(crate) use listener::stopped;
-pub use listener::{serve, ConnectionSettings, OpenConnections};
+pub use listener::{serve, ConnectionSettings, HandshakeStats, OpenConnections, TlsEntry};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,8 +31,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::metrics::RouteStats;
-use crate::router::{Route, RouteTable, Target};
-use crate::upstream::UpstreamClient;
+use crate::router::{EntryPoint, Route, RouteTable, Target};
 
 /// The body of every response the proxy sends: a backend's stream, or a short text.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -40,21 +40,23 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 #[derive(Debug)]
 pub struct Proxy {
     table: Arc<ArcSwap<RouteTable>>,
-    client: UpstreamClient,
     unmatched: Arc<RouteStats>,
+    /// The port HTTPS redirects point at (omitted from the URL when 443).
+    https_port: u16,
 }
 
 impl Proxy {
-    /// A handler that routes with the table published in `table` and forwards with `client`.
+    /// A handler that routes with the table published in `table`; redirects to
+    /// HTTPS point at `https_port`.
     pub fn new(
         table: Arc<ArcSwap<RouteTable>>,
-        client: UpstreamClient,
         unmatched: Arc<RouteStats>,
+        https_port: u16,
     ) -> Self {
         Self {
             table,
-            client,
             unmatched,
+            https_port,
         }
     }
 
@@ -71,7 +73,12 @@ impl Proxy {
             }
         };
         let stats = route.as_ref().map_or(&self.unmatched, |r| &r.stats);
-        stats.record(&method, response.status().as_u16(), start.elapsed());
+        stats.record(
+            client.tls,
+            &method,
+            response.status().as_u16(),
+            start.elapsed(),
+        );
         response
     }
 
@@ -94,7 +101,16 @@ impl Proxy {
         let host_str = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
         let path = request::match_path(parts.uri.path());
         // One atomic load; the guard is dropped before any await.
-        let route = self.table.load().lookup(host_str, &path).cloned();
+        let entrypoint = if client.tls {
+            EntryPoint::WebSecure
+        } else {
+            EntryPoint::Web
+        };
+        let route = self
+            .table
+            .load()
+            .lookup(entrypoint, host_str, &path)
+            .cloned();
         let Some(route) = route else {
             return (None, Err(ProxyError::NoRoute));
         };
@@ -110,6 +126,9 @@ impl Proxy {
         host: Option<HeaderValue>,
         client: &ClientInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        if route.redirect_https && !client.tls {
+            return Ok(redirect::to_https(&parts, host.as_ref(), self.https_port));
+        }
         let backend = match &route.target {
             Target::Backend(backend) => backend,
             Target::Unavailable { status, reason } => {
@@ -121,10 +140,11 @@ impl Proxy {
         let endpoint = backend.pick().ok_or(ProxyError::NoEndpoints)?;
         let client_upgrade = prepare_headers(&mut parts, host.as_ref(), client);
         let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        parts.uri = forward::upstream_uri(endpoint, target).ok_or(ProxyError::BadTarget)?;
-        parts.version = forward::UPSTREAM_VERSION;
-        let mut resp = self
-            .client
+        let upstream = &route.client;
+        parts.uri = forward::upstream_uri(upstream.scheme(), endpoint, target)
+            .ok_or(ProxyError::BadTarget)?;
+        parts.version = upstream.version();
+        let mut resp = upstream
             .send(Request::from_parts(parts, body))
             .await
             .map_err(|e| {

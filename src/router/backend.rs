@@ -71,6 +71,19 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// An annotation of the Service a backend key names, if the Service exists.
+    pub(super) fn service_annotation(&self, key: &BackendKey, annotation: &str) -> Option<&'a str> {
+        let service = self
+            .services
+            .get(&(key.namespace.as_str(), key.service.as_str()))?;
+        service
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(annotation)
+            .map(String::as_str)
+    }
+
     /// The key a Service port's backend is shared under: when the Service exists
     /// and lists the port, the port is its `port` number however the Ingress named
     /// it, so a reference by name and one by number share one [`Backend`]

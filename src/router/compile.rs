@@ -12,7 +12,15 @@ use super::path::match_path;
 use super::{Diagnostic, DiagnosticKind, ObjectRef, PathKind, Route, RouteTable, Snapshot, Target};
 use crate::identity::WeakRegistry;
 use crate::metrics::RouteStats;
-use crate::upstream::{Backend, BackendKey, EndpointSet, Upstreams};
+use std::sync::OnceLock;
+
+use super::annotations::{self, IngressOptions};
+use super::certs::{self, CompiledCerts, Secrets};
+use crate::tls::LoadedCert;
+use crate::upstream::{
+    Backend, BackendKey, BackendProtocol, ClientKey, Clients, EndpointSet, PoolSettings,
+    UpstreamClient, Upstreams, Verify,
+};
 
 /// The `spec.controller` value of IngressClasses that sluice serves.
 pub const CONTROLLER_NAME: &str = "sluice.dev/ingress-controller";
@@ -22,12 +30,15 @@ pub const CONTROLLER_NAME: &str = "sluice.dev/ingress-controller";
 pub struct CompileOptions {
     /// `--ingress-class`: the class name this instance serves.
     pub ingress_class: String,
+    /// `--default-cert-secret`: (namespace, name) of the certificate for unknown SNI.
+    pub default_cert_secret: Option<(String, String)>,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
         Self {
             ingress_class: "sluice".to_owned(),
+            default_cert_secret: None,
         }
     }
 }
@@ -39,6 +50,33 @@ pub struct Registries {
     pub upstreams: Upstreams,
     /// Request counters by route name.
     pub route_stats: WeakRegistry<Arc<str>, RouteStats>,
+    /// Upstream clients (protocol, TLS settings, pools).
+    pub clients: Clients,
+    /// The self-signed fallback certificate, generated on first use.
+    default_cert: OnceLock<Option<LoadedCert>>,
+}
+
+impl Registries {
+    /// Registries whose upstream clients use `pool`.
+    pub fn new(pool: PoolSettings) -> Self {
+        Self {
+            clients: Clients::new(pool),
+            ..Self::default()
+        }
+    }
+
+    /// The generated self-signed default certificate (`None` only if generation failed).
+    pub fn generated_default_cert(&self) -> Option<&LoadedCert> {
+        self.default_cert
+            .get_or_init(|| match crate::tls::self_signed_default() {
+                Ok(cert) => Some(cert),
+                Err(e) => {
+                    tracing::error!(error = %e, "generating the default certificate failed");
+                    None
+                }
+            })
+            .as_ref()
+    }
 }
 
 /// The compiler's output.
@@ -60,16 +98,30 @@ pub struct Compiled {
 pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Registries) -> Compiled {
     let mut diagnostics = Vec::new();
     let served = ingress::served(snapshot, options, &mut diagnostics);
+    let secrets = certs::index_secrets(snapshot);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let CompiledCerts { index, covered } = certs::compile_certs(
+        &served,
+        &secrets,
+        options.default_cert_secret.as_ref(),
+        registries,
+        now,
+        &mut diagnostics,
+    );
     let mut cx = Context {
         resolver: Resolver::new(snapshot),
         registries,
+        secrets,
+        covered,
         resolved: HashMap::new(),
         endpoints: BTreeMap::new(),
         diagnostics,
     };
     let routes = cx.rule_routes(&served);
     let default = cx.default_route(&served);
-    let (table, table_diagnostics) = RouteTable::build(routes, default);
+    let (table, table_diagnostics) = RouteTable::build(routes, default, index);
     let mut diagnostics = cx.diagnostics;
     diagnostics.extend(table_diagnostics);
     diagnostics.sort();
@@ -88,6 +140,9 @@ type Claim = (HostPattern, String, PathKind);
 struct Context<'a> {
     resolver: Resolver<'a>,
     registries: &'a Registries,
+    secrets: Secrets<'a>,
+    /// The hosts each Ingress's TLS section covers, by (namespace, name).
+    covered: HashMap<(String, String), Vec<HostPattern>>,
     /// Each Service port resolved once per compile.
     resolved: HashMap<BackendKey, Result<Arc<Backend>, Unresolved>>,
     endpoints: BTreeMap<BackendKey, (Arc<Backend>, Arc<EndpointSet>)>,
@@ -100,6 +155,7 @@ impl Context<'_> {
         let mut claims: HashMap<Claim, &ObjectRef> = HashMap::new();
         let mut routes = Vec::new();
         for ing in served {
+            let opts = self.options_of(ing);
             for rule in ingress::rules(ing, &mut self.diagnostics) {
                 let Some(key) = self.backend_key(ing, rule.backend) else {
                     continue;
@@ -120,8 +176,15 @@ impl Context<'_> {
                     continue;
                 }
                 claims.insert(claim, &ing.object);
+                let has_tls = self
+                    .covered
+                    .get(&(ing.namespace.to_owned(), ing.name.to_owned()))
+                    .is_some_and(|hosts| certs::covers(hosts, &rule.host));
+                let redirect = opts.redirects(has_tls);
                 routes.push(self.route(
                     ing,
+                    &opts,
+                    redirect,
                     rule.host.display(),
                     Some((rule.path, rule.kind)),
                     key,
@@ -144,7 +207,14 @@ impl Context<'_> {
             };
             match &winner {
                 Some((object, _)) => self.conflict(ing, object, "the default backend"),
-                None => winner = Some((&ing.object, self.route(ing, None, None, key))),
+                None => {
+                    let opts = self.options_of(ing);
+                    let redirect = opts.redirects(false);
+                    winner = Some((
+                        &ing.object,
+                        self.route(ing, &opts, redirect, None, None, key),
+                    ));
+                }
             }
         }
         winner.map(|(_, route)| route)
@@ -170,9 +240,21 @@ impl Context<'_> {
             .push(Diagnostic::error(object, DiagnosticKind::Conflict, message));
     }
 
+    fn options_of(&mut self, ing: &Served<'_>) -> IngressOptions {
+        annotations::ingress_options(
+            ing.ingress.metadata.annotations.as_ref(),
+            &ing.object,
+            ing.namespace,
+            &mut self.diagnostics,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn route(
         &mut self,
         ing: &Served<'_>,
+        opts: &IngressOptions,
+        redirect_https: bool,
         host: Option<String>,
         path: Option<(String, PathKind)>,
         key: BackendKey,
@@ -182,7 +264,22 @@ impl Context<'_> {
             .registries
             .route_stats
             .get_or_insert_with(&name, RouteStats::default);
-        let target = self.target(ing, &key);
+        let mut target = self.target(ing, &key);
+        let client = match self.client(ing, opts, &key) {
+            Ok(client) => client,
+            Err(reason) => {
+                self.diagnostics.push(Diagnostic::error(
+                    ing.object.clone(),
+                    DiagnosticKind::InvalidSecret,
+                    reason.clone(),
+                ));
+                target = Target::Unavailable {
+                    status: 503,
+                    reason: reason.into(),
+                };
+                self.plain_client()
+            }
+        };
         let (path, kind) = path.unzip();
         Arc::new(Route {
             name,
@@ -192,8 +289,60 @@ impl Context<'_> {
             ingress: ing.object.clone(),
             service: Some(key),
             target,
+            client,
+            entrypoints: opts.entrypoints,
+            redirect_https,
             stats,
         })
+    }
+
+    /// The upstream client for a backend: protocol from the Ingress's
+    /// `backend-protocol`, else the Service's `serversscheme`, else HTTP/1.1; TLS
+    /// verification when `proxy-ssl-verify` asks for it.
+    fn client(
+        &mut self,
+        ing: &Served<'_>,
+        opts: &IngressOptions,
+        key: &BackendKey,
+    ) -> Result<Arc<UpstreamClient>, String> {
+        let from_service = || {
+            let value = self
+                .resolver
+                .service_annotation(key, annotations::SERVERS_SCHEME)?;
+            annotations::servers_scheme(value)
+        };
+        let protocol = opts
+            .backend_protocol
+            .clone()
+            .or_else(from_service)
+            .unwrap_or(BackendProtocol::Http);
+        let verify = match (&opts.proxy_ssl, &protocol) {
+            (Some(ssl), BackendProtocol::Https | BackendProtocol::H2) => {
+                let ca_pem = certs::ca_bytes(&self.secrets, &ssl.secret)
+                    .map_err(|e| format!("backend verification for {}: {e}", ing.object))?;
+                let server_name = ssl
+                    .server_name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}.{}.svc", key.service, key.namespace));
+                Some(Verify {
+                    ca_pem,
+                    server_name,
+                })
+            }
+            _ => None,
+        };
+        self.registries
+            .clients
+            .get(&ClientKey { protocol, verify })
+            .map_err(|e| format!("backend verification for {}: {e}", ing.object))
+    }
+
+    fn plain_client(&self) -> Arc<UpstreamClient> {
+        // Plain HTTP needs no TLS material, so this cannot fail.
+        self.registries
+            .clients
+            .get(&ClientKey::http())
+            .unwrap_or_else(|_| Arc::new(UpstreamClient::new(&PoolSettings::default())))
     }
 
     fn target(&mut self, ing: &Served<'_>, key: &BackendKey) -> Target {
@@ -345,7 +494,12 @@ mod tests {
             panic!("one backend each")
         };
         assert!(Arc::ptr_eq(a, b));
-        let route = |c: &Compiled| c.table.lookup("example.com", "/").cloned().expect("route");
+        let route = |c: &Compiled| {
+            c.table
+                .lookup(crate::router::EntryPoint::Web, "example.com", "/")
+                .cloned()
+                .expect("route")
+        };
         assert!(Arc::ptr_eq(&route(&first).stats, &route(&second).stats));
         assert_eq!(&*route(&first).name, "default-web-example.com-/");
     }
@@ -378,10 +532,13 @@ mod tests {
             "{:?}",
             compiled.diagnostics
         );
-        let exact = compiled.table.lookup("example.com", "/foo").expect("exact");
+        let exact = compiled
+            .table
+            .lookup(crate::router::EntryPoint::Web, "example.com", "/foo")
+            .expect("exact");
         let prefix = compiled
             .table
-            .lookup("example.com", "/foo/x")
+            .lookup(crate::router::EntryPoint::Web, "example.com", "/foo/x")
             .expect("prefix");
         assert_eq!(&*exact.name, "default-web-example.com-/foo-exact");
         assert_eq!(&*prefix.name, "default-web-example.com-/foo");
@@ -407,7 +564,7 @@ mod tests {
         assert_eq!(compiled.endpoints.len(), 1);
         let backend = |path| match &compiled
             .table
-            .lookup("example.com", path)
+            .lookup(crate::router::EntryPoint::Web, "example.com", path)
             .expect(path)
             .target
         {
@@ -427,7 +584,10 @@ mod tests {
             &CompileOptions::default(),
             &Registries::default(),
         );
-        let route = compiled.table.lookup("example.com", "/").expect("route");
+        let route = compiled
+            .table
+            .lookup(crate::router::EntryPoint::Web, "example.com", "/")
+            .expect("route");
         let key = route.service.as_ref().expect("service");
         assert_eq!(key.port, PortRef::Name("nope".into()));
         assert!(matches!(
@@ -448,10 +608,13 @@ mod tests {
             &CompileOptions::default(),
             &Registries::default(),
         );
-        assert!(compiled.table.lookup("example.com", "/typeless").is_none());
+        assert!(compiled
+            .table
+            .lookup(crate::router::EntryPoint::Web, "example.com", "/typeless")
+            .is_none());
         let implementation = compiled
             .table
-            .lookup("example.com", "/impl/x")
+            .lookup(crate::router::EntryPoint::Web, "example.com", "/impl/x")
             .expect("impl");
         assert_eq!(implementation.kind, Some(PathKind::Prefix));
         let [diagnostic] = compiled.diagnostics.as_slice() else {

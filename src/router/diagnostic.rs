@@ -80,6 +80,14 @@ pub enum DiagnosticKind {
     MissingService,
     /// A backend names a port the Service does not have; its route answers 503.
     MissingPort,
+    /// An annotation has a value sluice cannot use; it is ignored (or fails closed).
+    InvalidAnnotation,
+    /// A TLS section or annotation names a Secret that does not exist.
+    MissingSecret,
+    /// A Secret cannot be used (not PEM, key does not match, no `ca.crt`...).
+    InvalidSecret,
+    /// A certificate has expired; it is still served.
+    ExpiredCertificate,
 }
 
 impl DiagnosticKind {
@@ -92,6 +100,10 @@ impl DiagnosticKind {
             Self::Conflict => "conflict",
             Self::MissingService => "missing_service",
             Self::MissingPort => "missing_port",
+            Self::InvalidAnnotation => "invalid_annotation",
+            Self::MissingSecret => "missing_secret",
+            Self::InvalidSecret => "invalid_secret",
+            Self::ExpiredCertificate => "expired_certificate",
         }
     }
 }

@@ -4,7 +4,9 @@
 //! input, tested from YAML fixtures. The table is published by the caller
 //! (see [`crate::app`]) with `arc-swap`.
 
+mod annotations;
 mod backend;
+mod certs;
 mod compile;
 mod diagnostic;
 mod host;
@@ -13,11 +15,12 @@ mod ingress;
 mod oracle;
 mod path;
 mod route;
+mod route_table;
 mod snapshot;
 mod table;
 
 pub use compile::{compile, CompileOptions, Compiled, Registries, CONTROLLER_NAME};
 pub use diagnostic::{Diagnostic, DiagnosticKind, ObjectRef, Severity};
-pub use route::{PathKind, Route, RouteInfo, Target};
+pub use route::{EntryPoint, EntryPoints, PathKind, Route, RouteInfo, Target};
+pub use route_table::RouteTable;
 pub use snapshot::Snapshot;
-pub use table::RouteTable;

@@ -7,7 +7,9 @@ use proptest::prelude::*;
 
 use super::host::HostPattern;
 use super::path::match_path;
-use super::{ObjectRef, PathKind, Route, RouteTable, Target};
+use super::table::HostTable;
+use super::{EntryPoints, ObjectRef, PathKind, Route, Target};
+use crate::upstream::{PoolSettings, UpstreamClient};
 
 /// A route named `<host or any> <path>`, for lookup tests.
 pub(super) fn test_route(host: Option<&str>, path: &str, kind: PathKind) -> Arc<Route> {
@@ -32,6 +34,9 @@ fn make(name: String, host: Option<&str>, path: Option<(&str, PathKind)>) -> Arc
             status: 503,
             reason: "test".into(),
         },
+        client: Arc::new(UpstreamClient::new(&PoolSettings::default())),
+        entrypoints: EntryPoints::ALL,
+        redirect_https: false,
         stats: Arc::default(),
     })
 }
@@ -151,7 +156,7 @@ fn request_strategy() -> impl Strategy<Value = (&'static str, String)> {
 
 /// Builds the compiled table and the oracle from generated rules, first rule
 /// winning per (host, match path, kind) as the compiler's conflict check does.
-fn tables(rules: &[(Option<&str>, String, PathKind)], default: bool) -> (RouteTable, Oracle) {
+fn tables(rules: &[(Option<&str>, String, PathKind)], default: bool) -> (HostTable, Oracle) {
     let mut seen = std::collections::HashSet::new();
     let mut routes = Vec::new();
     for (i, (host, path, kind)) in rules.iter().enumerate() {
@@ -165,7 +170,7 @@ fn tables(rules: &[(Option<&str>, String, PathKind)], default: bool) -> (RouteTa
         rules: routes.clone(),
         default: default.clone(),
     };
-    let (table, diags) = RouteTable::build(routes, default);
+    let (table, diags) = HostTable::build(routes, default);
     assert!(diags.is_empty(), "{diags:?}");
     (table, oracle)
 }

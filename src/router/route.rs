@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::ObjectRef;
 use crate::metrics::RouteStats;
-use crate::upstream::{Backend, BackendKey};
+use crate::upstream::{Backend, BackendKey, BackendProtocol, UpstreamClient};
 
 /// The Ingress path types, with `ImplementationSpecific` already mapped to `Prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -15,6 +15,51 @@ pub enum PathKind {
     Exact,
     /// The path must start with the rule's path, element by element on `/`.
     Prefix,
+}
+
+/// The listeners ("entrypoints", as Traefik names them) requests arrive on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryPoint {
+    /// The plain-HTTP listener (`--http-addr`).
+    Web,
+    /// The HTTPS listener (`--https-addr`).
+    WebSecure,
+}
+
+impl EntryPoint {
+    /// The Traefik name of the entrypoint, as used in annotations and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Web => "web",
+            Self::WebSecure => "websecure",
+        }
+    }
+}
+
+/// Which entrypoints a route is served on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct EntryPoints {
+    /// Served on plain HTTP.
+    pub web: bool,
+    /// Served on HTTPS.
+    pub websecure: bool,
+}
+
+impl EntryPoints {
+    /// Both entrypoints: the default for an Ingress without annotations.
+    pub const ALL: Self = Self {
+        web: true,
+        websecure: true,
+    };
+
+    /// Whether the route is served on `entrypoint`.
+    pub fn has(self, entrypoint: EntryPoint) -> bool {
+        match entrypoint {
+            EntryPoint::Web => self.web,
+            EntryPoint::WebSecure => self.websecure,
+        }
+    }
 }
 
 /// Where a route sends its requests.
@@ -51,6 +96,12 @@ pub struct Route {
     pub service: Option<BackendKey>,
     /// Where requests go.
     pub target: Target,
+    /// The client (protocol, TLS settings, pool) that forwards to the backend.
+    pub client: Arc<UpstreamClient>,
+    /// The entrypoints the route is served on.
+    pub entrypoints: EntryPoints,
+    /// Plain-HTTP requests get a 308 to the `https` URL instead of being forwarded.
+    pub redirect_https: bool,
     /// Request counters, kept across reloads by route name.
     pub stats: Arc<RouteStats>,
 }
@@ -74,6 +125,12 @@ pub struct RouteInfo {
     pub endpoints: Vec<String>,
     /// `ok`, `no_endpoints`, or why the route answers an error.
     pub state: String,
+    /// The entrypoints it is served on.
+    pub entrypoints: EntryPoints,
+    /// Whether plain-HTTP requests are redirected to HTTPS.
+    pub redirect_https: bool,
+    /// How the backend is spoken to.
+    pub backend_protocol: BackendProtocol,
 }
 
 impl Route {
@@ -112,6 +169,9 @@ impl Route {
             service: self.service.clone(),
             endpoints,
             state,
+            entrypoints: self.entrypoints,
+            redirect_https: self.redirect_https,
+            backend_protocol: self.client.protocol().clone(),
         }
     }
 }

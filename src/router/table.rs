@@ -9,11 +9,13 @@ use std::sync::Arc;
 
 use super::host::{self, HostPattern, MAX_HOST};
 use super::path::PathTable;
-use super::{Diagnostic, Route, RouteInfo};
+#[cfg(test)]
+use super::RouteInfo;
+use super::{Diagnostic, Route};
 
 /// The compiled routing table: exact hosts, wildcard hosts, host-less rules, default backend.
 #[derive(Debug, Default)]
-pub struct RouteTable {
+pub(super) struct HostTable {
     /// Rules by lowercased host.
     exact: HashMap<Box<str>, PathTable>,
     /// Wildcard rules by the suffix after `*.`.
@@ -22,11 +24,12 @@ pub struct RouteTable {
     any: PathTable,
     /// The winning `spec.defaultBackend`.
     default: Option<Arc<Route>>,
-    /// Every rule route, sorted by host and path, for [`RouteTable::routes`].
+    /// Every rule route, sorted by host and path, for [`HostTable::routes`].
+    #[cfg_attr(not(test), allow(dead_code))]
     all: Vec<Arc<Route>>,
 }
 
-impl RouteTable {
+impl HostTable {
     /// Builds a table from rule routes (each with a path and kind, `host` as
     /// [`HostPattern::display`] writes it, no two with the same host, match path
     /// and kind) and the default backend.
@@ -80,7 +83,8 @@ impl RouteTable {
             .or(self.default.as_ref())
     }
 
-    /// Every route and default backend, for the admin API.
+    /// Every route and default backend (the published table lists them for the API).
+    #[cfg(test)]
     pub fn routes(&self) -> Vec<RouteInfo> {
         self.all
             .iter()
@@ -108,20 +112,13 @@ fn pattern_of(route: &Route) -> HostPattern {
     }
 }
 
-impl RouteTable {
-    /// Every rule route and the default backend, each once (for metrics).
-    pub fn all_routes(&self) -> impl Iterator<Item = &Arc<Route>> {
-        self.all.iter().chain(self.default.iter())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::router::oracle::{test_default, test_route};
     use crate::router::PathKind::{Exact, Prefix};
 
-    fn table() -> RouteTable {
+    fn table() -> HostTable {
         let routes = vec![
             test_route(Some("example.com"), "/api", Prefix),
             test_route(Some("*.example.com"), "/", Prefix),
@@ -130,12 +127,12 @@ mod tests {
             test_route(None, "/any", Prefix),
         ];
         let default = Some(test_default());
-        let (table, diags) = RouteTable::build(routes, default);
+        let (table, diags) = HostTable::build(routes, default);
         assert!(diags.is_empty());
         table
     }
 
-    fn name(t: &RouteTable, host: &str, path: &str) -> Option<String> {
+    fn name(t: &HostTable, host: &str, path: &str) -> Option<String> {
         t.lookup(host, path).map(|r| r.name.to_string())
     }
 
@@ -179,7 +176,7 @@ mod tests {
     fn exact_host_beats_wildcard_then_falls_through_to_it() {
         let mut routes = vec![test_route(Some("a.example.com"), "/api", Prefix)];
         routes.push(test_route(Some("*.example.com"), "/", Prefix));
-        let (t, _) = RouteTable::build(routes, None);
+        let (t, _) = HostTable::build(routes, None);
         assert_eq!(
             name(&t, "a.example.com", "/api").as_deref(),
             Some("a.example.com /api")
@@ -203,7 +200,7 @@ mod tests {
         );
         let mut routes = vec![test_route(Some("*.example.com"), "/wild", Exact)];
         routes.push(test_route(None, "/any", Prefix));
-        let (t, _) = RouteTable::build(routes, Some(test_default()));
+        let (t, _) = HostTable::build(routes, Some(test_default()));
         assert_eq!(
             name(&t, "a.example.com", "/any").as_deref(),
             Some("any /any")
@@ -216,10 +213,10 @@ mod tests {
 
     #[test]
     fn no_match_without_default_is_none() {
-        let (t, _) = RouteTable::build(vec![test_route(Some("a.com"), "/", Prefix)], None);
+        let (t, _) = HostTable::build(vec![test_route(Some("a.com"), "/", Prefix)], None);
         assert!(t.lookup("b.com", "/").is_none());
-        assert!(RouteTable::default().lookup("a.com", "/").is_none());
-        assert!(RouteTable::default().is_empty());
+        assert!(HostTable::default().lookup("a.com", "/").is_none());
+        assert!(HostTable::default().is_empty());
     }
 
     #[test]

@@ -8,13 +8,17 @@
 
 mod balance;
 mod body;
+mod clients;
 mod endpoints;
 mod pool;
 
 pub use balance::{Backend, Resolved};
 pub use body::UpstreamBody;
+pub use clients::{ClientKey, Clients, Verify};
 pub use endpoints::{EndpointSet, ExternalName};
-pub use pool::{PoolSettings, PoolStats, UpstreamClient, UpstreamError};
+pub use pool::{
+    BackendProtocol, BackendTls, PoolSettings, PoolStats, UpstreamClient, UpstreamError,
+};
 
 use std::fmt;
 use std::sync::Arc;

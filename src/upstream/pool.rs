@@ -65,35 +65,138 @@ pub enum UpstreamError {
     Protocol(#[source] hyper_util::client::legacy::Error),
 }
 
-/// The client that forwards requests to backends; cheap to clone, shared by all requests.
+/// How a backend is spoken to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendProtocol {
+    /// HTTP/1.1 over TCP (the default).
+    Http,
+    /// HTTP/1.1 over TLS (`serversscheme: https`, `backend-protocol: HTTPS`).
+    Https,
+    /// HTTP/2 over TLS (`backend-protocol: GRPCS`).
+    H2,
+    /// HTTP/2 cleartext, prior knowledge (`serversscheme: h2c`, `backend-protocol: GRPC|H2C`).
+    H2c,
+}
+
+/// The TLS side of an HTTPS backend client.
+#[derive(Debug, Clone)]
+pub struct BackendTls {
+    /// The rustls client configuration (verifying or not).
+    pub config: rustls::ClientConfig,
+    /// The name to verify the backend certificate against, when verifying.
+    pub server_name: Option<String>,
+}
+
+type HttpClient = Client<CountingConnector, UpstreamBody>;
+type HttpsClient = Client<hyper_rustls::HttpsConnector<CountingConnector>, UpstreamBody>;
+
+#[derive(Clone, Debug)]
+enum Transport {
+    Plain(HttpClient),
+    Tls(HttpsClient),
+}
+
+/// A client that forwards requests to backends of one protocol; cheap to clone,
+/// shared by every route that uses the same protocol and TLS settings.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    client: Client<CountingConnector, UpstreamBody>,
+    transport: Transport,
+    protocol: BackendProtocol,
     stats: Arc<PoolStats>,
     response_header_timeout: Duration,
 }
 
 impl UpstreamClient {
-    /// A client with its own pool, using `settings`.
+    /// A plain HTTP/1.1 client with its own pool, using `settings`.
     pub fn new(settings: &PoolSettings) -> Self {
+        Self::with_protocol(settings, BackendProtocol::Http, None)
+    }
+
+    /// A client for `protocol`; `tls` is required for the TLS protocols (an
+    /// insecure default is used when it is missing).
+    pub fn with_protocol(
+        settings: &PoolSettings,
+        protocol: BackendProtocol,
+        tls: Option<BackendTls>,
+    ) -> Self {
         let stats = Arc::new(PoolStats::default());
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(Some(settings.connect_timeout));
+        http.enforce_http(false);
         let connector = CountingConnector {
             inner: http,
             stats: stats.clone(),
         };
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_idle_timeout(settings.idle_timeout)
-            .pool_max_idle_per_host(settings.max_idle_per_endpoint)
-            .build(connector);
+            .pool_max_idle_per_host(settings.max_idle_per_endpoint);
+        let transport = match protocol {
+            BackendProtocol::Http => Transport::Plain(builder.build(connector)),
+            BackendProtocol::H2c => Transport::Plain(builder.http2_only(true).build(connector)),
+            BackendProtocol::Https | BackendProtocol::H2 => {
+                let tls = tls.unwrap_or_else(|| BackendTls {
+                    config: crate::tls::insecure_client_config(&[]),
+                    server_name: None,
+                });
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls.config)
+                    .https_only();
+                let https = match tls.server_name.map(rustls::pki_types::ServerName::try_from) {
+                    Some(Ok(name)) => https.with_server_name_resolver(
+                        hyper_rustls::FixedServerNameResolver::new(name),
+                    ),
+                    // A name that cannot be a server name never matches a certificate.
+                    Some(Err(_)) | None => https,
+                };
+                if protocol == BackendProtocol::H2 {
+                    Transport::Tls(
+                        builder
+                            .http2_only(true)
+                            .build(https.enable_http2().wrap_connector(connector)),
+                    )
+                } else {
+                    Transport::Tls(builder.build(https.enable_http1().wrap_connector(connector)))
+                }
+            }
+        };
         Self {
-            client,
+            transport,
+            protocol,
             stats,
             response_header_timeout: settings.response_header_timeout,
+        }
+    }
+
+    /// The URI scheme requests to this client's backends use.
+    pub fn scheme(&self) -> http::uri::Scheme {
+        match self.protocol {
+            BackendProtocol::Http | BackendProtocol::H2c => http::uri::Scheme::HTTP,
+            BackendProtocol::Https | BackendProtocol::H2 => http::uri::Scheme::HTTPS,
+        }
+    }
+
+    /// The HTTP version requests to this client's backends are sent as.
+    pub fn version(&self) -> http::Version {
+        match self.protocol {
+            BackendProtocol::H2c | BackendProtocol::H2 => http::Version::HTTP_2,
+            BackendProtocol::Http | BackendProtocol::Https => http::Version::HTTP_11,
+        }
+    }
+
+    /// The protocol this client speaks.
+    pub fn protocol(&self) -> &BackendProtocol {
+        &self.protocol
+    }
+
+    fn request(&self, req: Request<UpstreamBody>) -> hyper_util::client::legacy::ResponseFuture {
+        match &self.transport {
+            Transport::Plain(client) => client.request(req),
+            Transport::Tls(client) => client.request(req),
         }
     }
 
@@ -110,16 +213,14 @@ impl UpstreamClient {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let timeout = self.response_header_timeout;
         if req.body().is_end_stream() {
-            let sent = self.client.request(req.map(|b| UpstreamBody::new(b, None)));
+            let sent = self.request(req.map(|b| UpstreamBody::new(b, None)));
             return match tokio::time::timeout(timeout, sent).await {
                 Err(_) => Err(UpstreamError::Timeout(timeout)),
                 Ok(result) => classify(result),
             };
         }
         let (sent_tx, sent_rx) = oneshot::channel();
-        let sent = self
-            .client
-            .request(req.map(|b| UpstreamBody::new(b, Some(sent_tx))));
+        let sent = self.request(req.map(|b| UpstreamBody::new(b, Some(sent_tx))));
         let deadline = async move {
             // Dropped without firing (the body was abandoned) also starts the clock.
             let _ = sent_rx.await;

@@ -55,6 +55,9 @@ pub fn settings(manifests: &Path) -> Settings {
         connections: ConnectionSettings::default(),
         pool: PoolSettings::default(),
         debounce: Duration::from_millis(50),
+        https_addr: "127.0.0.1:0".parse().expect("addr"),
+        tls: sluice::app::TlsSettings::default(),
+        https_redirect_port: 443,
     }
 }
 

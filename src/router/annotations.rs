@@ -1,0 +1,313 @@
+//! Annotations that change how an Ingress is served: Traefik's
+//! `traefik.ingress.kubernetes.io/*` and ingress-nginx's `nginx.ingress.kubernetes.io/*`.
+//!
+//! | annotation | effect |
+//! |---|---|
+//! | `traefik.ingress.kubernetes.io/router.entrypoints: web,websecure` | the entrypoints the Ingress's routes are served on (default: both) |
+//! | `traefik.ingress.kubernetes.io/router.tls: "true"` | HTTPS only |
+//! | `traefik.ingress.kubernetes.io/service.serversscheme: https\|h2c\|http` (on the Service) | backend protocol |
+//! | `nginx.ingress.kubernetes.io/backend-protocol: HTTP\|HTTPS\|GRPC\|GRPCS\|H2C` | backend protocol (wins over the Service's) |
+//! | `nginx.ingress.kubernetes.io/force-ssl-redirect: "true"` | plain HTTP answers 308 to `https` |
+//! | `nginx.ingress.kubernetes.io/ssl-redirect: "true"\|"false"` | 308 when the Ingress's TLS section covers the host |
+//! | `nginx.ingress.kubernetes.io/proxy-ssl-verify: "on"` + `proxy-ssl-secret: ns/name` (+ `proxy-ssl-name`) | verify HTTPS backends against the Secret's `ca.crt` |
+//!
+//! An Ingress with any `nginx.ingress.kubernetes.io/` annotation is read in
+//! ingress-nginx style: like ingress-nginx it redirects plain HTTP to HTTPS for
+//! hosts its TLS section covers unless `ssl-redirect: "false"`. Other Ingresses
+//! (Traefik style) never redirect unless asked.
+
+use std::collections::BTreeMap;
+
+use super::{Diagnostic, DiagnosticKind, EntryPoints, ObjectRef};
+use crate::upstream::BackendProtocol;
+
+const TRAEFIK: &str = "traefik.ingress.kubernetes.io/";
+const NGINX: &str = "nginx.ingress.kubernetes.io/";
+
+/// The Service annotation that names the backend scheme in Traefik.
+pub(super) const SERVERS_SCHEME: &str = "traefik.ingress.kubernetes.io/service.serversscheme";
+
+/// Backend certificate verification asked for by `proxy-ssl-*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ProxySsl {
+    /// The Secret holding `ca.crt`: (namespace, name).
+    pub secret: (String, String),
+    /// The name to verify; default `<service>.<namespace>.svc`.
+    pub server_name: Option<String>,
+}
+
+/// What an Ingress's annotations ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct IngressOptions {
+    /// The entrypoints its routes are served on.
+    pub entrypoints: EntryPoints,
+    /// `force-ssl-redirect: "true"`.
+    pub force_ssl_redirect: bool,
+    /// `ssl-redirect`, when set.
+    pub ssl_redirect: Option<bool>,
+    /// Whether any ingress-nginx annotation is present.
+    pub nginx_style: bool,
+    /// `backend-protocol`, when set.
+    pub backend_protocol: Option<BackendProtocol>,
+    /// `proxy-ssl-verify: "on"` with its Secret.
+    pub proxy_ssl: Option<ProxySsl>,
+}
+
+impl IngressOptions {
+    /// Whether plain-HTTP requests for a rule get a 308 to HTTPS, given whether
+    /// the Ingress's TLS section covers the rule's host.
+    pub fn redirects(&self, host_has_tls: bool) -> bool {
+        if self.force_ssl_redirect {
+            return true;
+        }
+        match self.ssl_redirect {
+            Some(asked) => asked && host_has_tls,
+            None => self.nginx_style && host_has_tls,
+        }
+    }
+}
+
+/// Reads an Ingress's annotations; bad values become diagnostics on `object`.
+pub(super) fn ingress_options(
+    annotations: Option<&BTreeMap<String, String>>,
+    object: &ObjectRef,
+    namespace: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> IngressOptions {
+    let empty = BTreeMap::new();
+    let a = annotations.unwrap_or(&empty);
+    let mut bad = |key: &str, value: &str, expected: &str| {
+        diagnostics.push(Diagnostic::error(
+            object.clone(),
+            DiagnosticKind::InvalidAnnotation,
+            format!("annotation {key}: {value:?} is not valid (expected {expected})"),
+        ));
+    };
+    let mut entrypoints = EntryPoints::ALL;
+    if let Some(value) = a.get(&format!("{TRAEFIK}router.entrypoints")) {
+        entrypoints = parse_entrypoints(value).unwrap_or_else(|| {
+            bad(
+                "router.entrypoints",
+                value,
+                "web, websecure or both, comma-separated",
+            );
+            // Fail closed: a route meant for some entrypoint is served on none.
+            EntryPoints {
+                web: false,
+                websecure: false,
+            }
+        });
+    }
+    if let Some(value) = a.get(&format!("{TRAEFIK}router.tls")) {
+        match parse_bool(value) {
+            Some(true) => entrypoints.web = false,
+            Some(false) => {}
+            None => bad("router.tls", value, "true or false"),
+        }
+    }
+    let mut flag = |name: &str| {
+        let value = a.get(&format!("{NGINX}{name}"))?;
+        let parsed = parse_bool(value);
+        if parsed.is_none() {
+            bad(name, value, "true or false");
+        }
+        parsed
+    };
+    let force_ssl_redirect = flag("force-ssl-redirect").unwrap_or(false);
+    let ssl_redirect = flag("ssl-redirect");
+    let backend_protocol = a
+        .get(&format!("{NGINX}backend-protocol"))
+        .and_then(|value| {
+            let parsed = nginx_protocol(value);
+            if parsed.is_none() {
+                bad("backend-protocol", value, "HTTP, HTTPS, GRPC, GRPCS or H2C");
+            }
+            parsed
+        });
+    let proxy_ssl = proxy_ssl(a, namespace, &mut bad);
+    IngressOptions {
+        entrypoints,
+        force_ssl_redirect,
+        ssl_redirect,
+        nginx_style: a.keys().any(|k| k.starts_with(NGINX)),
+        backend_protocol,
+        proxy_ssl,
+    }
+}
+
+fn proxy_ssl(
+    a: &BTreeMap<String, String>,
+    namespace: &str,
+    bad: &mut impl FnMut(&str, &str, &str),
+) -> Option<ProxySsl> {
+    let verify = a.get(&format!("{NGINX}proxy-ssl-verify"))?;
+    if !verify.trim().eq_ignore_ascii_case("on") {
+        if !verify.trim().eq_ignore_ascii_case("off") {
+            bad("proxy-ssl-verify", verify, "on or off");
+        }
+        return None;
+    }
+    let Some(secret) = a.get(&format!("{NGINX}proxy-ssl-secret")) else {
+        bad(
+            "proxy-ssl-secret",
+            "",
+            "namespace/name of a Secret with ca.crt",
+        );
+        // Verification was asked for: never fall back to not verifying.
+        return Some(ProxySsl {
+            secret: (namespace.to_owned(), String::new()),
+            server_name: None,
+        });
+    };
+    let secret = match secret.split_once('/') {
+        Some((ns, name)) => (ns.trim().to_owned(), name.trim().to_owned()),
+        None => (namespace.to_owned(), secret.trim().to_owned()),
+    };
+    let server_name = a
+        .get(&format!("{NGINX}proxy-ssl-name"))
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty());
+    Some(ProxySsl {
+        secret,
+        server_name,
+    })
+}
+
+/// Reads Traefik's `service.serversscheme` from a Service's annotations.
+pub(super) fn servers_scheme(value: &str) -> Option<BackendProtocol> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "http" => Some(BackendProtocol::Http),
+        "https" => Some(BackendProtocol::Https),
+        "h2c" => Some(BackendProtocol::H2c),
+        _ => None,
+    }
+}
+
+fn nginx_protocol(value: &str) -> Option<BackendProtocol> {
+    match value.trim().to_ascii_uppercase().as_str() {
+        "HTTP" | "AUTO_HTTP" => Some(BackendProtocol::Http),
+        "HTTPS" => Some(BackendProtocol::Https),
+        "GRPC" | "H2C" => Some(BackendProtocol::H2c),
+        "GRPCS" => Some(BackendProtocol::H2),
+        _ => None,
+    }
+}
+
+fn parse_entrypoints(value: &str) -> Option<EntryPoints> {
+    let mut eps = EntryPoints {
+        web: false,
+        websecure: false,
+    };
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match name {
+            "web" => eps.web = true,
+            "websecure" => eps.websecure = true,
+            _ => return None,
+        }
+    }
+    (eps.web || eps.websecure).then_some(eps)
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(pairs: &[(&str, &str)]) -> (IngressOptions, Vec<Diagnostic>) {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut diags = Vec::new();
+        let object = ObjectRef::namespaced("Ingress", "default", "app");
+        (
+            ingress_options(Some(&map), &object, "default", &mut diags),
+            diags,
+        )
+    }
+
+    #[test]
+    fn entrypoints_default_to_both_and_follow_the_annotation() {
+        assert_eq!(options(&[]).0.entrypoints, EntryPoints::ALL);
+        let (o, d) = options(&[(
+            "traefik.ingress.kubernetes.io/router.entrypoints",
+            "websecure",
+        )]);
+        assert_eq!(
+            o.entrypoints,
+            EntryPoints {
+                web: false,
+                websecure: true
+            }
+        );
+        assert!(d.is_empty());
+        let (o, _) = options(&[(
+            "traefik.ingress.kubernetes.io/router.entrypoints",
+            "web, websecure",
+        )]);
+        assert_eq!(o.entrypoints, EntryPoints::ALL);
+        let (o, _) = options(&[("traefik.ingress.kubernetes.io/router.tls", "true")]);
+        assert_eq!(
+            o.entrypoints,
+            EntryPoints {
+                web: false,
+                websecure: true
+            }
+        );
+        let (o, d) = options(&[("traefik.ingress.kubernetes.io/router.entrypoints", "webz")]);
+        assert_eq!(
+            o.entrypoints,
+            EntryPoints {
+                web: false,
+                websecure: false
+            },
+            "fail closed"
+        );
+        assert_eq!(d[0].kind, DiagnosticKind::InvalidAnnotation);
+    }
+
+    #[test]
+    fn redirect_rules_follow_ingress_nginx_and_traefik_styles() {
+        let traefik = options(&[]).0;
+        assert!(!traefik.redirects(true));
+        let nginx = options(&[("nginx.ingress.kubernetes.io/proxy-body-size", "8m")]).0;
+        assert!(nginx.redirects(true) && !nginx.redirects(false));
+        let opted_out = options(&[("nginx.ingress.kubernetes.io/ssl-redirect", "false")]).0;
+        assert!(!opted_out.redirects(true));
+        let asked = options(&[("nginx.ingress.kubernetes.io/ssl-redirect", "true")]).0;
+        assert!(asked.redirects(true) && !asked.redirects(false));
+        let forced = options(&[("nginx.ingress.kubernetes.io/force-ssl-redirect", "true")]).0;
+        assert!(forced.redirects(false));
+    }
+
+    #[test]
+    fn backend_protocols_and_verification() {
+        let (o, _) = options(&[("nginx.ingress.kubernetes.io/backend-protocol", "GRPC")]);
+        assert_eq!(o.backend_protocol, Some(BackendProtocol::H2c));
+        let (o, d) = options(&[("nginx.ingress.kubernetes.io/backend-protocol", "FCGI")]);
+        assert_eq!(o.backend_protocol, None);
+        assert_eq!(d.len(), 1);
+        assert_eq!(servers_scheme("HTTPS"), Some(BackendProtocol::Https));
+        let (o, _) = options(&[
+            ("nginx.ingress.kubernetes.io/proxy-ssl-verify", "on"),
+            (
+                "nginx.ingress.kubernetes.io/proxy-ssl-secret",
+                "certs/backend-ca",
+            ),
+        ]);
+        assert_eq!(
+            o.proxy_ssl,
+            Some(ProxySsl {
+                secret: ("certs".into(), "backend-ca".into()),
+                server_name: None
+            })
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! Certificates: `spec.tls[]` of served Ingresses, compiled into the SNI index the
+//! HTTPS listener reads, plus the hosts each Ingress's TLS section covers (for
+//! ingress-nginx style redirects).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+
+use super::host::HostPattern;
+use super::ingress::Served;
+use super::{Diagnostic, DiagnosticKind, ObjectRef, Registries, Snapshot};
+use crate::tls::{self, CertIndex, CertInfo, LoadedCert};
+
+/// Secrets by (namespace, name).
+pub(super) type Secrets<'a> = HashMap<(&'a str, &'a str), &'a Secret>;
+
+/// Indexes the snapshot's Secrets.
+pub(super) fn index_secrets(snapshot: &Snapshot) -> Secrets<'_> {
+    snapshot
+        .secrets
+        .iter()
+        .filter_map(|s| {
+            let ns = s.metadata.namespace.as_deref().unwrap_or("default");
+            Some(((ns, s.metadata.name.as_deref()?), &**s))
+        })
+        .collect()
+}
+
+/// The certificate index and, per Ingress (namespace, name), the hosts its TLS
+/// section covers.
+pub(super) struct CompiledCerts {
+    pub index: CertIndex,
+    pub covered: HashMap<(String, String), Vec<HostPattern>>,
+}
+
+/// Compiles every served Ingress's TLS section (oldest Ingress first wins a host).
+pub(super) fn compile_certs(
+    served: &[Served<'_>],
+    secrets: &Secrets<'_>,
+    default_secret: Option<&(String, String)>,
+    registries: &Registries,
+    now: i64,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> CompiledCerts {
+    let mut builder = CertIndex::builder();
+    let mut loaded: HashMap<(String, String), Option<LoadedCert>> = HashMap::new();
+    let mut owners: HashMap<String, ObjectRef> = HashMap::new();
+    let mut covered = HashMap::new();
+    for ing in served {
+        let sections = ing
+            .ingress
+            .spec
+            .as_ref()
+            .and_then(|s| s.tls.as_deref())
+            .unwrap_or_default();
+        let mut hosts_of_ingress = Vec::new();
+        for section in sections {
+            let Some(name) = section.secret_name.as_deref().filter(|n| !n.is_empty()) else {
+                // A TLS section without a Secret names hosts for the default certificate.
+                hosts_of_ingress.extend(patterns(section.hosts.as_deref().unwrap_or_default()));
+                continue;
+            };
+            let key = (ing.namespace.to_owned(), name.to_owned());
+            let cert = loaded
+                .entry(key.clone())
+                .or_insert_with(|| load(secrets, &key, &ing.object, now, diagnostics))
+                .clone();
+            let Some(cert) = cert else { continue };
+            let hosts: Vec<String> = match section.hosts.as_deref() {
+                Some(hosts) if !hosts.is_empty() => {
+                    hosts.iter().map(|h| h.to_ascii_lowercase()).collect()
+                }
+                _ => cert.dns_names.clone(),
+            };
+            for host in &hosts {
+                install(&mut builder, &mut owners, host, &cert, ing, diagnostics);
+            }
+            hosts_of_ingress.extend(patterns(&hosts));
+            builder.info(CertInfo {
+                secret: Some(key),
+                hosts,
+                not_after: cert.not_after,
+                is_default: false,
+            });
+        }
+        covered.insert(
+            (ing.namespace.to_owned(), ing.name.to_owned()),
+            hosts_of_ingress,
+        );
+    }
+    install_default(
+        &mut builder,
+        secrets,
+        default_secret,
+        registries,
+        now,
+        diagnostics,
+    );
+    CompiledCerts {
+        index: builder.build(),
+        covered,
+    }
+}
+
+fn install(
+    builder: &mut tls::CertIndexBuilder,
+    owners: &mut HashMap<String, ObjectRef>,
+    host: &str,
+    cert: &LoadedCert,
+    ing: &Served<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    if builder.insert(host, cert.key.clone()) {
+        owners.insert(host.to_owned(), ing.object.clone());
+        return;
+    }
+    let Some(owner) = owners.get(host) else {
+        return;
+    };
+    if *owner != ing.object {
+        diagnostics.push(Diagnostic::error(
+            ing.object.clone(),
+            DiagnosticKind::Conflict,
+            format!("host {host} already has a certificate from {owner}, which is older and wins"),
+        ));
+    }
+}
+
+fn install_default(
+    builder: &mut tls::CertIndexBuilder,
+    secrets: &Secrets<'_>,
+    default_secret: Option<&(String, String)>,
+    registries: &Registries,
+    now: i64,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    if let Some(key) = default_secret {
+        let object = ObjectRef::namespaced("Secret", &key.0, &key.1);
+        if let Some(cert) = load(secrets, key, &object, now, diagnostics) {
+            builder.default_cert(cert.key.clone());
+            builder.info(CertInfo {
+                secret: Some(key.clone()),
+                hosts: cert.dns_names.clone(),
+                not_after: cert.not_after,
+                is_default: true,
+            });
+            return;
+        }
+    }
+    if let Some(cert) = registries.generated_default_cert() {
+        builder.default_cert(cert.key.clone());
+        builder.info(CertInfo {
+            secret: None,
+            hosts: Vec::new(),
+            not_after: cert.not_after,
+            is_default: true,
+        });
+    }
+}
+
+/// Loads a TLS Secret; problems become diagnostics on `user` (the Ingress or flag).
+fn load(
+    secrets: &Secrets<'_>,
+    key: &(String, String),
+    user: &ObjectRef,
+    now: i64,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<LoadedCert> {
+    let Some(secret) = secrets.get(&(key.0.as_str(), key.1.as_str())) else {
+        diagnostics.push(Diagnostic::error(
+            user.clone(),
+            DiagnosticKind::MissingSecret,
+            format!(
+                "TLS Secret {}/{} does not exist; its hosts get the default certificate",
+                key.0, key.1
+            ),
+        ));
+        return None;
+    };
+    let secret_ref = ObjectRef::namespaced("Secret", &key.0, &key.1);
+    match tls::load_tls_secret(secret) {
+        Ok(cert) => {
+            if cert.is_expired_at(now) {
+                diagnostics.push(Diagnostic::warning(
+                    secret_ref,
+                    DiagnosticKind::ExpiredCertificate,
+                    format!(
+                        "certificate expired (not after {}); still served",
+                        cert.not_after
+                    ),
+                ));
+            }
+            Some(cert)
+        }
+        Err(e) => {
+            diagnostics.push(Diagnostic::error(
+                secret_ref,
+                DiagnosticKind::InvalidSecret,
+                format!("TLS Secret used by {user} cannot be used: {e}; its hosts get the default certificate"),
+            ));
+            None
+        }
+    }
+}
+
+fn patterns(hosts: &[String]) -> Vec<HostPattern> {
+    hosts
+        .iter()
+        .filter_map(|h| HostPattern::parse(Some(h)).ok())
+        .collect()
+}
+
+/// Whether a TLS section's hosts cover a rule host (a wildcard covers one label).
+pub(super) fn covers(tls_hosts: &[HostPattern], rule: &HostPattern) -> bool {
+    tls_hosts.iter().any(|t| match (t, rule) {
+        (HostPattern::Exact(a), HostPattern::Exact(b)) => a == b,
+        (HostPattern::Wildcard(a), HostPattern::Wildcard(b)) => a == b,
+        (HostPattern::Wildcard(suffix), HostPattern::Exact(host)) => {
+            host.split_once('.').is_some_and(|(_, rest)| rest == suffix)
+        }
+        _ => false,
+    })
+}
+
+/// Reads `ca.crt` from a Secret for backend verification.
+pub(super) fn ca_bytes(secrets: &Secrets<'_>, key: &(String, String)) -> Result<Arc<[u8]>, String> {
+    let secret = secrets
+        .get(&(key.0.as_str(), key.1.as_str()))
+        .ok_or_else(|| format!("Secret {}/{} does not exist", key.0, key.1))?;
+    let data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("ca.crt"))
+        .map(|b| b.0.clone());
+    let string = || {
+        secret
+            .string_data
+            .as_ref()
+            .and_then(|d| d.get("ca.crt"))
+            .map(|s| s.as_bytes().to_vec())
+    };
+    data.or_else(string)
+        .filter(|b| !b.is_empty())
+        .map(Arc::from)
+        .ok_or_else(|| format!("Secret {}/{} has no ca.crt", key.0, key.1))
+}

@@ -1,0 +1,85 @@
+//! The published routing table: one host table per entrypoint plus the
+//! certificates the HTTPS listener serves, swapped in together.
+
+use std::sync::Arc;
+
+use super::table::HostTable;
+use super::{Diagnostic, EntryPoint, Route, RouteInfo};
+use crate::tls::CertIndex;
+
+/// Everything the data plane reads, compiled from one snapshot.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    web: HostTable,
+    websecure: HostTable,
+    certs: CertIndex,
+    /// Every route once (rule routes sorted, default backend last).
+    all: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    /// Builds the per-entrypoint tables from the compiled routes.
+    pub(super) fn build(
+        routes: Vec<Arc<Route>>,
+        default: Option<Arc<Route>>,
+        certs: CertIndex,
+    ) -> (Self, Vec<Diagnostic>) {
+        let on = |ep: EntryPoint| {
+            let rules = routes
+                .iter()
+                .filter(|r| r.entrypoints.has(ep))
+                .cloned()
+                .collect();
+            let default = default.clone().filter(|r| r.entrypoints.has(ep));
+            HostTable::build(rules, default)
+        };
+        let (web, mut diagnostics) = on(EntryPoint::Web);
+        let (websecure, more) = on(EntryPoint::WebSecure);
+        diagnostics.extend(more);
+        diagnostics.sort();
+        diagnostics.dedup();
+        let mut all = routes;
+        all.sort_by(|a, b| {
+            (&a.host, &a.path, a.kind, &a.name).cmp(&(&b.host, &b.path, b.kind, &b.name))
+        });
+        all.extend(default);
+        let table = Self {
+            web,
+            websecure,
+            certs,
+            all,
+        };
+        (table, diagnostics)
+    }
+
+    /// The route for a request that arrived on `entrypoint`: `host` as sent (any
+    /// case, maybe with a port), `path` already normalised. `None`: answer 404.
+    ///
+    /// Allocates nothing and takes no lock.
+    pub fn lookup(&self, entrypoint: EntryPoint, host: &str, path: &str) -> Option<&Arc<Route>> {
+        match entrypoint {
+            EntryPoint::Web => self.web.lookup(host, path),
+            EntryPoint::WebSecure => self.websecure.lookup(host, path),
+        }
+    }
+
+    /// The certificates, by SNI.
+    pub fn certs(&self) -> &CertIndex {
+        &self.certs
+    }
+
+    /// Every route and default backend, for the admin API.
+    pub fn routes(&self) -> Vec<RouteInfo> {
+        self.all.iter().map(|route| route.info()).collect()
+    }
+
+    /// Every rule route and the default backend, each once (for metrics).
+    pub fn all_routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.all.iter()
+    }
+
+    /// Whether the table routes nothing at all (every request gets 404).
+    pub fn is_empty(&self) -> bool {
+        self.web.is_empty() && self.websecure.is_empty()
+    }
+}
