@@ -7,7 +7,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::ring::default_provider;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 
 use super::certs::CertError;
@@ -16,11 +16,21 @@ use super::certs::CertError;
 /// as in Traefik): accepts any certificate but still verifies handshake signatures with the
 /// provider's algorithms. `alpn`: protocols to offer (e.g. [b"http/1.1"] or [b"h2"]).
 pub fn insecure_client_config(alpn: &[&[u8]]) -> ClientConfig {
+    insecure_with_versions(alpn, rustls::DEFAULT_VERSIONS)
+}
+
+/// [`insecure_client_config`] limited to `versions` (tests pin TLS 1.2 with it).
+pub(crate) fn insecure_with_versions(
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> ClientConfig {
     let provider = Arc::new(default_provider());
     let verifier = AnyCertificate {
         algorithms: provider.signature_verification_algorithms,
     };
-    let mut config = builder(provider)
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .expect("the ring provider supports TLS 1.2 and 1.3")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
@@ -41,19 +51,13 @@ pub fn verifying_client_config(ca_pem: &[u8], alpn: &[&[u8]]) -> Result<ClientCo
     if roots.is_empty() {
         return Err(CertError::BadCa("no CERTIFICATE block".into()));
     }
-    let mut config = builder(Arc::new(default_provider()))
+    let mut config = ClientConfig::builder_with_provider(Arc::new(default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
-}
-
-fn builder(
-    provider: Arc<rustls::crypto::CryptoProvider>,
-) -> ConfigBuilder<ClientConfig, rustls::WantsVerifier> {
-    ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("the ring provider supports the default TLS versions")
 }
 
 /// Trusts any server certificate; handshake signatures are still checked so the peer must
