@@ -101,3 +101,65 @@ impl ServerCertVerifier for AnyCertificate {
         self.algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::certs::{load_pem, self_signed_default};
+    use crate::tls::fixtures::{self, handshake};
+    use crate::tls::server::{server_config, SniResolver, TlsVersion};
+
+    fn serving(cert_pem: &str, key_pem: &str) -> rustls::ServerConfig {
+        let key = load_pem(cert_pem.as_bytes(), key_pem.as_bytes())
+            .expect("loads")
+            .key;
+        let resolver = Arc::new(SniResolver::new(move |_| Some(key.clone())));
+        server_config(resolver, TlsVersion::V1_2).expect("config")
+    }
+
+    #[tokio::test]
+    async fn insecure_config_accepts_a_self_signed_backend() {
+        let key = self_signed_default().expect("generates").key;
+        let resolver = Arc::new(SniResolver::new(move |_| Some(key.clone())));
+        let server = server_config(resolver, TlsVersion::V1_2).expect("config");
+        let client = insecure_client_config(&[b"http/1.1"]);
+        let shook = handshake(server, client, "10.0.0.7")
+            .await
+            .expect("handshake");
+        assert_eq!(shook.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    }
+
+    #[tokio::test]
+    async fn verifying_config_trusts_only_its_ca() {
+        let (ours, theirs) = (fixtures::ca("our CA"), fixtures::ca("their CA"));
+        let (good_cert, good_key) = fixtures::leaf(&ours, &["backend.ns.svc"]);
+        let (bad_cert, bad_key) = fixtures::leaf(&theirs, &["backend.ns.svc"]);
+        let bundle = format!("{}{}", fixtures::ca("unrelated").pem(), ours.pem());
+        let client = || verifying_client_config(bundle.as_bytes(), &[b"h2"]).expect("config");
+        let server = serving(&good_cert, &good_key);
+        let shook = handshake(server.clone(), client(), "backend.ns.svc").await;
+        assert_eq!(shook.expect("trusted").alpn.as_deref(), Some(&b"h2"[..]));
+        assert!(
+            handshake(server, client(), "other.ns.svc").await.is_err(),
+            "wrong name"
+        );
+        let stranger = serving(&bad_cert, &bad_key);
+        assert!(
+            handshake(stranger, client(), "backend.ns.svc")
+                .await
+                .is_err(),
+            "wrong CA"
+        );
+    }
+
+    #[test]
+    fn garbage_ca_bundles_are_refused() {
+        for garbage in [&b"hello"[..], b"", b"-----BEGIN CERTIFICATE-----\n!!\n"] {
+            let err = verifying_client_config(garbage, &[]).unwrap_err();
+            assert!(matches!(err, CertError::BadCa(_)), "{err:?}");
+        }
+        let not_x509 = fixtures::pem("CERTIFICATE", b"not der");
+        let err = verifying_client_config(not_x509.as_bytes(), &[]).unwrap_err();
+        assert!(matches!(err, CertError::BadCa(_)), "{err:?}");
+    }
+}
