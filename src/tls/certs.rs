@@ -172,3 +172,181 @@ pub fn self_signed_default() -> Result<LoadedCert, CertError> {
     let key = PrivatePkcs8KeyDer::from(key_pair.serialize_der());
     from_der(vec![cert.der().clone()], key.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::ByteString;
+    use rcgen::{date_time_ymd, KeyPair, PKCS_ED25519};
+
+    use super::*;
+    use crate::tls::fixtures::{self, RSA_PKCS1, RSA_PKCS8};
+
+    fn leaf_der(loaded: &LoadedCert) -> &[u8] {
+        loaded.key.cert[0].as_ref()
+    }
+
+    #[test]
+    fn rsa_pkcs1_and_pkcs8() {
+        let key = KeyPair::from_pem(RSA_PKCS8).expect("ring reads RSA PKCS#8");
+        let cert = fixtures::self_signed(&["rsa.example.com"], &key);
+        for key_pem in [RSA_PKCS1, RSA_PKCS8] {
+            let loaded = load_pem(cert.as_bytes(), key_pem.as_bytes()).expect("RSA loads");
+            assert_eq!(loaded.dns_names, ["rsa.example.com"]);
+        }
+    }
+
+    #[test]
+    fn ecdsa_sec1_with_openssl_parameters_block_and_pkcs8() {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let cert = fixtures::self_signed(&["ec.example.com"], &key);
+        let sec1 = fixtures::sec1_from_pkcs8(key.serialized_der());
+        let openssl_style = format!(
+            "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n{}",
+            fixtures::pem("EC PRIVATE KEY", &sec1)
+        );
+        let plain_sec1 = fixtures::pem("EC PRIVATE KEY", &sec1);
+        for key_pem in [openssl_style, plain_sec1, key.serialize_pem()] {
+            load_pem(cert.as_bytes(), key_pem.as_bytes()).expect("ECDSA loads");
+        }
+    }
+
+    #[test]
+    fn ed25519_pkcs8() {
+        let key = KeyPair::generate_for(&PKCS_ED25519).expect("key");
+        let cert = fixtures::self_signed(&["ed.example.com"], &key);
+        load_pem(cert.as_bytes(), key.serialize_pem().as_bytes()).expect("Ed25519 loads");
+    }
+
+    #[test]
+    fn chain_keeps_leaf_then_intermediate() {
+        let root = fixtures::ca("root");
+        let mid = fixtures::intermediate(&root, "intermediate");
+        let (leaf, key) = fixtures::leaf(&mid, &["a.example.com"]);
+        let chain = format!("{leaf}{}", mid.pem());
+        let loaded = load_pem(chain.as_bytes(), key.as_bytes()).expect("chain loads");
+        assert_eq!(loaded.key.cert.len(), 2);
+        assert_eq!(loaded.key.cert[1].as_ref(), mid.der().as_ref());
+        assert_ne!(leaf_der(&loaded), mid.der().as_ref());
+    }
+
+    #[test]
+    fn key_of_another_certificate_is_a_mismatch() {
+        let root = fixtures::ca("root");
+        let (cert, _) = fixtures::leaf(&root, &["a.example.com"]);
+        let (_, other_key) = fixtures::leaf(&root, &["b.example.com"]);
+        let err = load_pem(cert.as_bytes(), other_key.as_bytes()).unwrap_err();
+        assert_eq!(err, CertError::KeyMismatch);
+    }
+
+    #[test]
+    fn garbage_and_missing_blocks() {
+        let root = fixtures::ca("root");
+        let (cert, key) = fixtures::leaf(&root, &["a.example.com"]);
+        assert_eq!(
+            load_pem(b"hello", key.as_bytes()).unwrap_err(),
+            CertError::NotPem("tls.crt")
+        );
+        assert_eq!(
+            load_pem(cert.as_bytes(), b"\x00\xff").unwrap_err(),
+            CertError::NotPem("tls.key")
+        );
+        assert_eq!(
+            load_pem(key.as_bytes(), key.as_bytes()).unwrap_err(),
+            CertError::NoCertificate
+        );
+        assert_eq!(
+            load_pem(cert.as_bytes(), cert.as_bytes()).unwrap_err(),
+            CertError::NoPrivateKey
+        );
+        let broken = fixtures::pem("CERTIFICATE", b"not der");
+        let err = load_pem(broken.as_bytes(), key.as_bytes()).unwrap_err();
+        assert!(matches!(err, CertError::BadCertificate(_)), "{err:?}");
+    }
+
+    #[test]
+    fn secret_data_then_string_data_then_missing_field() {
+        let root = fixtures::ca("root");
+        let (cert, key) = fixtures::leaf(&root, &["a.example.com"]);
+        let mut secret = Secret {
+            data: Some(BTreeMap::from([(
+                "tls.crt".to_owned(),
+                ByteString(cert.into_bytes()),
+            )])),
+            ..Secret::default()
+        };
+        assert_eq!(
+            load_tls_secret(&secret).unwrap_err(),
+            CertError::MissingField("tls.key")
+        );
+        secret.string_data = Some(BTreeMap::from([("tls.key".to_owned(), key)]));
+        assert_eq!(
+            load_tls_secret(&secret).expect("loads").dns_names,
+            ["a.example.com"]
+        );
+        secret.data = None;
+        assert_eq!(
+            load_tls_secret(&secret).unwrap_err(),
+            CertError::MissingField("tls.crt")
+        );
+    }
+
+    #[test]
+    fn san_names_lowercased_with_wildcards() {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let cert = fixtures::self_signed(&["A.Example.com", "*.Apps.example.com"], &key);
+        let loaded = load_pem(cert.as_bytes(), key.serialize_pem().as_bytes()).expect("loads");
+        assert_eq!(loaded.dns_names, ["a.example.com", "*.apps.example.com"]);
+    }
+
+    #[test]
+    fn cn_used_only_without_san() {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Legacy.Example.com");
+        let cert = params.self_signed(&key).expect("sign").pem();
+        let loaded = load_pem(cert.as_bytes(), key.serialize_pem().as_bytes()).expect("loads");
+        assert_eq!(loaded.dns_names, ["legacy.example.com"]);
+        params.subject_alt_names = fixtures::leaf_params(&["san.example.com"]).subject_alt_names;
+        let cert = params.self_signed(&key).expect("sign").pem();
+        let loaded = load_pem(cert.as_bytes(), key.serialize_pem().as_bytes()).expect("loads");
+        assert_eq!(loaded.dns_names, ["san.example.com"]);
+    }
+
+    #[test]
+    fn validity_and_expired_certificates_still_load() {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = fixtures::leaf_params(&["old.example.com"]);
+        params.not_before = date_time_ymd(2000, 1, 1);
+        params.not_after = date_time_ymd(2001, 1, 1);
+        let cert = params.self_signed(&key).expect("sign").pem();
+        let loaded = load_pem(cert.as_bytes(), key.serialize_pem().as_bytes()).expect("loads");
+        assert_eq!(loaded.not_before, 946_684_800);
+        assert_eq!(loaded.not_after, 978_307_200);
+        assert!(loaded.is_expired_at(ASN1Time::now().timestamp()));
+        assert!(!loaded.is_expired_at(978_307_200));
+    }
+
+    #[test]
+    fn default_certificate() {
+        let loaded = self_signed_default().expect("generates");
+        let now = ASN1Time::now().timestamp();
+        assert!(loaded.not_before <= now && !loaded.is_expired_at(now));
+        assert!(loaded.not_after - now > 9 * 365 * DAY);
+        assert!(loaded.dns_names.is_empty(), "the CN is not a host name");
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf_der(&loaded)).expect("parses");
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok());
+        assert_eq!(cn, Some("sluice default certificate"));
+        assert_eq!(
+            loaded.key.key.algorithm(),
+            rustls::SignatureAlgorithm::ECDSA
+        );
+    }
+}

@@ -175,3 +175,40 @@ mCy6yJ0VrkrnTzgQ9VkWWDFFEue/GEW+1M54cYswKBVMmARl7V6cMcFA0MxKqqyh\n\
 R/TBks+BWE2tGuwyrhDDuYhjSOxSF5jMFYOILXKXbTv1pWVxywuRvlk=\n\
 -----END RSA PRIVATE KEY-----\n\
 ";
+
+/// What a finished handshake showed the client.
+pub struct Handshake {
+    /// The leaf certificate the server sent.
+    pub leaf: Vec<u8>,
+    /// The negotiated ALPN protocol.
+    pub alpn: Option<Vec<u8>>,
+    /// The negotiated TLS version.
+    pub version: Option<rustls::ProtocolVersion>,
+}
+
+/// Runs one TLS handshake over an in-memory pipe; the client's error if it fails.
+pub async fn handshake(
+    server: rustls::ServerConfig,
+    client: rustls::ClientConfig,
+    server_name: &str,
+) -> std::io::Result<Handshake> {
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let (client, _server) = tokio::join!(
+        connector.connect(name, client_io),
+        acceptor.accept(server_io)
+    );
+    let (_, conn) = client?.into_inner();
+    Ok(Handshake {
+        leaf: conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.to_vec())
+            .unwrap_or_default(),
+        alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+        version: conn.protocol_version(),
+    })
+}

@@ -126,3 +126,86 @@ impl CertIndexBuilder {
         self.index
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::certs::self_signed_default;
+
+    fn key() -> Arc<CertifiedKey> {
+        self_signed_default().expect("generates").key
+    }
+
+    fn same(a: Option<Arc<CertifiedKey>>, b: &Arc<CertifiedKey>) -> bool {
+        a.is_some_and(|a| Arc::ptr_eq(&a, b))
+    }
+
+    #[test]
+    fn exact_beats_wildcard_and_wildcard_covers_one_label() {
+        let (exact, wild, default) = (key(), key(), key());
+        let mut builder = CertIndex::builder();
+        assert!(builder.insert("a.example.com", exact.clone()));
+        assert!(builder.insert("*.example.com", wild.clone()));
+        builder.default_cert(default.clone());
+        let index = builder.build();
+        assert!(same(index.resolve(Some("a.example.com")), &exact));
+        assert!(same(index.resolve(Some("b.example.com")), &wild));
+        assert!(same(index.resolve(Some("x.b.example.com")), &default));
+        assert!(same(index.resolve(Some("example.com")), &default));
+        assert!(same(index.resolve(Some(".example.com")), &default));
+    }
+
+    #[test]
+    fn case_and_trailing_dot_are_ignored() {
+        let (exact, wild) = (key(), key());
+        let mut builder = CertIndex::builder();
+        builder.insert("A.Example.COM", exact.clone());
+        builder.insert("*.Apps.Example.com.", wild.clone());
+        let index = builder.build();
+        assert!(same(index.resolve(Some("a.example.com")), &exact));
+        assert!(same(index.resolve(Some("A.EXAMPLE.com.")), &exact));
+        assert!(same(index.resolve(Some("Web.APPS.example.com.")), &wild));
+    }
+
+    #[test]
+    fn default_for_unknown_missing_and_oversized_sni() {
+        let default = key();
+        let mut builder = CertIndex::builder();
+        builder.insert("a.example.com", key());
+        builder.default_cert(default.clone());
+        let index = builder.build();
+        assert!(same(index.resolve(Some("other.test")), &default));
+        assert!(same(index.resolve(None), &default));
+        let long = "A".repeat(300);
+        assert!(same(index.resolve(Some(&long)), &default));
+    }
+
+    #[test]
+    fn no_default_means_no_certificate() {
+        let index = CertIndex::builder().build();
+        assert!(index.is_empty());
+        assert!(index.resolve(Some("a.example.com")).is_none());
+        assert!(index.resolve(None).is_none());
+    }
+
+    #[test]
+    fn first_insert_wins() {
+        let (first, second) = (key(), key());
+        let mut builder = CertIndex::builder();
+        assert!(builder.insert("a.example.com", first.clone()));
+        assert!(!builder.insert("A.example.com.", second.clone()));
+        assert!(builder.insert("*.example.com", first.clone()));
+        assert!(!builder.insert("*.EXAMPLE.com", second));
+        builder.info(CertInfo {
+            secret: Some(("ns".into(), "tls".into())),
+            hosts: vec!["a.example.com".into()],
+            not_after: 1,
+            is_default: false,
+        });
+        let index = builder.build();
+        assert!(!index.is_empty());
+        assert!(same(index.resolve(Some("a.example.com")), &first));
+        assert!(same(index.resolve(Some("b.example.com")), &first));
+        assert_eq!(index.infos().len(), 1);
+    }
+}

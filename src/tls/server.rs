@@ -111,3 +111,114 @@ pub fn server_config(
     config.ticketer = Ticketer::new().map_err(fail)?;
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use rustls::ProtocolVersion;
+
+    use super::*;
+    use crate::tls::certs::{load_pem, self_signed_default};
+    use crate::tls::client::{insecure_client_config, insecure_with_versions};
+    use crate::tls::fixtures::{self, handshake};
+    use crate::tls::index::CertIndex;
+
+    #[test]
+    fn versions_parse_and_print() {
+        for (text, version) in [
+            ("1.2", TlsVersion::V1_2),
+            ("TLS1.2", TlsVersion::V1_2),
+            ("tlsv1.3", TlsVersion::V1_3),
+            (" TLSv1.3 ", TlsVersion::V1_3),
+        ] {
+            assert_eq!(text.parse::<TlsVersion>(), Ok(version), "{text}");
+            assert_eq!(version.to_string().parse::<TlsVersion>(), Ok(version));
+        }
+        assert!("1.1".parse::<TlsVersion>().is_err());
+        assert!("tls".parse::<TlsVersion>().is_err());
+        assert_eq!(TlsVersion::default(), TlsVersion::V1_2);
+    }
+
+    fn fixed(key: Arc<CertifiedKey>) -> Arc<dyn ResolvesServerCert> {
+        Arc::new(SniResolver::new(move |_| Some(key.clone())))
+    }
+
+    #[test]
+    fn alpn_prefers_h2() {
+        let key = self_signed_default().expect("generates").key;
+        let config = server_config(fixed(key), TlsVersion::V1_2).expect("config");
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        assert!(config.ticketer.enabled());
+    }
+
+    #[tokio::test]
+    async fn min_version_is_honoured() {
+        let key = self_signed_default().expect("generates").key;
+        let tls12_only = || insecure_with_versions(&[b"h2"], &[&TLS12]);
+        let lenient = server_config(fixed(key.clone()), TlsVersion::V1_2).expect("config");
+        let shook = handshake(lenient.clone(), tls12_only(), "a.test")
+            .await
+            .expect("1.2 ok");
+        assert_eq!(shook.version, Some(ProtocolVersion::TLSv1_2));
+        assert_eq!(shook.alpn.as_deref(), Some(&b"h2"[..]));
+        let any = handshake(lenient, insecure_client_config(&[]), "a.test")
+            .await
+            .expect("ok");
+        assert_eq!(any.version, Some(ProtocolVersion::TLSv1_3));
+        let strict = server_config(fixed(key), TlsVersion::V1_3).expect("config");
+        assert!(handshake(strict, tls12_only(), "a.test").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn sni_picks_the_certificate_and_no_sni_gets_the_default() {
+        let ca = fixtures::ca("test CA");
+        let load = |names: &[&str]| {
+            let (cert, key) = fixtures::leaf(&ca, names);
+            load_pem(cert.as_bytes(), key.as_bytes())
+                .expect("loads")
+                .key
+        };
+        let (a, wild, default) = (
+            load(&["a.example.com"]),
+            load(&["*.example.com"]),
+            load(&[]),
+        );
+        let mut builder = CertIndex::builder();
+        builder.insert("a.example.com", a.clone());
+        builder.insert("*.example.com", wild.clone());
+        builder.default_cert(default.clone());
+        let index = Arc::new(builder.build());
+        let resolver = Arc::new(SniResolver::new(move |sni| index.resolve(sni)));
+        let config = server_config(resolver, TlsVersion::V1_2).expect("config");
+        let leaf_for = |client: rustls::ClientConfig, name: &'static str| {
+            let config = config.clone();
+            async move {
+                handshake(config, client, name)
+                    .await
+                    .expect("handshake")
+                    .leaf
+            }
+        };
+        let client = || insecure_client_config(&[b"http/1.1"]);
+        assert_eq!(
+            leaf_for(client(), "A.example.com").await,
+            a.cert[0].to_vec()
+        );
+        assert_eq!(
+            leaf_for(client(), "b.example.com").await,
+            wild.cert[0].to_vec()
+        );
+        assert_eq!(
+            leaf_for(client(), "other.test").await,
+            default.cert[0].to_vec()
+        );
+        let mut no_sni = client();
+        no_sni.enable_sni = false;
+        assert_eq!(
+            leaf_for(no_sni, "a.example.com").await,
+            default.cert[0].to_vec()
+        );
+    }
+}
