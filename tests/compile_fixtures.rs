@@ -126,7 +126,7 @@ fn check_probes(compiled: &Compiled, probes: &[String]) -> Vec<String> {
             .expect("probe request is `host path`");
         let got = compiled
             .table
-            .lookup(host, path)
+            .lookup(sluice::router::EntryPoint::Web, host, path)
             .map_or("404".to_owned(), |r| r.name.to_string());
         if got != want.trim() {
             failures.push(format!("lookup {host} {path}: got {got}, want {want}"));
@@ -225,7 +225,10 @@ fn examples_compile_cleanly() {
         ("elsewhere.localhost", "/"),
     ] {
         assert!(
-            compiled.table.lookup(host, path).is_some(),
+            compiled
+                .table
+                .lookup(sluice::router::EntryPoint::Web, host, path)
+                .is_some(),
             "{host} {path} is not routed:\n{summary}"
         );
     }
