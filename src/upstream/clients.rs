@@ -52,10 +52,8 @@ impl Clients {
 
     /// The client for `key`: the live one, or a new one (with its own pool).
     pub fn get(&self, key: &ClientKey) -> Result<Arc<UpstreamClient>, CertError> {
-        let alpn: &[&[u8]] = match key.protocol {
-            BackendProtocol::H2 => &[b"h2"],
-            _ => &[b"http/1.1"],
-        };
+        // hyper-rustls sets ALPN itself from the HTTP versions it enables.
+        let alpn: &[&[u8]] = &[];
         let tls = match (&key.protocol, &key.verify) {
             (BackendProtocol::Http | BackendProtocol::H2c, _) => None,
             (_, Some(verify)) => Some(BackendTls {
