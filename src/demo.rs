@@ -62,6 +62,7 @@ pub async fn run(mut args: RunArgs) -> Result<()> {
 
 fn print_instructions(settings: &sluice::app::Settings) {
     let port = settings.http_addr.port();
+    let tls_port = settings.https_addr.port();
     let admin = settings.admin_addr;
     println!(
         "\nsluice demo: serving {} on port {port}, with whoami backends on {}\n\
@@ -73,6 +74,7 @@ fn print_instructions(settings: &sluice::app::Settings) {
          curl -H 'Host: a.b.apps.localhost' http://127.0.0.1:{port}/        # a wildcard matches one label only -> default backend\n  \
          curl -H 'Host: other.example' http://127.0.0.1:{port}/anything     # no rule -> default backend (api)\n  \
          curl -H 'Host: demo.localhost' -H 'Accept: application/json' http://127.0.0.1:{port}/\n  \
+         curl -k --resolve demo.localhost:{tls_port}:127.0.0.1 https://demo.localhost:{tls_port}/   # HTTPS (generated default certificate)\n  \
          curl http://{admin}/api/routes\n  \
          curl http://{admin}/metrics\n\
          Edit the files in {} and watch the routes change. Ctrl-C stops everything.\n",

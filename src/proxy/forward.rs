@@ -5,7 +5,6 @@
 use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{PathAndQuery, Uri};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -174,21 +173,6 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// The URI the pooled client is given: the endpoint as authority, the target as sent.
-pub fn upstream_uri(
-    scheme: http::uri::Scheme,
-    endpoint: SocketAddr,
-    path_and_query: &str,
-) -> Option<Uri> {
-    let pq: PathAndQuery = path_and_query.parse().ok()?;
-    Uri::builder()
-        .scheme(scheme)
-        .authority(endpoint.to_string())
-        .path_and_query(pq)
-        .build()
-        .ok()
-}
-
 /// Copies bytes both ways between an upgraded client and backend until either closes.
 pub async fn tunnel(client: OnUpgrade, backend: OnUpgrade) {
     let (client, backend) = match tokio::try_join!(client, backend) {
@@ -286,16 +270,5 @@ mod tests {
         join_cookies(&mut h);
         assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
         assert_eq!(h[header::COOKIE], "a=1; b=2");
-    }
-
-    #[test]
-    fn upstream_uri_keeps_the_target_verbatim() {
-        let uri = upstream_uri(
-            http::uri::Scheme::HTTP,
-            "10.0.0.1:8080".parse().expect("addr"),
-            "/a%2Fb/c?x=%20&y",
-        )
-        .expect("uri");
-        assert_eq!(uri.to_string(), "http://10.0.0.1:8080/a%2Fb/c?x=%20&y");
     }
 }

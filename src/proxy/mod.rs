@@ -32,9 +32,10 @@ use hyper::upgrade::OnUpgrade;
 
 use crate::metrics::RouteStats;
 use crate::router::{EntryPoint, Route, RouteTable, Target};
+use crate::upstream::PooledBody;
 
 /// The body of every response the proxy sends: a backend's stream, or a short text.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
 
 /// The request handler shared by every connection of every listener.
 #[derive(Debug)]
@@ -139,13 +140,10 @@ impl Proxy {
         };
         let endpoint = backend.pick().ok_or(ProxyError::NoEndpoints)?;
         let client_upgrade = prepare_headers(&mut parts, host.as_ref(), client);
-        let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
         let upstream = &route.client;
-        parts.uri = forward::upstream_uri(upstream.scheme(), endpoint, target)
-            .ok_or(ProxyError::BadTarget)?;
         parts.version = upstream.version();
         let mut resp = upstream
-            .send(Request::from_parts(parts, body))
+            .send(endpoint, Request::from_parts(parts, body))
             .await
             .map_err(|e| {
                 tracing::warn!(route = %route.name, %endpoint, error = %e, "forwarding failed");

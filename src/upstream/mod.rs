@@ -10,12 +10,14 @@ mod balance;
 mod body;
 mod clients;
 mod endpoints;
+mod h1;
 mod pool;
 
 pub use balance::{Backend, Resolved};
 pub use body::UpstreamBody;
 pub use clients::{ClientKey, Clients, Verify};
 pub use endpoints::{EndpointSet, ExternalName};
+pub use h1::PooledBody;
 pub use pool::{
     BackendProtocol, BackendTls, PoolSettings, PoolStats, UpstreamClient, UpstreamError,
 };

@@ -17,6 +17,8 @@ use tokio::sync::oneshot;
 use tower_service::Service;
 
 use super::body::UpstreamBody;
+use super::h1::{H1Pool, PooledBody};
+use std::net::SocketAddr;
 
 /// Timeouts and pool limits for connections to backends.
 #[derive(Debug, Clone)]
@@ -63,6 +65,18 @@ pub enum UpstreamError {
     /// The backend closed the connection or answered something that is not HTTP: 502.
     #[error("the backend's answer was not valid HTTP: {0}")]
     Protocol(#[source] hyper_util::client::legacy::Error),
+    /// The TCP connection to the backend could not be made: 502.
+    #[error("connecting to the backend failed: {0}")]
+    ConnectIo(#[source] std::io::Error),
+    /// The request target cannot be sent to the backend: 502.
+    #[error("the request target cannot be forwarded: {0}")]
+    Target(String),
+    /// The TCP connect took longer than the connect timeout: 502.
+    #[error("connecting to the backend took longer than {0:?}")]
+    ConnectTimeout(Duration),
+    /// The backend closed the connection or answered something that is not HTTP: 502.
+    #[error("the backend failed: {0}")]
+    Backend(#[source] hyper::Error),
 }
 
 /// How a backend is spoken to.
@@ -93,7 +107,11 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<CountingConnector>, Upstr
 
 #[derive(Clone, Debug)]
 enum Transport {
+    /// Plain HTTP/1.1: our own per-thread pool.
+    Pooled(H1Pool),
+    /// HTTP/2 cleartext: hyper-util's pooled client.
     Plain(HttpClient),
+    /// TLS to the backend: hyper-util's pooled client over hyper-rustls.
     Tls(HttpsClient),
 }
 
@@ -136,7 +154,9 @@ impl UpstreamClient {
             .pool_idle_timeout(settings.idle_timeout)
             .pool_max_idle_per_host(settings.max_idle_per_endpoint);
         let transport = match protocol {
-            BackendProtocol::Http => Transport::Plain(builder.build(connector)),
+            BackendProtocol::Http => {
+                Transport::Pooled(H1Pool::new(settings.clone(), stats.clone()))
+            }
             BackendProtocol::H2c => Transport::Plain(builder.http2_only(true).build(connector)),
             BackendProtocol::Https | BackendProtocol::H2 => {
                 let tls = tls.unwrap_or_else(|| BackendTls {
@@ -193,11 +213,30 @@ impl UpstreamClient {
         &self.protocol
     }
 
-    fn request(&self, req: Request<UpstreamBody>) -> hyper_util::client::legacy::ResponseFuture {
-        match &self.transport {
-            Transport::Plain(client) => client.request(req),
-            Transport::Tls(client) => client.request(req),
-        }
+    async fn dispatch(
+        &self,
+        endpoint: SocketAddr,
+        mut req: Request<UpstreamBody>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
+        let legacy = match &self.transport {
+            Transport::Pooled(pool) => {
+                if req.uri().authority().is_some() {
+                    // HTTP/1.1 to an origin server takes the origin form (RFC 9112 §3.2.1).
+                    let target = req.uri().path_and_query().cloned();
+                    *req.uri_mut() = target.map_or_else(|| Uri::from_static("/"), Uri::from);
+                }
+                return pool.send(endpoint, req).await;
+            }
+            Transport::Plain(client) => {
+                *req.uri_mut() = absolute(self.scheme(), endpoint, req.uri())?;
+                client.request(req)
+            }
+            Transport::Tls(client) => {
+                *req.uri_mut() = absolute(self.scheme(), endpoint, req.uri())?;
+                client.request(req)
+            }
+        };
+        classify(legacy.await).map(|resp| resp.map(PooledBody::unpooled))
     }
 
     /// The pool's reuse counters.
@@ -205,32 +244,54 @@ impl UpstreamClient {
         &self.stats
     }
 
-    /// Sends `req` (absolute URI naming the endpoint) and waits for the response head.
+    /// Sends `req` to `endpoint` and waits for the response head.
     ///
     /// The response-header timeout counts from the moment the request body has
     /// been sent whole, so a slow multi-GB upload is not cut off.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        &self,
+        endpoint: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let timeout = self.response_header_timeout;
         if req.body().is_end_stream() {
-            let sent = self.request(req.map(|b| UpstreamBody::new(b, None)));
+            let sent = self.dispatch(endpoint, req.map(|b| UpstreamBody::new(b, None)));
             return match tokio::time::timeout(timeout, sent).await {
                 Err(_) => Err(UpstreamError::Timeout(timeout)),
-                Ok(result) => classify(result),
+                Ok(result) => result,
             };
         }
         let (sent_tx, sent_rx) = oneshot::channel();
-        let sent = self.request(req.map(|b| UpstreamBody::new(b, Some(sent_tx))));
+        let sent = self.dispatch(endpoint, req.map(|b| UpstreamBody::new(b, Some(sent_tx))));
         let deadline = async move {
             // Dropped without firing (the body was abandoned) also starts the clock.
             let _ = sent_rx.await;
             tokio::time::sleep(timeout).await;
         };
         tokio::select! {
-            result = sent => classify(result),
+            result = sent => result,
             () = deadline => Err(UpstreamError::Timeout(timeout)),
         }
     }
+}
+
+/// The absolute URI hyper-util's client needs: scheme, the endpoint, the target as sent.
+fn absolute(
+    scheme: http::uri::Scheme,
+    endpoint: SocketAddr,
+    uri: &Uri,
+) -> Result<Uri, UpstreamError> {
+    let target = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    Uri::builder()
+        .scheme(scheme)
+        .authority(endpoint.to_string())
+        .path_and_query(target)
+        .build()
+        .map_err(|e| UpstreamError::Target(e.to_string()))
 }
 
 fn classify(
