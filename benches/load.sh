@@ -5,9 +5,11 @@
 # medians with min-max and the paired per-round ratio sluice/nginx).
 #
 # Needs: apt-get install -y wrk nginx      (plus curl, python3, taskset, 2+ CPUs)
+#        --https also wants openssl and h2load (apt-get install -y nghttp2-client)
 #
 # Usage: benches/load.sh [--quick] [--rounds N] [--duration S] [--conns "50 256"]
 #                        [--ingresses N] [--proxies "sluice nginx"] [--no-build]
+#                        [--https]
 # The same settings as environment variables:
 #   ROUNDS=5 DURATION=10 WARMUP=2 CONNS="50 256" INGRESSES=0
 #   PROXIES="sluice nginx"   (also "direct": wrk straight at the backend)
@@ -15,11 +17,29 @@
 #   NO_BUILD=1               (use the release binaries already built)
 #   BIN_DIR=<target>/release (where sluice and bench-backend are)
 #   BACKEND_PORT=8900 SLUICE_PORT=8901 ADMIN_PORT=8902 NGINX_PORT=8903
+#   SLUICE_TLS_PORT=8904 NGINX_TLS_PORT=8905  (sluice always binds its HTTPS
+#                            listener, so it gets SLUICE_TLS_PORT in both modes)
 #   INGRESS_CLASS=           (set to add spec.ingressClassName to the Ingresses)
 #   OUT_DIR=<target>/load    (results.tsv, wrk outputs and proxy logs land here)
 # INGRESSES=N adds N Ingresses (and N nginx server blocks) with distinct hosts
 # hI.bench.test; the measured requests then go to the middle one via Host:, so
 # host lookup cost is part of the comparison.
+#
+# HTTPS=1 (--https): the same comparison over TLS. One self-signed ECDSA P-256
+# certificate for bench.test (OUT_DIR/bench.crt and bench.key) is served by
+# both: sluice from a kubernetes.io/tls Secret `bench-tls` named in the bench
+# Ingress's spec.tls (rule host bench.test), nginx from ssl_certificate on
+# NGINX_TLS_PORT (TLS 1.2 + 1.3, session cache and tickets on, the same upstream
+# keep-alive). The driver is h2load (HTTP/2): h2load -c C -m STREAMS -D DURATION
+# --warm-up-time WARMUP, with --connect-to 127.0.0.1 so that SNI and :authority
+# are bench.test; one cell per entry of H2_CONNS. The proxy's CPU is counted
+# from the end of h2load's warm-up (TLS handshakes left out) to its exit. h2load
+# prints no percentiles: the latency columns are the mean and the max of its
+# "time for request". Without h2load, wrk runs over HTTPS instead (HTTP/1.1
+# over TLS, CONNS cells, Host: bench.test; wrk sends the IP as SNI, so sluice
+# answers with its default certificate: the same work, another certificate).
+#   H2_CONNS="50" STREAMS=10 (h2load connections per cell, streams per connection)
+# PROXIES=direct is not available with HTTPS (the backend speaks plain HTTP).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -35,6 +55,12 @@ SLUICE_PORT=${SLUICE_PORT:-8901}
 ADMIN_PORT=${ADMIN_PORT:-8902}
 NGINX_PORT=${NGINX_PORT:-8903}
 INGRESS_CLASS=${INGRESS_CLASS:-}
+HTTPS=${HTTPS:-0}
+SLUICE_TLS_PORT=${SLUICE_TLS_PORT:-8904}
+NGINX_TLS_PORT=${NGINX_TLS_PORT:-8905}
+H2_CONNS=${H2_CONNS:-"50"}
+STREAMS=${STREAMS:-10}
+TLS_HOST=bench.test
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -45,6 +71,7 @@ while [ $# -gt 0 ]; do
         --ingresses) INGRESSES=$2; shift ;;
         --proxies) PROXIES=$2; shift ;;
         --no-build) NO_BUILD=1 ;;
+        --https) HTTPS=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -75,9 +102,24 @@ done
 for p in $PROXIES; do
     case "$p" in sluice|nginx|direct) ;; *) die "unknown proxy '$p' in PROXIES" ;; esac
 done
-for port in "$BACKEND_PORT" "$SLUICE_PORT" "$ADMIN_PORT" "$NGINX_PORT"; do
-    if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
-        die "something already answers on 127.0.0.1:$port; set the *_PORT variables"
+# DRIVER: wrk (plain HTTP, and the HTTPS fallback) or h2load (HTTPS).
+DRIVER=wrk
+if [ "$HTTPS" = 1 ]; then
+    command -v openssl >/dev/null || die "--https needs openssl"
+    if [[ " $PROXIES " == *" direct "* ]]; then
+        die "PROXIES=direct is not available with --https (the backend speaks plain HTTP)"
+    fi
+    if command -v h2load >/dev/null; then
+        DRIVER=h2load
+        CONNS=$H2_CONNS
+    else
+        echo "load: no h2load (apt-get install -y nghttp2-client); falling back to wrk over HTTPS (HTTP/1.1 over TLS)" >&2
+    fi
+fi
+for port in "$BACKEND_PORT" "$SLUICE_PORT" "$ADMIN_PORT" "$NGINX_PORT" "$SLUICE_TLS_PORT" "$NGINX_TLS_PORT"; do
+    # Anything listening there, plain or TLS.
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "something already listens on 127.0.0.1:$port; set the *_PORT variables"
     fi
 done
 
@@ -104,7 +146,20 @@ fi
 [ -x "$BIN/bench-backend" ] || die "no $BIN/bench-backend; build first"
 mkdir -p "$OUT_DIR"
 RESULTS=$OUT_DIR/results.tsv
-printf 'round\tconns\tproxy\trps\tp50_ms\tp99_ms\tus_per_req\trss_mb\trequests\tnon2xx\terrors\n' >"$RESULTS"
+# h2load reports no percentiles: its rows carry the mean and the max latency.
+LAT_COLS=p50_ms$'\t'p99_ms
+[ "$DRIVER" = h2load ] && LAT_COLS=mean_ms$'\t'max_ms
+printf 'round\tconns\tproxy\trps\t%s\tus_per_req\trss_mb\trequests\tnon2xx\terrors\n' "$LAT_COLS" >"$RESULTS"
+
+# One self-signed certificate for TLS_HOST, served by both proxies.
+CERT=$OUT_DIR/bench.crt
+KEY=$OUT_DIR/bench.key
+if [ "$HTTPS" = 1 ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$KEY" -out "$CERT" -days 30 -subj "/CN=$TLS_HOST" \
+        -addext "subjectAltName=DNS:$TLS_HOST" >"$OUT_DIR/openssl.log" 2>&1 ||
+        { cat "$OUT_DIR/openssl.log" >&2; die "openssl could not make the certificate"; }
+fi
 
 # Host header for the measured requests: the middle of the generated hosts.
 HOST_ARGS=()
@@ -112,17 +167,32 @@ if [ "$INGRESSES" -gt 0 ]; then
     HOST_ARGS=(-H "Host: h$(((INGRESSES + 1) / 2)).bench.test")
 fi
 
-# Waits until URL answers 200 (through HOST_ARGS) while PID lives.
+# Waits until URL answers 200 (through HOST_ARGS and any further curl
+# arguments) while PID lives.
 wait_ready() {
     local name=$1 url=$2 pid=$3 log=$4
+    shift 4
     for _ in $(seq 300); do
         kill -0 "$pid" 2>/dev/null || { tail -20 "$log" >&2; die "$name exited during start-up"; }
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "${HOST_ARGS[@]}" "$url" || true)
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "${HOST_ARGS[@]}" "$@" "$url" || true)
         [ "$code" = 200 ] && return 0
         sleep 0.1
     done
     tail -20 "$log" >&2
     die "$name not answering 200 on $url after 30 s (last: $code)"
+}
+
+# Waits until https://TLS_HOST:PORT/ answers 200 with the bench certificate
+# (SNI TLS_HOST, verified against CERT), then says what curl --http2 negotiates.
+wait_ready_tls() {
+    local name=$1 port=$2 pid=$3 log=$4 url="https://$TLS_HOST:$2/" proto
+    local tls_args=(--cacert "$CERT" --resolve "$TLS_HOST:$port:127.0.0.1")
+    local saved=("${HOST_ARGS[@]}")
+    HOST_ARGS=()
+    wait_ready "$name (HTTPS with the $TLS_HOST certificate)" "$url" "$pid" "$log" "${tls_args[@]}"
+    proto=$(curl -s -o /dev/null -w 'HTTP/%{http_version}' --http2 --max-time 2 "${tls_args[@]}" "$url" || true)
+    HOST_ARGS=("${saved[@]}")
+    echo "load: $name serves $url with the $TLS_HOST certificate ($proto to curl --http2)"
 }
 
 # --- configuration ------------------------------------------------------------
@@ -162,14 +232,41 @@ endpoints:
   conditions:
     ready: true
 EOF
-        ingress bench "" "$class"
-        for i in $(seq "$INGRESSES"); do ingress "bench-$i" "h$i.bench.test" "$class"; done
+        if [ "$HTTPS" = 1 ]; then
+            tls_secret
+            # A rule for TLS_HOST, which spec.tls covers, and the host-less one.
+            ingress bench "$class" "  tls:
+  - hosts: [$TLS_HOST]
+    secretName: bench-tls" "$TLS_HOST" ""
+        else
+            ingress bench "$class" "" ""
+        fi
+        for i in $(seq "$INGRESSES"); do ingress "bench-$i" "$class" "" "h$i.bench.test"; done
     } >"$dir/bench.yaml"
 }
 
+# The kubernetes.io/tls Secret bench-tls: the bench certificate and key (PEM).
+tls_secret() {
+    cat <<EOF
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bench-tls
+  namespace: default
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+$(sed 's/^/    /' "$CERT")
+  tls.key: |
+$(sed 's/^/    /' "$KEY")
+EOF
+}
+
+# ingress NAME CLASS-LINE TLS-LINES HOST...: one rule per HOST ("" = host-less).
 ingress() {
-    local name=$1 host=$2 class=$3 rule="  - http:"
-    [ -n "$host" ] && rule=$'  - host: '"$host"$'\n    http:'
+    local name=$1 class=$2 tls=$3 host
+    shift 3
     cat <<EOF
 ---
 apiVersion: networking.k8s.io/v1
@@ -179,8 +276,12 @@ metadata:
   namespace: default
 spec:
 $class
-  rules:
-$rule
+EOF
+    [ -z "$tls" ] || echo "$tls"
+    echo "  rules:"
+    for host in "$@"; do
+        if [ -n "$host" ]; then printf '  - host: %s\n    http:\n' "$host"; else echo "  - http:"; fi
+        cat <<EOF
       paths:
       - path: /
         pathType: Prefix

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use sluice::app::{Settings, TlsSettings};
+use sluice::app::{DataPlane, Settings, TlsSettings};
 use sluice::proxy::ConnectionSettings;
 use sluice::router::CompileOptions;
 use sluice::tls::TlsVersion;
@@ -39,6 +39,15 @@ pub enum Command {
     },
     /// Runs sluice on the bundled examples/ manifests with bundled whoami backends.
     Demo,
+}
+
+/// Where the proxy runs (see `--data-plane`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataPlaneMode {
+    /// One current-thread runtime per worker thread.
+    PerCore,
+    /// One multi-threaded runtime for everything.
+    Shared,
 }
 
 /// Log output format.
@@ -119,7 +128,17 @@ pub struct RunArgs {
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub shutdown_grace: Duration,
-    /// Worker threads of the runtime (default: the number of cores).
+    /// Where the proxy runs: `per-core` (one single-threaded runtime per worker,
+    /// each with its own SO_REUSEPORT listeners) or `shared` (one work-stealing runtime).
+    #[arg(
+        long,
+        env = "SLUICE_DATA_PLANE",
+        value_enum,
+        default_value = "per-core",
+        global = true
+    )]
+    pub data_plane: DataPlaneMode,
+    /// Worker threads of the data plane (default: the number of cores).
     #[arg(long, env = "SLUICE_WORKERS", global = true)]
     pub workers: Option<usize>,
     /// Time a client has to send a complete request head; also the idle keep-alive limit.
@@ -172,6 +191,17 @@ impl RunArgs {
                 min_version: self.tls_min_version,
             },
             https_redirect_port: self.https_redirect_port,
+            data_plane: match self.data_plane {
+                DataPlaneMode::Shared => DataPlane::Shared,
+                DataPlaneMode::PerCore => DataPlane::PerCore(self.worker_count()),
+            },
         }))
+    }
+
+    /// `--workers`, or the number of cores.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+            .max(1)
     }
 }

@@ -17,9 +17,14 @@ fn main() -> Result<()> {
     init_logging(cli.run.log_format);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
-    if let Some(workers) = cli.run.workers {
-        runtime.worker_threads(workers.max(1));
-    }
+    // The per-core data plane runs on its own threads; this runtime then only
+    // carries the control plane (provider, compiler, admin).
+    let control_only = cli.run.data_plane == cli::DataPlaneMode::PerCore && cli.command.is_none();
+    runtime.worker_threads(if control_only {
+        1
+    } else {
+        cli.run.worker_count()
+    });
     let runtime = runtime.build().context("starting the async runtime")?;
     let result = runtime.block_on(async move {
         match cli.command {

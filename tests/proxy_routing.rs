@@ -387,3 +387,35 @@ async fn http2_header_limit_answers_431_and_idle_connections_close() {
     let closed = tokio::time::timeout(std::time::Duration::from_secs(3), conn).await;
     assert!(closed.is_ok(), "an idle HTTP/2 connection is closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_core_data_plane_serves_and_drains() {
+    let web = whoami("web").await;
+    let m = Manifests::new();
+    m.write(
+        "a.yaml",
+        &(service("web", &[web.addr]) + &ingress("app", &[("", "/", "Prefix", "web")])),
+    );
+    let mut s = settings(&m.path());
+    s.data_plane = sluice::app::DataPlane::PerCore(2);
+    let sluice = start(s).await;
+    // Fresh connections spread over both SO_REUSEPORT listeners; every one is served.
+    for _ in 0..20 {
+        let answer = raw(
+            sluice.http_addr,
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            std::time::Duration::from_secs(3),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let c = client();
+    let metrics = get(&c, sluice.admin_addr, "admin", "/metrics", &[])
+        .await
+        .body;
+    assert!(metrics.contains("code=\"200\""), "{metrics}");
+    sluice.stop();
+    tokio::time::timeout(std::time::Duration::from_secs(5), sluice.wait())
+        .await
+        .expect("drains");
+}

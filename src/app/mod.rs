@@ -16,13 +16,16 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
 use crate::metrics::{ControlMetrics, DataPlaneSources, Metrics, RouteStats};
-use crate::proxy::{self, ConnectionSettings, HandshakeStats, OpenConnections, Proxy, TlsEntry};
+use crate::proxy::{ConnectionSettings, HandshakeStats, OpenConnections, Proxy, TlsEntry};
 use crate::router::{self, CompileOptions, Compiled, Diagnostic, Registries, RouteTable, Severity};
 use crate::tls::{self, SniResolver, TlsVersion};
 use crate::upstream::PoolSettings;
 use crate::watch::ProviderUpdate;
 
+mod data_plane;
 mod resolver;
+
+pub use data_plane::DataPlane;
 
 /// Everything `start` needs; the CLI flags map onto these fields.
 #[derive(Debug, Clone)]
@@ -49,6 +52,8 @@ pub struct Settings {
     pub tls: TlsSettings,
     /// `--https-redirect-port`: the port HTTP → HTTPS redirects point at.
     pub https_redirect_port: u16,
+    /// `--data-plane`: where the proxy listeners run.
+    pub data_plane: DataPlane,
 }
 
 /// TLS settings of the HTTPS entrypoint.
@@ -78,6 +83,9 @@ pub enum StartError {
     /// The TLS settings cannot be used.
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// A data-plane thread or runtime could not be started.
+    #[error("cannot start the data plane: {0}")]
+    Runtime(String),
 }
 
 /// A running sluice: its bound addresses and the handle that stops it.
@@ -142,8 +150,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     }
     let mut compile = settings.compile.clone();
     compile.default_cert_secret = default_secret(&settings.tls)?;
-    let (http, http_addr) = bind(settings.http_addr).await?;
-    let (https, https_addr) = bind(settings.https_addr).await?;
+    let http = data_plane::bind(settings.data_plane, settings.http_addr).await?;
+    let https = data_plane::bind(settings.data_plane, settings.https_addr).await?;
+    let (http_addr, https_addr) = (http.addr, https.addr);
     let (admin_listener, admin_addr) = bind(settings.admin_addr).await?;
 
     let table = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
@@ -201,28 +210,26 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         acceptor: acceptor(&table, settings.tls.min_version)?,
         stats: handshakes,
     };
-    let grace = settings.shutdown_grace;
-    let conns = settings.connections.clone();
-    let proxy_tasks = vec![
-        tokio::spawn(proxy::serve(
-            http,
-            proxy.clone(),
-            conns.clone(),
+    let entrypoints = vec![
+        data_plane::Entrypoint {
+            bound: http,
             open,
-            stop_rx.clone(),
-            grace,
-            None,
-        )),
-        tokio::spawn(proxy::serve(
-            https,
-            proxy,
-            conns,
-            open_tls,
-            stop_rx,
-            grace,
-            Some(tls),
-        )),
+            tls: None,
+        },
+        data_plane::Entrypoint {
+            bound: https,
+            open: open_tls,
+            tls: Some(tls),
+        },
     ];
+    let proxy_tasks = data_plane::run(
+        settings.data_plane,
+        entrypoints,
+        proxy,
+        settings.connections.clone(),
+        stop_rx,
+        settings.shutdown_grace,
+    )?;
     tracing::info!(%http_addr, %https_addr, %admin_addr, manifests = %settings.manifests.display(), "sluice listening");
     Ok(Running {
         http_addr,

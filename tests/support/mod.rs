@@ -58,6 +58,7 @@ pub fn settings(manifests: &Path) -> Settings {
         https_addr: "127.0.0.1:0".parse().expect("addr"),
         tls: sluice::app::TlsSettings::default(),
         https_redirect_port: 443,
+        data_plane: sluice::app::DataPlane::Shared,
     }
 }
 
