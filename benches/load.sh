@@ -291,6 +291,7 @@ EOF
             port:
               number: 80
 EOF
+    done
 }
 
 write_nginx_conf() {
@@ -330,8 +331,37 @@ EOF
         for i in $(seq "$INGRESSES"); do
             echo "    server { listen 127.0.0.1:$NGINX_PORT; server_name h$i.bench.test; $location }"
         done
+        if [ "$HTTPS" = 1 ]; then
+            # nginx >= 1.25.1 spells HTTP/2 `http2 on;`; older ones `listen ... ssl http2;`.
+            local listen="listen 127.0.0.1:$NGINX_TLS_PORT ssl" h2="http2 on;"
+            if ! printf '%s\n' 1.25.1 "$(nginx_version)" | sort -C -V; then
+                listen="$listen http2"
+                h2=""
+            fi
+            cat <<EOF
+    ssl_certificate $CERT;
+    ssl_certificate_key $KEY;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets on;
+    server {
+        $listen default_server;
+        $h2
+        server_name $TLS_HOST;
+        $location
+    }
+EOF
+            for i in $(seq "$INGRESSES"); do
+                echo "    server { $listen; $h2 server_name h$i.bench.test; $location }"
+            done
+        fi
         echo "}"
     } >"$conf"
+}
+
+# "1.22.1" from `nginx -v`.
+nginx_version() {
+    "$NGINX" -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p'
 }
 
 # --- measurement helpers --------------------------------------------------------

@@ -62,6 +62,13 @@ pub(super) async fn bind(mode: DataPlane, addr: SocketAddr) -> Result<Bound, Sta
     })
 }
 
+/// One listener with what it serves with, as handed to a data-plane thread.
+type ThreadListener = (
+    std::net::TcpListener,
+    Arc<OpenConnections>,
+    Option<TlsEntry>,
+);
+
 /// What every listener of one entrypoint serves with.
 pub(super) struct Entrypoint {
     pub bound: Bound,
@@ -83,23 +90,13 @@ pub(super) fn run(
         DataPlane::PerCore(n) => n.max(1),
     };
     // Per thread: one listener of each entrypoint.
-    let mut per_thread: Vec<
-        Vec<(
-            std::net::TcpListener,
-            Arc<OpenConnections>,
-            Option<TlsEntry>,
-        )>,
-    > = (0..threads).map(|_| Vec::new()).collect();
+    let mut per_thread: Vec<Vec<ThreadListener>> = (0..threads).map(|_| Vec::new()).collect();
     for entry in entrypoints {
         for (i, listener) in entry.bound.listeners.into_iter().enumerate() {
             per_thread[i].push((listener, entry.open.clone(), entry.tls.clone()));
         }
     }
-    let serve_all = move |listeners: Vec<(
-        std::net::TcpListener,
-        Arc<OpenConnections>,
-        Option<TlsEntry>,
-    )>,
+    let serve_all = move |listeners: Vec<ThreadListener>,
                           proxy: Arc<Proxy>,
                           settings: ConnectionSettings,
                           stop: watch::Receiver<bool>| async move {
