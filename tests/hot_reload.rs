@@ -118,6 +118,19 @@ async fn endpoint_changes_are_followed() {
         whoami_json(&c, sluice.http_addr, "e.test", "/").await["name"] == "b"
     })
     .await;
+    // Only an EndpointSlice changed: the live backend was updated in place, the
+    // routes were not recompiled.
+    let metrics = get(&c, sluice.admin_addr, "admin", "/metrics", &[])
+        .await
+        .body;
+    assert!(
+        metrics.contains("sluice_endpoint_updates_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_config_reloads_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

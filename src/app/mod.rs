@@ -280,17 +280,69 @@ struct Publisher {
     options: CompileOptions,
 }
 
+/// What the last full compile was made from, for the endpoint-only path.
+struct LastCompile {
+    update: Arc<ProviderUpdate>,
+    diagnostics: Vec<Diagnostic>,
+}
+
 impl Publisher {
     async fn run(self, mut updates: watch::Receiver<Option<Arc<ProviderUpdate>>>) {
+        let mut last: Option<LastCompile> = None;
         while updates.changed().await.is_ok() {
             let Some(update) = updates.borrow_and_update().clone() else {
                 continue;
             };
-            self.publish(update).await;
+            match &last {
+                Some(prev)
+                    if router::only_endpoints_changed(&prev.update.snapshot, &update.snapshot) =>
+                {
+                    self.refresh_endpoints(&update, &prev.diagnostics).await;
+                }
+                _ => {
+                    if let Some(diagnostics) = self.publish(update.clone()).await {
+                        last = Some(LastCompile {
+                            update,
+                            diagnostics,
+                        });
+                    }
+                }
+            }
         }
     }
 
-    async fn publish(&self, update: Arc<ProviderUpdate>) {
+    /// Pod churn: new endpoint sets for the live backends, no recompile.
+    async fn refresh_endpoints(
+        &self,
+        update: &Arc<ProviderUpdate>,
+        compile_diagnostics: &[Diagnostic],
+    ) {
+        let started = std::time::Instant::now();
+        let registries = self.registries.clone();
+        let input = update.clone();
+        let refreshed = tokio::task::spawn_blocking(move || {
+            router::refresh_endpoints(&input.snapshot, &registries.upstreams)
+        })
+        .await;
+        let Ok(sets) = refreshed else {
+            self.state.metrics.control.reload_failures.inc();
+            return;
+        };
+        for (backend, set) in sets {
+            backend.set_endpoints(set);
+        }
+        let mut all: Vec<Diagnostic> = update.diagnostics.clone();
+        all.extend(compile_diagnostics.iter().cloned());
+        all.sort();
+        all.dedup();
+        self.report(&all);
+        self.state.diagnostics.store(Arc::new(all));
+        self.state.metrics.control.endpoint_updates.inc();
+        tracing::info!(elapsed = ?started.elapsed(), "endpoints updated without recompiling");
+    }
+
+    /// Compiles and publishes; returns the compile's diagnostics when it succeeded.
+    async fn publish(&self, update: Arc<ProviderUpdate>) -> Option<Vec<Diagnostic>> {
         let started = std::time::Instant::now();
         let registries = self.registries.clone();
         let options = self.options.clone();
@@ -310,7 +362,7 @@ impl Publisher {
             Err(e) => {
                 control.reload_failures.inc();
                 tracing::error!(error = %e, "compile failed; the last good table keeps serving");
-                return;
+                return None;
             }
         };
         for (backend, set) in &endpoints {
@@ -324,7 +376,7 @@ impl Publisher {
         resolver::resolve_new(&backends).await;
         self.table.store(Arc::new(table));
         let mut all: Vec<Diagnostic> = update.diagnostics.clone();
-        all.extend(diagnostics);
+        all.extend(diagnostics.iter().cloned());
         all.sort();
         all.dedup();
         self.report(&all);
@@ -336,6 +388,7 @@ impl Publisher {
         control.last_reload_success.set(now);
         self.state.ready.store(true, Ordering::Release);
         tracing::info!(elapsed = ?started.elapsed(), "routing table published");
+        Some(diagnostics)
     }
 
     /// Logs diagnostics that are new since the last publish and updates their metrics.

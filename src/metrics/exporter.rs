@@ -27,6 +27,8 @@ pub struct ControlMetrics {
     pub reloads: Counter,
     /// Compiles that failed as a whole (the last good table kept serving).
     pub reload_failures: Counter,
+    /// Endpoint-only changes applied without recompiling the routes.
+    pub endpoint_updates: Counter,
     /// Unix time of the last successful publish.
     pub last_reload_success: Gauge<f64, AtomicU64>,
     /// Objects currently rejected or reported, by diagnostic kind.
@@ -79,6 +81,11 @@ impl Metrics {
             "sluice_config_reload_failures",
             "Compiles that failed as a whole; the last good table kept serving",
             control.reload_failures.clone(),
+        );
+        registry.register(
+            "sluice_endpoint_updates",
+            "Endpoint changes applied to live backends without recompiling the routes",
+            control.endpoint_updates.clone(),
         );
         registry.register(
             "sluice_config_last_reload_success_timestamp_seconds",

@@ -9,6 +9,7 @@ mod backend;
 mod certs;
 mod compile;
 mod diagnostic;
+mod endpoints;
 mod host;
 mod ingress;
 #[cfg(test)]
@@ -21,6 +22,7 @@ mod table;
 
 pub use compile::{compile, CompileOptions, Compiled, Registries, CONTROLLER_NAME};
 pub use diagnostic::{Diagnostic, DiagnosticKind, ObjectRef, Severity};
+pub use endpoints::{only_endpoints_changed, refresh_endpoints};
 pub use route::{EntryPoint, EntryPoints, PathKind, Route, RouteInfo, Target};
 pub use route_table::RouteTable;
 pub use snapshot::Snapshot;
