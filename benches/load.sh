@@ -39,6 +39,9 @@
 # over TLS, CONNS cells, Host: bench.test; wrk sends the IP as SNI, so sluice
 # answers with its default certificate: the same work, another certificate).
 #   H2_CONNS="50" STREAMS=10 (h2load connections per cell, streams per connection)
+#   NGINX_KEEPALIVE=256      (nginx's idle upstream connections; under
+#                            H2_CONNS x STREAMS in flight nginx opens and closes
+#                            upstream connections all the time: 512 avoids that)
 # PROXIES=direct is not available with HTTPS (the backend speaks plain HTTP).
 set -euo pipefail
 
@@ -60,6 +63,7 @@ SLUICE_TLS_PORT=${SLUICE_TLS_PORT:-8904}
 NGINX_TLS_PORT=${NGINX_TLS_PORT:-8905}
 H2_CONNS=${H2_CONNS:-"50"}
 STREAMS=${STREAMS:-10}
+NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-256}
 TLS_HOST=bench.test
 
 while [ $# -gt 0 ]; do
@@ -319,7 +323,7 @@ http {
     scgi_temp_path $prefix/tmp/scgi;
     upstream backend {
         server 127.0.0.1:$BACKEND_PORT;
-        keepalive 256;
+        keepalive $NGINX_KEEPALIVE;
         keepalive_requests 1000000;
     }
     server {
@@ -420,13 +424,23 @@ run_cell() {
         nginx) port=$NGINX_PORT; pid=${PID[nginx]} ;;
         direct) port=$BACKEND_PORT ;;
     esac
-    local url="http://127.0.0.1:$port/"
+    if [ "$DRIVER" = h2load ]; then
+        run_cell_h2load "$@"
+        return
+    fi
+    local url="http://127.0.0.1:$port/" req_args=("${HOST_ARGS[@]}")
+    if [ "$HTTPS" = 1 ]; then
+        # wrk over TLS: the IP goes out as SNI, bench.test as Host.
+        case "$proxy" in sluice) port=$SLUICE_TLS_PORT ;; nginx) port=$NGINX_TLS_PORT ;; esac
+        url="https://127.0.0.1:$port/"
+        req_args=(-H "Host: $TLS_HOST")
+    fi
     log=$OUT_DIR/wrk-r$round-c$conns-$proxy.txt
     [ -n "$pid" ] && reset_peak_rss "$pid"
-    timeout $((WARMUP + 30)) taskset -c 0 wrk -t1 -c"$conns" -d"${WARMUP}s" "${HOST_ARGS[@]}" "$url" >/dev/null
+    timeout $((WARMUP + 30)) taskset -c 0 wrk -t1 -c"$conns" -d"${WARMUP}s" "${req_args[@]}" "$url" >/dev/null
     local before=0 after=0
     [ -n "$pid" ] && before=$(cpu_ticks "$pid")
-    timeout $((DURATION + 30)) taskset -c 0 wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${HOST_ARGS[@]}" "$url" >"$log"
+    timeout $((DURATION + 30)) taskset -c 0 wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${req_args[@]}" "$url" >"$log"
     [ -n "$pid" ] && after=$(cpu_ticks "$pid")
     local rps p50 p99 reqs non2xx errors us rss=nan
     rps=$(awk '/^Requests\/sec:/ { print $2 }' "$log")
@@ -448,6 +462,58 @@ run_cell() {
         "$([ "${non2xx:-0}${errors:-0}" != 00 ] && echo "  (non-2xx ${non2xx:-0}, socket errors ${errors:-0})")"
 }
 
+# An HTTPS cell with h2load: one run of WARMUP + DURATION whose warm-up ends
+# with "Main benchmark duration is started", where the proxy's CPU count starts
+# (so the TLS handshakes stay out of it); h2load counts only the main duration.
+run_cell_h2load() {
+    local round=$1 conns=$2 proxy=$3 port pid cell
+    case "$proxy" in
+        sluice) port=$SLUICE_TLS_PORT; pid=${PID[sluice]} ;;
+        nginx) port=$NGINX_TLS_PORT; pid=${PID[nginx]} ;;
+    esac
+    cell=${conns}x$STREAMS
+    local log=$OUT_DIR/h2load-r$round-c$cell-$proxy.txt
+    reset_peak_rss "$pid"
+    timeout $((WARMUP + DURATION + 30)) taskset -c 0 h2load -t1 -c"$conns" -m"$STREAMS" \
+        -D"$DURATION" --warm-up-time="$WARMUP" --connect-to="127.0.0.1:$port" \
+        "https://$TLS_HOST:$port/" >"$log" 2>&1 &
+    local h2pid=$! started=0 rc=0 before after
+    for _ in $(seq $(((WARMUP + 30) * 100))); do
+        if grep -q '^Main benchmark duration is started' "$log"; then started=1; break; fi
+        kill -0 "$h2pid" 2>/dev/null || break
+        sleep 0.01
+    done
+    before=$(cpu_ticks "$pid")
+    wait "$h2pid" || rc=$?
+    after=$(cpu_ticks "$pid")
+    if [ "$started" != 1 ] || [ "$rc" != 0 ]; then
+        cat "$log" >&2
+        die "h2load failed (exit $rc, main duration started: $started; $log)"
+    fi
+    local rps mean max reqs non2xx errors us rss proto
+    rps=$(awk '/^finished in/ { print $4 }' "$log")
+    mean=$(to_ms "$(awk '/^time for request:/ { print $6 }' "$log")")
+    max=$(to_ms "$(awk '/^time for request:/ { print $5 }' "$log")")
+    reqs=$(awk '/^requests:/ { print $6 }' "$log")
+    # h2load's "failed" takes in "errored" and "timeout"; count whichever is more.
+    errors=$(awk '/^requests:/ { e = $12 + $14; print ($10 > e ? $10 : e) }' "$log")
+    non2xx=$(awk '/^status codes:/ { print $5 + $7 + $9 }' "$log")
+    proto=$(awk -F': ' '/^TLS Protocol:/ { v = $2 } /^Cipher:/ { c = $2 } /^Application protocol:/ { a = $2 }
+        END { print v "/" c "/" a }' "$log")
+    if [ -z "$rps" ] || [ -z "$reqs" ]; then cat "$log" >&2; die "could not read h2load output ($log)"; fi
+    [[ "$proto" == */h2 ]] || { cat "$log" >&2; die "h2load did not negotiate h2 with $proxy ($proto)"; }
+    us=nan rss=nan
+    if [ "$reqs" -gt 0 ]; then
+        us=$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')
+        rss=$(peak_rss_mb "$pid")
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$cell" "$proxy" "$rps" \
+        "$mean" "$max" "$us" "$rss" "$reqs" "${non2xx:-0}" "${errors:-0}" >>"$RESULTS"
+    printf '  round %s  %sc  %-6s  %9.0f req/s  mean %7.3f ms  max %7.3f ms  %6s us/req  %6s MB  %s%s\n' \
+        "$round" "$cell" "$proxy" "$rps" "$mean" "$max" "$us" "$rss" "$proto" \
+        "$([ "${non2xx:-0}${errors:-0}" != 00 ] && echo "  (non-2xx ${non2xx:-0}, failed/errored ${errors:-0})")"
+}
+
 # --- start everything -----------------------------------------------------------
 taskset -c 0 "$BIN/bench-backend" "127.0.0.1:$BACKEND_PORT" >"$OUT_DIR/backend.log" 2>&1 &
 PID[backend]=$!
@@ -461,10 +527,11 @@ if [[ " $PROXIES " == *" sluice "* ]]; then
     write_manifests "$TMP/manifests"
     cp "$TMP/manifests/bench.yaml" "$OUT_DIR/"
     taskset -c 1 "$BIN/sluice" --manifests "$TMP/manifests" --workers 1 \
-        --http-addr "127.0.0.1:$SLUICE_PORT" --admin-addr "127.0.0.1:$ADMIN_PORT" \
-        >"$OUT_DIR/sluice.log" 2>&1 &
+        --http-addr "127.0.0.1:$SLUICE_PORT" --https-addr "127.0.0.1:$SLUICE_TLS_PORT" \
+        --admin-addr "127.0.0.1:$ADMIN_PORT" >"$OUT_DIR/sluice.log" 2>&1 &
     PID[sluice]=$!
     wait_ready sluice "http://127.0.0.1:$SLUICE_PORT/" "${PID[sluice]}" "$OUT_DIR/sluice.log"
+    [ "$HTTPS" = 1 ] && wait_ready_tls sluice "$SLUICE_TLS_PORT" "${PID[sluice]}" "$OUT_DIR/sluice.log"
 fi
 if [[ " $PROXIES " == *" nginx "* ]]; then
     write_nginx_conf "$TMP/nginx/nginx.conf" "$TMP/nginx"
@@ -473,10 +540,16 @@ if [[ " $PROXIES " == *" nginx "* ]]; then
         >"$OUT_DIR/nginx.log" 2>&1 &
     PID[nginx]=$!
     wait_ready nginx "http://127.0.0.1:$NGINX_PORT/" "${PID[nginx]}" "$OUT_DIR/nginx.log"
+    [ "$HTTPS" = 1 ] && wait_ready_tls nginx "$NGINX_TLS_PORT" "${PID[nginx]}" "$OUT_DIR/nginx.log"
 fi
 
 read -r -a proxy_list <<<"$PROXIES"
-echo "load: proxies [$PROXIES], conns [$CONNS], $ROUNDS round(s) of ${WARMUP}s warm-up + ${DURATION}s," \
+mode=""
+case "$HTTPS/$DRIVER" in
+    1/h2load) mode="HTTPS: h2load, HTTP/2, $STREAMS streams per connection, SNI and :authority $TLS_HOST; " ;;
+    1/wrk) mode="HTTPS: wrk, HTTP/1.1 over TLS, Host $TLS_HOST, SNI 127.0.0.1 (sluice's default certificate); " ;;
+esac
+echo "load: ${mode}proxies [$PROXIES], conns [$CONNS], $ROUNDS round(s) of ${WARMUP}s warm-up + ${DURATION}s," \
     "$INGRESSES extra ingress(es)${HOST_ARGS[*]:+, ${HOST_ARGS[*]}}; results in $OUT_DIR"
 for round in $(seq "$ROUNDS"); do
     for conns in $CONNS; do
@@ -494,9 +567,11 @@ import csv, math, statistics, sys
 
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 proxies = sys.argv[2].split()
-conns = sorted({int(r["conns"]) for r in rows})
-figures = [("rps", "req/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.3f}"), ("p99_ms", "p99 ms", "{:.3f}"),
-           ("us_per_req", "us/req", "{:.2f}"), ("rss_mb", "RSS MB", "{:.1f}")]
+# Cells are "50" (connections) or, with h2load, "50x10" (connections x streams).
+conns = sorted({r["conns"] for r in rows}, key=lambda c: (int(c.split("x")[0]), c))
+# wrk rows carry p50_ms and p99_ms; h2load rows mean_ms and max_ms.
+latency = [(k, k.replace("_ms", " ms"), "{:.3f}") for k in rows[0] if k.endswith("_ms")] if rows else []
+figures = [("rps", "req/s", "{:.0f}")] + latency + [("us_per_req", "us/req", "{:.2f}"), ("rss_mb", "RSS MB", "{:.1f}")]
 
 def num(v):
     try:
@@ -519,12 +594,12 @@ head = f"{'proxy':<7} {'conns':>5}  " + "  ".join(f"{label:>24}" for _, label, _
 print(head)
 for c in conns:
     for p in proxies:
-        cell = [r for r in rows if r["proxy"] == p and int(r["conns"]) == c]
+        cell = [r for r in rows if r["proxy"] == p and r["conns"] == c]
         line = f"{p:<7} {c:>5}  " + "  ".join(f"{spread([num(r[k]) for r in cell], fmt):>24}" for k, _, fmt in figures)
         print(line)
 bad = [r for r in rows if r["non2xx"] not in ("", "0") or r["errors"] not in ("", "0")]
 for r in bad:
-    print(f"warning: round {r['round']} {r['proxy']} @{r['conns']}c: non-2xx {r['non2xx']}, socket errors {r['errors']}")
+    print(f"warning: round {r['round']} {r['proxy']} @{r['conns']}c: non-2xx {r['non2xx']}, errors {r['errors']}")
 
 if "nginx" in proxies and len(proxies) > 1:
     print("\npaired per-round ratio X/nginx: median (min-max); '*' = every round on the same side of 1")
@@ -534,8 +609,8 @@ if "nginx" in proxies and len(proxies) > 1:
             for k, label, _ in figures:
                 ratios = []
                 for rnd in sorted({r["round"] for r in rows}):
-                    a = [num(r[k]) for r in rows if r["proxy"] == p and int(r["conns"]) == c and r["round"] == rnd]
-                    b = [num(r[k]) for r in rows if r["proxy"] == "nginx" and int(r["conns"]) == c and r["round"] == rnd]
+                    a = [num(r[k]) for r in rows if r["proxy"] == p and r["conns"] == c and r["round"] == rnd]
+                    b = [num(r[k]) for r in rows if r["proxy"] == "nginx" and r["conns"] == c and r["round"] == rnd]
                     if a and b and a[0] is not None and b[0]:
                         ratios.append(a[0] / b[0])
                 if not ratios:

@@ -21,8 +21,15 @@ use std::collections::BTreeMap;
 use super::{Diagnostic, DiagnosticKind, EntryPoints, ObjectRef};
 use crate::upstream::BackendProtocol;
 
-const TRAEFIK: &str = "traefik.ingress.kubernetes.io/";
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
+const ENTRYPOINTS: &str = "traefik.ingress.kubernetes.io/router.entrypoints";
+const ROUTER_TLS: &str = "traefik.ingress.kubernetes.io/router.tls";
+const FORCE_SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/force-ssl-redirect";
+const SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
+const BACKEND_PROTOCOL: &str = "nginx.ingress.kubernetes.io/backend-protocol";
+const PROXY_SSL_VERIFY: &str = "nginx.ingress.kubernetes.io/proxy-ssl-verify";
+const PROXY_SSL_SECRET: &str = "nginx.ingress.kubernetes.io/proxy-ssl-secret";
+const PROXY_SSL_NAME: &str = "nginx.ingress.kubernetes.io/proxy-ssl-name";
 
 /// The Service annotation that names the backend scheme in Traefik.
 pub(super) const SERVERS_SCHEME: &str = "traefik.ingress.kubernetes.io/service.serversscheme";
@@ -53,6 +60,19 @@ pub(super) struct IngressOptions {
     pub proxy_ssl: Option<ProxySsl>,
 }
 
+impl Default for IngressOptions {
+    fn default() -> Self {
+        Self {
+            entrypoints: EntryPoints::ALL,
+            force_ssl_redirect: false,
+            ssl_redirect: None,
+            nginx_style: false,
+            backend_protocol: None,
+            proxy_ssl: None,
+        }
+    }
+}
+
 impl IngressOptions {
     /// Whether plain-HTTP requests for a rule get a 308 to HTTPS, given whether
     /// the Ingress's TLS section covers the rule's host.
@@ -74,8 +94,9 @@ pub(super) fn ingress_options(
     namespace: &str,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> IngressOptions {
-    let empty = BTreeMap::new();
-    let a = annotations.unwrap_or(&empty);
+    let Some(a) = annotations.filter(|a| !a.is_empty()) else {
+        return IngressOptions::default();
+    };
     let mut bad = |key: &str, value: &str, expected: &str| {
         diagnostics.push(Diagnostic::error(
             object.clone(),
@@ -84,7 +105,7 @@ pub(super) fn ingress_options(
         ));
     };
     let mut entrypoints = EntryPoints::ALL;
-    if let Some(value) = a.get(&format!("{TRAEFIK}router.entrypoints")) {
+    if let Some(value) = a.get(ENTRYPOINTS) {
         entrypoints = parse_entrypoints(value).unwrap_or_else(|| {
             bad(
                 "router.entrypoints",
@@ -98,25 +119,25 @@ pub(super) fn ingress_options(
             }
         });
     }
-    if let Some(value) = a.get(&format!("{TRAEFIK}router.tls")) {
+    if let Some(value) = a.get(ROUTER_TLS) {
         match parse_bool(value) {
             Some(true) => entrypoints.web = false,
             Some(false) => {}
             None => bad("router.tls", value, "true or false"),
         }
     }
-    let mut flag = |name: &str| {
-        let value = a.get(&format!("{NGINX}{name}"))?;
+    let mut flag = |key: &str, name: &str| {
+        let value = a.get(key)?;
         let parsed = parse_bool(value);
         if parsed.is_none() {
             bad(name, value, "true or false");
         }
         parsed
     };
-    let force_ssl_redirect = flag("force-ssl-redirect").unwrap_or(false);
-    let ssl_redirect = flag("ssl-redirect");
+    let force_ssl_redirect = flag(FORCE_SSL_REDIRECT, "force-ssl-redirect").unwrap_or(false);
+    let ssl_redirect = flag(SSL_REDIRECT, "ssl-redirect");
     let backend_protocol = a
-        .get(&format!("{NGINX}backend-protocol"))
+        .get(BACKEND_PROTOCOL)
         .and_then(|value| {
             let parsed = nginx_protocol(value);
             if parsed.is_none() {
@@ -140,14 +161,14 @@ fn proxy_ssl(
     namespace: &str,
     bad: &mut impl FnMut(&str, &str, &str),
 ) -> Option<ProxySsl> {
-    let verify = a.get(&format!("{NGINX}proxy-ssl-verify"))?;
+    let verify = a.get(PROXY_SSL_VERIFY)?;
     if !verify.trim().eq_ignore_ascii_case("on") {
         if !verify.trim().eq_ignore_ascii_case("off") {
             bad("proxy-ssl-verify", verify, "on or off");
         }
         return None;
     }
-    let Some(secret) = a.get(&format!("{NGINX}proxy-ssl-secret")) else {
+    let Some(secret) = a.get(PROXY_SSL_SECRET) else {
         bad(
             "proxy-ssl-secret",
             "",
@@ -164,7 +185,7 @@ fn proxy_ssl(
         None => (namespace.to_owned(), secret.trim().to_owned()),
     };
     let server_name = a
-        .get(&format!("{NGINX}proxy-ssl-name"))
+        .get(PROXY_SSL_NAME)
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty());
     Some(ProxySsl {

@@ -4,14 +4,15 @@
 use std::sync::Arc;
 
 use super::table::HostTable;
-use super::{Diagnostic, EntryPoint, Route, RouteInfo};
+use super::{Diagnostic, EntryPoint, EntryPoints, Route, RouteInfo};
 use crate::tls::CertIndex;
 
 /// Everything the data plane reads, compiled from one snapshot.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    web: HostTable,
-    websecure: HostTable,
+    web: Arc<HostTable>,
+    /// The same `Arc` as `web` when every route is on both entrypoints (the usual case).
+    websecure: Arc<HostTable>,
     certs: CertIndex,
     /// Every route once (rule routes sorted, default backend last).
     all: Vec<Arc<Route>>,
@@ -33,9 +34,16 @@ impl RouteTable {
             let default = default.clone().filter(|r| r.entrypoints.has(ep));
             HostTable::build(rules, default)
         };
+        let everywhere = routes.iter().chain(default.iter()).all(|r| r.entrypoints == EntryPoints::ALL);
         let (web, mut diagnostics) = on(EntryPoint::Web);
-        let (websecure, more) = on(EntryPoint::WebSecure);
-        diagnostics.extend(more);
+        let web = Arc::new(web);
+        let websecure = if everywhere {
+            web.clone()
+        } else {
+            let (websecure, more) = on(EntryPoint::WebSecure);
+            diagnostics.extend(more);
+            Arc::new(websecure)
+        };
         diagnostics.sort();
         diagnostics.dedup();
         let mut all = routes;
