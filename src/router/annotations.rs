@@ -136,15 +136,13 @@ pub(super) fn ingress_options(
     };
     let force_ssl_redirect = flag(FORCE_SSL_REDIRECT, "force-ssl-redirect").unwrap_or(false);
     let ssl_redirect = flag(SSL_REDIRECT, "ssl-redirect");
-    let backend_protocol = a
-        .get(BACKEND_PROTOCOL)
-        .and_then(|value| {
-            let parsed = nginx_protocol(value);
-            if parsed.is_none() {
-                bad("backend-protocol", value, "HTTP, HTTPS, GRPC, GRPCS or H2C");
-            }
-            parsed
-        });
+    let backend_protocol = a.get(BACKEND_PROTOCOL).and_then(|value| {
+        let parsed = nginx_protocol(value);
+        if parsed.is_none() {
+            bad("backend-protocol", value, "HTTP, HTTPS, GRPC, GRPCS or H2C");
+        }
+        parsed
+    });
     let proxy_ssl = proxy_ssl(a, namespace, &mut bad);
     IngressOptions {
         entrypoints,

@@ -34,7 +34,10 @@ impl RouteTable {
             let default = default.clone().filter(|r| r.entrypoints.has(ep));
             HostTable::build(rules, default)
         };
-        let everywhere = routes.iter().chain(default.iter()).all(|r| r.entrypoints == EntryPoints::ALL);
+        let everywhere = routes
+            .iter()
+            .chain(default.iter())
+            .all(|r| r.entrypoints == EntryPoints::ALL);
         let (web, mut diagnostics) = on(EntryPoint::Web);
         let web = Arc::new(web);
         let websecure = if everywhere {

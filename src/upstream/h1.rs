@@ -97,7 +97,9 @@ impl H1Pool {
             },
             None => req,
         };
-        let mut sender = self.connect(endpoint).await?;
+        // Boxed: connecting is rare, and its future would otherwise make every
+        // request's future (moved on each poll setup) much larger.
+        let mut sender = Box::pin(self.connect(endpoint)).await?;
         let resp = sender
             .send_request(req)
             .await
