@@ -138,6 +138,9 @@ pub struct RunArgs {
         global = true
     )]
     pub data_plane: DataPlaneMode,
+    /// How long the file provider waits for a burst of file changes to settle before reloading.
+    #[arg(long, env = "SLUICE_DEBOUNCE", default_value = "20ms", value_parser = humantime::parse_duration, global = true)]
+    pub debounce: Duration,
     /// Worker threads of the data plane (default: the number of cores).
     #[arg(long, env = "SLUICE_WORKERS", global = true)]
     pub workers: Option<usize>,
@@ -184,7 +187,7 @@ impl RunArgs {
                 idle_timeout: self.upstream_idle_timeout,
                 ..PoolSettings::default()
             },
-            debounce: Duration::from_millis(100),
+            debounce: self.debounce,
             https_addr: self.https_addr,
             tls: TlsSettings {
                 default_cert_secret: self.default_cert_secret.clone(),

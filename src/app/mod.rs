@@ -293,11 +293,13 @@ impl Publisher {
             let Some(update) = updates.borrow_and_update().clone() else {
                 continue;
             };
-            match &last {
+            match &mut last {
                 Some(prev)
                     if router::only_endpoints_changed(&prev.update.snapshot, &update.snapshot) =>
                 {
-                    self.refresh_endpoints(&update, &prev.diagnostics).await;
+                    self.refresh_endpoints(&prev.update, &update, &prev.diagnostics)
+                        .await;
+                    prev.update = update;
                 }
                 _ => {
                     if let Some(diagnostics) = self.publish(update.clone()).await {
@@ -314,14 +316,15 @@ impl Publisher {
     /// Pod churn: new endpoint sets for the live backends, no recompile.
     async fn refresh_endpoints(
         &self,
+        before: &Arc<ProviderUpdate>,
         update: &Arc<ProviderUpdate>,
         compile_diagnostics: &[Diagnostic],
     ) {
         let started = std::time::Instant::now();
         let registries = self.registries.clone();
-        let input = update.clone();
+        let (old, new) = (before.clone(), update.clone());
         let refreshed = tokio::task::spawn_blocking(move || {
-            router::refresh_endpoints(&input.snapshot, &registries.upstreams)
+            router::refresh_endpoints(&old.snapshot, &new.snapshot, &registries.upstreams)
         })
         .await;
         let Ok(sets) = refreshed else {

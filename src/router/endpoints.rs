@@ -2,7 +2,11 @@
 //! routes stay as they are and only the live backends' endpoint sets are
 //! recomputed, so pod churn never waits for a full compile.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::backend::Resolver;
 use super::Snapshot;
@@ -21,19 +25,208 @@ fn same<T: PartialEq>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y) || x == y)
 }
 
-/// The endpoint set every live backend should have now. Backends whose Service
-/// cannot be resolved keep what they have (their routes already answer 503).
+/// The new endpoint sets of the live backends whose Services' EndpointSlices or
+/// Endpoints differ between `before` and `after`; the others are left alone, so
+/// one pod's churn costs the same at 10 or 10,000 Services.
 pub fn refresh_endpoints(
-    snapshot: &Snapshot,
+    before: &Snapshot,
+    after: &Snapshot,
     upstreams: &Upstreams,
 ) -> Vec<(Arc<Backend>, Arc<EndpointSet>)> {
-    let resolver = Resolver::new(snapshot);
+    let mut affected: HashSet<(String, String)> = HashSet::new();
+    changed(
+        &before.endpoint_slices,
+        &after.endpoint_slices,
+        slice_service,
+        &mut affected,
+    );
+    changed(
+        &before.endpoints,
+        &after.endpoints,
+        |e| key(&e.metadata),
+        &mut affected,
+    );
+    if affected.is_empty() {
+        return Vec::new();
+    }
+    let wanted = |meta: &ObjectMeta| key(meta).is_some_and(|k| affected.contains(&k));
+    let subset = Snapshot {
+        services: after
+            .services
+            .iter()
+            .filter(|s| wanted(&s.metadata))
+            .cloned()
+            .collect(),
+        endpoint_slices: after
+            .endpoint_slices
+            .iter()
+            .filter(|s| slice_service(s).is_some_and(|k| affected.contains(&k)))
+            .cloned()
+            .collect(),
+        endpoints: after
+            .endpoints
+            .iter()
+            .filter(|e| wanted(&e.metadata))
+            .cloned()
+            .collect(),
+        ..Snapshot::default()
+    };
+    let resolver = Resolver::new(&subset);
     upstreams
         .live()
         .into_iter()
+        .filter(|b| affected.contains(&(b.key().namespace.clone(), b.key().service.clone())))
         .filter_map(|backend| {
             let set = resolver.resolve(backend.key()).ok()?;
             Some((backend, Arc::new(set)))
         })
         .collect()
+}
+
+/// Adds the Service of every object that was added, removed or changed.
+fn changed<T: PartialEq + HasMeta>(
+    before: &[Arc<T>],
+    after: &[Arc<T>],
+    service_of: impl Fn(&T) -> Option<(String, String)>,
+    affected: &mut HashSet<(String, String)>,
+) {
+    // Objects the store kept keep their Arc; only the others need a look.
+    let kept: HashSet<*const T> = before.iter().map(Arc::as_ptr).collect();
+    let fresh: Vec<&Arc<T>> = after
+        .iter()
+        .filter(|o| !kept.contains(&Arc::as_ptr(o)))
+        .collect();
+    let remaining: HashSet<*const T> = after.iter().map(Arc::as_ptr).collect();
+    let by_id: HashMap<Option<(String, String)>, &Arc<T>> = before
+        .iter()
+        .filter(|o| !remaining.contains(&Arc::as_ptr(o)))
+        .map(|o| (key(o.meta()), o))
+        .collect();
+    let mut matched: HashSet<*const T> = HashSet::new();
+    for f in fresh {
+        match by_id.get(&key(f.meta())) {
+            Some(old) if ***old == **f => {
+                matched.insert(Arc::as_ptr(old));
+            }
+            Some(old) => {
+                matched.insert(Arc::as_ptr(old));
+                affected.extend(service_of(old));
+                affected.extend(service_of(f));
+            }
+            None => affected.extend(service_of(f)),
+        }
+    }
+    for gone in by_id
+        .values()
+        .filter(|o| !matched.contains(&Arc::as_ptr(o)))
+    {
+        affected.extend(service_of(gone));
+    }
+}
+
+/// Objects with metadata.
+trait HasMeta {
+    fn meta(&self) -> &ObjectMeta;
+}
+
+impl HasMeta for EndpointSlice {
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+}
+
+impl HasMeta for k8s_openapi::api::core::v1::Endpoints {
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+}
+
+fn key(meta: &ObjectMeta) -> Option<(String, String)> {
+    Some((
+        meta.namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
+        meta.name.clone()?,
+    ))
+}
+
+fn slice_service(slice: &EndpointSlice) -> Option<(String, String)> {
+    let meta = &slice.metadata;
+    let service = meta.labels.as_ref()?.get("kubernetes.io/service-name")?;
+    Some((
+        meta.namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
+        service.clone(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Service;
+    use serde_json::json;
+
+    use super::*;
+    use crate::upstream::{BackendKey, PortRef};
+
+    fn service(name: &str) -> Arc<Service> {
+        Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default"},
+                "spec": {"ports": [{"name": "http", "port": 80}]}}))
+            .expect("service"),
+        )
+    }
+
+    fn slice(service: &str, ip: &str) -> Arc<EndpointSlice> {
+        Arc::new(
+            serde_json::from_value(
+                json!({"metadata": {"name": format!("{service}-1"), "namespace": "default",
+                "labels": {"kubernetes.io/service-name": service}},
+                "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+                "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}]}),
+            )
+            .expect("slice"),
+        )
+    }
+
+    #[test]
+    fn only_the_changed_services_backends_are_refreshed() {
+        let upstreams = Upstreams::new();
+        let key = |svc: &str| BackendKey {
+            namespace: "default".into(),
+            service: svc.into(),
+            port: PortRef::Number(80),
+        };
+        let (a, b) = (upstreams.backend(&key("a")), upstreams.backend(&key("b")));
+        let before = Snapshot {
+            services: vec![service("a"), service("b")],
+            endpoint_slices: vec![slice("a", "10.0.0.1"), slice("b", "10.0.0.2")],
+            ..Snapshot::default()
+        };
+        let mut after = before.clone();
+        after.endpoint_slices[0] = slice("a", "10.0.0.9");
+        assert!(only_endpoints_changed(&before, &after));
+        let sets = refresh_endpoints(&before, &after, &upstreams);
+        assert_eq!(sets.len(), 1, "only Service a changed");
+        assert!(Arc::ptr_eq(&sets[0].0, &a));
+        assert_eq!(
+            sets[0].1.addrs,
+            vec!["10.0.0.9:8080".parse().expect("addr")]
+        );
+        // A re-parsed but identical slice changes nothing.
+        let mut same = after.clone();
+        same.endpoint_slices[1] = slice("b", "10.0.0.2");
+        assert!(refresh_endpoints(&after, &same, &upstreams).is_empty());
+        // A removed slice refreshes its Service (now without endpoints).
+        let mut removed = after.clone();
+        removed.endpoint_slices.remove(1);
+        let sets = refresh_endpoints(&after, &removed, &upstreams);
+        assert_eq!(sets.len(), 1);
+        assert!(Arc::ptr_eq(&sets[0].0, &b));
+        assert!(sets[0].1.addrs.is_empty());
+        // A Service change is not an endpoint-only change.
+        let mut svc_changed = after.clone();
+        svc_changed.services[0] = service("c");
+        assert!(!only_endpoints_changed(&after, &svc_changed));
+    }
 }
