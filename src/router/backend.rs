@@ -1,7 +1,7 @@
 //! Backend resolution: a Service port to its endpoint set, the way kube-proxy reads
 //! EndpointSlices (or legacy Endpoints when a Service has no slice).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::core::v1::{EndpointSubset, Endpoints, Service, ServicePort};
@@ -52,7 +52,7 @@ impl<'a> Resolver<'a> {
             .iter()
             .filter_map(|e| Some((key_of(&e.metadata)?, &**e)))
             .collect();
-        let mut slices: HashMap<Key<'a>, Vec<&'a EndpointSlice>> = HashMap::new();
+        let mut slices: HashMap<Key<'a>, Vec<&'a EndpointSlice>> = HashMap::default();
         for slice in &snapshot.endpoint_slices {
             let meta = &slice.metadata;
             let service = meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));

@@ -27,11 +27,11 @@ pub(super) fn index_secrets(snapshot: &Snapshot) -> Secrets<'_> {
         .collect()
 }
 
-/// The certificate index and, per Ingress (namespace, name), the hosts its TLS
-/// section covers.
+/// The certificate index and, per served Ingress, the hosts its TLS section covers.
 pub(super) struct CompiledCerts {
     pub index: CertIndex,
-    pub covered: HashMap<(String, String), Vec<HostPattern>>,
+    /// Per served Ingress (same order as the `served` slice): the hosts its TLS section covers.
+    pub covered: Vec<Vec<HostPattern>>,
 }
 
 /// Compiles every served Ingress's TLS section (oldest Ingress first wins a host).
@@ -46,7 +46,7 @@ pub(super) fn compile_certs(
     let mut builder = CertIndex::builder();
     let mut loaded: HashMap<(String, String), Option<LoadedCert>> = HashMap::new();
     let mut owners: HashMap<String, ObjectRef> = HashMap::new();
-    let mut covered = HashMap::new();
+    let mut covered = Vec::with_capacity(served.len());
     for ing in served {
         let sections = ing
             .ingress
@@ -84,10 +84,7 @@ pub(super) fn compile_certs(
                 is_default: false,
             });
         }
-        covered.insert(
-            (ing.namespace.to_owned(), ing.name.to_owned()),
-            hosts_of_ingress,
-        );
+        covered.push(hosts_of_ingress);
     }
     install_default(
         &mut builder,

@@ -1,6 +1,8 @@
 //! The compiler: Snapshot in, RouteTable plus Diagnostics out. Pure; never fails as a whole.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::IngressBackend;
@@ -115,7 +117,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         registries,
         secrets,
         covered,
-        resolved: HashMap::new(),
+        resolved: HashMap::default(),
         endpoints: BTreeMap::new(),
         diagnostics,
     };
@@ -141,8 +143,8 @@ struct Context<'a> {
     resolver: Resolver<'a>,
     registries: &'a Registries,
     secrets: Secrets<'a>,
-    /// The hosts each Ingress's TLS section covers, by (namespace, name).
-    covered: HashMap<(String, String), Vec<HostPattern>>,
+    /// The hosts each served Ingress's TLS section covers, by position in `served`.
+    covered: Vec<Vec<HostPattern>>,
     /// Each Service port resolved once per compile.
     resolved: HashMap<BackendKey, Result<Arc<Backend>, Unresolved>>,
     endpoints: BTreeMap<BackendKey, (Arc<Backend>, Arc<EndpointSet>)>,
@@ -152,9 +154,9 @@ struct Context<'a> {
 impl Context<'_> {
     /// Routes for every rule path; `served` is oldest first, so the first claim wins.
     fn rule_routes(&mut self, served: &[Served<'_>]) -> Vec<Arc<Route>> {
-        let mut claims: HashMap<Claim, &ObjectRef> = HashMap::new();
+        let mut claims: HashMap<Claim, &ObjectRef> = HashMap::default();
         let mut routes = Vec::new();
-        for ing in served {
+        for (index, ing) in served.iter().enumerate() {
             let opts = self.options_of(ing);
             for rule in ingress::rules(ing, &mut self.diagnostics) {
                 let Some(key) = self.backend_key(ing, rule.backend) else {
@@ -178,7 +180,7 @@ impl Context<'_> {
                 claims.insert(claim, &ing.object);
                 let has_tls = self
                     .covered
-                    .get(&(ing.namespace.to_owned(), ing.name.to_owned()))
+                    .get(index)
                     .is_some_and(|hosts| certs::covers(hosts, &rule.host));
                 let redirect = opts.redirects(has_tls);
                 routes.push(self.route(

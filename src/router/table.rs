@@ -4,13 +4,11 @@
 //! wildcard's, then the host-less rules, then the default backend. A request falls
 //! through to the next level when no path of a level matches it.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use super::host::{self, HostPattern, MAX_HOST};
 use super::path::PathTable;
-#[cfg(test)]
-use super::RouteInfo;
 use super::{Diagnostic, Route};
 
 /// The compiled routing table: exact hosts, wildcard hosts, host-less rules, default backend.
@@ -24,9 +22,6 @@ pub(super) struct HostTable {
     any: PathTable,
     /// The winning `spec.defaultBackend`.
     default: Option<Arc<Route>>,
-    /// Every rule route, sorted by host and path, for [`HostTable::routes`].
-    #[cfg_attr(not(test), allow(dead_code))]
-    all: Vec<Arc<Route>>,
 }
 
 impl HostTable {
@@ -34,10 +29,10 @@ impl HostTable {
     /// [`HostPattern::display`] writes it, no two with the same host, match path
     /// and kind) and the default backend.
     pub(super) fn build(
-        mut routes: Vec<Arc<Route>>,
+        routes: Vec<Arc<Route>>,
         default: Option<Arc<Route>>,
     ) -> (Self, Vec<Diagnostic>) {
-        let mut groups: HashMap<HostPattern, Vec<Arc<Route>>> = HashMap::new();
+        let mut groups: HashMap<HostPattern, Vec<Arc<Route>>> = HashMap::default();
         for route in &routes {
             groups
                 .entry(pattern_of(route))
@@ -58,10 +53,6 @@ impl HostTable {
                 HostPattern::Any => Some(std::mem::replace(&mut table.any, paths)),
             };
         }
-        routes.sort_by(|a, b| {
-            (&a.host, &a.path, a.kind, &a.name).cmp(&(&b.host, &b.path, b.kind, &b.name))
-        });
-        table.all = routes;
         (table, diagnostics)
     }
 
@@ -81,16 +72,6 @@ impl HostTable {
         named
             .or_else(|| self.any.lookup(path))
             .or(self.default.as_ref())
-    }
-
-    /// Every route and default backend (the published table lists them for the API).
-    #[cfg(test)]
-    pub fn routes(&self) -> Vec<RouteInfo> {
-        self.all
-            .iter()
-            .chain(self.default.as_ref())
-            .map(|route| route.info())
-            .collect()
     }
 
     /// Whether the table routes nothing at all (every request gets 404).
@@ -217,21 +198,5 @@ mod tests {
         assert!(t.lookup("b.com", "/").is_none());
         assert!(HostTable::default().lookup("a.com", "/").is_none());
         assert!(HostTable::default().is_empty());
-    }
-
-    #[test]
-    fn routes_lists_each_route_once_sorted_with_default_last() {
-        let names: Vec<_> = table().routes().into_iter().map(|r| r.name).collect();
-        assert_eq!(
-            names,
-            [
-                "any /",
-                "any /any",
-                "*.example.com /",
-                "*.example.com /wild",
-                "example.com /api",
-                "any default"
-            ]
-        );
     }
 }
