@@ -8,17 +8,12 @@ use std::time::Duration;
 
 use support::*;
 
-async fn start_web() -> (Backend, Manifests, sluice::app::Running) {
-    let web = whoami("web").await;
-    let m = Manifests::new();
-    m.write(
-        "a.yaml",
-        &(service("web", &[web.addr]) + &ingress("app", &[("", "/", "Prefix", "web")])),
-    );
-    let mut s = settings(&m.path());
-    s.connections.header_read_timeout = Duration::from_millis(500);
-    let sluice = start(s).await;
-    (web, m, sluice)
+async fn start_web() -> (Vec<Backend>, Manifests, sluice::app::Running) {
+    let f = fixture(&["web"], &[("", "/", "Prefix", "web")], |s| {
+        s.connections.header_read_timeout = Duration::from_millis(500);
+    })
+    .await;
+    (f.backends, f.manifests, f.sluice)
 }
 
 fn status_line(answer: &str) -> &str {
@@ -173,25 +168,19 @@ async fn http10_clients_never_get_chunked_bodies() {
 
 #[tokio::test]
 async fn dot_segments_cannot_escape_the_matched_prefix() {
-    let web = whoami("web").await;
-    let admin = whoami("admin").await;
-    let m = Manifests::new();
-    m.write(
-        "a.yaml",
+    let Fixture {
+        sluice,
+        backends: _backends,
+        manifests: _manifests,
+    } = fixture(
+        &["web", "admin"],
         &[
-            service("web", &[web.addr]),
-            service("admin", &[admin.addr]),
-            ingress(
-                "app",
-                &[
-                    ("", "/app", "Prefix", "web"),
-                    ("", "/admin", "Prefix", "admin"),
-                ],
-            ),
-        ]
-        .join("---\n"),
-    );
-    let sluice = start(settings(&m.path())).await;
+            ("", "/app", "Prefix", "web"),
+            ("", "/admin", "Prefix", "admin"),
+        ],
+        |_| {},
+    )
+    .await;
     for target in ["/app/../admin/x", "/app/%2e%2e/admin/x"] {
         let req = format!("GET {target} HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
         let answer = raw(sluice.http_addr, req.as_bytes(), WAIT).await;
@@ -318,25 +307,19 @@ async fn connect_is_refused_with_405() {
 
 #[tokio::test]
 async fn absolute_form_target_decides_host_for_routing_and_forwarding() {
-    let web = whoami("web").await;
-    let other = whoami("other").await;
-    let m = Manifests::new();
-    m.write(
-        "a.yaml",
+    let Fixture {
+        sluice,
+        backends: _backends,
+        manifests: _manifests,
+    } = fixture(
+        &["web", "other"],
         &[
-            service("web", &[web.addr]),
-            service("other", &[other.addr]),
-            ingress(
-                "app",
-                &[
-                    ("a.test", "/", "Prefix", "web"),
-                    ("b.test", "/", "Prefix", "other"),
-                ],
-            ),
-        ]
-        .join("---\n"),
-    );
-    let sluice = start(settings(&m.path())).await;
+            ("a.test", "/", "Prefix", "web"),
+            ("b.test", "/", "Prefix", "other"),
+        ],
+        |_| {},
+    )
+    .await;
     let answer = raw(
         sluice.http_addr,
         b"GET http://a.test/x HTTP/1.1\r\nHost: b.test\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
@@ -355,22 +338,16 @@ async fn absolute_form_target_decides_host_for_routing_and_forwarding() {
 
 #[tokio::test]
 async fn encoded_and_doubled_paths_match_like_the_backend_reads_them() {
-    let web = whoami("web").await;
-    let api = whoami("api").await;
-    let m = Manifests::new();
-    m.write(
-        "a.yaml",
-        &[
-            service("web", &[web.addr]),
-            service("api", &[api.addr]),
-            ingress(
-                "app",
-                &[("", "/", "Prefix", "web"), ("", "/api", "Prefix", "api")],
-            ),
-        ]
-        .join("---\n"),
-    );
-    let sluice = start(settings(&m.path())).await;
+    let Fixture {
+        sluice,
+        backends: _backends,
+        manifests: _manifests,
+    } = fixture(
+        &["web", "api"],
+        &[("", "/", "Prefix", "web"), ("", "/api", "Prefix", "api")],
+        |_| {},
+    )
+    .await;
     let c = client();
     for path in ["/%61pi/x", "//api/x", "/api//x"] {
         let v = whoami_json(&c, sluice.http_addr, "a", path).await;

@@ -39,45 +39,26 @@ async fn routes_by_host_and_path_with_spec_precedence() {
     );
     let sluice = start(settings(&m.path())).await;
     let c = client();
-    let name = |v: serde_json::Value| v["name"].as_str().unwrap_or_default().to_owned();
     let addr = sluice.http_addr;
-    assert_eq!(
-        name(whoami_json(&c, addr, "shop.example.com", "/").await),
-        "web"
-    );
-    assert_eq!(
-        name(whoami_json(&c, addr, "SHOP.Example.com:8080", "/api/v1").await),
-        "api"
-    );
-    assert_eq!(
-        name(whoami_json(&c, addr, "shop.example.com", "/api").await),
-        "api"
-    );
-    // Prefix matches element-wise: /apix is not under /api.
-    assert_eq!(
-        name(whoami_json(&c, addr, "shop.example.com", "/apix").await),
-        "web"
-    );
-    assert_eq!(
-        name(whoami_json(&c, addr, "shop.example.com", "/exact").await),
-        "api"
-    );
-    assert_eq!(
-        name(whoami_json(&c, addr, "shop.example.com", "/exact/more").await),
-        "web"
-    );
-    // Wildcard: exactly one label.
-    assert_eq!(
-        name(whoami_json(&c, addr, "a.example.com", "/").await),
-        "wild"
-    );
+    let cases = [
+        ("shop.example.com", "/", "web"),
+        ("SHOP.Example.com:8080", "/api/v1", "api"),
+        ("shop.example.com", "/api", "api"),
+        // Prefix matches element-wise: /apix is not under /api.
+        ("shop.example.com", "/apix", "web"),
+        ("shop.example.com", "/exact", "api"),
+        ("shop.example.com", "/exact/more", "web"),
+        // Wildcard: exactly one label.
+        ("a.example.com", "/", "wild"),
+        // Host-less rule catches any host.
+        ("anything.test", "/other/x", "any"),
+    ];
+    for (host, path, backend) in cases {
+        let v = whoami_json(&c, addr, host, path).await;
+        assert_eq!(v["name"], backend, "{host}{path}");
+    }
     assert_eq!(get(&c, addr, "a.b.example.com", "/", &[]).await.status, 404);
     assert_eq!(get(&c, addr, "example.com", "/", &[]).await.status, 404);
-    // Host-less rule catches any host.
-    assert_eq!(
-        name(whoami_json(&c, addr, "anything.test", "/other/x").await),
-        "any"
-    );
     let miss = get(&c, addr, "nothing.test", "/", &[]).await;
     assert_eq!(miss.status, 404);
     assert!(miss.body.contains("not found"), "404 body: {}", miss.body);

@@ -12,15 +12,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 const TEN_MB: usize = 10 * 1024 * 1024;
 
-async fn start_web() -> (Backend, Manifests, sluice::app::Running) {
-    let web = whoami("web").await;
-    let m = Manifests::new();
-    m.write(
-        "a.yaml",
-        &(service("web", &[web.addr]) + &ingress("app", &[("s.test", "/", "Prefix", "web")])),
-    );
-    let sluice = start(settings(&m.path())).await;
-    (web, m, sluice)
+async fn start_web() -> (Vec<Backend>, Manifests, sluice::app::Running) {
+    let f = fixture(&["web"], &[("s.test", "/", "Prefix", "web")], |_| {}).await;
+    (f.backends, f.manifests, f.sluice)
 }
 
 #[tokio::test]

@@ -219,3 +219,40 @@ pub async fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
     let _ = tokio::time::timeout(wait, stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A running sluice in front of whoami backends, one per Service (named after it).
+pub struct Fixture {
+    /// The backends, in the order their Services were named.
+    pub backends: Vec<Backend>,
+    /// The manifest directory sluice watches.
+    pub manifests: Manifests,
+    /// The running sluice.
+    pub sluice: Running,
+}
+
+/// Starts one whoami per Service in `services`, an Ingress `app` with `rules`
+/// (`(host, path, pathType, service)`), and sluice with `tweak` applied to its settings.
+pub async fn fixture(
+    services: &[&str],
+    rules: &[(&str, &str, &str, &str)],
+    tweak: impl FnOnce(&mut Settings),
+) -> Fixture {
+    let mut backends = Vec::new();
+    let mut docs = Vec::new();
+    for name in services {
+        let backend = whoami(name).await;
+        docs.push(service(name, &[backend.addr]));
+        backends.push(backend);
+    }
+    docs.push(ingress("app", rules));
+    let manifests = Manifests::new();
+    manifests.write("a.yaml", &docs.join("---\n"));
+    let mut s = settings(&manifests.path());
+    tweak(&mut s);
+    let sluice = start(s).await;
+    Fixture {
+        backends,
+        manifests,
+        sluice,
+    }
+}
