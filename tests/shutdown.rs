@@ -55,6 +55,19 @@ fn spawn_sluice(manifests: &std::path::Path) -> (Child, SocketAddr, SocketAddr) 
     (child, http, admin)
 }
 
+/// Kills the child if the test ends before it exited (a failed assertion must
+/// not leave a sluice running).
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn signal(child: &Child, sig: &str) {
     let status = Command::new("kill")
         .args(["-s", sig, &child.id().to_string()])
@@ -71,13 +84,15 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
         "a.yaml",
         &(service("web", &[web.addr]) + &ingress("app", &[("", "/", "Prefix", "web")])),
     );
-    let (mut child, http, admin) = spawn_sluice(&m.path());
+    let (child, http, admin) = spawn_sluice(&m.path());
+    let mut guard = KillOnDrop(Some(child));
+    let child = guard.0.as_ref().expect("child");
     let c = client();
     wait_for("ready", || async {
         get(&c, admin, "admin", "/readyz", &[]).await.status == 200
     })
     .await;
-    signal(&child, "HUP");
+    signal(child, "HUP");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         get(&c, http, "a", "/", &[]).await.status,
@@ -90,9 +105,10 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
         async move { get(&c, http, "a", "/?wait=1500ms", &[]).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    signal(&child, "TERM");
+    signal(child, "TERM");
     let answer = slow.await.expect("slow request task");
     assert_eq!(answer.status, 200, "the in-flight request completes");
+    let mut child = guard.0.take().expect("child");
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .expect("join")
