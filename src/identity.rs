@@ -46,6 +46,15 @@ impl<K: Hash + Eq + Clone, V> WeakRegistry<K, V> {
             .filter_map(|(k, w)| w.upgrade().map(|v| (k.clone(), v)))
             .collect()
     }
+
+    /// The live values whose key passes `keep` (no key is cloned).
+    pub fn live_where(&self, keep: impl Fn(&K) -> bool) -> Vec<Arc<V>> {
+        let map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        map.iter()
+            .filter(|(k, _)| keep(k))
+            .filter_map(|(_, w)| w.upgrade())
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -88,6 +88,12 @@ impl Upstreams {
 
     /// Every backend some table still uses (for the admin API and the name resolver).
     pub fn live(&self) -> Vec<Arc<Backend>> {
-        self.backends.live().into_iter().map(|(_, b)| b).collect()
+        self.backends.live_where(|_| true)
+    }
+
+    /// The live backends of the Services `wanted` accepts (by namespace and name).
+    pub fn live_for(&self, wanted: impl Fn(&str, &str) -> bool) -> Vec<Arc<Backend>> {
+        self.backends
+            .live_where(|key| wanted(&key.namespace, &key.service))
     }
 }
