@@ -19,8 +19,8 @@ pub fn insecure_client_config(alpn: &[&[u8]]) -> ClientConfig {
     insecure_with_versions(alpn, rustls::DEFAULT_VERSIONS)
 }
 
-/// [`insecure_client_config`] limited to `versions` (tests pin TLS 1.2 with it).
-pub(crate) fn insecure_with_versions(
+/// [`insecure_client_config`] limited to `versions` (to pin a TLS version).
+pub fn insecure_with_versions(
     alpn: &[&[u8]],
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> ClientConfig {
