@@ -33,7 +33,9 @@ pub struct ManifestFiles {
     root: PathBuf,
     single_file: bool,
     store: Store,
-    contents: HashMap<String, Vec<u8>>,
+    /// Length and hash of each file's bytes as last parsed (not the bytes: at
+    /// 10,000 Ingresses keeping them would cost megabytes for nothing).
+    contents: HashMap<String, Fingerprint>,
 }
 
 impl ManifestFiles {
@@ -117,13 +119,14 @@ impl ManifestFiles {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return,
             Err(err) => return self.unreadable(name, &err),
         };
-        if self.contents.get(name) == Some(&bytes) {
+        let fingerprint = Fingerprint::of(&bytes);
+        if self.contents.get(name) == Some(&fingerprint) {
             return;
         }
         tracing::debug!(file = %name, "loading manifest file");
         let parsed = parse_manifests(name, &bytes);
         self.store.apply(name, parsed);
-        self.contents.insert(name.to_owned(), bytes);
+        self.contents.insert(name.to_owned(), fingerprint);
     }
 
     /// Keeps the file's last objects and reports why it could not be read.
@@ -223,5 +226,24 @@ mod tests {
         assert!(is_ignored("app.yaml~"));
         assert!(!is_ignored("app.yaml"));
         assert!(is_manifest("a.yml") && is_manifest("a.JSON") && !is_manifest("a.txt"));
+    }
+}
+
+/// What identifies a file's content between reloads: its length and a 64-bit hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    len: usize,
+    hash: u64,
+}
+
+impl Fingerprint {
+    fn of(bytes: &[u8]) -> Self {
+        use std::hash::Hasher;
+        let mut hasher = rustc_hash::FxHasher::default();
+        hasher.write(bytes);
+        Self {
+            len: bytes.len(),
+            hash: hasher.finish(),
+        }
     }
 }
