@@ -22,6 +22,25 @@ fn status_line(answer: &str) -> &str {
 
 const WAIT: Duration = Duration::from_secs(3);
 
+/// Sends each raw request on its own connection and checks the status line.
+async fn assert_each_answers(
+    addr: std::net::SocketAddr,
+    cases: &[&[u8]],
+    status: &str,
+) -> Vec<String> {
+    let mut answers = Vec::new();
+    for case in cases {
+        let answer = raw(addr, case, WAIT).await;
+        assert!(
+            status_line(&answer).starts_with(status),
+            "{:?} -> {answer:?}",
+            String::from_utf8_lossy(case)
+        );
+        answers.push(answer);
+    }
+    answers
+}
+
 #[tokio::test]
 async fn smuggling_attempts_get_400_and_a_closed_connection() {
     let (_web, _m, sluice) = start_web().await;
@@ -31,13 +50,7 @@ async fn smuggling_attempts_get_400_and_a_closed_connection() {
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nxxxx",
     ];
-    for case in cases {
-        let answer = raw(sluice.http_addr, case, WAIT).await;
-        assert!(
-            status_line(&answer).starts_with("HTTP/1.1 400"),
-            "{:?} -> {answer:?}",
-            String::from_utf8_lossy(case)
-        );
+    for answer in assert_each_answers(sluice.http_addr, &cases, "HTTP/1.1 400").await {
         assert_eq!(
             answer.matches("HTTP/1.1").count(),
             1,
@@ -64,14 +77,7 @@ async fn bad_host_headers_get_400() {
         b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a/b@c\r\nConnection: close\r\n\r\n",
     ];
-    for case in cases {
-        let answer = raw(sluice.http_addr, case, WAIT).await;
-        assert!(
-            status_line(&answer).starts_with("HTTP/1.1 400"),
-            "{:?} -> {answer:?}",
-            String::from_utf8_lossy(case)
-        );
-    }
+    assert_each_answers(sluice.http_addr, &cases, "HTTP/1.1 400").await;
     // HTTP/1.0 needs no Host.
     let old = raw(sluice.http_addr, b"GET / HTTP/1.0\r\n\r\n", WAIT).await;
     assert!(status_line(&old).starts_with("HTTP/1.0 200"), "{old}");
