@@ -15,8 +15,10 @@
 
 pub mod admin;
 pub mod app;
+pub mod body;
 pub mod identity;
 pub mod metrics;
+pub mod middleware;
 pub mod proxy;
 pub mod router;
 pub mod tls;

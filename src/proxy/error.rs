@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
 use http::{Response, StatusCode};
-use http_body_util::{Either, Full};
 
 use super::ProxyBody;
+use crate::body::ResponseBody;
 use crate::upstream::UpstreamError;
 
 /// Why the proxy answered itself instead of relaying a backend's response.
@@ -27,6 +27,10 @@ pub enum ProxyError {
     /// The request could not be turned into an upstream request.
     #[error("the request target cannot be forwarded")]
     BadTarget,
+    /// A middleware the route references is missing or invalid: 500, never
+    /// served without it.
+    #[error("the route's middlewares are unavailable: {0}")]
+    MiddlewareUnavailable(std::sync::Arc<str>),
     /// Forwarding to the backend failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -41,6 +45,7 @@ impl ProxyError {
             Self::Unavailable(_, status) => *status,
             Self::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadTarget => StatusCode::BAD_REQUEST,
+            Self::MiddlewareUnavailable(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
@@ -55,6 +60,7 @@ impl ProxyError {
             Self::BadRequest(_) | Self::BadTarget => "400 bad request\n",
             Self::NoRoute => "404 page not found\n",
             Self::Unavailable(..) | Self::NoEndpoints => "503 service unavailable\n",
+            Self::MiddlewareUnavailable(_) => "500 internal server error\n",
             Self::Upstream(UpstreamError::Timeout(_)) => "504 gateway timeout\n",
             Self::Upstream(_) => "502 bad gateway\n",
         }
@@ -67,9 +73,9 @@ impl ProxyError {
 
     /// The response the client gets.
     pub fn into_response(self) -> Response<ProxyBody> {
-        let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
+        let mut resp = Response::new(ResponseBody::full(Bytes::from_static(
             self.body().as_bytes(),
-        ))));
+        )));
         *resp.status_mut() = self.status();
         resp.headers_mut().insert(
             CONTENT_TYPE,

@@ -21,21 +21,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use http::header::{HeaderValue, HOST};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
-use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
+use crate::body::{RequestBody, ResponseBody};
 use crate::metrics::RouteStats;
+use crate::middleware::{BoxFuture, Chain, Failure, Next, Outcome, RequestContext, Terminal};
 use crate::router::{EntryPoint, Route, RouteTable, Target};
-use crate::upstream::PooledBody;
 
-/// The body of every response the proxy sends: a backend's stream, or a short text.
-pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
+/// The body of every response the proxy sends.
+pub type ProxyBody = ResponseBody;
 
 /// The request handler shared by every connection of every listener.
 #[derive(Debug)]
@@ -121,7 +120,7 @@ impl Proxy {
 
     async fn forward(
         &self,
-        route: &Route,
+        route: &Arc<Route>,
         mut parts: Parts,
         body: Incoming,
         host: Option<HeaderValue>,
@@ -130,52 +129,83 @@ impl Proxy {
         if route.redirect_https && !client.tls {
             return Ok(redirect::to_https(&parts, host.as_ref(), self.https_port));
         }
-        let backend = match &route.target {
-            Target::Backend(backend) => backend,
-            Target::Unavailable { status, reason } => {
-                let status =
-                    StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                return Err(ProxyError::Unavailable(reason.clone(), status));
-            }
-        };
-        let endpoint = backend.pick().ok_or(ProxyError::NoEndpoints)?;
-        let client_upgrade = prepare_headers(&mut parts, host.as_ref(), client);
-        let upstream = &route.client;
-        parts.version = upstream.version();
-        let mut resp = upstream
-            .send(endpoint, Request::from_parts(parts, body))
-            .await
-            .map_err(|e| {
-                tracing::warn!(route = %route.name, %endpoint, error = %e, "forwarding failed");
-                ProxyError::from(e)
-            })?;
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                let backend_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(forward::tunnel(client_upgrade, backend_upgrade));
-                return Ok(resp.map(Either::Left));
+        prepare_headers(&mut parts, host.as_ref(), client);
+        let req = Request::from_parts(parts, RequestBody::Incoming(body));
+        match &route.middlewares {
+            // No middlewares: straight to the backend, no boxing, no context.
+            Chain::Empty => to_backend(route, req).await.map_err(|f| f.error),
+            Chain::Broken { reason, .. } => Err(ProxyError::MiddlewareUnavailable(reason.clone())),
+            Chain::Ready { steps, .. } => {
+                let cx = RequestContext {
+                    client: client.clone(),
+                    route: route.clone(),
+                };
+                Next::new(steps, &Backend)
+                    .run(req, &cx)
+                    .await
+                    .map_err(|f| f.error)
             }
         }
-        forward::strip_hop_by_hop(resp.headers_mut());
-        Ok(resp.map(Either::Left))
     }
 }
 
-/// Rewrites the request headers for the backend; returns the client's side of an
-/// Upgrade when the request asks for one that may be tunnelled.
-fn prepare_headers(
-    parts: &mut Parts,
-    host: Option<&HeaderValue>,
-    client: &ClientInfo,
-) -> Option<OnUpgrade> {
+/// The end of every middleware chain: the route's backend.
+struct Backend;
+
+impl Terminal for Backend {
+    fn forward<'a>(
+        &'a self,
+        req: Request<RequestBody>,
+        cx: &'a RequestContext,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(to_backend(&cx.route, req))
+    }
+}
+
+/// Sends a prepared request to one of the route's endpoints and relays the
+/// answer (tunnelling an accepted Upgrade).
+async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
+    let backend = match &route.target {
+        Target::Backend(backend) => backend,
+        Target::Unavailable { status, reason } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return Err(ProxyError::Unavailable(reason.clone(), status).into());
+        }
+    };
+    let endpoint = backend
+        .pick()
+        .ok_or(Failure::from(ProxyError::NoEndpoints))?;
+    let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
+    let upstream = &route.client;
+    *req.version_mut() = upstream.version();
+    let mut resp = upstream.send(endpoint, req).await.map_err(|e| {
+        tracing::warn!(route = %route.name, %endpoint, error = %e, "forwarding failed");
+        Failure::from(ProxyError::from(e))
+    })?;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let backend_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(forward::tunnel(client_upgrade, backend_upgrade));
+            return Ok(resp.map(ResponseBody::Upstream));
+        }
+    }
+    forward::strip_hop_by_hop(resp.headers_mut());
+    Ok(resp.map(ResponseBody::Upstream))
+}
+
+/// Rewrites the request headers for the backend. The client's side of an
+/// Upgrade stays in the extensions only when the request asks for one that may
+/// be tunnelled.
+fn prepare_headers(parts: &mut Parts, host: Option<&HeaderValue>, client: &ClientInfo) {
     let upgrade = forward::strip_hop_by_hop(&mut parts.headers)
         // `Upgrade: h2c` through a proxy is the h2c-smuggling pattern: never tunnel it.
         .filter(|protocol| !protocol.as_bytes().eq_ignore_ascii_case(b"h2c"));
     let client_upgrade = upgrade
         .as_ref()
         .and_then(|_| parts.extensions.remove::<OnUpgrade>());
-    if let (Some(protocol), Some(_)) = (upgrade, &client_upgrade) {
+    if let (Some(protocol), Some(on_upgrade)) = (upgrade, client_upgrade) {
         forward::restore_upgrade(&mut parts.headers, protocol);
+        parts.extensions.insert(on_upgrade);
     }
     forward::set_forwarded(&mut parts.headers, client, host);
     if let Some(host) = host {
@@ -184,7 +214,6 @@ fn prepare_headers(
     if parts.version == http::Version::HTTP_2 {
         forward::join_cookies(&mut parts.headers);
     }
-    client_upgrade
 }
 
 /// The authority the client addressed: `:authority` / absolute target, else Host.

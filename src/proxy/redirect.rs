@@ -4,7 +4,6 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, LOCATION};
 use http::request::Parts;
 use http::{Response, StatusCode};
-use http_body_util::{Either, Full};
 
 use super::ProxyBody;
 
@@ -13,9 +12,9 @@ pub fn to_https(parts: &Parts, host: Option<&HeaderValue>, https_port: u16) -> R
     let host = host.and_then(|h| h.to_str().ok()).unwrap_or("");
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let location = location(host, https_port, target);
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
+    let mut resp = Response::new(ProxyBody::full(Bytes::from_static(
         b"308 permanent redirect\n",
-    ))));
+    )));
     *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
     resp.headers_mut().insert(
         CONTENT_TYPE,

@@ -14,6 +14,7 @@ use super::path::match_path;
 use super::{Diagnostic, DiagnosticKind, ObjectRef, PathKind, Route, RouteTable, Snapshot, Target};
 use crate::identity::WeakRegistry;
 use crate::metrics::RouteStats;
+use crate::middleware::Chain;
 use std::sync::OnceLock;
 
 use super::annotations::{self, IngressOptions};
@@ -294,6 +295,7 @@ impl Context<'_> {
             client,
             entrypoints: opts.entrypoints,
             redirect_https,
+            middlewares: Chain::default(),
             stats,
         })
     }

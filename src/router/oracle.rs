@@ -37,6 +37,7 @@ fn make(name: String, host: Option<&str>, path: Option<(&str, PathKind)>) -> Arc
         client: Arc::new(UpstreamClient::new(&PoolSettings::default())),
         entrypoints: EntryPoints::ALL,
         redirect_https: false,
+        middlewares: crate::middleware::Chain::default(),
         stats: Arc::default(),
     })
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::ObjectRef;
 use crate::metrics::RouteStats;
+use crate::middleware::Chain;
 use crate::upstream::{Backend, BackendKey, BackendProtocol, UpstreamClient};
 
 /// The Ingress path types, with `ImplementationSpecific` already mapped to `Prefix`.
@@ -102,6 +103,8 @@ pub struct Route {
     pub entrypoints: EntryPoints,
     /// Plain-HTTP requests get a 308 to the `https` URL instead of being forwarded.
     pub redirect_https: bool,
+    /// The middlewares requests run through before the backend.
+    pub middlewares: Chain,
     /// Request counters, kept across reloads by route name.
     pub stats: Arc<RouteStats>,
 }
@@ -131,6 +134,12 @@ pub struct RouteInfo {
     pub redirect_https: bool,
     /// How the backend is spoken to.
     pub backend_protocol: BackendProtocol,
+    /// The middleware references, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub middlewares: Vec<String>,
+    /// Why the middlewares cannot run (the route answers 500).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub middleware_error: Option<String>,
 }
 
 impl Route {
@@ -172,6 +181,8 @@ impl Route {
             entrypoints: self.entrypoints,
             redirect_https: self.redirect_https,
             backend_protocol: self.client.protocol().clone(),
+            middlewares: self.middlewares.names().to_vec(),
+            middleware_error: self.middlewares.broken().map(str::to_owned),
         }
     }
 }

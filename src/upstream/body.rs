@@ -6,22 +6,23 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::sync::oneshot;
+
+use crate::body::RequestBody;
 
 pin_project_lite::pin_project! {
     /// A client's request body on its way to a backend (streamed, never buffered).
     #[derive(Debug)]
     pub struct UpstreamBody {
         #[pin]
-        inner: Incoming,
+        inner: RequestBody,
         sent: Option<oneshot::Sender<()>>,
     }
 }
 
 impl UpstreamBody {
     /// Wraps `inner`; `sent` fires when its last frame (or an error) has been read.
-    pub fn new(inner: Incoming, sent: Option<oneshot::Sender<()>>) -> Self {
+    pub fn new(inner: RequestBody, sent: Option<oneshot::Sender<()>>) -> Self {
         Self { inner, sent }
     }
 }

@@ -18,6 +18,7 @@ use tower_service::Service;
 
 use super::body::UpstreamBody;
 use super::h1::{H1Pool, PooledBody};
+use crate::body::RequestBody;
 use std::net::SocketAddr;
 
 /// Timeouts and pool limits for connections to backends.
@@ -77,6 +78,18 @@ pub enum UpstreamError {
     /// The backend closed the connection or answered something that is not HTTP: 502.
     #[error("the backend failed: {0}")]
     Backend(#[source] hyper::Error),
+}
+
+impl UpstreamError {
+    /// Whether the request certainly never reached the backend (no connection
+    /// was made), so sending it again elsewhere cannot repeat its effects.
+    pub fn never_sent(&self) -> bool {
+        match self {
+            Self::ConnectIo(_) | Self::ConnectTimeout(_) | Self::Target(_) => true,
+            Self::Connect(e) => e.is_connect(),
+            Self::Timeout(_) | Self::Protocol(_) | Self::Backend(_) => false,
+        }
+    }
 }
 
 /// How a backend is spoken to.
@@ -251,7 +264,7 @@ impl UpstreamClient {
     pub async fn send(
         &self,
         endpoint: SocketAddr,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<PooledBody>, UpstreamError> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let timeout = self.response_header_timeout;

@@ -1,0 +1,173 @@
+//! The two body types every layer of the request path agrees on: what goes to a
+//! backend ([`RequestBody`]) and what goes back to the client ([`ResponseBody`]).
+//!
+//! Both are enums rather than boxes so the common case (a client's stream in, a
+//! backend's stream out) costs no allocation; middlewares that replace a body
+//! (buffering, compression, error pages) use the `Full` or `Boxed` variants.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::upstream::PooledBody;
+
+/// The error type of bodies that may come from anywhere.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body on its way to a backend.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// The client's body, streamed as it arrives.
+    Incoming(Incoming),
+    /// A body held in memory (buffered by a middleware, or made by one).
+    Full(Option<Bytes>),
+}
+
+impl RequestBody {
+    /// A body with nothing in it.
+    pub fn empty() -> Self {
+        Self::Full(None)
+    }
+
+    /// A body of `bytes`.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self::Full((!bytes.is_empty()).then_some(bytes))
+    }
+}
+
+impl From<Incoming> for RequestBody {
+    fn from(body: Incoming) -> Self {
+        Self::Incoming(body)
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Incoming(body) => Pin::new(body).poll_frame(cx),
+            Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Incoming(body) => body.is_end_stream(),
+            Self::Full(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Incoming(body) => body.size_hint(),
+            Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
+/// A response body on its way to the client.
+#[derive(Debug)]
+pub enum ResponseBody {
+    /// A backend's body, streamed; returns its connection to the pool when read.
+    Upstream(PooledBody),
+    /// A short body made by the proxy (errors, redirects, middleware answers).
+    Full(Option<Bytes>),
+    /// Any other body (compressed, buffered, an error page's stream).
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+impl ResponseBody {
+    /// A body with nothing in it.
+    pub fn empty() -> Self {
+        Self::Full(None)
+    }
+
+    /// A body of `bytes`.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self::Full((!bytes.is_empty()).then_some(bytes))
+    }
+
+    /// Wraps any body whose errors can be boxed.
+    pub fn boxed<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self::Boxed(body.map_err(Into::into).boxed_unsync())
+    }
+}
+
+impl From<PooledBody> for ResponseBody {
+    fn from(body: PooledBody) -> Self {
+        Self::Upstream(body)
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Boxed(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Upstream(body) => body.is_end_stream(),
+            Self::Full(bytes) => bytes.is_none(),
+            Self::Boxed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Upstream(body) => body.size_hint(),
+            Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Self::Boxed(body) => body.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn full_bodies_yield_their_bytes_once() {
+        let body = ResponseBody::full("hello");
+        assert_eq!(body.size_hint().exact(), Some(5));
+        let bytes = body.collect().await.map(|c| c.to_bytes());
+        assert_eq!(bytes.ok().as_deref(), Some(&b"hello"[..]));
+        let empty = RequestBody::full(Bytes::new());
+        assert!(empty.is_end_stream());
+        let req = RequestBody::full("x").collect().await.map(|c| c.to_bytes());
+        assert_eq!(req.ok().as_deref(), Some(&b"x"[..]));
+    }
+
+    #[tokio::test]
+    async fn boxed_bodies_keep_their_content() {
+        let body = ResponseBody::boxed(http_body_util::Full::new(Bytes::from_static(b"abc")));
+        let bytes = body.collect().await.map(|c| c.to_bytes());
+        assert_eq!(bytes.ok().as_deref(), Some(&b"abc"[..]));
+    }
+}
