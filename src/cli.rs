@@ -84,6 +84,9 @@ pub struct RunArgs {
     /// `namespace/name` of the TLS Secret served when SNI matches no host (default: a generated self-signed certificate).
     #[arg(long, env = "SLUICE_DEFAULT_CERT_SECRET", global = true)]
     pub default_cert_secret: Option<String>,
+    /// Let Ingresses reference Middlewares of other namespaces (`<ns>-<name>@kubernetescrd`).
+    #[arg(long, env = "SLUICE_ALLOW_CROSS_NAMESPACE", global = true)]
+    pub allow_cross_namespace: bool,
     /// Lowest TLS version accepted from clients: 1.2 or 1.3.
     #[arg(
         long,
@@ -174,6 +177,7 @@ impl RunArgs {
             compile: CompileOptions {
                 ingress_class: self.ingress_class.clone(),
                 default_cert_secret: None,
+                allow_cross_namespace: self.allow_cross_namespace,
             },
             shutdown_grace: self.shutdown_grace,
             connections: ConnectionSettings {

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::IngressBackend;
 
-use super::backend::{Resolver, Unresolved};
+use super::backend::Resolver;
 use super::host::HostPattern;
 use super::ingress::{self, Served};
+use super::middlewares;
 use super::path::match_path;
 use super::{Diagnostic, DiagnosticKind, ObjectRef, PathKind, Route, RouteTable, Snapshot, Target};
 use crate::identity::WeakRegistry;
@@ -35,6 +36,8 @@ pub struct CompileOptions {
     pub ingress_class: String,
     /// `--default-cert-secret`: (namespace, name) of the certificate for unknown SNI.
     pub default_cert_secret: Option<(String, String)>,
+    /// `--allow-cross-namespace`: Ingresses may name Middlewares of other namespaces.
+    pub allow_cross_namespace: bool,
 }
 
 impl Default for CompileOptions {
@@ -42,6 +45,7 @@ impl Default for CompileOptions {
         Self {
             ingress_class: "sluice".to_owned(),
             default_cert_secret: None,
+            allow_cross_namespace: false,
         }
     }
 }
@@ -55,6 +59,8 @@ pub struct Registries {
     pub route_stats: WeakRegistry<Arc<str>, RouteStats>,
     /// Upstream clients (protocol, TLS settings, pools).
     pub clients: Clients,
+    /// Built middlewares, reused while their definition is unchanged.
+    pub middlewares: crate::middleware::Builder,
     /// The self-signed fallback certificate, generated on first use.
     default_cert: OnceLock<Option<LoadedCert>>,
 }
@@ -121,7 +127,22 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         resolved: HashMap::default(),
         endpoints: BTreeMap::new(),
         diagnostics,
+        chains: Vec::new(),
     };
+    let mut env = middlewares::Env::new(
+        snapshot,
+        &cx.resolver,
+        &cx.secrets,
+        registries,
+        &mut cx.resolved,
+        &mut cx.endpoints,
+    );
+    cx.chains = middlewares::chains(
+        &served,
+        &mut env,
+        options.allow_cross_namespace,
+        &mut cx.diagnostics,
+    );
     let routes = cx.rule_routes(&served);
     let default = cx.default_route(&served);
     let (table, table_diagnostics) = RouteTable::build(routes, default, index);
@@ -147,9 +168,11 @@ struct Context<'a> {
     /// The hosts each served Ingress's TLS section covers, by position in `served`.
     covered: Vec<Vec<HostPattern>>,
     /// Each Service port resolved once per compile.
-    resolved: HashMap<BackendKey, Result<Arc<Backend>, Unresolved>>,
-    endpoints: BTreeMap<BackendKey, (Arc<Backend>, Arc<EndpointSet>)>,
+    resolved: middlewares::Resolved,
+    endpoints: middlewares::Endpoints,
     diagnostics: Vec<Diagnostic>,
+    /// Each served Ingress's middleware chain, by position in `served`.
+    chains: Vec<Chain>,
 }
 
 impl Context<'_> {
@@ -185,6 +208,7 @@ impl Context<'_> {
                     .is_some_and(|hosts| certs::covers(hosts, &rule.host));
                 let redirect = opts.redirects(has_tls);
                 routes.push(self.route(
+                    index,
                     ing,
                     &opts,
                     redirect,
@@ -200,7 +224,7 @@ impl Context<'_> {
     /// The oldest served Ingress's `spec.defaultBackend`; the others are conflicts.
     fn default_route(&mut self, served: &[Served<'_>]) -> Option<Arc<Route>> {
         let mut winner: Option<(&ObjectRef, Arc<Route>)> = None;
-        for ing in served {
+        for (index, ing) in served.iter().enumerate() {
             let spec = ing.ingress.spec.as_ref();
             let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) else {
                 continue;
@@ -215,7 +239,7 @@ impl Context<'_> {
                     let redirect = opts.redirects(false);
                     winner = Some((
                         &ing.object,
-                        self.route(ing, &opts, redirect, None, None, key),
+                        self.route(index, ing, &opts, redirect, None, None, key),
                     ));
                 }
             }
@@ -255,6 +279,7 @@ impl Context<'_> {
     #[allow(clippy::too_many_arguments)]
     fn route(
         &mut self,
+        index: usize,
         ing: &Served<'_>,
         opts: &IngressOptions,
         redirect_https: bool,
@@ -295,7 +320,7 @@ impl Context<'_> {
             client,
             entrypoints: opts.entrypoints,
             redirect_https,
-            middlewares: Chain::default(),
+            middlewares: self.chains.get(index).cloned().unwrap_or_default(),
             stats,
         })
     }
@@ -350,15 +375,15 @@ impl Context<'_> {
     }
 
     fn target(&mut self, ing: &Served<'_>, key: &BackendKey) -> Target {
-        let resolved = self.resolved.entry(key.clone()).or_insert_with(|| {
-            let set = self.resolver.resolve(key)?;
-            let backend = self.registries.upstreams.backend(key);
-            self.endpoints
-                .insert(key.clone(), (backend.clone(), Arc::new(set)));
-            Ok(backend)
-        });
+        let resolved = middlewares::resolve_backend(
+            &self.resolver,
+            self.registries,
+            &mut self.resolved,
+            &mut self.endpoints,
+            key,
+        );
         match resolved {
-            Ok(backend) => Target::Backend(backend.clone()),
+            Ok(backend) => Target::Backend(backend),
             Err(unresolved) => {
                 let message = unresolved.reason.clone();
                 self.diagnostics.push(Diagnostic::error(

@@ -88,6 +88,8 @@ pub enum DiagnosticKind {
     InvalidSecret,
     /// A certificate has expired; it is still served.
     ExpiredCertificate,
+    /// A referenced Middleware is missing, refused or invalid (the route answers 500).
+    InvalidMiddleware,
 }
 
 impl DiagnosticKind {
@@ -104,6 +106,7 @@ impl DiagnosticKind {
             Self::MissingSecret => "missing_secret",
             Self::InvalidSecret => "invalid_secret",
             Self::ExpiredCertificate => "expired_certificate",
+            Self::InvalidMiddleware => "invalid_middleware",
         }
     }
 }

@@ -19,6 +19,7 @@ pub fn only_endpoints_changed(before: &Snapshot, after: &Snapshot) -> bool {
         && same(&before.ingress_classes, &after.ingress_classes)
         && same(&before.services, &after.services)
         && same(&before.secrets, &after.secrets)
+        && same(&before.middlewares, &after.middlewares)
 }
 
 fn same<T: PartialEq>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {

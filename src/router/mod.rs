@@ -12,6 +12,7 @@ mod diagnostic;
 mod endpoints;
 mod host;
 mod ingress;
+mod middlewares;
 #[cfg(test)]
 mod oracle;
 mod path;

@@ -6,6 +6,8 @@ use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
+use crate::middleware::MiddlewareObject;
+
 /// Every Kubernetes object the compiler may read, as one consistent view.
 ///
 /// Providers guarantee that every namespaced object has `metadata.namespace` set
@@ -26,4 +28,6 @@ pub struct Snapshot {
     pub endpoints: Vec<Arc<Endpoints>>,
     /// `v1` Secrets (TLS certificates, auth users).
     pub secrets: Vec<Arc<Secret>>,
+    /// Traefik `Middleware` objects (`traefik.io/v1alpha1`).
+    pub middlewares: Vec<Arc<MiddlewareObject>>,
 }

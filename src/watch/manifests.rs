@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::object::{Loaded, Object, ObjectKey, Source};
+use crate::middleware;
 use crate::router::{Diagnostic, DiagnosticKind, ObjectRef};
 
 /// What one file yielded: its objects and the documents that failed.
@@ -199,6 +200,11 @@ fn known_kind(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
         ("discovery.k8s.io/v1", "EndpointSlice") => ("EndpointSlice", true),
         ("v1", "Endpoints") => ("Endpoints", true),
         ("v1", "Secret") => ("Secret", true),
+        (version, middleware::object::KIND)
+            if middleware::object::API_VERSIONS.contains(&version) =>
+        {
+            ("Middleware", true)
+        }
         _ => return None,
     })
 }
@@ -249,6 +255,7 @@ fn decode_object(kind: &str, value: Value) -> Result<Object, serde_json::Error> 
         "Service" => Object::Service(decode(value)?),
         "EndpointSlice" => Object::EndpointSlice(decode(value)?),
         "Endpoints" => Object::Endpoints(decode(value)?),
+        "Middleware" => Object::Middleware(decode(value)?),
         _ => Object::Secret(Arc::new(merge_string_data(serde_json::from_value(value)?))),
     })
 }

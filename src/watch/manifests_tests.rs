@@ -82,9 +82,24 @@ fn empty_documents_are_skipped_silently() {
 
 #[test]
 fn other_kinds_are_ignored() {
-    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {name: m}\n---\napiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: old}\n";
+    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata: {name: r}\n---\napiVersion: example.com/v1\nkind: Middleware\nmetadata: {name: m}\n---\napiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: old}\n";
     let parsed = parse_manifests("a.yaml", text.as_bytes());
     assert_eq!(parsed, ParsedFile::default());
+}
+
+#[test]
+fn traefik_middlewares_load_from_both_api_groups() {
+    let text = "apiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata: {name: strip, namespace: apps}\nspec:\n  stripPrefix:\n    prefixes: [/api]\n---\napiVersion: traefik.containo.us/v1alpha1\nkind: Middleware\nmetadata: {name: old}\nspec:\n  addPrefix: {prefix: /v1}\n";
+    let parsed = parse_manifests("mw.yaml", text.as_bytes());
+    assert!(!parsed.has_errors(), "{parsed:?}");
+    assert_eq!(
+        names(&parsed),
+        ["Middleware apps/strip", "Middleware default/old"]
+    );
+    let Object::Middleware(strip) = &parsed.objects[0].object else {
+        panic!("not a Middleware: {:?}", parsed.objects[0]);
+    };
+    assert_eq!(strip.spec["stripPrefix"]["prefixes"][0], "/api");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
+use crate::middleware::MiddlewareObject;
 use crate::router::{ObjectRef, Snapshot};
 
 /// One Kubernetes object of a kind the compiler reads.
@@ -24,6 +25,8 @@ pub enum Object {
     Endpoints(Arc<Endpoints>),
     /// A `v1` Secret, with `stringData` already merged into `data`.
     Secret(Arc<Secret>),
+    /// A Traefik `Middleware` custom resource.
+    Middleware(Arc<MiddlewareObject>),
 }
 
 impl Object {
@@ -36,6 +39,7 @@ impl Object {
             Self::EndpointSlice(o) => snapshot.endpoint_slices.push(Arc::clone(o)),
             Self::Endpoints(o) => snapshot.endpoints.push(Arc::clone(o)),
             Self::Secret(o) => snapshot.secrets.push(Arc::clone(o)),
+            Self::Middleware(o) => snapshot.middlewares.push(Arc::clone(o)),
         }
     }
 }

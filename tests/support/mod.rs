@@ -256,3 +256,50 @@ pub async fn fixture(
         sluice,
     }
 }
+
+/// An Ingress like [`ingress`] carrying `annotations` (e.g.
+/// `traefik.ingress.kubernetes.io/router.middlewares`), in `namespace`.
+pub fn annotated_ingress(
+    name: &str,
+    namespace: &str,
+    annotations: &[(&str, &str)],
+    rules: &[(&str, &str, &str, &str)],
+) -> String {
+    let mut meta = format!("  name: {name}\n  namespace: {namespace}\n");
+    if !annotations.is_empty() {
+        meta.push_str("  annotations:\n");
+        for (k, v) in annotations {
+            meta.push_str(&format!("    {k}: {}\n", serde_json::Value::from(*v)));
+        }
+    }
+    ingress(name, rules).replacen(&format!("  name: {name}\n"), &meta, 1)
+}
+
+/// The `router.middlewares` annotation naming `refs`, comma-separated.
+pub fn middlewares_annotation(refs: &[&str]) -> (&'static str, String) {
+    (
+        "traefik.ingress.kubernetes.io/router.middlewares",
+        refs.join(","),
+    )
+}
+
+/// A Traefik `Middleware` object `name` in `namespace`; `spec` is the YAML under
+/// `spec:` (e.g. `"stripPrefix:\n  prefixes: [/api]"`).
+pub fn middleware(name: &str, namespace: &str, spec: &str) -> String {
+    let mut out = format!(
+        "---\napiVersion: traefik.io/v1alpha1\nkind: Middleware\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n"
+    );
+    for line in spec.lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The entries of the admin API's `/api/errors`.
+pub async fn api_errors(admin: SocketAddr) -> Vec<serde_json::Value> {
+    let answer = get(&client(), admin, "admin", "/api/errors", &[]).await;
+    let v: serde_json::Value = serde_json::from_str(&answer.body).expect("errors JSON");
+    v["errors"].as_array().cloned().unwrap_or_default()
+}

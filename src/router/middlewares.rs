@@ -1,0 +1,164 @@
+//! The `router.middlewares` annotation: each served Ingress's middleware chain,
+//! built from the snapshot's `Middleware` objects.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use rustc_hash::FxHashMap as HashMap;
+
+use super::annotations;
+use super::backend::{Resolver, Unresolved};
+use super::certs::Secrets;
+use super::ingress::Served;
+use super::{Diagnostic, DiagnosticKind, Registries, Snapshot};
+use crate::middleware::{Chain, Environment, MiddlewareObject, ServiceTarget};
+use crate::upstream::{Backend, BackendKey, BackendProtocol, ClientKey, EndpointSet, PortRef};
+
+/// Traefik's annotation naming a router's middlewares, in order.
+pub(super) const ROUTER_MIDDLEWARES: &str = "traefik.ingress.kubernetes.io/router.middlewares";
+
+/// Each Service port resolved once per compile.
+pub(super) type Resolved = HashMap<BackendKey, Result<Arc<Backend>, Unresolved>>;
+/// The endpoint sets the publisher installs, by Service port.
+pub(super) type Endpoints = BTreeMap<BackendKey, (Arc<Backend>, Arc<EndpointSet>)>;
+
+/// What the compiler lends the middleware builder.
+pub(super) struct Env<'x, 'a> {
+    pub resolver: &'x Resolver<'a>,
+    pub secrets: &'x Secrets<'a>,
+    pub registries: &'a Registries,
+    pub resolved: &'x mut Resolved,
+    pub endpoints: &'x mut Endpoints,
+    middlewares: HashMap<(&'a str, &'a str), &'a MiddlewareObject>,
+}
+
+impl<'x, 'a> Env<'x, 'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        snapshot: &'a Snapshot,
+        resolver: &'x Resolver<'a>,
+        secrets: &'x Secrets<'a>,
+        registries: &'a Registries,
+        resolved: &'x mut Resolved,
+        endpoints: &'x mut Endpoints,
+    ) -> Self {
+        let middlewares = snapshot
+            .middlewares
+            .iter()
+            .map(|m| ((m.namespace(), m.name()), &**m))
+            .collect();
+        Self {
+            resolver,
+            secrets,
+            registries,
+            resolved,
+            endpoints,
+            middlewares,
+        }
+    }
+}
+
+/// Resolves a Service port to its live backend once per compile, queueing its
+/// endpoint set for the publisher.
+pub(super) fn resolve_backend(
+    resolver: &Resolver<'_>,
+    registries: &Registries,
+    resolved: &mut Resolved,
+    endpoints: &mut Endpoints,
+    key: &BackendKey,
+) -> Result<Arc<Backend>, Unresolved> {
+    resolved
+        .entry(key.clone())
+        .or_insert_with(|| {
+            let set = resolver.resolve(key)?;
+            let backend = registries.upstreams.backend(key);
+            endpoints.insert(key.clone(), (backend.clone(), Arc::new(set)));
+            Ok(backend)
+        })
+        .clone()
+}
+
+impl Environment for Env<'_, '_> {
+    fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
+        self.secrets.get(&(namespace, name)).copied()
+    }
+
+    fn middleware(&self, namespace: &str, name: &str) -> Option<&MiddlewareObject> {
+        self.middlewares.get(&(namespace, name)).copied()
+    }
+
+    fn service(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        port: &PortRef,
+    ) -> Result<ServiceTarget, String> {
+        let key = self.resolver.canonical(BackendKey {
+            namespace: namespace.to_owned(),
+            service: name.to_owned(),
+            port: port.clone(),
+        });
+        let backend = resolve_backend(
+            self.resolver,
+            self.registries,
+            self.resolved,
+            self.endpoints,
+            &key,
+        )
+        .map_err(|u| u.reason)?;
+        let protocol = self
+            .resolver
+            .service_annotation(&key, annotations::SERVERS_SCHEME)
+            .and_then(annotations::servers_scheme)
+            .unwrap_or(BackendProtocol::Http);
+        let client = self
+            .registries
+            .clients
+            .get(&ClientKey {
+                protocol,
+                verify: None,
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(ServiceTarget { backend, client })
+    }
+}
+
+/// One chain per served Ingress (same order as `served`); references that
+/// cannot be built are reported and make that Ingress's chain broken (500).
+pub(super) fn chains(
+    served: &[Served<'_>],
+    env: &mut Env<'_, '_>,
+    allow_cross_namespace: bool,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<Chain> {
+    let registries = env.registries;
+    let mut session = registries.middlewares.session(env, allow_cross_namespace);
+    served
+        .iter()
+        .map(|ing| {
+            let value = ing
+                .ingress
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ROUTER_MIDDLEWARES));
+            let Some(value) = value else {
+                return Chain::Empty;
+            };
+            let (chain, error) = session.chain(ing.namespace, value);
+            if let Some(error) = error {
+                let message = format!(
+                    "{ROUTER_MIDDLEWARES}: {error}; the Ingress's routes answer 500 until it is fixed"
+                );
+                tracing::warn!(object = %ing.object, "{message}");
+                diagnostics.push(Diagnostic::error(
+                    ing.object.clone(),
+                    DiagnosticKind::InvalidMiddleware,
+                    message,
+                ));
+            }
+            chain
+        })
+        .collect()
+}
