@@ -157,6 +157,13 @@ pub fn set_host_header(headers: &mut HeaderMap, host: &HeaderValue) {
     headers.insert(header::HOST, host.clone());
 }
 
+/// Replaces Host with the endpoint's own address (`service.passhostheader: false`).
+pub fn set_host_to_endpoint(headers: &mut HeaderMap, endpoint: std::net::SocketAddr) {
+    if let Ok(value) = HeaderValue::from_str(&endpoint.to_string()) {
+        headers.insert(header::HOST, value);
+    }
+}
+
 /// HTTP/2 may split `cookie` into several fields; HTTP/1.1 needs one (RFC 9113 §8.2.3).
 pub fn join_cookies(headers: &mut HeaderMap) {
     let mut cookies = headers.get_all(header::COOKIE).iter();

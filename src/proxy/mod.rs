@@ -172,9 +172,17 @@ async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
             return Err(ProxyError::Unavailable(reason.clone(), status).into());
         }
     };
-    let endpoint = backend
-        .pick()
+    let pinned = route
+        .sticky
+        .as_deref()
+        .and_then(|sticky| sticky.wanted(req.headers()))
+        .and_then(|id| backend.pick_sticky(id));
+    let endpoint = pinned
+        .or_else(|| backend.pick())
         .ok_or(Failure::from(ProxyError::NoEndpoints))?;
+    if !route.pass_host_header {
+        forward::set_host_to_endpoint(req.headers_mut(), endpoint);
+    }
     let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
     let upstream = &route.client;
     *req.version_mut() = upstream.version();
@@ -190,6 +198,11 @@ async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
         }
     }
     forward::strip_hop_by_hop(resp.headers_mut());
+    if let (Some(sticky), None) = (route.sticky.as_deref(), pinned) {
+        if let Some(cookie) = sticky.set_cookie(endpoint) {
+            resp.headers_mut().append(http::header::SET_COOKIE, cookie);
+        }
+    }
     Ok(resp.map(ResponseBody::Upstream))
 }
 

@@ -32,6 +32,8 @@ const PROXY_SSL_SECRET: &str = "nginx.ingress.kubernetes.io/proxy-ssl-secret";
 const PROXY_SSL_NAME: &str = "nginx.ingress.kubernetes.io/proxy-ssl-name";
 
 /// The Service annotation that names the backend scheme in Traefik.
+/// Traefik's Service annotation: send the client's Host to the backend (default true).
+pub(super) const PASS_HOST_HEADER: &str = "traefik.ingress.kubernetes.io/service.passhostheader";
 pub(super) const SERVERS_SCHEME: &str = "traefik.ingress.kubernetes.io/service.serversscheme";
 
 /// Backend certificate verification asked for by `proxy-ssl-*`.

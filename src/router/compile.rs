@@ -16,6 +16,7 @@ use super::{Diagnostic, DiagnosticKind, ObjectRef, PathKind, Route, RouteTable, 
 use crate::identity::WeakRegistry;
 use crate::metrics::RouteStats;
 use crate::middleware::Chain;
+use crate::upstream::sticky::StickyCookie;
 use std::sync::OnceLock;
 
 use super::annotations::{self, IngressOptions};
@@ -309,6 +310,7 @@ impl Context<'_> {
             }
         };
         let (path, kind) = path.unzip();
+        let (sticky, pass_host_header) = self.service_options(&key);
         Arc::new(Route {
             name,
             host,
@@ -321,6 +323,8 @@ impl Context<'_> {
             entrypoints: opts.entrypoints,
             redirect_https,
             middlewares: self.chains.get(index).cloned().unwrap_or_default(),
+            sticky,
+            pass_host_header,
             stats,
         })
     }
@@ -364,6 +368,48 @@ impl Context<'_> {
             .clients
             .get(&ClientKey { protocol, verify })
             .map_err(|e| format!("backend verification for {}: {e}", ing.object))
+    }
+
+    /// The Service's Traefik annotations that shape forwarding: sticky cookie and
+    /// passhostheader. A bad value is reported and that option left off.
+    fn service_options(&mut self, key: &BackendKey) -> (Option<Arc<StickyCookie>>, bool) {
+        let object = ObjectRef::namespaced("Service", &key.namespace, &key.service);
+        let service_name = format!("{}-{}-{}@kubernetes", key.namespace, key.service, key.port);
+        let resolver = &self.resolver;
+        let sticky = StickyCookie::from_annotations(
+            |name| resolver.service_annotation(key, name),
+            &service_name,
+        )
+        .unwrap_or_else(|reason| {
+            self.diagnostics.push(Diagnostic::error(
+                object.clone(),
+                DiagnosticKind::InvalidAnnotation,
+                format!("{reason}; sticky sessions are off"),
+            ));
+            None
+        })
+        .map(Arc::new);
+        let pass_host_header = match self
+            .resolver
+            .service_annotation(key, annotations::PASS_HOST_HEADER)
+            .map(str::trim)
+        {
+            None => true,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => {
+                self.diagnostics.push(Diagnostic::error(
+                    object,
+                    DiagnosticKind::InvalidAnnotation,
+                    format!(
+                        "{}: {v:?} is not a boolean; the client's Host is passed",
+                        annotations::PASS_HOST_HEADER
+                    ),
+                ));
+                true
+            }
+        };
+        (sticky, pass_host_header)
     }
 
     fn plain_client(&self) -> Arc<UpstreamClient> {

@@ -38,6 +38,8 @@ fn make(name: String, host: Option<&str>, path: Option<(&str, PathKind)>) -> Arc
         entrypoints: EntryPoints::ALL,
         redirect_https: false,
         middlewares: crate::middleware::Chain::default(),
+        sticky: None,
+        pass_host_header: true,
         stats: Arc::default(),
     })
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::ObjectRef;
 use crate::metrics::RouteStats;
 use crate::middleware::Chain;
+use crate::upstream::sticky::StickyCookie;
 use crate::upstream::{Backend, BackendKey, BackendProtocol, UpstreamClient};
 
 /// The Ingress path types, with `ImplementationSpecific` already mapped to `Prefix`.
@@ -105,6 +106,11 @@ pub struct Route {
     pub redirect_https: bool,
     /// The middlewares requests run through before the backend.
     pub middlewares: Chain,
+    /// Sticky sessions by cookie (the Service's `service.sticky.cookie` annotations).
+    pub sticky: Option<Arc<StickyCookie>>,
+    /// Whether the client's Host goes to the backend (`service.passhostheader`,
+    /// default true); when false the backend gets its own address as Host.
+    pub pass_host_header: bool,
     /// Request counters, kept across reloads by route name.
     pub stats: Arc<RouteStats>,
 }
@@ -134,6 +140,12 @@ pub struct RouteInfo {
     pub redirect_https: bool,
     /// How the backend is spoken to.
     pub backend_protocol: BackendProtocol,
+    /// The sticky cookie's name, when sessions are sticky.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sticky_cookie: Option<String>,
+    /// False when the backend gets its own address as Host.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pass_host_header_off: bool,
     /// The middleware references, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub middlewares: Vec<String>,
@@ -181,6 +193,8 @@ impl Route {
             entrypoints: self.entrypoints,
             redirect_https: self.redirect_https,
             backend_protocol: self.client.protocol().clone(),
+            sticky_cookie: self.sticky.as_ref().map(|s| s.name.clone()),
+            pass_host_header_off: !self.pass_host_header,
             middlewares: self.middlewares.names().to_vec(),
             middleware_error: self.middlewares.broken().map(str::to_owned),
         }

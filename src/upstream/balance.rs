@@ -91,6 +91,25 @@ impl Backend {
         self.pick_from(&set.addrs)
     }
 
+    /// The ready endpoint whose sticky-cookie id is `wanted`, if it is still there.
+    pub fn pick_sticky(&self, wanted: u64) -> Option<SocketAddr> {
+        let set = self.endpoints.load();
+        let find = |addrs: &[SocketAddr]| {
+            addrs
+                .iter()
+                .copied()
+                .find(|a| super::sticky::endpoint_id(*a) == wanted)
+        };
+        if set.external.is_some() {
+            let resolved = self.resolved.load();
+            if resolved.target != set.external {
+                return None;
+            }
+            return find(&resolved.addrs);
+        }
+        find(&set.addrs)
+    }
+
     /// Whether [`Backend::pick`] would find an endpoint now (without advancing the counter).
     pub fn pick_preview(&self) -> bool {
         let set = self.endpoints.load();

@@ -12,6 +12,7 @@ mod clients;
 mod endpoints;
 mod h1;
 mod pool;
+pub mod sticky;
 
 pub use balance::{Backend, Resolved};
 pub use body::UpstreamBody;
