@@ -66,7 +66,11 @@ impl StickyCookie {
         .iter()
         .any(|k| get(k).is_some());
         // Traefik turns stickiness on when any cookie option is set, too.
-        if !flag(annotation::COOKIE)? && !(get(annotation::COOKIE).is_none() && any_option) {
+        let enabled = match get(annotation::COOKIE) {
+            Some(_) => flag(annotation::COOKIE)?,
+            None => any_option,
+        };
+        if !enabled {
             return Ok(None);
         }
         let name = match get(annotation::NAME)
