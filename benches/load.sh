@@ -43,6 +43,15 @@
 #                            H2_CONNS x STREAMS in flight nginx opens and closes
 #                            upstream connections all the time: 512 avoids that)
 # PROXIES=direct is not available with HTTPS (the backend speaks plain HTTP).
+#
+# MIDDLEWARES=1 (--middlewares): the bench Ingress runs a typical chain and the
+# requests go to /api/bench with Basic credentials. sluice: stripPrefix /api,
+# headers (one request and one response header), basicAuth ({SHA} htpasswd line
+# from a Secret) and rateLimit (a limit far above the load, so every request
+# pays for the bucket but none is refused). nginx, the equivalent: rewrite
+# ^/api(/.*)$ $1, proxy_set_header + add_header, auth_basic with the same
+# htpasswd line, limit_req with burst. {SHA} rather than bcrypt because nginx
+# would run bcrypt on every request (sluice caches successful checks).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -59,6 +68,7 @@ ADMIN_PORT=${ADMIN_PORT:-8902}
 NGINX_PORT=${NGINX_PORT:-8903}
 INGRESS_CLASS=${INGRESS_CLASS:-}
 HTTPS=${HTTPS:-0}
+MIDDLEWARES=${MIDDLEWARES:-0}
 SLUICE_TLS_PORT=${SLUICE_TLS_PORT:-8904}
 NGINX_TLS_PORT=${NGINX_TLS_PORT:-8905}
 H2_CONNS=${H2_CONNS:-"50"}
@@ -76,6 +86,7 @@ while [ $# -gt 0 ]; do
         --proxies) PROXIES=$2; shift ;;
         --no-build) NO_BUILD=1 ;;
         --https) HTTPS=1 ;;
+        --middlewares) MIDDLEWARES=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -170,6 +181,14 @@ HOST_ARGS=()
 if [ "$INGRESSES" -gt 0 ]; then
     HOST_ARGS=(-H "Host: h$(((INGRESSES + 1) / 2)).bench.test")
 fi
+BENCH_PATH=/
+if [ "$MIDDLEWARES" = 1 ]; then
+    [ "$HTTPS" = 1 ] && die "MIDDLEWARES=1 is an HTTP/1.1 (wrk) comparison; drop HTTPS=1"
+    BENCH_PATH=/api/bench
+    HOST_ARGS+=(-H "Authorization: Basic $(printf 'bench:bench' | base64)")
+    # The htpasswd line both proxies check: bench / bench, {SHA}.
+    BENCH_HTPASSWD="bench:{SHA}$(printf bench | python3 -c 'import sys,hashlib,base64; print(base64.b64encode(hashlib.sha1(sys.stdin.buffer.read()).digest()).decode())')"
+fi
 
 # Waits until URL answers 200 (through HOST_ARGS and any further curl
 # arguments) while PID lives.
@@ -246,7 +265,52 @@ EOF
             ingress bench "$class" "" ""
         fi
         for i in $(seq "$INGRESSES"); do ingress "bench-$i" "$class" "" "h$i.bench.test"; done
+        if [ "$MIDDLEWARES" = 1 ]; then bench_middlewares; fi
     } >"$dir/bench.yaml"
+}
+
+# The Middleware objects and users Secret of MIDDLEWARES=1.
+bench_middlewares() {
+    cat <<EOF
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bench-users
+  namespace: default
+stringData:
+  users: "$BENCH_HTPASSWD"
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: strip, namespace: default}
+spec:
+  stripPrefix:
+    prefixes: [/api]
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: hdrs, namespace: default}
+spec:
+  headers:
+    customRequestHeaders: {X-Bench: "1"}
+    customResponseHeaders: {X-Bench-Resp: "1"}
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: auth, namespace: default}
+spec:
+  basicAuth:
+    secret: bench-users
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata: {name: limit, namespace: default}
+spec:
+  rateLimit:
+    average: 100000000
+    burst: 100000000
+EOF
 }
 
 # The kubernetes.io/tls Secret bench-tls: the bench certificate and key (PEM).
@@ -278,6 +342,12 @@ kind: Ingress
 metadata:
   name: $name
   namespace: default
+EOF
+    if [ "$MIDDLEWARES" = 1 ] && [ "$name" = bench ]; then
+        echo "  annotations:"
+        echo "    traefik.ingress.kubernetes.io/router.middlewares: default-strip@kubernetescrd,default-hdrs@kubernetescrd,default-auth@kubernetescrd,default-limit@kubernetescrd"
+    fi
+    cat <<EOF
 spec:
 $class
 EOF
@@ -302,6 +372,12 @@ write_nginx_conf() {
     local conf=$1 prefix=$2 i
     mkdir -p "$prefix/logs" "$prefix/tmp"
     local location="location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
+    local limit_zone=""
+    if [ "$MIDDLEWARES" = 1 ]; then
+        printf '%s\n' "$BENCH_HTPASSWD" >"$prefix/htpasswd"
+        limit_zone="limit_req_zone \$binary_remote_addr zone=bench:10m rate=100000000r/s;"
+        location="location / { rewrite ^/api(/.*)\$ \$1 break; proxy_set_header X-Bench 1; add_header X-Bench-Resp 1; auth_basic bench; auth_basic_user_file $prefix/htpasswd; limit_req zone=bench burst=100000000 nodelay; proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
+    fi
     {
         cat <<EOF
 worker_processes 1;
@@ -316,6 +392,7 @@ http {
     keepalive_timeout 75s;
     server_names_hash_max_size 65536;
     server_names_hash_bucket_size 128;
+    $limit_zone
     client_body_temp_path $prefix/tmp/body;
     proxy_temp_path $prefix/tmp/proxy;
     fastcgi_temp_path $prefix/tmp/fastcgi;
@@ -428,7 +505,7 @@ run_cell() {
         run_cell_h2load "$@"
         return
     fi
-    local url="http://127.0.0.1:$port/" req_args=("${HOST_ARGS[@]}")
+    local url="http://127.0.0.1:$port$BENCH_PATH" req_args=("${HOST_ARGS[@]}")
     if [ "$HTTPS" = 1 ]; then
         # wrk over TLS: the IP goes out as SNI, bench.test as Host.
         case "$proxy" in sluice) port=$SLUICE_TLS_PORT ;; nginx) port=$NGINX_TLS_PORT ;; esac
