@@ -23,6 +23,7 @@ pub mod reference;
 
 mod add_prefix;
 mod basic_auth;
+mod breaker_expr;
 mod buffering;
 mod circuit_breaker;
 mod compress;
