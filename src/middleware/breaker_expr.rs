@@ -10,7 +10,12 @@
 //! metric     := "NetworkErrorRatio()"
 //!             | "ResponseCodeRatio(" int "," int "," int "," int ")"
 //!             | "LatencyAtQuantileMS(" number ")"
+//!             | "RequestThreshold()"
 //! ```
+//!
+//! `RequestThreshold()` is sluice's addition (not in Traefik/oxy): the number of
+//! requests in the rolling window, so an expression can require a minimum
+//! sample before it trips (`RequestThreshold() >= 20 && NetworkErrorRatio() > 0.5`).
 
 use std::fmt;
 
@@ -37,6 +42,8 @@ pub trait Metrics {
     fn response_code_ratio(&self, from: i64, to: i64, div_from: i64, div_to: i64) -> f64;
     /// The latency at percentile `quantile` (0–100), in whole milliseconds.
     fn latency_at_quantile_ms(&self, quantile: f64) -> i64;
+    /// How many requests the window holds.
+    fn request_count(&self) -> u64;
 }
 
 /// A value an expression reads.
@@ -48,6 +55,8 @@ pub enum Metric {
     ResponseCodeRatio(i64, i64, i64, i64),
     /// `LatencyAtQuantileMS(q)`.
     LatencyAtQuantileMs(f64),
+    /// `RequestThreshold()`: the number of requests in the window.
+    RequestThreshold,
 }
 
 impl Metric {
@@ -57,6 +66,7 @@ impl Metric {
             Self::ResponseCodeRatio(a, b, c, d) => m.response_code_ratio(a, b, c, d),
             // Whole milliseconds, as oxy compares them.
             Self::LatencyAtQuantileMs(q) => m.latency_at_quantile_ms(q) as f64,
+            Self::RequestThreshold => m.request_count() as f64,
         }
     }
 }
@@ -385,6 +395,10 @@ impl Parser<'_> {
                 arity(0)?;
                 Ok(Metric::NetworkErrorRatio)
             }
+            "RequestThreshold" => {
+                arity(0)?;
+                Ok(Metric::RequestThreshold)
+            }
             "ResponseCodeRatio" => {
                 arity(4)?;
                 let mut ints = [0i64; 4];
@@ -413,7 +427,7 @@ impl Parser<'_> {
             other => Err(self.error(
                 at,
                 format!(
-                    "unknown function {other:?} (known: NetworkErrorRatio, ResponseCodeRatio, LatencyAtQuantileMS)"
+                    "unknown function {other:?} (known: NetworkErrorRatio, ResponseCodeRatio, LatencyAtQuantileMS, RequestThreshold)"
                 ),
             )),
         }
@@ -424,10 +438,12 @@ impl Parser<'_> {
 mod tests {
     use super::*;
 
+    #[derive(Clone, Copy)]
     struct Fixed {
         network: f64,
         codes: f64,
         latency: i64,
+        requests: u64,
     }
 
     impl Metrics for Fixed {
@@ -442,6 +458,27 @@ mod tests {
             assert_eq!(q, 50.0);
             self.latency
         }
+        fn request_count(&self) -> u64 {
+            self.requests
+        }
+    }
+
+    #[test]
+    fn request_threshold_gates_a_ratio() {
+        let e = Expr::parse("RequestThreshold() >= 20 && NetworkErrorRatio() > 0.5").unwrap();
+        let few = Fixed {
+            network: 0.9,
+            codes: 0.0,
+            latency: 0,
+            requests: 5,
+        };
+        let many = Fixed {
+            requests: 40,
+            ..few
+        };
+        assert!(!e.eval(&few));
+        assert!(e.eval(&many));
+        assert!(Expr::parse("RequestThreshold(3) > 1").is_err());
     }
 
     #[test]
@@ -492,6 +529,7 @@ mod tests {
             network: 0.6,
             codes: 0.2,
             latency: 120,
+            requests: 10,
         };
         let t = |text: &str| Expr::parse(text).unwrap().eval(&m);
         assert!(t("NetworkErrorRatio() > 0.5"));

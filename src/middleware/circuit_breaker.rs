@@ -444,6 +444,13 @@ struct View<'w> {
 }
 
 impl Metrics for View<'_> {
+    fn request_count(&self) -> u64 {
+        self.window
+            .live_counters(self.now)
+            .map(|b| u64::from(b.total.load(Ordering::Relaxed)))
+            .sum()
+    }
+
     fn network_error_ratio(&self) -> f64 {
         let (mut total, mut network) = (0u64, 0u64);
         for b in self.window.live_counters(self.now) {
