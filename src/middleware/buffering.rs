@@ -647,10 +647,20 @@ mod tests {
                 .body(RequestBody::empty())
                 .expect("request")
         };
-        let small = run(&mw, &answering("123"), get(), &cx).await.expect("response");
-        assert!(matches!(small.body(), ResponseBody::Full(_)), "fits: buffered");
-        let large = run(&mw, &answering("123456"), get(), &cx).await.expect("response");
-        assert!(matches!(large.body(), ResponseBody::Boxed(_)), "too large: streamed");
+        let small = run(&mw, &answering("123"), get(), &cx)
+            .await
+            .expect("response");
+        assert!(
+            matches!(small.body(), ResponseBody::Full(_)),
+            "fits: buffered"
+        );
+        let large = run(&mw, &answering("123456"), get(), &cx)
+            .await
+            .expect("response");
+        assert!(
+            matches!(large.body(), ResponseBody::Boxed(_)),
+            "too large: streamed"
+        );
         let (status, body) = read(Ok(large)).await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "123456"));
     }
@@ -694,7 +704,7 @@ mod tests {
         let (status, _) = read(run(&mw, &script, post("payload", true), &cx).await).await;
         // Attempts 1 and 2 are retried; the 3rd (502) is not (Attempts() < 3 fails).
         assert_eq!(status, StatusCode::BAD_GATEWAY);
-        let bodies = script.bodies.lock().expect("lock");
+        let bodies = script.bodies.lock().expect("lock").clone();
         assert_eq!(bodies.len(), 3);
         assert!(bodies.iter().all(|b| &b[..] == b"payload"));
 

@@ -101,7 +101,7 @@ mod tests {
     use super::*;
 
     fn allow_list(config: serde_json::Value) -> Result<Arc<dyn Middleware>, BuildError> {
-        build(&config, &mut FakeContext::default())
+        build(&config, &mut FakeContext)
     }
 
     async fn status(mw: &Arc<dyn Middleware>, remote: &str, headers: &[(&str, &str)]) -> u16 {

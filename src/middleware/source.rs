@@ -344,7 +344,8 @@ impl<V> Shards<V> {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Entries over all shards (tests and diagnostics; takes every lock in turn).
+    /// Entries over all shards (takes every lock in turn).
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.shards
             .iter()
@@ -428,6 +429,8 @@ pub(super) mod testing {
             entrypoints: EntryPoints::ALL,
             redirect_https: false,
             middlewares: crate::middleware::Chain::default(),
+            sticky: None,
+            pass_host_header: true,
             stats: Arc::default(),
         })
     }
