@@ -40,6 +40,7 @@ mod redirect_scheme;
 mod replace_path;
 mod replace_path_regex;
 mod retry;
+mod source;
 mod strip_prefix;
 mod strip_prefix_regex;
 
