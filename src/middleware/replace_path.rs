@@ -374,6 +374,8 @@ pub(super) mod testing {
             redirect_https: false,
             middlewares: crate::middleware::Chain::default(),
             stats: Arc::default(),
+            sticky: None,
+            pass_host_header: true,
         });
         let remote: SocketAddr = "10.0.0.1:40000".parse().unwrap();
         RequestContext {
