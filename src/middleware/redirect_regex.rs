@@ -57,7 +57,7 @@ pub(super) fn redirect_to(
         return None;
     }
     let status = redirect_status(method, permanent);
-    match HeaderValue::from_str(&parsed) {
+    match HeaderValue::from_bytes(parsed.as_bytes()) {
         Ok(location) => Some(redirect_response(status, location)),
         Err(_) => Some(strip_content_type(status_response(StatusCode::BAD_GATEWAY))),
     }
