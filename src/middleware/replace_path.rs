@@ -1,16 +1,602 @@
-//! `replacePath`: not built yet (placeholder while the middleware engine lands).
+//! `replacePath`: replaces the whole request path, keeping the query, and
+//! records the old one in `X-Replaced-Path`.
+//!
+//! Also home of the request-path model every path middleware shares
+//! ([`GoPath`]): Traefik's middlewares work on Go's `URL.Path` (decoded) and
+//! `URL.RawPath` (the client's encoding, kept only when it differs from the
+//! canonical one), and what reaches the backend is `URL.EscapedPath()`. Copying
+//! that model is what keeps `%2F` and friends exactly as Traefik forwards them.
 
+use std::fmt;
 use std::sync::Arc;
 
+use http::header::{HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, StatusCode, Uri};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::build::{BuildError, Context};
-use super::Middleware;
+use super::build::{decode, BuildError, Context};
+use super::support::{status_response, text_response};
+use super::{BoxFuture, Middleware, Next, Outcome, RequestContext};
+use crate::body::RequestBody;
+
+/// `X-Replaced-Path`: the path before replacePath / replacePathRegex changed it.
+pub(super) static X_REPLACED_PATH: HeaderName = HeaderName::from_static("x-replaced-path");
+
+/// A `%` not followed by two hex digits (Go's `url.EscapeError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct EscapeError(String);
+
+impl fmt::Display for EscapeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid URL escape {:?}", self.0)
+    }
+}
+
+/// Why a path middleware answers instead of forwarding.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// The request's path does not decode (Go's server answers 400).
+    BadRequest,
+    /// Go's `http.Error(w, text, 500)` (a replacement that does not unescape).
+    Internal(String),
+}
+
+impl Refusal {
+    /// The response Traefik gives.
+    pub(super) fn answer(self) -> Outcome {
+        match self {
+            Self::BadRequest => Ok(status_response(StatusCode::BAD_REQUEST)),
+            Self::Internal(text) => {
+                let mut resp =
+                    text_response(StatusCode::INTERNAL_SERVER_ERROR, format!("{text}\n"));
+                resp.headers_mut().insert(
+                    http::header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                );
+                Ok(resp)
+            }
+        }
+    }
+}
+
+/// Go's `net/url` view of a path: the decoded bytes (`URL.Path`) and the
+/// client's encoding (`URL.RawPath`, empty when the canonical encoding of
+/// `path` is what the client sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct GoPath {
+    /// `URL.Path`: percent-decoded (may be any bytes).
+    pub(super) path: Vec<u8>,
+    /// `URL.RawPath`: the escaped form, or empty.
+    pub(super) raw: String,
+}
+
+impl GoPath {
+    /// `URL.setPath(escaped)`, as Go parses a request target's path.
+    pub(super) fn parse(escaped: &str) -> Result<Self, EscapeError> {
+        let path = unescape(escaped)?;
+        let raw = if escape_path(&path) == escaped {
+            String::new()
+        } else {
+            escaped.to_owned()
+        };
+        Ok(Self { path, raw })
+    }
+
+    /// The path of `req`, or the 400 Go's server answers for a target whose
+    /// escapes do not decode (Traefik never sees such a request).
+    pub(super) fn of<B>(req: &Request<B>) -> Result<Self, Refusal> {
+        Self::parse(req.uri().path()).map_err(|_| Refusal::BadRequest)
+    }
+
+    /// `URL.EscapedPath()`: `raw` when it is a valid encoding of `path`,
+    /// otherwise the canonical encoding of `path`.
+    pub(super) fn escaped(&self) -> String {
+        if !self.raw.is_empty() && valid_encoded(&self.raw) {
+            if let Ok(decoded) = unescape(&self.raw) {
+                if decoded == self.path {
+                    return self.raw.clone();
+                }
+            }
+        }
+        if self.path == b"*" {
+            return "*".to_owned();
+        }
+        escape_path(&self.path)
+    }
+
+    /// The old path as Traefik writes it into `X-Replaced-Path`: `RawPath` if
+    /// set, else `Path` (decoded). A decoded path that is not a valid header
+    /// value (control bytes) falls back to its escaped form.
+    pub(super) fn replaced_header(&self) -> HeaderValue {
+        let bytes = if self.raw.is_empty() {
+            &self.path[..]
+        } else {
+            self.raw.as_bytes()
+        };
+        HeaderValue::from_bytes(bytes)
+            .or_else(|_| HeaderValue::from_str(&self.escaped()))
+            .unwrap_or_else(|_| HeaderValue::from_static("/"))
+    }
+}
+
+/// Go's `unescape(s, encodePath)`: `%XX` decoded, anything else kept.
+pub(super) fn unescape(s: &str) -> Result<Vec<u8>, EscapeError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            match (
+                bytes.get(i + 1).and_then(|b| hex(*b)),
+                bytes.get(i + 2).and_then(|b| hex(*b)),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 3;
+                }
+                _ => {
+                    let end = (i + 3).min(bytes.len());
+                    return Err(EscapeError(
+                        String::from_utf8_lossy(&bytes[i..end]).into_owned(),
+                    ));
+                }
+            }
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Go's `shouldEscape(c, encodePath)`.
+fn should_escape_path(c: u8) -> bool {
+    !(c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'-' | b'_'
+                | b'.'
+                | b'~'
+                | b'$'
+                | b'&'
+                | b'+'
+                | b','
+                | b'/'
+                | b':'
+                | b';'
+                | b'='
+                | b'@'
+        ))
+}
+
+/// Go's `escape(s, encodePath)`: the canonical encoding of a decoded path.
+pub(super) fn escape_path(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if should_escape_path(b) {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    out
+}
+
+/// Go's `validEncoded(s, encodePath)`.
+fn valid_encoded(s: &str) -> bool {
+    s.bytes().all(|c| {
+        matches!(
+            c,
+            b'!' | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'['
+                | b']'
+                | b'%'
+        ) || !should_escape_path(c)
+    })
+}
+
+/// Points `req` at `escaped_path`, keeping the query (Go's `RequestURI()`:
+/// an empty path is sent as `/`) and, for HTTP/2, the scheme and authority.
+pub(super) fn set_path<B>(req: &mut Request<B>, escaped_path: &str) -> Result<(), Refusal> {
+    let mut target = String::with_capacity(escaped_path.len() + 16);
+    target.push_str(if escaped_path.is_empty() {
+        "/"
+    } else {
+        escaped_path
+    });
+    if let Some(query) = req.uri().query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let pq =
+        PathAndQuery::try_from(target.as_str()).map_err(|e| Refusal::Internal(e.to_string()))?;
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(pq);
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|e| Refusal::Internal(e.to_string()))?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Config {
+    #[serde(default)]
+    path: String,
+}
 
 /// Builds a `replacePath` middleware from its config section.
 pub(super) fn build(
-    _config: &Value,
+    config: &Value,
     cx: &mut dyn Context,
 ) -> Result<Arc<dyn Middleware>, BuildError> {
-    Err(cx.invalid("the replacePath middleware is not supported yet".to_owned()))
+    let config: Config = decode(config, cx)?;
+    // Traefik unescapes per request and answers 500 on failure; the outcome
+    // never changes, so it is decided here once.
+    let path = match unescape(&config.path) {
+        Ok(path) => Ok(GoPath {
+            path,
+            raw: config.path.clone(),
+        }),
+        Err(e) => Err(e),
+    };
+    Ok(Arc::new(ReplacePath { path }))
+}
+
+/// The built `replacePath`.
+#[derive(Debug)]
+struct ReplacePath {
+    /// The new path (`RawPath = path`, `Path = unescape(path)`), or why it
+    /// cannot be unescaped (every request then gets 500, as in Traefik).
+    path: Result<GoPath, EscapeError>,
+}
+
+impl Middleware for ReplacePath {
+    fn handle<'a>(
+        &'a self,
+        mut req: Request<RequestBody>,
+        cx: &'a RequestContext,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let old = match GoPath::of(&req) {
+                Ok(old) => old,
+                Err(refusal) => return refusal.answer(),
+            };
+            req.headers_mut()
+                .append(&X_REPLACED_PATH, old.replaced_header());
+            let new = match &self.path {
+                Ok(new) => new,
+                Err(e) => return Refusal::Internal(e.to_string()).answer(),
+            };
+            if let Err(refusal) = set_path(&mut req, &new.escaped()) {
+                return refusal.answer();
+            }
+            next.run(req, cx).await
+        })
+    }
+}
+
+/// Test support shared by the path, redirect, header and body middlewares.
+#[cfg(test)]
+pub(super) mod testing {
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    use http::{HeaderMap, Method, Request, Response, Uri};
+    use http_body_util::BodyExt;
+    use k8s_openapi::api::core::v1::Secret;
+    use serde_json::Value;
+
+    use crate::body::{RequestBody, ResponseBody};
+    use crate::middleware::build::{BuildError, Context};
+    use crate::middleware::{
+        BoxFuture, Middleware, Next, Outcome, RequestContext, ServiceTarget, Terminal,
+    };
+    use crate::proxy::ClientInfo;
+    use crate::router::{EntryPoints, ObjectRef, Route, Target};
+    use crate::upstream::{PoolSettings, PortRef, UpstreamClient};
+
+    /// A build context with nothing in it.
+    pub struct FakeBuild;
+
+    impl Context for FakeBuild {
+        fn namespace(&self) -> &str {
+            "default"
+        }
+        fn secret(&mut self, _name: &str) -> Option<Secret> {
+            None
+        }
+        fn service(&mut self, _name: &str, _port: &PortRef) -> Result<ServiceTarget, String> {
+            Err("no services in unit tests".to_owned())
+        }
+        fn middleware(&mut self, reference: &str) -> Result<Arc<dyn Middleware>, BuildError> {
+            Err(BuildError::NotFound(
+                reference.to_owned(),
+                "default".to_owned(),
+            ))
+        }
+        fn invalid(&self, reason: String) -> BuildError {
+            BuildError::Invalid {
+                middleware: "default/test".to_owned(),
+                kind: "test".to_owned(),
+                reason,
+            }
+        }
+    }
+
+    /// A kind's `build` function.
+    pub type BuildFn = fn(&Value, &mut dyn Context) -> Result<Arc<dyn Middleware>, BuildError>;
+
+    /// Builds a middleware with `build` from JSON `config`.
+    pub fn make(build: BuildFn, config: Value) -> Result<Arc<dyn Middleware>, BuildError> {
+        build(&config, &mut FakeBuild)
+    }
+
+    /// A request context: client 10.0.0.1, TLS or not.
+    pub fn context(tls: bool) -> RequestContext {
+        let route = Arc::new(Route {
+            name: "test".into(),
+            host: None,
+            path: None,
+            kind: None,
+            ingress: ObjectRef::namespaced("Ingress", "default", "test"),
+            service: None,
+            target: Target::Unavailable {
+                status: 503,
+                reason: "test".into(),
+            },
+            client: Arc::new(UpstreamClient::new(&PoolSettings::default())),
+            entrypoints: EntryPoints::ALL,
+            redirect_https: false,
+            middlewares: crate::middleware::Chain::default(),
+            stats: Arc::default(),
+            sticky: None,
+            pass_host_header: true,
+        });
+        let remote: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        RequestContext {
+            client: ClientInfo::new(remote, tls),
+            route,
+        }
+    }
+
+    /// What the backend got.
+    #[derive(Debug, Clone)]
+    pub struct Seen {
+        pub method: Method,
+        pub uri: Uri,
+        pub headers: HeaderMap,
+    }
+
+    type Respond = Box<dyn Fn() -> Response<ResponseBody> + Send + Sync>;
+
+    /// A backend that records the request and answers with `respond`.
+    pub struct Recorder {
+        pub seen: Mutex<Option<Seen>>,
+        respond: Respond,
+    }
+
+    impl Recorder {
+        /// Answers 200 with an empty body.
+        pub fn ok() -> Self {
+            Self::with(|| Response::new(ResponseBody::empty()))
+        }
+
+        /// Answers with whatever `respond` makes.
+        pub fn with(respond: impl Fn() -> Response<ResponseBody> + Send + Sync + 'static) -> Self {
+            Self {
+                seen: Mutex::new(None),
+                respond: Box::new(respond),
+            }
+        }
+
+        /// The request the backend got (panics if none).
+        pub fn got(&self) -> Seen {
+            self.seen
+                .lock()
+                .unwrap()
+                .clone()
+                .expect("backend was called")
+        }
+
+        /// Whether the backend was called.
+        pub fn called(&self) -> bool {
+            self.seen.lock().unwrap().is_some()
+        }
+    }
+
+    impl Terminal for Recorder {
+        fn forward<'a>(
+            &'a self,
+            req: Request<RequestBody>,
+            _cx: &'a RequestContext,
+        ) -> BoxFuture<'a, Outcome> {
+            *self.seen.lock().unwrap() = Some(Seen {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                headers: req.headers().clone(),
+            });
+            let resp = (self.respond)();
+            Box::pin(async move { Ok(resp) })
+        }
+    }
+
+    /// Runs `mw` on `req` in front of `backend`.
+    pub async fn run(
+        mw: &Arc<dyn Middleware>,
+        req: Request<RequestBody>,
+        backend: &Recorder,
+        tls: bool,
+    ) -> Response<ResponseBody> {
+        let cx = context(tls);
+        let steps = [mw.clone()];
+        Next::new(&steps, backend)
+            .run(req, &cx)
+            .await
+            .expect("a response")
+    }
+
+    /// A GET of `target` with `headers`.
+    pub fn get(target: &str, headers: &[(&str, &str)]) -> Request<RequestBody> {
+        request(Method::GET, target, headers)
+    }
+
+    /// A request of `method` to `target` with `headers`.
+    pub fn request(method: Method, target: &str, headers: &[(&str, &str)]) -> Request<RequestBody> {
+        let mut req = Request::builder().method(method).uri(target);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(RequestBody::empty()).unwrap()
+    }
+
+    /// The whole body of `resp`.
+    pub async fn body(resp: Response<ResponseBody>) -> bytes::Bytes {
+        resp.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    /// Every value of `name` in `headers`, as text.
+    pub fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::testing::*;
+    use super::*;
+
+    #[test]
+    fn go_path_model_matches_net_url() {
+        let plain = GoPath::parse("/a/b").unwrap();
+        assert_eq!(plain.raw, "");
+        assert_eq!(plain.escaped(), "/a/b");
+        // %20 is the canonical encoding of a space: no RawPath.
+        let space = GoPath::parse("/a%20b").unwrap();
+        assert_eq!(space.path, b"/a b");
+        assert_eq!(space.raw, "");
+        assert_eq!(space.escaped(), "/a%20b");
+        // %2F is not: RawPath keeps the client's form.
+        let slash = GoPath::parse("/x%2Fy").unwrap();
+        assert_eq!(slash.path, b"/x/y");
+        assert_eq!(slash.raw, "/x%2Fy");
+        assert_eq!(slash.escaped(), "/x%2Fy");
+        // A RawPath that no longer decodes to Path is ignored.
+        let stale = GoPath {
+            path: b"/z".to_vec(),
+            raw: "/x%2Fy".to_owned(),
+        };
+        assert_eq!(stale.escaped(), "/z");
+        assert_eq!(escape_path(b"/a?b c\xff"), "/a%3Fb%20c%FF");
+        assert_eq!(
+            unescape("/a%zz").unwrap_err().to_string(),
+            "invalid URL escape \"%zz\""
+        );
+        assert_eq!(unescape("/a%4").unwrap_err().0, "%4");
+        assert_eq!(GoPath::parse("*").unwrap().escaped(), "*");
+    }
+
+    #[tokio::test]
+    async fn replaces_path_keeps_query_and_records_old_path() {
+        let mw = testing::make(build, json!({"path": "/replaced/p%20q"})).unwrap();
+        let backend = Recorder::ok();
+        run(&mw, get("/repl/a?q=1", &[]), &backend, false).await;
+        let got = backend.got();
+        assert_eq!(got.uri, "/replaced/p%20q?q=1");
+        assert_eq!(values(&got.headers, "x-replaced-path"), ["/repl/a"]);
+    }
+
+    #[tokio::test]
+    async fn old_raw_path_is_recorded_escaped_and_header_appends() {
+        let mw = testing::make(build, json!({"path": "/new"})).unwrap();
+        let backend = Recorder::ok();
+        let req = get("/repl/a%2Fb?x", &[("x-replaced-path", "/earlier")]);
+        run(&mw, req, &backend, false).await;
+        let got = backend.got();
+        assert_eq!(got.uri, "/new?x");
+        assert_eq!(
+            values(&got.headers, "x-replaced-path"),
+            ["/earlier", "/repl/a%2Fb"]
+        );
+    }
+
+    #[tokio::test]
+    async fn decoded_old_path_is_recorded_decoded_like_traefik() {
+        let mw = testing::make(build, json!({"path": "/new%2Fpath"})).unwrap();
+        let backend = Recorder::ok();
+        run(&mw, get("/a%20b", &[]), &backend, false).await;
+        let got = backend.got();
+        assert_eq!(values(&got.headers, "x-replaced-path"), ["/a b"]);
+        assert_eq!(got.uri, "/new%2Fpath");
+    }
+
+    #[tokio::test]
+    async fn replacement_that_does_not_unescape_answers_500() {
+        let mw = testing::make(build, json!({"path": "/bad%zz"})).unwrap();
+        let backend = Recorder::ok();
+        let resp = run(&mw, get("/x", &[]), &backend, false).await;
+        assert_eq!(resp.status(), 500);
+        assert!(!backend.called());
+        assert_eq!(body(resp).await, "invalid URL escape \"%zz\"\n");
+    }
+
+    #[tokio::test]
+    async fn replacement_with_characters_go_escapes_is_reencoded() {
+        let mw = testing::make(build, json!({"path": "/a b?c"})).unwrap();
+        let backend = Recorder::ok();
+        run(&mw, get("/x?q", &[]), &backend, false).await;
+        assert_eq!(backend.got().uri, "/a%20b%3Fc?q");
+    }
+
+    #[tokio::test]
+    async fn undecodable_request_path_is_a_bad_request() {
+        let mw = testing::make(build, json!({"path": "/new"})).unwrap();
+        let backend = Recorder::ok();
+        let resp = run(&mw, get("/x%zz", &[]), &backend, false).await;
+        assert_eq!(resp.status(), 400);
+        assert!(!backend.called());
+    }
+
+    #[tokio::test]
+    async fn http2_targets_keep_scheme_and_authority() {
+        let mw = testing::make(build, json!({"path": "/new"})).unwrap();
+        let backend = Recorder::ok();
+        run(&mw, get("http://example.com/old?q=1", &[]), &backend, false).await;
+        assert_eq!(backend.got().uri, "http://example.com/new?q=1");
+    }
+
+    #[test]
+    fn config_types_are_checked() {
+        assert!(testing::make(build, json!({"path": 3})).is_err());
+    }
 }
