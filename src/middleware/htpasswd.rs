@@ -292,6 +292,17 @@ pub(crate) mod test_support {
                 .0
                 .clone()
         }
+
+        /// The last request's body.
+        pub(crate) fn last_body(&self) -> bytes::Bytes {
+            self.seen
+                .lock()
+                .unwrap()
+                .last()
+                .expect("a request")
+                .1
+                .clone()
+        }
     }
 
     impl Terminal for Recorder {
@@ -336,6 +347,8 @@ pub(crate) mod test_support {
             entrypoints: EntryPoints::ALL,
             redirect_https: false,
             middlewares: crate::middleware::Chain::default(),
+            sticky: None,
+            pass_host_header: true,
             stats: Arc::default(),
         });
         RequestContext {
