@@ -9,8 +9,6 @@
 //! expensive one configured) so they take as long as known users with a wrong
 //! password.
 
-#[path = "htpasswd.rs"]
-pub(crate) mod htpasswd;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -25,7 +23,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use self::htpasswd::Hash;
+use super::htpasswd::{self, Hash};
 use super::build::{decode, BuildError, Context};
 use super::{BoxFuture, Middleware, Next, Outcome, RequestContext};
 use crate::body::{RequestBody, ResponseBody};

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use super::basic_auth::htpasswd;
+use super::htpasswd;
 use super::basic_auth::{header_field, quote, unauthorized};
 use super::build::{decode, BuildError, Context};
 use super::{BoxFuture, Middleware, Next, Outcome, RequestContext};

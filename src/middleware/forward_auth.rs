@@ -671,7 +671,7 @@ mod tests {
     use serde_json::json;
     use tokio::net::TcpListener;
 
-    use super::super::basic_auth::htpasswd::test_support::{run, text, FakeBuild, Recorder};
+    use super::super::htpasswd::test_support::{run, text, FakeBuild, Recorder};
     use super::*;
 
     /// What the auth server saw.

@@ -32,6 +32,7 @@ mod digest_auth;
 mod errors;
 mod forward_auth;
 mod headers;
+mod htpasswd;
 mod in_flight;
 mod ip_allow_list;
 mod rate_limit;
