@@ -2,7 +2,8 @@
 //! `/{org}/{app}` Prefix paths on 5 shared hosts, 1,000 with hosts of their own,
 //! each with a Service and an EndpointSlice of two endpoints.
 //!
-//! `compile` measures a full recompile; `lookup/*` measure the request-path lookup
+//! `compile/*` measures a compile from scratch, one after an Ingress edit (what a
+//! file change costs) and one with nothing changed; `lookup/*` measure the request-path lookup
 //! for hits on shared hosts, own hosts, and misses.
 
 use std::collections::BTreeMap;
@@ -175,7 +176,28 @@ fn bench(c: &mut Criterion) {
     let options = CompileOptions::default();
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
+    // From scratch: registries that have seen no compile (as at start).
     group.bench_function("altinn_10k_ingresses", |b| {
+        b.iter_batched(
+            Registries::default,
+            |registries| compile(black_box(&snapshot), &options, &registries),
+            criterion::BatchSize::PerIteration,
+        );
+    });
+    // A file change: every other compile sees one Ingress with an edited path
+    // (the other objects are the same `Arc`s, as the file provider keeps them).
+    let mut edited = snapshot.clone();
+    let (org, app) = org_app(SHARED / 2);
+    let host = SHARED_HOSTS[(SHARED / 2) % SHARED_HOSTS.len()];
+    edited.ingresses[SHARED / 2] = Arc::new(ingress(&org, &app, host, &format!("/{org}/{app}-v2")));
+    let mut flip = [&snapshot, &edited].into_iter().cycle();
+    group.bench_function("altinn_10k_one_ingress_edited", |b| {
+        b.iter(|| {
+            let next = flip.next().expect("cycle never ends");
+            compile(black_box(next), &options, &registries)
+        });
+    });
+    group.bench_function("altinn_10k_unchanged", |b| {
         b.iter(|| compile(black_box(&snapshot), &options, &registries));
     });
     group.finish();

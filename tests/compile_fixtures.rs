@@ -233,3 +233,66 @@ fn examples_compile_cleanly() {
         );
     }
 }
+
+/// The snapshot without the `index`th object of one list (`which` picks the list).
+fn without(snapshot: &Snapshot, which: usize, index: usize) -> Option<Snapshot> {
+    let mut out = snapshot.clone();
+    let removed = match which {
+        0 => (index < out.ingresses.len())
+            .then(|| out.ingresses.remove(index))
+            .is_some(),
+        1 => (index < out.services.len())
+            .then(|| out.services.remove(index))
+            .is_some(),
+        2 => (index < out.endpoint_slices.len())
+            .then(|| out.endpoint_slices.remove(index))
+            .is_some(),
+        _ => (index < out.endpoints.len())
+            .then(|| out.endpoints.remove(index))
+            .is_some(),
+    };
+    removed.then_some(out)
+}
+
+/// A compile reuses what the previous one built (same objects by `Arc`) but
+/// must answer exactly what a compile from scratch answers: for every fixture
+/// and every variant that drops one object (sharing the other objects' `Arc`s),
+/// compiling base -> variant -> base with one set of registries gives the
+/// fresh summaries and probe answers.
+#[test]
+fn a_compile_after_another_equals_a_fresh_one() {
+    let registries = Registries::default();
+    let mut failures = Vec::new();
+    for case in yaml_files("tests/fixtures/compile") {
+        let fixture = load(&case);
+        let name = case
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let mut variants = vec![fixture.snapshot.clone()];
+        for which in 0..4 {
+            variants.extend((0..).map_while(|i| without(&fixture.snapshot, which, i)));
+        }
+        for (number, variant) in variants.iter().enumerate() {
+            for (step, snapshot) in [&fixture.snapshot, variant, &fixture.snapshot]
+                .into_iter()
+                .enumerate()
+            {
+                let warm = compile(snapshot, &fixture.options, &registries);
+                let cold = compile(snapshot, &fixture.options, &Registries::default());
+                let (warm_summary, cold_summary) = (summary(&warm), summary(&cold));
+                if warm_summary != cold_summary {
+                    failures.push(format!(
+                        "{name} variant {number} step {step}\n--- fresh\n{cold_summary}--- after another\n{warm_summary}"
+                    ));
+                }
+                let probes = check_probes(&warm, &fixture.probes);
+                if step != 1 && !probes.is_empty() {
+                    failures.push(format!("{name} variant {number} step {step}: {probes:?}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

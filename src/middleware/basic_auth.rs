@@ -9,7 +9,6 @@
 //! expensive one configured) so they take as long as known users with a wrong
 //! password.
 
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -23,8 +22,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use super::htpasswd::{self, Hash};
 use super::build::{decode, BuildError, Context};
+use super::htpasswd::{self, Hash};
 use super::{BoxFuture, Middleware, Next, Outcome, RequestContext};
 use crate::body::{RequestBody, ResponseBody};
 

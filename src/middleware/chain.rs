@@ -37,6 +37,38 @@ impl Chain {
         }
     }
 
+    /// Whether both chains run the same middleware instances from the same references.
+    pub fn same_as(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Empty, Self::Empty) => true,
+            (
+                Self::Ready {
+                    steps: a,
+                    names: na,
+                },
+                Self::Ready {
+                    steps: b,
+                    names: nb,
+                },
+            ) => {
+                na == nb
+                    && a.len() == b.len()
+                    && a.iter().zip(b.iter()).all(|(x, y)| Arc::ptr_eq(x, y))
+            }
+            (
+                Self::Broken {
+                    reason: a,
+                    names: na,
+                },
+                Self::Broken {
+                    reason: b,
+                    names: nb,
+                },
+            ) => a == b && na == nb,
+            _ => false,
+        }
+    }
+
     /// Why the chain cannot run, if it cannot.
     pub fn broken(&self) -> Option<&str> {
         match self {

@@ -18,9 +18,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use super::htpasswd;
 use super::basic_auth::{header_field, quote, unauthorized};
 use super::build::{decode, BuildError, Context};
+use super::htpasswd;
 use super::{BoxFuture, Middleware, Next, Outcome, RequestContext};
 use crate::body::RequestBody;
 

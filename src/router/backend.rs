@@ -3,6 +3,7 @@
 
 use rustc_hash::FxHashMap as HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{EndpointSubset, Endpoints, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
@@ -24,12 +25,49 @@ pub(super) struct Unresolved {
 
 type Key<'a> = (&'a str, &'a str);
 
+fn same_arc<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
+
 /// Services, slices and Endpoints indexed by namespace and (Service) name.
 #[derive(Debug)]
 pub(super) struct Resolver<'a> {
-    services: HashMap<Key<'a>, &'a Service>,
-    slices: HashMap<Key<'a>, Vec<&'a EndpointSlice>>,
-    endpoints: HashMap<Key<'a>, &'a Endpoints>,
+    services: HashMap<Key<'a>, &'a Arc<Service>>,
+    slices: HashMap<Key<'a>, Vec<&'a Arc<EndpointSlice>>>,
+    endpoints: HashMap<Key<'a>, &'a Arc<Endpoints>>,
+}
+
+/// The objects a backend's resolution reads, by identity: equal inputs (same
+/// `Arc`s) resolve to the same result, which is what lets a compile reuse the
+/// previous one's work.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Inputs {
+    service: Option<Arc<Service>>,
+    slices: Vec<Arc<EndpointSlice>>,
+    endpoints: Option<Arc<Endpoints>>,
+}
+
+impl Inputs {
+    /// Whether `self` holds exactly the objects `resolver` has for `key` (by pointer).
+    pub(super) fn same_as(&self, resolver: &Resolver<'_>, key: &BackendKey) -> bool {
+        let id = (key.namespace.as_str(), key.service.as_str());
+        let slices = resolver.slices.get(&id).map_or(&[][..], Vec::as_slice);
+        same_arc(self.service.as_ref(), resolver.services.get(&id).copied())
+            && same_arc(
+                self.endpoints.as_ref(),
+                resolver.endpoints.get(&id).copied(),
+            )
+            && self.slices.len() == slices.len()
+            && self
+                .slices
+                .iter()
+                .zip(slices)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
 }
 
 fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Key<'_>> {
@@ -45,14 +83,14 @@ impl<'a> Resolver<'a> {
         let services = snapshot
             .services
             .iter()
-            .filter_map(|s| Some((key_of(&s.metadata)?, &**s)))
+            .filter_map(|s| Some((key_of(&s.metadata)?, s)))
             .collect();
         let endpoints = snapshot
             .endpoints
             .iter()
-            .filter_map(|e| Some((key_of(&e.metadata)?, &**e)))
+            .filter_map(|e| Some((key_of(&e.metadata)?, e)))
             .collect();
-        let mut slices: HashMap<Key<'a>, Vec<&'a EndpointSlice>> = HashMap::default();
+        let mut slices: HashMap<Key<'a>, Vec<&'a Arc<EndpointSlice>>> = HashMap::default();
         for slice in &snapshot.endpoint_slices {
             let meta = &slice.metadata;
             let service = meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
@@ -61,13 +99,27 @@ impl<'a> Resolver<'a> {
                 slices
                     .entry((namespace, service.as_str()))
                     .or_default()
-                    .push(&**slice);
+                    .push(slice);
             }
         }
         Self {
             services,
             slices,
             endpoints,
+        }
+    }
+
+    /// The objects resolving `key` reads, to recognise them next time.
+    pub(super) fn inputs(&self, key: &BackendKey) -> Inputs {
+        let id = (key.namespace.as_str(), key.service.as_str());
+        Inputs {
+            service: self.services.get(&id).map(|s| Arc::clone(s)),
+            slices: self
+                .slices
+                .get(&id)
+                .map(|v| v.iter().map(|s| Arc::clone(s)).collect())
+                .unwrap_or_default(),
+            endpoints: self.endpoints.get(&id).map(|e| Arc::clone(e)),
         }
     }
 

@@ -1,23 +1,22 @@
 //! The compiler: Snapshot in, RouteTable plus Diagnostics out. Pure; never fails as a whole.
 
-use std::collections::BTreeMap;
-
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::IngressBackend;
 
-use super::backend::Resolver;
+use super::backend::{Inputs, Resolver, Unresolved};
 use super::host::HostPattern;
 use super::ingress::{self, Served};
 use super::middlewares;
 use super::path::match_path;
+use super::route_table::HostTables;
 use super::{Diagnostic, DiagnosticKind, ObjectRef, PathKind, Route, RouteTable, Snapshot, Target};
 use crate::identity::WeakRegistry;
 use crate::metrics::RouteStats;
 use crate::middleware::Chain;
 use crate::upstream::sticky::StickyCookie;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use super::annotations::{self, IngressOptions};
 use super::certs::{self, CompiledCerts, Secrets};
@@ -64,6 +63,27 @@ pub struct Registries {
     pub middlewares: crate::middleware::Builder,
     /// The self-signed fallback certificate, generated on first use.
     default_cert: OnceLock<Option<LoadedCert>>,
+    /// What the last compile built, for the next one to reuse.
+    memo: Mutex<Memo>,
+}
+
+/// What one compile leaves for the next, reused only where the inputs are the
+/// same objects (by `Arc`) or equal values, so a compile's output never
+/// depends on what came before it, only its cost does.
+#[derive(Debug, Default)]
+struct Memo {
+    /// Each backend's resolution and the objects it was resolved from.
+    backends: HashMap<BackendKey, BackendMemo>,
+    /// Every route, by name.
+    routes: HashMap<Arc<str>, Arc<Route>>,
+    /// The host tables built last.
+    tables: Option<HostTables>,
+}
+
+#[derive(Debug)]
+struct BackendMemo {
+    inputs: Inputs,
+    result: Result<(Arc<Backend>, Arc<EndpointSet>), Unresolved>,
 }
 
 impl Registries {
@@ -106,6 +126,13 @@ pub struct Compiled {
 /// Pure and total: every problem becomes a [`Diagnostic`] and only the faulty
 /// part is left out. Endpoint sets are returned, not installed.
 pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Registries) -> Compiled {
+    // Taken out for the whole compile: a compile that panics leaves an empty memo.
+    let previous = std::mem::take(
+        &mut *registries
+            .memo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
     let mut diagnostics = Vec::new();
     let served = ingress::served(snapshot, options, &mut diagnostics);
     let secrets = certs::index_secrets(snapshot);
@@ -125,36 +152,59 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         registries,
         secrets,
         covered,
-        resolved: HashMap::default(),
-        endpoints: BTreeMap::new(),
+        previous,
+        next: Memo::default(),
+        plain_clients: HashMap::default(),
+        endpoints: Vec::new(),
         diagnostics,
         chains: Vec::new(),
     };
-    let mut env = middlewares::Env::new(
-        snapshot,
-        &cx.resolver,
-        &cx.secrets,
-        registries,
-        &mut cx.resolved,
-        &mut cx.endpoints,
-    );
-    cx.chains = middlewares::chains(
-        &served,
-        &mut env,
-        options.allow_cross_namespace,
-        &mut cx.diagnostics,
-    );
+    {
+        let (resolver, previous, next, endpoints) = (
+            &cx.resolver,
+            &mut cx.previous,
+            &mut cx.next,
+            &mut cx.endpoints,
+        );
+        let mut resolve = |key: &BackendKey| {
+            memo_backend(resolver, registries, previous, next, endpoints, key)
+                .as_ref().map(|(backend, _)| backend.clone())
+                .map_err(|u| u.reason.clone())
+        };
+        let mut env = middlewares::Env::new(
+            snapshot,
+            &cx.resolver,
+            &cx.secrets,
+            registries,
+            &mut resolve,
+        );
+        cx.chains = middlewares::chains(
+            &served,
+            &mut env,
+            options.allow_cross_namespace,
+            &mut cx.diagnostics,
+        );
+    }
     let routes = cx.rule_routes(&served);
     let default = cx.default_route(&served);
-    let (table, table_diagnostics) = RouteTable::build(routes, default, index);
+    let (table, table_diagnostics) =
+        RouteTable::build(routes, default, index, cx.previous.tables.as_ref());
     let mut diagnostics = cx.diagnostics;
     diagnostics.extend(table_diagnostics);
     diagnostics.sort();
     diagnostics.dedup();
+    let mut endpoints = cx.endpoints;
+    endpoints.sort_unstable_by(|a, b| a.0.key().cmp(b.0.key()));
+    let mut next = cx.next;
+    next.tables = Some(table.host_tables());
+    *registries
+        .memo
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = next;
     Compiled {
         table,
         diagnostics,
-        endpoints: cx.endpoints.into_values().collect(),
+        endpoints,
     }
 }
 
@@ -168,9 +218,13 @@ struct Context<'a> {
     secrets: Secrets<'a>,
     /// The hosts each served Ingress's TLS section covers, by position in `served`.
     covered: Vec<Vec<HostPattern>>,
-    /// Each Service port resolved once per compile.
-    resolved: middlewares::Resolved,
-    endpoints: middlewares::Endpoints,
+    /// What the previous compile built (entries move to `next` when reused).
+    previous: Memo,
+    /// What this compile builds; its backends are each resolved once per compile.
+    next: Memo,
+    /// Clients without TLS verification, by protocol, looked up once per compile.
+    plain_clients: HashMap<BackendProtocol, Arc<UpstreamClient>>,
+    endpoints: Vec<(Arc<Backend>, Arc<EndpointSet>)>,
     diagnostics: Vec<Diagnostic>,
     /// Each served Ingress's middleware chain, by position in `served`.
     chains: Vec<Chain>,
@@ -289,10 +343,6 @@ impl Context<'_> {
         key: BackendKey,
     ) -> Arc<Route> {
         let name = route_name(ing, host.as_deref(), path.as_ref());
-        let stats = self
-            .registries
-            .route_stats
-            .get_or_insert_with(&name, RouteStats::default);
         let mut target = self.target(ing, &key);
         let client = match self.client(ing, opts, &key) {
             Ok(client) => client,
@@ -311,22 +361,50 @@ impl Context<'_> {
         };
         let (path, kind) = path.unzip();
         let (sticky, pass_host_header) = self.service_options(&key);
-        Arc::new(Route {
-            name,
-            host,
-            path,
-            kind,
-            ingress: ing.object.clone(),
-            service: Some(key),
-            target,
-            client,
-            entrypoints: opts.entrypoints,
-            redirect_https,
-            middlewares: self.chains.get(index).cloned().unwrap_or_default(),
-            sticky,
-            pass_host_header,
-            stats,
-        })
+        let middlewares = self.chains.get(index).cloned().unwrap_or_default();
+        let old = self.previous.routes.remove(&*name);
+        let route = match old {
+            Some(old)
+                if old.host == host
+                    && old.path == path
+                    && old.kind == kind
+                    && old.ingress == ing.object
+                    && old.service.as_ref() == Some(&key)
+                    && same_target(&old.target, &target)
+                    && Arc::ptr_eq(&old.client, &client)
+                    && old.entrypoints == opts.entrypoints
+                    && old.redirect_https == redirect_https
+                    && old.middlewares.same_as(&middlewares)
+                    && old.sticky == sticky
+                    && old.pass_host_header == pass_host_header =>
+            {
+                old
+            }
+            _ => {
+                let stats = self
+                    .registries
+                    .route_stats
+                    .get_or_insert_with(&name, RouteStats::default);
+                Arc::new(Route {
+                    name: name.clone(),
+                    host,
+                    path,
+                    kind,
+                    ingress: ing.object.clone(),
+                    service: Some(key),
+                    target,
+                    client,
+                    entrypoints: opts.entrypoints,
+                    redirect_https,
+                    middlewares,
+                    sticky,
+                    pass_host_header,
+                    stats,
+                })
+            }
+        };
+        self.next.routes.insert(name, route.clone());
+        route
     }
 
     /// The upstream client for a backend: protocol from the Ingress's
@@ -364,10 +442,23 @@ impl Context<'_> {
             }
             _ => None,
         };
-        self.registries
+        if verify.is_none() {
+            if let Some(client) = self.plain_clients.get(&protocol) {
+                return Ok(client.clone());
+            }
+        }
+        let client = self
+            .registries
             .clients
-            .get(&ClientKey { protocol, verify })
-            .map_err(|e| format!("backend verification for {}: {e}", ing.object))
+            .get(&ClientKey {
+                protocol: protocol.clone(),
+                verify: verify.clone(),
+            })
+            .map_err(|e| format!("backend verification for {}: {e}", ing.object))?;
+        if verify.is_none() {
+            self.plain_clients.insert(protocol, client.clone());
+        }
+        Ok(client)
     }
 
     /// The Service's Traefik annotations that shape forwarding: sticky cookie and
@@ -420,16 +511,20 @@ impl Context<'_> {
             .unwrap_or_else(|_| Arc::new(UpstreamClient::new(&PoolSettings::default())))
     }
 
+    /// Where a route to `key` sends requests; the backend is resolved once per
+    /// compile, and not at all when its Service and slices are the same objects
+    /// as in the previous compile.
     fn target(&mut self, ing: &Served<'_>, key: &BackendKey) -> Target {
-        let resolved = middlewares::resolve_backend(
+        let resolved = memo_backend(
             &self.resolver,
             self.registries,
-            &mut self.resolved,
+            &mut self.previous,
+            &mut self.next,
             &mut self.endpoints,
             key,
         );
         match resolved {
-            Ok(backend) => Target::Backend(backend),
+            Ok((backend, _)) => Target::Backend(backend.clone()),
             Err(unresolved) => {
                 let message = unresolved.reason.clone();
                 self.diagnostics.push(Diagnostic::error(
@@ -443,6 +538,54 @@ impl Context<'_> {
                 }
             }
         }
+    }
+}
+
+/// A backend's resolution, once per compile, and not at all when its Service
+/// and slices are the same objects as in the previous compile; a resolved
+/// backend's endpoint set is queued for the publisher.
+fn memo_backend<'m>(
+    resolver: &Resolver<'_>,
+    registries: &Registries,
+    previous: &mut Memo,
+    next: &'m mut Memo,
+    endpoints: &mut Vec<(Arc<Backend>, Arc<EndpointSet>)>,
+    key: &BackendKey,
+) -> &'m Result<(Arc<Backend>, Arc<EndpointSet>), Unresolved> {
+    let memo = next.backends.entry(key.clone()).or_insert_with(|| {
+        let memo = match previous.backends.remove(key) {
+            Some(memo) if memo.inputs.same_as(resolver, key) => memo,
+            _ => BackendMemo {
+                inputs: resolver.inputs(key),
+                result: resolver.resolve(key).map(|set| {
+                    let backend = registries.upstreams.backend(key);
+                    (backend, Arc::new(set))
+                }),
+            },
+        };
+        if let Ok((backend, set)) = &memo.result {
+            endpoints.push((backend.clone(), set.clone()));
+        }
+        memo
+    });
+    &memo.result
+}
+
+/// Whether two targets send requests to the same place.
+fn same_target(a: &Target, b: &Target) -> bool {
+    match (a, b) {
+        (Target::Backend(a), Target::Backend(b)) => Arc::ptr_eq(a, b),
+        (
+            Target::Unavailable {
+                status: a,
+                reason: ra,
+            },
+            Target::Unavailable {
+                status: b,
+                reason: rb,
+            },
+        ) => a == b && ra == rb,
+        _ => false,
     }
 }
 

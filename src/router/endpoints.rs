@@ -73,10 +73,21 @@ pub fn refresh_endpoints(
         ..Snapshot::default()
     };
     let resolver = Resolver::new(&subset);
-    upstreams
-        .live()
+    // Usually few Services change at once: then a scan of `affected` beats
+    // building a key per live backend.
+    let backends = if affected.len() <= 16 {
+        upstreams.live_for(|namespace, service| {
+            affected
+                .iter()
+                .any(|(ns, name)| ns == namespace && name == service)
+        })
+    } else {
+        upstreams.live_for(|namespace, service| {
+            affected.contains(&(namespace.to_owned(), service.to_owned()))
+        })
+    };
+    backends
         .into_iter()
-        .filter(|b| affected.contains(&(b.key().namespace.clone(), b.key().service.clone())))
         .filter_map(|backend| {
             let set = resolver.resolve(backend.key()).ok()?;
             Some((backend, Arc::new(set)))

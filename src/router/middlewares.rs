@@ -1,47 +1,42 @@
 //! The `router.middlewares` annotation: each served Ingress's middleware chain,
 //! built from the snapshot's `Middleware` objects.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use rustc_hash::FxHashMap as HashMap;
 
 use super::annotations;
-use super::backend::{Resolver, Unresolved};
+use super::backend::Resolver;
 use super::certs::Secrets;
 use super::ingress::Served;
 use super::{Diagnostic, DiagnosticKind, Registries, Snapshot};
 use crate::middleware::{Chain, Environment, MiddlewareObject, ServiceTarget};
-use crate::upstream::{Backend, BackendKey, BackendProtocol, ClientKey, EndpointSet, PortRef};
+use crate::upstream::{Backend, BackendKey, BackendProtocol, ClientKey, PortRef};
 
 /// Traefik's annotation naming a router's middlewares, in order.
 pub(super) const ROUTER_MIDDLEWARES: &str = "traefik.ingress.kubernetes.io/router.middlewares";
 
-/// Each Service port resolved once per compile.
-pub(super) type Resolved = HashMap<BackendKey, Result<Arc<Backend>, Unresolved>>;
-/// The endpoint sets the publisher installs, by Service port.
-pub(super) type Endpoints = BTreeMap<BackendKey, (Arc<Backend>, Arc<EndpointSet>)>;
+/// Resolves a Service port to its live backend (once per compile, queueing its
+/// endpoint set for the publisher): the compiler's memo behind a callback.
+pub(super) type ResolveBackend<'x> = dyn FnMut(&BackendKey) -> Result<Arc<Backend>, String> + 'x;
 
 /// What the compiler lends the middleware builder.
 pub(super) struct Env<'x, 'a> {
     pub resolver: &'x Resolver<'a>,
     pub secrets: &'x Secrets<'a>,
     pub registries: &'a Registries,
-    pub resolved: &'x mut Resolved,
-    pub endpoints: &'x mut Endpoints,
+    resolve: &'x mut ResolveBackend<'x>,
     middlewares: HashMap<(&'a str, &'a str), &'a MiddlewareObject>,
 }
 
 impl<'x, 'a> Env<'x, 'a> {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         snapshot: &'a Snapshot,
         resolver: &'x Resolver<'a>,
         secrets: &'x Secrets<'a>,
         registries: &'a Registries,
-        resolved: &'x mut Resolved,
-        endpoints: &'x mut Endpoints,
+        resolve: &'x mut ResolveBackend<'x>,
     ) -> Self {
         let middlewares = snapshot
             .middlewares
@@ -52,31 +47,10 @@ impl<'x, 'a> Env<'x, 'a> {
             resolver,
             secrets,
             registries,
-            resolved,
-            endpoints,
+            resolve,
             middlewares,
         }
     }
-}
-
-/// Resolves a Service port to its live backend once per compile, queueing its
-/// endpoint set for the publisher.
-pub(super) fn resolve_backend(
-    resolver: &Resolver<'_>,
-    registries: &Registries,
-    resolved: &mut Resolved,
-    endpoints: &mut Endpoints,
-    key: &BackendKey,
-) -> Result<Arc<Backend>, Unresolved> {
-    resolved
-        .entry(key.clone())
-        .or_insert_with(|| {
-            let set = resolver.resolve(key)?;
-            let backend = registries.upstreams.backend(key);
-            endpoints.insert(key.clone(), (backend.clone(), Arc::new(set)));
-            Ok(backend)
-        })
-        .clone()
 }
 
 impl Environment for Env<'_, '_> {
@@ -99,14 +73,7 @@ impl Environment for Env<'_, '_> {
             service: name.to_owned(),
             port: port.clone(),
         });
-        let backend = resolve_backend(
-            self.resolver,
-            self.registries,
-            self.resolved,
-            self.endpoints,
-            &key,
-        )
-        .map_err(|u| u.reason)?;
+        let backend = (self.resolve)(&key)?;
         let protocol = self
             .resolver
             .service_annotation(&key, annotations::SERVERS_SCHEME)

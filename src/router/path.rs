@@ -30,6 +30,11 @@ pub(super) struct PathTable {
     root: Option<Arc<Route>>,
     /// The longest key: shorter request prefixes are the only ones worth asking for.
     max_len: usize,
+    /// The routes the table was built from, in order: a table built from the
+    /// same `Arc`s again would be the same, so it can be reused instead.
+    routes: Vec<Arc<Route>>,
+    /// What building it reported.
+    diagnostics: Vec<Diagnostic>,
 }
 
 /// The form a rule path is matched in: Prefix ignores one trailing `/` (`/` becomes ``).
@@ -67,11 +72,28 @@ impl PathTable {
             };
             slot.get_or_insert_with(|| route.clone());
         }
-        let diagnostics = keys
+        let diagnostics: Vec<Diagnostic> = keys
             .into_iter()
             .filter_map(|(key, entry)| table.insert(key, entry))
             .collect();
+        table.routes = routes.to_vec();
+        table.diagnostics.clone_from(&diagnostics);
         (table, diagnostics)
+    }
+
+    /// Whether this table was built from exactly `routes` (the same `Arc`s, in order).
+    pub(super) fn built_from(&self, routes: &[Arc<Route>]) -> bool {
+        self.routes.len() == routes.len()
+            && self
+                .routes
+                .iter()
+                .zip(routes)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+
+    /// What building this table reported.
+    pub(super) fn diagnostics(&self) -> &[Diagnostic] {
+        &self.diagnostics
     }
 
     fn insert(&mut self, key: &str, entry: Entry) -> Option<Diagnostic> {

@@ -7,6 +7,14 @@ use super::table::HostTable;
 use super::{Diagnostic, EntryPoint, EntryPoints, Route, RouteInfo};
 use crate::tls::CertIndex;
 
+/// The per-entrypoint host tables of a published table, kept by the compiler
+/// so the next build can reuse unchanged hosts.
+#[derive(Debug, Clone)]
+pub(super) struct HostTables {
+    web: Arc<HostTable>,
+    websecure: Arc<HostTable>,
+}
+
 /// Everything the data plane reads, compiled from one snapshot.
 #[derive(Debug, Default)]
 pub struct RouteTable {
@@ -20,19 +28,26 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Builds the per-entrypoint tables from the compiled routes.
+    ///
+    /// Hosts whose routes are the same `Arc`s as in `previous` keep their path tables.
     pub(super) fn build(
         routes: Vec<Arc<Route>>,
         default: Option<Arc<Route>>,
         certs: CertIndex,
+        previous: Option<&HostTables>,
     ) -> (Self, Vec<Diagnostic>) {
         let on = |ep: EntryPoint| {
-            let rules = routes
+            let rules: Vec<Arc<Route>> = routes
                 .iter()
                 .filter(|r| r.entrypoints.has(ep))
                 .cloned()
                 .collect();
             let default = default.clone().filter(|r| r.entrypoints.has(ep));
-            HostTable::build(rules, default)
+            let previous = previous.map(|p| match ep {
+                EntryPoint::Web => &*p.web,
+                EntryPoint::WebSecure => &*p.websecure,
+            });
+            HostTable::build_reusing(&rules, default, previous)
         };
         let everywhere = routes
             .iter()
@@ -71,6 +86,14 @@ impl RouteTable {
         match entrypoint {
             EntryPoint::Web => self.web.lookup(host, path),
             EntryPoint::WebSecure => self.websecure.lookup(host, path),
+        }
+    }
+
+    /// The host tables, for the next build to reuse.
+    pub(super) fn host_tables(&self) -> HostTables {
+        HostTables {
+            web: self.web.clone(),
+            websecure: self.websecure.clone(),
         }
     }
 

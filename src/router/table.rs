@@ -15,11 +15,11 @@ use super::{Diagnostic, Route};
 #[derive(Debug, Default)]
 pub(super) struct HostTable {
     /// Rules by lowercased host.
-    exact: HashMap<Box<str>, PathTable>,
+    exact: HashMap<Box<str>, Arc<PathTable>>,
     /// Wildcard rules by the suffix after `*.`.
-    wildcard: HashMap<Box<str>, PathTable>,
+    wildcard: HashMap<Box<str>, Arc<PathTable>>,
     /// Rules without a host.
-    any: PathTable,
+    any: Arc<PathTable>,
     /// The winning `spec.defaultBackend`.
     default: Option<Arc<Route>>,
 }
@@ -28,14 +28,26 @@ impl HostTable {
     /// Builds a table from rule routes (each with a path and kind, `host` as
     /// [`HostPattern::display`] writes it, no two with the same host, match path
     /// and kind) and the default backend.
+    #[cfg(test)]
     pub(super) fn build(
         routes: Vec<Arc<Route>>,
         default: Option<Arc<Route>>,
     ) -> (Self, Vec<Diagnostic>) {
-        let mut groups: HashMap<HostPattern, Vec<Arc<Route>>> = HashMap::default();
-        for route in &routes {
+        Self::build_reusing(&routes, default, None)
+    }
+
+    /// Like [`HostTable::build`], but a host whose routes are the same `Arc`s,
+    /// in the same order, as in `previous` gets `previous`'s path table back
+    /// instead of a new one: one changed Ingress rebuilds one host.
+    pub(super) fn build_reusing(
+        routes: &[Arc<Route>],
+        default: Option<Arc<Route>>,
+        previous: Option<&HostTable>,
+    ) -> (Self, Vec<Diagnostic>) {
+        let mut groups: HashMap<Option<&str>, Vec<Arc<Route>>> = HashMap::default();
+        for route in routes {
             groups
-                .entry(pattern_of(route))
+                .entry(route.host.as_deref())
                 .or_default()
                 .push(route.clone());
         }
@@ -44,9 +56,20 @@ impl HostTable {
             ..Self::default()
         };
         let mut diagnostics = Vec::new();
-        for (pattern, group) in groups {
-            let (paths, diags) = PathTable::build(&group);
-            diagnostics.extend(diags);
+        for (host, group) in groups {
+            let pattern = pattern_of(host);
+            let old = previous.and_then(|p| p.paths(&pattern));
+            let paths = match old {
+                Some(old) if old.built_from(&group) => {
+                    diagnostics.extend_from_slice(old.diagnostics());
+                    old.clone()
+                }
+                _ => {
+                    let (paths, diags) = PathTable::build(&group);
+                    diagnostics.extend(diags);
+                    Arc::new(paths)
+                }
+            };
             match pattern {
                 HostPattern::Exact(name) => table.exact.insert(name.into(), paths),
                 HostPattern::Wildcard(suffix) => table.wildcard.insert(suffix.into(), paths),
@@ -54,6 +77,15 @@ impl HostTable {
             };
         }
         (table, diagnostics)
+    }
+
+    /// The path table of one host pattern, if the table has it.
+    fn paths(&self, pattern: &HostPattern) -> Option<&Arc<PathTable>> {
+        match pattern {
+            HostPattern::Exact(name) => self.exact.get(name.as_str()),
+            HostPattern::Wildcard(suffix) => self.wildcard.get(suffix.as_str()),
+            HostPattern::Any => Some(&self.any),
+        }
     }
 
     /// The route for a request: `host` as sent (any case, maybe with a port), `path`
@@ -83,8 +115,8 @@ impl HostTable {
     }
 }
 
-fn pattern_of(route: &Route) -> HostPattern {
-    match route.host.as_deref() {
+fn pattern_of(host: Option<&str>) -> HostPattern {
+    match host {
         None => HostPattern::Any,
         Some(host) => match host.strip_prefix("*.") {
             Some(suffix) => HostPattern::Wildcard(suffix.to_owned()),

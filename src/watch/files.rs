@@ -8,11 +8,11 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use super::manifests::{parse_manifests, ParsedFile};
 use super::store::{Store, View};
-use super::WatchError;
+use super::{ProviderUpdate, WatchError};
 use crate::router::{Diagnostic, DiagnosticKind, ObjectRef};
 
 /// Deeper trees are not walked: this also ends symlink loops.
@@ -89,6 +89,79 @@ impl ManifestFiles {
         self.store.view()
     }
 
+    /// The update to publish for the files as last loaded (no object is copied).
+    pub fn update(&self) -> ProviderUpdate {
+        self.store.update()
+    }
+
+    /// A number that changes whenever a reload changed what the files contribute.
+    pub fn generation(&self) -> u64 {
+        self.store.generation()
+    }
+
+    /// Re-reads only the files at `paths` (as file events name them): each one
+    /// that is a manifest file under the root is re-read, or forgotten if it is
+    /// gone. Anything else (a directory, a hidden or renamed-over entry such as
+    /// a ConfigMap's `..data`, a path outside the root, a single-file root)
+    /// makes it a full [`ManifestFiles::reload`], which is always correct.
+    pub fn reload_paths(&mut self, paths: &[PathBuf]) -> Reload {
+        if self.single_file {
+            return self.reload();
+        }
+        if !self.root.is_dir() {
+            return Reload::RootMissing;
+        }
+        let mut changed = Vec::with_capacity(paths.len());
+        for path in paths {
+            match self.classify(path) {
+                Some(Some(name)) => changed.push((name, path)),
+                Some(None) => {}
+                None => return self.reload(),
+            }
+        }
+        for (name, path) in changed {
+            match fs::metadata(path) {
+                Ok(metadata) if metadata.is_file() => self.load_file(&name, path),
+                Ok(_) => return self.reload(),
+                Err(_) => {
+                    if self.store.remove(&name) {
+                        tracing::debug!(file = %name, "manifest file removed");
+                    }
+                    self.contents.remove(&name);
+                }
+            }
+        }
+        Reload::Loaded
+    }
+
+    /// What an event path means: `Some(Some(name))` a manifest file named `name`
+    /// relative to the root, `Some(None)` a file that is no manifest (nothing to
+    /// do), `None` something only a full reload handles.
+    fn classify(&self, path: &Path) -> Option<Option<String>> {
+        let relative = path.strip_prefix(&self.root).ok()?;
+        let mut parts = Vec::new();
+        for component in relative.components() {
+            let Component::Normal(part) = component else {
+                return None;
+            };
+            let part = part.to_str()?;
+            if is_ignored(part) {
+                return None;
+            }
+            parts.push(part);
+        }
+        let last = *parts.last()?;
+        if parts.len() > MAX_DEPTH + 1 {
+            return None;
+        }
+        let name = parts.join("/");
+        let prefix = format!("{name}/");
+        if path.is_dir() || self.store.files().any(|f| f.starts_with(&prefix)) {
+            return None;
+        }
+        Some(is_manifest(last).then_some(name))
+    }
+
     /// Re-reads every file, re-parses those that changed and forgets deleted ones.
     pub fn reload(&mut self) -> Reload {
         let Some(listed) = self.list() else {
@@ -125,7 +198,7 @@ impl ManifestFiles {
         }
         tracing::debug!(file = %name, "loading manifest file");
         let parsed = parse_manifests(name, &bytes);
-        self.store.apply(name, parsed);
+        let _changed = self.store.apply(name, parsed);
         self.contents.insert(name.to_owned(), fingerprint);
     }
 
@@ -144,7 +217,7 @@ impl ManifestFiles {
             DiagnosticKind::ParseError,
             message,
         )];
-        self.store.apply(
+        let _changed = self.store.apply(
             name,
             ParsedFile {
                 objects: Vec::new(),
@@ -226,6 +299,93 @@ mod tests {
         assert!(is_ignored("app.yaml~"));
         assert!(!is_ignored("app.yaml"));
         assert!(is_manifest("a.yml") && is_manifest("a.JSON") && !is_manifest("a.txt"));
+    }
+
+    fn service(name: &str, port: u16) -> String {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{port: {port}}}]\n")
+    }
+
+    fn ports(files: &ManifestFiles) -> Vec<(String, i32)> {
+        let update = files.update();
+        let mut out: Vec<_> = update
+            .snapshot
+            .services
+            .iter()
+            .map(|s| {
+                let port = s
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.ports.as_ref())
+                    .map_or(0, |p| p[0].port);
+                (s.metadata.name.clone().unwrap_or_default(), port)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn named_paths_reload_only_those_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (a, b) = (dir.path().join("a.yaml"), dir.path().join("sub/b.yaml"));
+        fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        fs::write(&a, service("a", 1)).expect("write");
+        fs::write(&b, service("b", 1)).expect("write");
+        let mut files = ManifestFiles::open(dir.path()).expect("open");
+        assert_eq!(files.reload(), Reload::Loaded);
+        let first = files.update();
+        fs::write(&a, service("a", 2)).expect("write");
+        fs::write(&b, service("b", 2)).expect("write");
+        assert_eq!(files.reload_paths(std::slice::from_ref(&b)), Reload::Loaded);
+        assert_eq!(ports(&files), [("a".into(), 1), ("b".into(), 2)]);
+        // The untouched file's object is the same Arc.
+        let again = files.update();
+        let a_of = |u: &ProviderUpdate| u.snapshot.services[0].clone();
+        assert!(std::sync::Arc::ptr_eq(&a_of(&first), &a_of(&again)));
+        // A deleted file is forgotten; a directory path means a full reload.
+        fs::remove_file(&b).expect("rm");
+        let generation = files.generation();
+        assert_eq!(files.reload_paths(std::slice::from_ref(&b)), Reload::Loaded);
+        assert_eq!(ports(&files), [("a".into(), 1)]);
+        assert_ne!(files.generation(), generation);
+        assert_eq!(
+            files.reload_paths(&[dir.path().join("sub")]),
+            Reload::Loaded
+        );
+        assert_eq!(ports(&files), [("a".into(), 2)]);
+        // Nothing changed: the generation stays.
+        let generation = files.generation();
+        assert_eq!(files.reload_paths(std::slice::from_ref(&a)), Reload::Loaded);
+        assert_eq!(files.reload(), Reload::Loaded);
+        assert_eq!(files.generation(), generation);
+    }
+
+    #[test]
+    fn hidden_or_outside_paths_mean_a_full_reload() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = dir.path().join("a.yaml");
+        fs::write(&a, service("a", 1)).expect("write");
+        let mut files = ManifestFiles::open(dir.path()).expect("open");
+        files.reload();
+        fs::write(&a, service("a", 2)).expect("write");
+        assert_eq!(
+            files.reload_paths(&[dir.path().join("..data")]),
+            Reload::Loaded
+        );
+        assert_eq!(ports(&files), [("a".into(), 2)]);
+        fs::write(&a, service("a", 3)).expect("write");
+        assert_eq!(
+            files.reload_paths(&[PathBuf::from("/elsewhere/x.yaml")]),
+            Reload::Loaded
+        );
+        assert_eq!(ports(&files), [("a".into(), 3)]);
+        // A file that is no manifest changes nothing.
+        fs::write(&a, service("a", 4)).expect("write");
+        assert_eq!(
+            files.reload_paths(&[dir.path().join("notes.txt")]),
+            Reload::Loaded
+        );
+        assert_eq!(ports(&files), [("a".into(), 3)]);
     }
 }
 

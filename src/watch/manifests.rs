@@ -209,16 +209,57 @@ fn known_kind(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
     })
 }
 
-/// Checks the name, defaults the namespace and drops `managedFields`.
+/// The `metadata` fields the compiler reads; the others are dropped on load.
+const KEPT_METADATA: [&str; 4] = ["name", "namespace", "annotations", "creationTimestamp"];
+
+/// The annotation `kubectl apply` leaves: a copy of the whole object, never read.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The label that ties an EndpointSlice to its Service: the only label read.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Drops what no routing decision reads, so 10,000s of objects stay small:
+/// every `status`, `metadata` fields other than [`KEPT_METADATA`] (labels too,
+/// except an EndpointSlice's `kubernetes.io/service-name`), kubectl's
+/// last-applied copy, and a Service's `selector` (endpoints come from slices).
+/// Two versions of an object that differ only there are the same object.
+fn strip_unread(value: &mut Value, kind: &str) {
+    let Value::Object(object) = value else { return };
+    object.remove("status");
+    if kind == "Service" {
+        if let Some(Value::Object(spec)) = object.get_mut("spec") {
+            spec.remove("selector");
+        }
+    }
+    let Some(Value::Object(metadata)) = object.get_mut("metadata") else {
+        return;
+    };
+    let service_name = match metadata.get("labels") {
+        Some(Value::Object(labels)) if kind == "EndpointSlice" => labels
+            .get(SERVICE_NAME_LABEL)
+            .map(|v| (SERVICE_NAME_LABEL.to_owned(), v.clone())),
+        _ => None,
+    };
+    metadata.retain(|field, _| KEPT_METADATA.contains(&field.as_str()));
+    if let Some(label) = service_name {
+        let labels = serde_json::Map::from_iter([label]);
+        metadata.insert("labels".to_owned(), Value::Object(labels));
+    }
+    if let Some(Value::Object(annotations)) = metadata.get_mut("annotations") {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// Checks the name, defaults the namespace and drops what routing never reads.
 fn prepare(
     mut value: Value,
     kind: &'static str,
     namespaced: bool,
 ) -> Result<(Value, ObjectKey), String> {
+    strip_unread(&mut value, kind);
     let Some(Value::Object(metadata)) = value.get_mut("metadata") else {
         return Err(format!("{kind} has no `metadata`"));
     };
-    metadata.remove("managedFields");
     let name = match metadata.get("name") {
         Some(Value::String(name)) if !name.is_empty() => name.clone(),
         _ => return Err(format!("{kind} has no `metadata.name`")),

@@ -203,3 +203,53 @@ fn managed_fields_are_stripped() {
     };
     assert_eq!(service.metadata.managed_fields, None);
 }
+
+#[test]
+fn fields_routing_never_reads_are_dropped() {
+    let text = "\
+apiVersion: v1
+kind: Service
+metadata:
+  name: s
+  labels: {app: s}
+  uid: abc
+  annotations:
+    kubectl.kubernetes.io/last-applied-configuration: '{}'
+    traefik.ingress.kubernetes.io/service.serversscheme: h2c
+spec:
+  selector: {app: s}
+  ports: [{port: 80}]
+status: {loadBalancer: {}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: s-1
+  labels: {kubernetes.io/service-name: s, other: x}
+addressType: IPv4
+endpoints: []
+";
+    let parsed = parse_manifests("a.yaml", text.as_bytes());
+    let Object::Service(service) = &parsed.objects[0].object else {
+        panic!("expected a Service");
+    };
+    assert_eq!(service.metadata.labels, None);
+    assert_eq!(service.metadata.uid, None);
+    assert!(service.status.is_none());
+    let spec = service.spec.as_ref().expect("spec");
+    assert_eq!(spec.selector, None);
+    assert_eq!(spec.ports.as_ref().map(Vec::len), Some(1));
+    let annotations = service.metadata.annotations.as_ref().expect("annotations");
+    assert_eq!(
+        annotations.keys().collect::<Vec<_>>(),
+        ["traefik.ingress.kubernetes.io/service.serversscheme"]
+    );
+    let Object::EndpointSlice(slice) = &parsed.objects[1].object else {
+        panic!("expected an EndpointSlice");
+    };
+    let labels = slice.metadata.labels.as_ref().expect("labels");
+    assert_eq!(
+        labels.keys().collect::<Vec<_>>(),
+        ["kubernetes.io/service-name"]
+    );
+}

@@ -17,7 +17,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout_at, Instant};
 
 use super::files::{ManifestFiles, Reload};
-use super::store::View;
 use super::{ProviderUpdate, WatchError};
 
 /// Where a provider publishes: the latest update, `None` until the first load.
@@ -70,40 +69,90 @@ impl FileProvider {
         let files = ManifestFiles::open(&self.path)?;
         let (tx, mut rx) = mpsc::channel(256);
         // Watch before the first load so no change falls in between.
-        let mut watching = Some(Watching::start(&files, tx.clone())?);
+        let first = Watching::start(&files, tx.clone())?;
+        // The first load reads everything anyway.
+        first.fresh.store(false, Ordering::Relaxed);
+        let mut watching = Some(first);
         let files = Arc::new(Mutex::new(files));
         let mut published = None;
-        if !load_and_publish(&files, &updates, &mut published).await? {
+        if !load_and_publish(&files, &updates, &mut published, Changed::Everything).await? {
             return Ok(());
         }
         loop {
+            let mut changed = Changed::Everything;
             tokio::select! {
                 () = updates.closed() => return Ok(()),
-                Some(_) = rx.recv() => self.settle(&mut rx, &updates).await,
+                Some(event) = rx.recv() => {
+                    changed = Changed::Paths(Vec::new());
+                    changed.add(event);
+                    self.settle(&mut rx, &updates, &mut changed).await;
+                }
                 () = tokio::time::sleep(RETRY_INTERVAL), if watching.is_none() => {}
             }
-            watching = Watching::refresh(watching, &lock(&files), &tx);
+            let restarted;
+            (watching, restarted) = Watching::refresh(watching, &lock(&files), &tx);
             if watching.is_none() {
                 continue; // The path is gone: keep the last objects.
             }
-            if !load_and_publish(&files, &updates, &mut published).await? {
+            if restarted {
+                // A new watch may have missed events: read everything.
+                changed = Changed::Everything;
+            }
+            if !load_and_publish(&files, &updates, &mut published, changed).await? {
                 return Ok(());
             }
         }
     }
 
-    /// Waits until events stop for `debounce`, at most `max_delay` in all.
-    async fn settle(&self, rx: &mut mpsc::Receiver<EventResult>, updates: &UpdateSender) {
+    /// Waits until events stop for `debounce`, at most `max_delay` in all,
+    /// collecting the paths they name.
+    async fn settle(
+        &self,
+        rx: &mut mpsc::Receiver<EventResult>,
+        updates: &UpdateSender,
+        changed: &mut Changed,
+    ) {
         let deadline = Instant::now() + self.max_delay;
         loop {
             let quiet = (Instant::now() + self.debounce).min(deadline);
             tokio::select! {
                 () = updates.closed() => return,
                 next = timeout_at(quiet, rx.recv()) => match next {
-                    Ok(Some(_)) => {}
+                    Ok(Some(event)) => changed.add(event),
                     Ok(None) | Err(_) => return,
                 },
             }
+        }
+    }
+}
+
+/// What a burst of events touched.
+#[derive(Debug)]
+enum Changed {
+    /// Unknown (start, a watcher error, a rescan, a dropped event): re-read every file.
+    Everything,
+    /// These paths, as the events named them.
+    Paths(Vec<PathBuf>),
+}
+
+impl Changed {
+    /// The most paths worth handling one by one.
+    const MAX_PATHS: usize = 64;
+
+    fn add(&mut self, event: EventResult) {
+        let Self::Paths(paths) = self else { return };
+        match event {
+            Ok(event) if !event.need_rescan() && !event.paths.is_empty() => {
+                for path in event.paths {
+                    if !paths.contains(&path) {
+                        paths.push(path);
+                    }
+                }
+                if paths.len() > Self::MAX_PATHS {
+                    *self = Self::Everything;
+                }
+            }
+            _ => *self = Self::Everything,
         }
     }
 }
@@ -128,35 +177,55 @@ fn lock(files: &Mutex<ManifestFiles>) -> std::sync::MutexGuard<'_, ManifestFiles
     files.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Reloads off the async threads and publishes if the view changed; false once nobody listens.
+/// Reloads off the async threads and publishes if the store changed; false once nobody listens.
+///
+/// `published` is the store generation last published: an unchanged generation
+/// means the files contribute exactly what they did.
 async fn load_and_publish(
     files: &Arc<Mutex<ManifestFiles>>,
     updates: &UpdateSender,
-    published: &mut Option<View>,
+    published: &mut Option<u64>,
+    changed: Changed,
 ) -> Result<bool, WatchError> {
     let task_files = Arc::clone(files);
     let started = std::time::Instant::now();
+    let last = *published;
     let loaded = tokio::task::spawn_blocking(move || {
         let mut files = lock(&task_files);
-        (files.reload() == Reload::Loaded).then(|| files.view())
+        let reload = match &changed {
+            Changed::Everything => files.reload(),
+            Changed::Paths(paths) => files.reload_paths(paths),
+        };
+        if reload != Reload::Loaded {
+            return None;
+        }
+        let generation = files.generation();
+        let update = (last != Some(generation)).then(|| files.update());
+        Some((generation, update))
     })
     .await?;
-    let Some(view) = loaded else {
+    let Some((generation, update)) = loaded else {
         return Ok(!updates.is_closed());
     };
-    if published.as_ref() == Some(&view) {
+    let Some(update) = update else {
         tracing::debug!(elapsed = ?started.elapsed(), "manifests reloaded, nothing changed");
         return Ok(!updates.is_closed());
-    }
-    let update = Arc::new(view.to_update());
+    };
+    let s = &update.snapshot;
+    let objects = s.ingresses.len()
+        + s.ingress_classes.len()
+        + s.services.len()
+        + s.endpoint_slices.len()
+        + s.endpoints.len()
+        + s.secrets.len();
     tracing::info!(
-        objects = view.objects.len(),
-        diagnostics = view.diagnostics.len(),
+        objects,
+        diagnostics = update.diagnostics.len(),
         elapsed = ?started.elapsed(),
         "manifests loaded"
     );
-    *published = Some(view);
-    Ok(updates.send(Some(update)).is_ok())
+    *published = Some(generation);
+    Ok(updates.send(Some(Arc::new(update))).is_ok())
 }
 
 /// A live watcher and the identity of the directory it watches.
@@ -166,6 +235,8 @@ struct Watching {
     /// Set when the watched directory itself was removed or renamed (or the
     /// watcher failed): the watch is dead even if the path exists again.
     stale: Arc<AtomicBool>,
+    /// Set until the first reload after this watcher started.
+    fresh: AtomicBool,
 }
 
 impl Watching {
@@ -195,13 +266,29 @@ impl Watching {
             _watcher: watcher,
             identity,
             stale,
+            fresh: AtomicBool::new(true),
         })
     }
 
     /// Keeps watching while the watched directory is the same one; drops the
     /// watcher when it is gone and starts a new one when it is back (a watch
     /// on a deleted directory sees nothing, even if the path is recreated).
+    ///
+    /// Also says whether a new watcher was started (which may have missed events).
     fn refresh(
+        current: Option<Self>,
+        files: &ManifestFiles,
+        tx: &mpsc::Sender<EventResult>,
+    ) -> (Option<Self>, bool) {
+        let was_watching = current.is_some();
+        let next = Self::refresh_inner(current, files, tx);
+        let restarted = next
+            .as_ref()
+            .is_some_and(|w| !was_watching || w.fresh.swap(false, Ordering::Relaxed));
+        (next, restarted)
+    }
+
+    fn refresh_inner(
         current: Option<Self>,
         files: &ManifestFiles,
         tx: &mpsc::Sender<EventResult>,

@@ -151,3 +151,44 @@ fn same_name_in_other_namespace_or_kind_is_no_duplicate() {
     );
     assert!(update.diagnostics.is_empty());
 }
+
+#[test]
+fn an_unchanged_version_changes_nothing_and_keeps_its_arcs() {
+    let mut store = Store::new();
+    let text = service("x", 1) + &service("y", 1);
+    assert!(store.apply("a.yaml", parse_manifests("a.yaml", text.as_bytes())));
+    let before = store.update();
+    let generation = store.generation();
+    assert!(!store.apply("a.yaml", parse_manifests("a.yaml", text.as_bytes())));
+    assert_eq!(store.generation(), generation);
+    let edited = service("x", 1) + &service("y", 2);
+    assert!(store.apply("a.yaml", parse_manifests("a.yaml", edited.as_bytes())));
+    let after = store.update();
+    let services = |u: &ProviderUpdate| u.snapshot.services.clone();
+    let (old, new) = (services(&before), services(&after));
+    assert!(std::sync::Arc::ptr_eq(&old[0], &new[0]), "x is unchanged");
+    assert!(!std::sync::Arc::ptr_eq(&old[1], &new[1]), "y changed");
+}
+
+#[test]
+fn the_fast_update_matches_the_view_with_and_without_duplicates() {
+    let mut store = Store::new();
+    apply(&mut store, "b.yaml", &service("x", 2));
+    apply(&mut store, "a.yaml", &(service("y", 1) + BROKEN));
+    let names = |u: &ProviderUpdate| {
+        let ports: Vec<_> = u
+            .snapshot
+            .services
+            .iter()
+            .map(|s| s.metadata.name.clone())
+            .collect();
+        (ports, u.diagnostics.clone())
+    };
+    assert_eq!(names(&store.update()), names(&store.view().to_update()));
+    apply(&mut store, "a.yaml", &(service("y", 1) + &service("x", 1)));
+    assert_eq!(names(&store.update()), names(&store.view().to_update()));
+    assert_eq!(store.update().snapshot.services.len(), 2);
+    assert!(store.remove("a.yaml"));
+    assert_eq!(names(&store.update()), names(&store.view().to_update()));
+    assert_eq!(store.len(), 1);
+}
