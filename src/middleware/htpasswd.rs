@@ -264,8 +264,7 @@ pub(crate) mod test_support {
         BoxFuture, Middleware, Next, Outcome, RequestContext, ServiceTarget, Terminal,
     };
     use crate::proxy::ClientInfo;
-    use crate::router::{EntryPoints, ObjectRef, Route, Target};
-    use crate::upstream::{PoolSettings, PortRef, UpstreamClient};
+    use crate::upstream::PortRef;
 
     /// A backend that records the requests it got and answers 200 `backend`.
     #[derive(Default)]
@@ -332,25 +331,7 @@ pub(crate) mod test_support {
 
     /// A request context for a client at `127.0.0.1:40000`.
     pub(crate) fn context(tls: bool) -> RequestContext {
-        let route = Arc::new(Route {
-            name: "test".into(),
-            host: None,
-            path: None,
-            kind: None,
-            ingress: ObjectRef::namespaced("Ingress", "default", "test"),
-            service: None,
-            target: Target::Unavailable {
-                status: 503,
-                reason: "test".into(),
-            },
-            client: Arc::new(UpstreamClient::new(&PoolSettings::default())),
-            entrypoints: EntryPoints::ALL,
-            redirect_https: false,
-            middlewares: crate::middleware::Chain::default(),
-            sticky: None,
-            pass_host_header: true,
-            stats: Arc::default(),
-        });
+        let route = crate::middleware::support::detached_route("test");
         RequestContext {
             client: ClientInfo::new("127.0.0.1:40000".parse().unwrap(), tls),
             route,

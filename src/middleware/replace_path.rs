@@ -317,8 +317,7 @@ pub(super) mod testing {
         BoxFuture, Middleware, Next, Outcome, RequestContext, ServiceTarget, Terminal,
     };
     use crate::proxy::ClientInfo;
-    use crate::router::{EntryPoints, ObjectRef, Route, Target};
-    use crate::upstream::{PoolSettings, PortRef, UpstreamClient};
+    use crate::upstream::PortRef;
 
     /// A build context with nothing in it.
     pub struct FakeBuild;
@@ -358,25 +357,7 @@ pub(super) mod testing {
 
     /// A request context: client 10.0.0.1, TLS or not.
     pub fn context(tls: bool) -> RequestContext {
-        let route = Arc::new(Route {
-            name: "test".into(),
-            host: None,
-            path: None,
-            kind: None,
-            ingress: ObjectRef::namespaced("Ingress", "default", "test"),
-            service: None,
-            target: Target::Unavailable {
-                status: 503,
-                reason: "test".into(),
-            },
-            client: Arc::new(UpstreamClient::new(&PoolSettings::default())),
-            entrypoints: EntryPoints::ALL,
-            redirect_https: false,
-            middlewares: crate::middleware::Chain::default(),
-            stats: Arc::default(),
-            sticky: None,
-            pass_host_header: true,
-        });
+        let route = crate::middleware::support::detached_route("test");
         let remote: SocketAddr = "10.0.0.1:40000".parse().unwrap();
         RequestContext {
             client: ClientInfo::new(remote, tls),

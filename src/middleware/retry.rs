@@ -259,14 +259,13 @@ pub(super) mod testing {
     use k8s_openapi::api::core::v1::Secret;
 
     use crate::body::{RequestBody, ResponseBody};
-    use crate::metrics::RouteStats;
     use crate::middleware::build::{BuildError, Context, ServiceTarget};
     use crate::middleware::{
         BoxFuture, Failure, Middleware, Next, Outcome, RequestContext, Terminal,
     };
     use crate::proxy::{ClientInfo, ProxyError};
-    use crate::router::{EntryPoints, ObjectRef, Route, Target};
-    use crate::upstream::{PoolSettings, PortRef, UpstreamClient, UpstreamError};
+    use crate::router::Route;
+    use crate::upstream::{PortRef, UpstreamError};
 
     /// What the fake backend does for one request.
     #[derive(Debug, Clone)]
@@ -369,25 +368,7 @@ pub(super) mod testing {
 
     /// A route for request contexts (its own target is never used).
     pub fn route() -> Arc<Route> {
-        Arc::new(Route {
-            name: "test".into(),
-            host: None,
-            path: None,
-            kind: None,
-            ingress: ObjectRef::namespaced("Ingress", "default", "test"),
-            service: None,
-            target: Target::Unavailable {
-                status: 503,
-                reason: "test".into(),
-            },
-            client: Arc::new(UpstreamClient::new(&PoolSettings::default())),
-            entrypoints: EntryPoints::ALL,
-            redirect_https: false,
-            middlewares: crate::middleware::Chain::default(),
-            sticky: None,
-            pass_host_header: true,
-            stats: Arc::new(RouteStats::default()),
-        })
+        crate::middleware::support::detached_route("test")
     }
 
     /// A request context for a plain-HTTP client.

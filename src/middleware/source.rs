@@ -376,8 +376,8 @@ pub(super) mod testing {
     use crate::middleware::build::{BuildError, Context, ServiceTarget};
     use crate::middleware::{BoxFuture, Middleware, Next, Outcome, RequestContext, Terminal};
     use crate::proxy::ClientInfo;
-    use crate::router::{EntryPoints, ObjectRef, Route, Target};
-    use crate::upstream::{PoolSettings, PortRef, UpstreamClient};
+    use crate::router::Route;
+    use crate::upstream::PortRef;
 
     /// A build context with nothing to read (no Secrets, Services or other Middlewares).
     #[derive(Default)]
@@ -414,25 +414,7 @@ pub(super) mod testing {
 
     /// A route whose backend is never used (the fake terminal answers).
     pub(crate) fn route() -> Arc<Route> {
-        Arc::new(Route {
-            name: "test".into(),
-            host: None,
-            path: None,
-            kind: None,
-            ingress: ObjectRef::namespaced("Ingress", "default", "test"),
-            service: None,
-            target: Target::Unavailable {
-                status: 503,
-                reason: "test".into(),
-            },
-            client: Arc::new(UpstreamClient::new(&PoolSettings::default())),
-            entrypoints: EntryPoints::ALL,
-            redirect_https: false,
-            middlewares: crate::middleware::Chain::default(),
-            sticky: None,
-            pass_host_header: true,
-            stats: Arc::default(),
-        })
+        crate::middleware::support::detached_route("test")
     }
 
     /// A request context for a client at `remote` over plain HTTP.

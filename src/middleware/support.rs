@@ -8,7 +8,35 @@ use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use serde::{Deserialize, Deserializer};
 
+use std::sync::Arc;
+
 use crate::body::ResponseBody;
+use crate::router::{EntryPoints, ObjectRef, Route, Target};
+use crate::upstream::{PoolSettings, UpstreamClient};
+
+/// A route that belongs to no table and forwards nowhere (503): what middleware
+/// tests and benchmarks hang a [`super::RequestContext`] on.
+pub fn detached_route(name: &str) -> Arc<Route> {
+    Arc::new(Route {
+        name: name.into(),
+        host: None,
+        path: None,
+        kind: None,
+        ingress: ObjectRef::namespaced("Ingress", "default", name),
+        service: None,
+        target: Target::Unavailable {
+            status: 503,
+            reason: "detached route".into(),
+        },
+        client: Arc::new(UpstreamClient::new(&PoolSettings::default())),
+        entrypoints: EntryPoints::ALL,
+        redirect_https: false,
+        middlewares: super::Chain::default(),
+        sticky: None,
+        pass_host_header: true,
+        stats: Arc::default(),
+    })
+}
 
 /// A plain-text response of `status` with `body`.
 pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {

@@ -168,7 +168,8 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         );
         let mut resolve = |key: &BackendKey| {
             memo_backend(resolver, registries, previous, next, endpoints, key)
-                .as_ref().map(|(backend, _)| backend.clone())
+                .as_ref()
+                .map(|(backend, _)| backend.clone())
                 .map_err(|u| u.reason.clone())
         };
         let mut env = middlewares::Env::new(
