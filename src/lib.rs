@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod proxy;
 pub mod router;
+pub mod status;
 pub mod tls;
 pub mod upstream;
 pub mod watch;

@@ -27,3 +27,16 @@ pub use endpoints::{only_endpoints_changed, refresh_endpoints};
 pub use route::{EntryPoint, EntryPoints, PathKind, Route, RouteInfo, Target};
 pub use route_table::RouteTable;
 pub use snapshot::Snapshot;
+
+/// The Ingresses this instance serves (its class), selected exactly as the
+/// compiler selects them; what status publishing writes to.
+pub fn served_ingresses<'a>(
+    snapshot: &'a Snapshot,
+    options: &CompileOptions,
+) -> Vec<&'a k8s_openapi::api::networking::v1::Ingress> {
+    let mut ignored = Vec::new();
+    ingress::served(snapshot, options, &mut ignored)
+        .into_iter()
+        .map(|served| served.ingress)
+        .collect()
+}
