@@ -15,11 +15,13 @@ use std::path::PathBuf;
 use crate::router::{Diagnostic, Snapshot};
 
 pub mod files;
+pub mod kube;
 pub mod manifests;
 pub mod object;
 mod provider;
 pub mod store;
 
+pub use self::kube::{run_kube_provider, KubeError, KubeSettings, KubeStats};
 pub use files::ManifestFiles;
 pub use manifests::{parse_manifests, ParsedFile};
 pub use object::{Loaded, Object, ObjectKey, Source};

@@ -1,0 +1,394 @@
+//! The store task: objects per watcher, coalescing, and publishing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use ::kube::Client;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, Instant};
+
+use super::normalize::referenced_secrets;
+use super::streams::{Change, Message, Spawner, StreamId, Target};
+use super::{KubeSettings, KubeStats};
+use crate::router::Snapshot;
+use crate::watch::{Object, ObjectKey, ProviderUpdate, UpdateSender};
+
+/// How many watcher messages may wait for the store task.
+const CHANNEL: usize = 4096;
+
+/// What one watcher contributes.
+struct Partition {
+    target: Target,
+    objects: BTreeMap<ObjectKey, Object>,
+    /// Objects of a list in progress (between `Init` and `InitDone`).
+    listing: Option<BTreeMap<ObjectKey, Object>>,
+    synced: bool,
+    started: Instant,
+    task: JoinHandle<()>,
+}
+
+/// Bit per snapshot list, to rebuild only the lists that changed.
+mod dirty {
+    pub const INGRESSES: u8 = 1;
+    pub const CLASSES: u8 = 2;
+    pub const SERVICES: u8 = 4;
+    pub const SLICES: u8 = 8;
+    pub const SECRETS: u8 = 16;
+    pub const MIDDLEWARES: u8 = 32;
+    pub const ALL: u8 = 63;
+}
+
+fn bit(target: &Target) -> u8 {
+    match target {
+        Target::Ingresses(_) => dirty::INGRESSES,
+        Target::IngressClasses => dirty::CLASSES,
+        Target::Services(_) => dirty::SERVICES,
+        Target::EndpointSlices(_) => dirty::SLICES,
+        Target::TlsSecrets(_) | Target::NamedSecret(..) => dirty::SECRETS,
+        Target::Middlewares(_) => dirty::MIDDLEWARES,
+    }
+}
+
+struct State {
+    spawner: Spawner,
+    settings: Arc<KubeSettings>,
+    partitions: BTreeMap<StreamId, Partition>,
+    /// The watcher of each Secret a Middleware references.
+    named: BTreeMap<(String, String), StreamId>,
+    next_id: StreamId,
+    /// Lists that changed since the last publish.
+    dirty: u8,
+    last: Option<Arc<ProviderUpdate>>,
+}
+
+/// Runs the store task until `updates` has no receivers.
+pub(super) async fn run(
+    client: Client,
+    settings: KubeSettings,
+    updates: UpdateSender,
+    stats: Arc<KubeStats>,
+) {
+    let (tx, mut rx) = mpsc::channel(CHANNEL);
+    let settings = Arc::new(settings);
+    let spawner = Spawner {
+        client,
+        settings: settings.clone(),
+        stats: stats.clone(),
+        tx,
+    };
+    let mut state = State {
+        spawner,
+        settings: settings.clone(),
+        partitions: BTreeMap::new(),
+        named: BTreeMap::new(),
+        next_id: 0,
+        dirty: 0,
+        last: None,
+    };
+    for target in initial_targets(&settings) {
+        state.start(target);
+    }
+    // The first change since the last publish, and the latest.
+    let mut burst: Option<(Instant, Instant)> = None;
+    loop {
+        let deadline = burst.and_then(|(first, last)| {
+            let quiet = (last + settings.debounce).min(first + settings.max_delay);
+            state.publishable_at(quiet)
+        });
+        tokio::select! {
+            () = updates.closed() => break,
+            message = rx.recv() => {
+                let Some(message) = message else { break };
+                let mut changed = state.apply(message);
+                // Drain what is already queued before looking at the clock.
+                while let Ok(message) = rx.try_recv() {
+                    changed |= state.apply(message);
+                }
+                if changed {
+                    let now = Instant::now();
+                    burst = Some((burst.map_or(now, |(first, _)| first), now));
+                }
+            }
+            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                if state.publishable(Instant::now()) {
+                    burst = None;
+                    if !state.publish(&updates, &stats) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    for partition in state.partitions.values() {
+        partition.task.abort();
+    }
+}
+
+/// The watchers started at once: every kind, per namespace when namespaces are given.
+fn initial_targets(settings: &KubeSettings) -> Vec<Target> {
+    let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        let unique: BTreeSet<&String> = settings.namespaces.iter().collect();
+        unique.into_iter().cloned().map(Some).collect()
+    };
+    let mut targets = vec![Target::IngressClasses];
+    for scope in scopes {
+        targets.push(Target::Ingresses(scope.clone()));
+        targets.push(Target::Services(scope.clone()));
+        targets.push(Target::EndpointSlices(scope.clone()));
+        targets.push(Target::TlsSecrets(scope.clone()));
+        targets.push(Target::Middlewares(scope));
+    }
+    targets
+}
+
+impl State {
+    fn start(&mut self, target: Target) -> StreamId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let task = self.spawner.spawn(id, &target);
+        tracing::debug!(?target, "watching");
+        self.partitions.insert(
+            id,
+            Partition {
+                target,
+                objects: BTreeMap::new(),
+                listing: None,
+                synced: false,
+                started: Instant::now(),
+                task,
+            },
+        );
+        id
+    }
+
+    /// Applies one watcher message; true when what would be published changed.
+    fn apply(&mut self, message: Message) -> bool {
+        // Messages of a stopped watcher may still be queued.
+        let Some(partition) = self.partitions.get_mut(&message.stream) else {
+            return false;
+        };
+        let bit = bit(&partition.target);
+        let changed = match message.change {
+            Change::Init => {
+                partition.listing = Some(BTreeMap::new());
+                false
+            }
+            Change::InitApply(key, object) => {
+                partition
+                    .listing
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(key, object);
+                false
+            }
+            Change::InitDone => {
+                let mut listed = partition.listing.take().unwrap_or_default();
+                // Keep the old Arc of every object the list returned unchanged.
+                for (key, object) in &mut listed {
+                    if let Some(old) = partition.objects.get(key) {
+                        if old == object {
+                            *object = old.clone();
+                        }
+                    }
+                }
+                let first = !partition.synced;
+                partition.synced = true;
+                let differs = !same_objects(&partition.objects, &listed);
+                partition.objects = listed;
+                if first {
+                    tracing::debug!(target = ?partition.target, objects = partition.objects.len(), "listed");
+                }
+                differs || first
+            }
+            Change::Apply(key, object) => match partition.objects.get(&key) {
+                Some(old) if *old == object => false,
+                _ => {
+                    partition.objects.insert(key, object);
+                    true
+                }
+            },
+            Change::Delete(key) => partition.objects.remove(&key).is_some(),
+            Change::Absent => {
+                let first = !partition.synced;
+                partition.synced = true;
+                partition.listing = None;
+                let had = !partition.objects.is_empty();
+                partition.objects.clear();
+                had || first
+            }
+        };
+        if changed {
+            self.dirty |= bit;
+            if bit == dirty::MIDDLEWARES {
+                self.reconcile_named_secrets();
+            }
+        }
+        changed
+    }
+
+    /// Starts a watcher for each Secret the Middlewares reference and stops
+    /// the watchers of Secrets no longer referenced.
+    fn reconcile_named_secrets(&mut self) {
+        let watched: Option<BTreeSet<&String>> = (!self.settings.namespaces.is_empty())
+            .then(|| self.settings.namespaces.iter().collect());
+        let mut wanted = BTreeSet::new();
+        for partition in self.partitions.values() {
+            if !matches!(partition.target, Target::Middlewares(_)) {
+                continue;
+            }
+            for object in partition.objects.values() {
+                if let Object::Middleware(middleware) = object {
+                    wanted.extend(
+                        referenced_secrets(middleware)
+                            .into_iter()
+                            .filter(|(ns, _)| watched.as_ref().is_none_or(|w| w.contains(ns))),
+                    );
+                }
+            }
+        }
+        let gone: Vec<(String, String)> = self
+            .named
+            .keys()
+            .filter(|key| !wanted.contains(*key))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(id) = self.named.remove(&key) {
+                if let Some(partition) = self.partitions.remove(&id) {
+                    partition.task.abort();
+                    if !partition.objects.is_empty() {
+                        self.dirty |= dirty::SECRETS;
+                    }
+                }
+            }
+        }
+        for key in wanted {
+            if !self.named.contains_key(&key) {
+                let id = self.start(Target::NamedSecret(key.0.clone(), key.1.clone()));
+                self.named.insert(key, id);
+            }
+        }
+    }
+
+    /// Whether an update may go out at `now`: every watcher has listed once;
+    /// after the first publish, a watcher started less than `sync_grace` ago
+    /// that has not listed yet holds publishing (until the grace runs out).
+    fn publishable(&self, now: Instant) -> bool {
+        self.publishable_at(now).is_some_and(|at| at <= now)
+    }
+
+    /// The earliest instant, not before `wanted`, at which an update may go out;
+    /// `None` while some watcher has never listed before the first publish.
+    fn publishable_at(&self, wanted: Instant) -> Option<Instant> {
+        let mut at = wanted;
+        for partition in self.partitions.values().filter(|p| !p.synced) {
+            // Before the first publish, every watcher must have listed.
+            self.last.as_ref()?;
+            at = at.max(partition.started + self.settings.sync_grace);
+        }
+        Some(at)
+    }
+
+    /// Builds and sends the update; false once nobody listens.
+    fn publish(&mut self, updates: &UpdateSender, stats: &KubeStats) -> bool {
+        let started = std::time::Instant::now();
+        let dirty = if self.last.is_some() {
+            self.dirty
+        } else {
+            dirty::ALL
+        };
+        let previous = self.last.as_ref().map(|u| &u.snapshot);
+        let mut snapshot = Snapshot::default();
+        macro_rules! list {
+            ($field:ident, $bit:expr, $variant:ident) => {
+                snapshot.$field = match previous {
+                    Some(prev) if dirty & $bit == 0 => prev.$field.clone(),
+                    _ => self.collect(|object| match object {
+                        Object::$variant(o) => Some(o.clone()),
+                        _ => None,
+                    }),
+                };
+            };
+        }
+        list!(ingresses, dirty::INGRESSES, Ingress);
+        list!(ingress_classes, dirty::CLASSES, IngressClass);
+        list!(services, dirty::SERVICES, Service);
+        list!(endpoint_slices, dirty::SLICES, EndpointSlice);
+        list!(secrets, dirty::SECRETS, Secret);
+        list!(middlewares, dirty::MIDDLEWARES, Middleware);
+        self.dirty = 0;
+        if let Some(prev) = previous {
+            if same_snapshot(prev, &snapshot) {
+                return !updates.is_closed();
+            }
+        }
+        let update = Arc::new(ProviderUpdate {
+            snapshot,
+            diagnostics: Vec::new(),
+        });
+        let first = self.last.is_none();
+        self.last = Some(update.clone());
+        KubeStats::add(&stats.publishes);
+        if first {
+            stats.synced.store(true, Ordering::Release);
+        }
+        let s = &update.snapshot;
+        tracing::info!(
+            ingresses = s.ingresses.len(),
+            services = s.services.len(),
+            endpoint_slices = s.endpoint_slices.len(),
+            secrets = s.secrets.len(),
+            middlewares = s.middlewares.len(),
+            elapsed = ?started.elapsed(),
+            "{}",
+            if first { "cluster synced" } else { "cluster objects changed" }
+        );
+        updates.send(Some(update)).is_ok()
+    }
+
+    /// Every object for which `pick` returns something, in watcher order.
+    fn collect<T>(&self, pick: impl Fn(&Object) -> Option<Arc<T>>) -> Vec<Arc<T>> {
+        self.partitions
+            .values()
+            .flat_map(|p| p.objects.values())
+            .filter_map(pick)
+            .collect()
+    }
+}
+
+fn same_objects(a: &BTreeMap<ObjectKey, Object>, b: &BTreeMap<ObjectKey, Object>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, oa), (kb, ob))| ka == kb && same_object(oa, ob))
+}
+
+fn same_object(a: &Object, b: &Object) -> bool {
+    match (a, b) {
+        (Object::Ingress(x), Object::Ingress(y)) => Arc::ptr_eq(x, y),
+        (Object::IngressClass(x), Object::IngressClass(y)) => Arc::ptr_eq(x, y),
+        (Object::Service(x), Object::Service(y)) => Arc::ptr_eq(x, y),
+        (Object::EndpointSlice(x), Object::EndpointSlice(y)) => Arc::ptr_eq(x, y),
+        (Object::Endpoints(x), Object::Endpoints(y)) => Arc::ptr_eq(x, y),
+        (Object::Secret(x), Object::Secret(y)) => Arc::ptr_eq(x, y),
+        (Object::Middleware(x), Object::Middleware(y)) => Arc::ptr_eq(x, y),
+        _ => false,
+    }
+}
+
+fn same_list<T>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+}
+
+fn same_snapshot(a: &Snapshot, b: &Snapshot) -> bool {
+    same_list(&a.ingresses, &b.ingresses)
+        && same_list(&a.ingress_classes, &b.ingress_classes)
+        && same_list(&a.services, &b.services)
+        && same_list(&a.endpoint_slices, &b.endpoint_slices)
+        && same_list(&a.endpoints, &b.endpoints)
+        && same_list(&a.secrets, &b.secrets)
+        && same_list(&a.middlewares, &b.middlewares)
+}
