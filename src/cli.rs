@@ -7,11 +7,13 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use sluice::app::{DataPlane, Settings, TlsSettings};
+use sluice::app::{DataPlane, Settings, Source, StatusConfig, TlsSettings};
 use sluice::proxy::ConnectionSettings;
 use sluice::router::CompileOptions;
+use sluice::status::{LeaseSettings, StatusSettings};
 use sluice::tls::TlsVersion;
 use sluice::upstream::PoolSettings;
+use sluice::watch::KubeSettings;
 
 /// sluice: a Kubernetes ingress controller and reverse proxy.
 #[derive(Debug, Parser)]
@@ -63,8 +65,70 @@ pub enum LogFormat {
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Serve the Kubernetes manifests in this directory (recursively) or file, reloading on change.
+    /// Without it, sluice watches the Kubernetes API.
     #[arg(long, env = "SLUICE_MANIFESTS", global = true)]
     pub manifests: Option<PathBuf>,
+    /// The kubeconfig to reach the API server with (default: $KUBECONFIG, ~/.kube/config, then the in-cluster service account).
+    #[arg(
+        long,
+        env = "SLUICE_KUBECONFIG",
+        global = true,
+        conflicts_with = "manifests"
+    )]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(
+        long,
+        env = "SLUICE_CONTEXT",
+        global = true,
+        conflicts_with = "manifests"
+    )]
+    pub context: Option<String>,
+    /// Watch only these namespaces (comma-separated; default: all).
+    #[arg(
+        long,
+        env = "SLUICE_WATCH_NAMESPACE",
+        value_delimiter = ',',
+        global = true,
+        conflicts_with = "manifests"
+    )]
+    pub watch_namespace: Vec<String>,
+    /// Serve only Ingresses matching this label selector (`app=web,tier!=internal`).
+    #[arg(
+        long,
+        env = "SLUICE_INGRESS_LABEL_SELECTOR",
+        global = true,
+        conflicts_with = "manifests"
+    )]
+    pub ingress_label_selector: Option<String>,
+    /// `namespace/name` of sluice's own Service: its address is written into the
+    /// status of every served Ingress (by the elected leader only).
+    #[arg(
+        long,
+        env = "SLUICE_PUBLISH_SERVICE",
+        global = true,
+        conflicts_with = "manifests"
+    )]
+    pub publish_service: Option<String>,
+    /// Fixed addresses (IPs or host names, comma-separated) to write into the
+    /// status of served Ingresses instead of the Service's.
+    #[arg(
+        long,
+        env = "SLUICE_PUBLISH_STATUS_ADDRESS",
+        value_delimiter = ',',
+        global = true,
+        conflicts_with = "manifests"
+    )]
+    pub publish_status_address: Vec<String>,
+    /// The name of the Lease (in the pod's namespace, `POD_NAMESPACE`) that elects
+    /// the one replica writing Ingress status.
+    #[arg(
+        long,
+        env = "SLUICE_ELECTION_ID",
+        default_value = "sluice-leader",
+        global = true
+    )]
+    pub election_id: String,
     /// The plain-HTTP entrypoint.
     #[arg(
         long,
@@ -165,13 +229,52 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The app settings, or `None` when no manifest path was given.
-    pub fn settings(&self) -> Result<Option<Settings>> {
-        let Some(manifests) = self.manifests.clone() else {
-            return Ok(None);
+    /// The app settings: the file provider with `--manifests`, else the Kubernetes API.
+    pub fn settings(&self) -> Result<Settings> {
+        let source = match &self.manifests {
+            Some(manifests) => Source::Manifests(manifests.clone()),
+            None => Source::Kube(KubeSettings {
+                kubeconfig: self.kubeconfig.clone(),
+                context: self.context.clone(),
+                namespaces: self
+                    .watch_namespace
+                    .iter()
+                    .map(|ns| ns.trim().to_owned())
+                    .filter(|ns| !ns.is_empty())
+                    .collect(),
+                ingress_label_selector: self.ingress_label_selector.clone(),
+                debounce: self.debounce,
+                ..KubeSettings::default()
+            }),
         };
-        Ok(Some(Settings {
-            manifests,
+        let publish_service = match self.publish_service.as_deref() {
+            None => None,
+            Some(value) => match value.split_once('/') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                    Some((ns.to_owned(), name.to_owned()))
+                }
+                _ => anyhow::bail!("--publish-service {value:?}: expected namespace/name"),
+            },
+        };
+        let status = StatusConfig {
+            publish: StatusSettings {
+                publish_service,
+                publish_addresses: self
+                    .publish_status_address
+                    .iter()
+                    .map(|a| a.trim().to_owned())
+                    .filter(|a| !a.is_empty())
+                    .collect(),
+                refresh: Duration::from_secs(30),
+            },
+            lease: LeaseSettings::new(
+                std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".to_owned()),
+                self.election_id.clone(),
+                pod_identity(),
+            ),
+        };
+        Ok(Settings {
+            source,
             http_addr: self.http_addr,
             admin_addr: self.admin_addr,
             compile: CompileOptions {
@@ -202,7 +305,8 @@ impl RunArgs {
                 DataPlaneMode::Shared => DataPlane::Shared,
                 DataPlaneMode::PerCore => DataPlane::PerCore(self.worker_count()),
             },
-        }))
+            status,
+        })
     }
 
     /// `--workers`, or the number of cores.
@@ -211,4 +315,19 @@ impl RunArgs {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
             .max(1)
     }
+}
+
+/// This replica's identity in the leader election: `POD_NAME` (set from the
+/// downward API in deploy/), else the host name, else the process id.
+fn pod_identity() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| format!("sluice-{}", std::process::id()))
 }

@@ -48,9 +48,7 @@ pub async fn run(mut args: RunArgs) -> Result<()> {
     if args.manifests.is_none() {
         args.manifests = Some(examples_dir());
     }
-    let settings = args
-        .settings()?
-        .context("the demo needs its manifests directory")?;
+    let settings = args.settings()?;
     print_instructions(&settings);
     let result = crate::serve_until_signal(settings).await;
     stop_backends.send_replace(true);
@@ -64,6 +62,10 @@ fn print_instructions(settings: &sluice::app::Settings) {
     let port = settings.http_addr.port();
     let tls_port = settings.https_addr.port();
     let admin = settings.admin_addr;
+    let manifests = match &settings.source {
+        sluice::app::Source::Manifests(path) => path.display().to_string(),
+        sluice::app::Source::Kube(_) => "the cluster".to_owned(),
+    };
     println!(
         "\nsluice demo: serving {} on port {port}, with whoami backends on {}\n\
          Try:\n  \
@@ -78,8 +80,8 @@ fn print_instructions(settings: &sluice::app::Settings) {
          curl http://{admin}/api/routes\n  \
          curl http://{admin}/metrics\n\
          Edit the files in {} and watch the routes change. Ctrl-C stops everything.\n",
-        settings.manifests.display(),
+        manifests,
         BACKENDS.map(|(n, a)| format!("{a} ({n})")).join(", "),
-        settings.manifests.display(),
+        manifests,
     );
 }

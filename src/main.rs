@@ -48,13 +48,7 @@ fn main() -> Result<()> {
 
 /// Runs the ingress controller until SIGTERM or SIGINT, then shuts down gracefully.
 async fn run(args: RunArgs) -> Result<()> {
-    let Some(settings) = args.settings()? else {
-        anyhow::bail!(
-            "no --manifests given: the Kubernetes API provider is not built yet; \
-             run `sluice --manifests DIR` to serve manifests from files"
-        );
-    };
-    serve_until_signal(settings).await
+    serve_until_signal(args.settings()?).await
 }
 
 /// Starts sluice with `settings` and stops it gracefully on SIGTERM or SIGINT.

@@ -18,20 +18,31 @@ use crate::admin::{self, AdminState};
 use crate::metrics::{ControlMetrics, DataPlaneSources, Metrics, RouteStats};
 use crate::proxy::{ConnectionSettings, HandshakeStats, OpenConnections, Proxy, TlsEntry};
 use crate::router::{self, CompileOptions, Compiled, Diagnostic, Registries, RouteTable, Severity};
+use crate::status::{LeaseSettings, StatusSettings};
 use crate::tls::{self, SniResolver, TlsVersion};
 use crate::upstream::PoolSettings;
-use crate::watch::ProviderUpdate;
+use crate::watch::{KubeSettings, KubeStats, ProviderUpdate};
 
 mod data_plane;
 mod resolver;
 
 pub use data_plane::DataPlane;
 
+/// Where the Kubernetes objects come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// `--manifests`: a directory or file of manifests, reloaded on change.
+    Manifests(PathBuf),
+    /// No `--manifests`: the cluster's API server (`--kubeconfig`, `--context`,
+    /// `--watch-namespace`, `--ingress-label-selector`).
+    Kube(KubeSettings),
+}
+
 /// Everything `start` needs; the CLI flags map onto these fields.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `--manifests`: the directory or file the file provider reads.
-    pub manifests: PathBuf,
+    /// Where the objects come from: manifest files or the Kubernetes API.
+    pub source: Source,
     /// `--http-addr`.
     pub http_addr: SocketAddr,
     /// `--admin-addr`.
@@ -54,6 +65,27 @@ pub struct Settings {
     pub https_redirect_port: u16,
     /// `--data-plane`: where the proxy listeners run.
     pub data_plane: DataPlane,
+    /// Ingress status publishing (Kubernetes source only).
+    pub status: StatusConfig,
+}
+
+/// Ingress status publishing: what to publish and the Lease that elects the
+/// one replica that writes it.
+#[derive(Debug, Clone)]
+pub struct StatusConfig {
+    /// `--publish-service` / `--publish-status-address`.
+    pub publish: StatusSettings,
+    /// `--election-id` and this replica's identity.
+    pub lease: LeaseSettings,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self {
+            publish: StatusSettings::default(),
+            lease: LeaseSettings::new("default".into(), "sluice-leader".into(), "sluice".into()),
+        }
+    }
 }
 
 /// TLS settings of the HTTPS entrypoint.
@@ -80,6 +112,9 @@ pub enum StartError {
     /// `--manifests` names nothing.
     #[error("manifest path {0} does not exist")]
     NoManifests(PathBuf),
+    /// No `--manifests`, and no usable Kubernetes configuration.
+    #[error("cannot use the Kubernetes API ({0}); give --kubeconfig, run in a cluster, or serve files with --manifests")]
+    Kube(#[from] crate::watch::KubeError),
     /// The TLS settings cannot be used.
     #[error("TLS setup failed: {0}")]
     Tls(String),
@@ -99,6 +134,8 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The published table (tests inspect it).
     pub table: Arc<ArcSwap<RouteTable>>,
+    /// The Kubernetes provider's counters (reconnects, relists...), with `Source::Kube`.
+    pub kube_stats: Option<Arc<KubeStats>>,
     stop: watch::Sender<bool>,
     admin_stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -145,9 +182,17 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
 
 /// Binds the listeners and starts every task; returns once listening.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
-    if !settings.manifests.exists() {
-        return Err(StartError::NoManifests(settings.manifests));
-    }
+    // Fail before binding anything when the source cannot be used.
+    let feed = match &settings.source {
+        Source::Manifests(path) if !path.exists() => {
+            return Err(StartError::NoManifests(path.clone()))
+        }
+        Source::Manifests(path) => Feed::Files(path.clone()),
+        Source::Kube(kube) => Feed::Kube(Box::new((
+            provider::kube::client(kube).await?,
+            kube.clone(),
+        ))),
+    };
     let mut compile = settings.compile.clone();
     compile.default_cert_secret = default_secret(&settings.tls)?;
     let http = data_plane::bind(settings.data_plane, settings.http_addr).await?;
@@ -181,13 +226,46 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let (updates_tx, updates_rx) = watch::channel(None);
 
     let mut tasks = Vec::new();
-    let manifests = settings.manifests.clone();
-    let debounce = settings.debounce;
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = provider::run_file_provider(manifests, debounce, updates_tx).await {
-            tracing::error!(error = %e, "file provider stopped");
+    let kube_stats = match feed {
+        Feed::Files(manifests) => {
+            let debounce = settings.debounce;
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = provider::run_file_provider(manifests, debounce, updates_tx).await {
+                    tracing::error!(error = %e, "file provider stopped");
+                }
+            }));
+            None
         }
-    }));
+        Feed::Kube(kube) => {
+            let (client, kube) = *kube;
+            if settings.status.publish.enabled() {
+                let (leading_tx, leading_rx) = watch::channel(false);
+                tasks.push(tokio::spawn(crate::status::run_election(
+                    client.clone(),
+                    settings.status.lease.clone(),
+                    leading_tx,
+                    stop_rx.clone(),
+                )));
+                tasks.push(tokio::spawn(crate::status::run_status_writer(
+                    client.clone(),
+                    settings.status.publish.clone(),
+                    compile.clone(),
+                    updates_rx.clone(),
+                    leading_rx,
+                    stop_rx.clone(),
+                )));
+            }
+            let stats = Arc::new(KubeStats::default());
+            let task_stats = stats.clone();
+            tasks.push(tokio::spawn(async move {
+                let run = provider::run_kube_provider(client, kube, updates_tx, task_stats);
+                if let Err(e) = run.await {
+                    tracing::error!(error = %e, "Kubernetes provider stopped");
+                }
+            }));
+            Some(stats)
+        }
+    };
     let publisher = Publisher {
         table: table.clone(),
         state: state.clone(),
@@ -230,18 +308,29 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         stop_rx,
         settings.shutdown_grace,
     )?;
-    tracing::info!(%http_addr, %https_addr, %admin_addr, manifests = %settings.manifests.display(), "sluice listening");
+    let source = match &settings.source {
+        Source::Manifests(path) => path.display().to_string(),
+        Source::Kube(_) => "kubernetes".to_owned(),
+    };
+    tracing::info!(%http_addr, %https_addr, %admin_addr, %source, "sluice listening");
     Ok(Running {
         http_addr,
         https_addr,
         admin_addr,
         table,
+        kube_stats,
         stop,
         admin_stop,
         tasks,
         proxy_tasks,
         state,
     })
+}
+
+/// The provider `start` runs, checked before anything is bound.
+enum Feed {
+    Files(PathBuf),
+    Kube(Box<(::kube::Client, KubeSettings)>),
 }
 
 /// Parses `--default-cert-secret` (`namespace/name`).

@@ -47,7 +47,7 @@ pub async fn whoami(name: &str) -> Backend {
 /// Settings for a test instance: loopback port 0 everywhere, short debounce.
 pub fn settings(manifests: &Path) -> Settings {
     Settings {
-        manifests: manifests.to_path_buf(),
+        source: sluice::app::Source::Manifests(manifests.to_path_buf()),
         http_addr: "127.0.0.1:0".parse().expect("addr"),
         admin_addr: "127.0.0.1:0".parse().expect("addr"),
         compile: CompileOptions::default(),
@@ -59,6 +59,7 @@ pub fn settings(manifests: &Path) -> Settings {
         tls: sluice::app::TlsSettings::default(),
         https_redirect_port: 443,
         data_plane: sluice::app::DataPlane::Shared,
+        status: sluice::app::StatusConfig::default(),
     }
 }
 
