@@ -94,7 +94,14 @@ fn summary(compiled: &Compiled) -> String {
         let _ = writeln!(out, "  {}", route.name);
         let host = route.host.as_deref().unwrap_or("*");
         let path = route.path.as_deref().unwrap_or("(default backend)");
-        let _ = writeln!(out, "    {host} {path} {kind} from {}", route.ingress);
+        let priority = route
+            .priority
+            .map_or(String::new(), |p| format!(" priority {p}"));
+        let _ = writeln!(
+            out,
+            "    {host} {path} {kind}{priority} from {}",
+            route.ingress
+        );
         let _ = writeln!(
             out,
             "    -> {service} [{}] {}",

@@ -5,6 +5,9 @@
 //! |---|---|
 //! | `traefik.ingress.kubernetes.io/router.entrypoints: web,websecure` | the entrypoints the Ingress's routes are served on (default: both) |
 //! | `traefik.ingress.kubernetes.io/router.tls: "true"` | HTTPS only |
+//! | `traefik.ingress.kubernetes.io/router.priority: "<integer>"` | the routes' priority among all routes matching a request (0: unset) |
+//! | `traefik.ingress.kubernetes.io/router.pathmatcher: PathPrefix\|Path\|PathRegexp` | how `ImplementationSpecific` paths match (default `PathPrefix`) |
+//! | `traefik.ingress.kubernetes.io/service.nativelb: "true"` (on the Service) | send to the ClusterIP and Service port instead of the endpoints |
 //! | `traefik.ingress.kubernetes.io/service.serversscheme: https\|h2c\|http` (on the Service) | backend protocol |
 //! | `nginx.ingress.kubernetes.io/backend-protocol: HTTP\|HTTPS\|GRPC\|GRPCS\|H2C` | backend protocol (wins over the Service's) |
 //! | `nginx.ingress.kubernetes.io/force-ssl-redirect: "true"` | plain HTTP answers 308 to `https` |
@@ -18,12 +21,14 @@
 
 use std::collections::BTreeMap;
 
-use super::{Diagnostic, DiagnosticKind, EntryPoints, ObjectRef};
+use super::{Diagnostic, DiagnosticKind, EntryPoints, ObjectRef, PathKind};
 use crate::upstream::BackendProtocol;
 
 const NGINX: &str = "nginx.ingress.kubernetes.io/";
 const ENTRYPOINTS: &str = "traefik.ingress.kubernetes.io/router.entrypoints";
 const ROUTER_TLS: &str = "traefik.ingress.kubernetes.io/router.tls";
+const ROUTER_PRIORITY: &str = "traefik.ingress.kubernetes.io/router.priority";
+const ROUTER_PATHMATCHER: &str = "traefik.ingress.kubernetes.io/router.pathmatcher";
 const FORCE_SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/force-ssl-redirect";
 const SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
 const BACKEND_PROTOCOL: &str = "nginx.ingress.kubernetes.io/backend-protocol";
@@ -31,9 +36,11 @@ const PROXY_SSL_VERIFY: &str = "nginx.ingress.kubernetes.io/proxy-ssl-verify";
 const PROXY_SSL_SECRET: &str = "nginx.ingress.kubernetes.io/proxy-ssl-secret";
 const PROXY_SSL_NAME: &str = "nginx.ingress.kubernetes.io/proxy-ssl-name";
 
-/// The Service annotation that names the backend scheme in Traefik.
 /// Traefik's Service annotation: send the client's Host to the backend (default true).
 pub(super) const PASS_HOST_HEADER: &str = "traefik.ingress.kubernetes.io/service.passhostheader";
+/// Traefik's Service annotation: send to the ClusterIP instead of the endpoints.
+pub(super) const NATIVE_LB: &str = "traefik.ingress.kubernetes.io/service.nativelb";
+/// The Service annotation that names the backend scheme in Traefik.
 pub(super) const SERVERS_SCHEME: &str = "traefik.ingress.kubernetes.io/service.serversscheme";
 
 /// Backend certificate verification asked for by `proxy-ssl-*`.
@@ -60,6 +67,11 @@ pub(super) struct IngressOptions {
     pub backend_protocol: Option<BackendProtocol>,
     /// `proxy-ssl-verify: "on"` with its Secret.
     pub proxy_ssl: Option<ProxySsl>,
+    /// `router.priority`, when set to a non-zero integer.
+    pub priority: Option<i64>,
+    /// How `ImplementationSpecific` paths match (`router.pathmatcher`);
+    /// `None` when the annotation is invalid: those paths are left out.
+    pub path_matcher: Option<PathKind>,
 }
 
 impl Default for IngressOptions {
@@ -71,6 +83,8 @@ impl Default for IngressOptions {
             nginx_style: false,
             backend_protocol: None,
             proxy_ssl: None,
+            priority: None,
+            path_matcher: Some(PathKind::Prefix),
         }
     }
 }
@@ -146,6 +160,31 @@ pub(super) fn ingress_options(
         parsed
     });
     let proxy_ssl = proxy_ssl(a, namespace, &mut bad);
+    let priority = a.get(ROUTER_PRIORITY).and_then(|value| {
+        let parsed = parse_priority(value);
+        if parsed.is_err() {
+            bad(
+                "router.priority",
+                value,
+                "an integer; the routes keep their default priority",
+            );
+        }
+        parsed.ok().flatten()
+    });
+    let path_matcher = match a.get(ROUTER_PATHMATCHER) {
+        None => Some(PathKind::Prefix),
+        Some(value) => {
+            let parsed = parse_path_matcher(value);
+            if parsed.is_none() {
+                bad(
+                    "router.pathmatcher",
+                    value,
+                    "PathPrefix, Path or PathRegexp; the Ingress's ImplementationSpecific paths are left out",
+                );
+            }
+            parsed
+        }
+    };
     IngressOptions {
         entrypoints,
         force_ssl_redirect,
@@ -153,6 +192,33 @@ pub(super) fn ingress_options(
         nginx_style: a.keys().any(|k| k.starts_with(NGINX)),
         backend_protocol,
         proxy_ssl,
+        priority,
+        path_matcher,
+    }
+}
+
+/// Traefik's `router.priority`: an integer, where 0 means unset (the rule length).
+fn parse_priority(value: &str) -> Result<Option<i64>, std::num::ParseIntError> {
+    let priority: i64 = value.trim().parse()?;
+    Ok((priority != 0).then_some(priority))
+}
+
+/// Traefik's `router.pathmatcher` matcher names, as the rule syntax spells them.
+fn parse_path_matcher(value: &str) -> Option<PathKind> {
+    match value.trim() {
+        "PathPrefix" => Some(PathKind::Prefix),
+        "Path" => Some(PathKind::Exact),
+        "PathRegexp" => Some(PathKind::Regex),
+        _ => None,
+    }
+}
+
+/// Traefik's `service.nativelb` on a Service (false when absent); `Err` with
+/// the value when it is not a boolean.
+pub(super) fn native_lb(value: Option<&str>) -> Result<bool, String> {
+    match value {
+        None => Ok(false),
+        Some(v) => parse_bool(v).ok_or_else(|| v.to_owned()),
     }
 }
 
@@ -306,6 +372,55 @@ mod tests {
         assert!(asked.redirects(true) && !asked.redirects(false));
         let forced = options(&[("nginx.ingress.kubernetes.io/force-ssl-redirect", "true")]).0;
         assert!(forced.redirects(false));
+    }
+
+    #[test]
+    fn priority_is_an_integer_and_zero_means_unset() {
+        let key = "traefik.ingress.kubernetes.io/router.priority";
+        assert_eq!(options(&[]).0.priority, None);
+        let (o, d) = options(&[(key, " 42 ")]);
+        assert_eq!((o.priority, d.len()), (Some(42), 0));
+        let (o, d) = options(&[(key, "-7")]);
+        assert_eq!((o.priority, d.len()), (Some(-7), 0));
+        let (o, d) = options(&[(key, "0")]);
+        assert_eq!((o.priority, d.len()), (None, 0));
+        for bad in ["high", "1.5", "", "99999999999999999999"] {
+            let (o, d) = options(&[(key, bad)]);
+            assert_eq!(o.priority, None, "{bad:?}");
+            assert_eq!(d.len(), 1, "{bad:?}");
+            assert_eq!(d[0].kind, DiagnosticKind::InvalidAnnotation);
+            assert!(d[0].to_string().contains("Ingress default/app"));
+            assert!(d[0].message.contains("router.priority"));
+        }
+    }
+
+    #[test]
+    fn path_matcher_names_map_to_path_kinds() {
+        let key = "traefik.ingress.kubernetes.io/router.pathmatcher";
+        assert_eq!(options(&[]).0.path_matcher, Some(PathKind::Prefix));
+        for (value, kind) in [
+            ("PathPrefix", PathKind::Prefix),
+            ("Path", PathKind::Exact),
+            (" PathRegexp ", PathKind::Regex),
+        ] {
+            let (o, d) = options(&[(key, value)]);
+            assert_eq!(o.path_matcher, Some(kind), "{value}");
+            assert!(d.is_empty());
+        }
+        for bad in ["pathregexp", "Prefix", "Host", ""] {
+            let (o, d) = options(&[(key, bad)]);
+            assert_eq!(o.path_matcher, None, "{bad:?} fails closed");
+            assert_eq!(d[0].kind, DiagnosticKind::InvalidAnnotation);
+            assert!(d[0].message.contains("router.pathmatcher"));
+        }
+    }
+
+    #[test]
+    fn native_lb_is_a_boolean() {
+        assert_eq!(native_lb(None), Ok(false));
+        assert_eq!(native_lb(Some("true")), Ok(true));
+        assert_eq!(native_lb(Some(" False")), Ok(false));
+        assert_eq!(native_lb(Some("yes")), Err("yes".to_owned()));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{EndpointSubset, Endpoints, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 
+use super::annotations::{self, NATIVE_LB};
 use super::{DiagnosticKind, Snapshot};
 use crate::upstream::{BackendKey, EndpointSet, ExternalName, PortRef};
 
@@ -157,7 +158,18 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// Whether the Service a key names asks for Traefik's native load balancing
+    /// (`service.nativelb: "true"`): requests go to its ClusterIP, so its
+    /// endpoints do not matter. A value that is not a boolean reads as false
+    /// (the compiler reports it).
+    pub(super) fn native_lb(&self, key: &BackendKey) -> bool {
+        annotations::native_lb(self.service_annotation(key, NATIVE_LB)).unwrap_or(false)
+    }
+
     /// The endpoint set of a Service port, or why there is none.
+    ///
+    /// With `service.nativelb`, the set is the Service's ClusterIP and the
+    /// Service port (`port`, not `targetPort`); a headless Service has none.
     pub(super) fn resolve(&self, key: &BackendKey) -> Result<EndpointSet, Unresolved> {
         let id = (key.namespace.as_str(), key.service.as_str());
         let Some(service) = self.services.get(&id) else {
@@ -175,6 +187,9 @@ impl<'a> Resolver<'a> {
         let Some(port) = port else {
             return Err(missing_port(key));
         };
+        if self.native_lb(key) {
+            return native(key, spec.and_then(|s| s.cluster_ip.as_deref()), port);
+        }
         let single_unnamed = ports.len() == 1 && port.name.as_deref().unwrap_or("").is_empty();
         let want = PortWant {
             name: port.name.as_deref().unwrap_or(""),
@@ -243,6 +258,33 @@ fn external(
     Ok(EndpointSet {
         addrs: Vec::new(),
         external,
+    })
+}
+
+/// The one endpoint of a `service.nativelb` Service: its ClusterIP and the Service port.
+fn native(
+    key: &BackendKey,
+    cluster_ip: Option<&str>,
+    port: &ServicePort,
+) -> Result<EndpointSet, Unresolved> {
+    let service = format!("{}/{}", key.namespace, key.service);
+    let ip = match cluster_ip.map(str::trim) {
+        None | Some("" | "None") => {
+            let reason = format!(
+                "service {service} asks for {NATIVE_LB} but is headless (no clusterIP); \
+                 its routes answer 503"
+            );
+            return Err(unresolved(DiagnosticKind::InvalidAnnotation, reason));
+        }
+        Some(ip) => ip.parse::<IpAddr>().map_err(|_| {
+            let reason = format!("service {service} has an invalid clusterIP {ip:?}");
+            unresolved(DiagnosticKind::InvalidObject, reason)
+        })?,
+    };
+    let number = u16::try_from(port.port).map_err(|_| missing_port(key))?;
+    Ok(EndpointSet {
+        addrs: vec![SocketAddr::new(ip, number)],
+        external: None,
     })
 }
 

@@ -10,6 +10,7 @@ use super::host::HostPattern;
 use super::ingress::{self, Served};
 use super::middlewares;
 use super::path::match_path;
+use super::rank::{self, Rank, RuleRoute};
 use super::route_table::HostTables;
 use super::{Diagnostic, DiagnosticKind, ObjectRef, PathKind, Route, RouteTable, Snapshot, Target};
 use crate::identity::WeakRegistry;
@@ -233,12 +234,32 @@ struct Context<'a> {
 
 impl Context<'_> {
     /// Routes for every rule path; `served` is oldest first, so the first claim wins.
-    fn rule_routes(&mut self, served: &[Served<'_>]) -> Vec<Arc<Route>> {
+    fn rule_routes(&mut self, served: &[Served<'_>]) -> Vec<RuleRoute> {
         let mut claims: HashMap<Claim, &ObjectRef> = HashMap::default();
         let mut routes = Vec::new();
         for (index, ing) in served.iter().enumerate() {
             let opts = self.options_of(ing);
-            for rule in ingress::rules(ing, &mut self.diagnostics) {
+            for rule in ingress::rules(ing, opts.path_matcher, &mut self.diagnostics) {
+                let regex = match rule.kind {
+                    PathKind::Regex => match rank::compile_regex(&rule.path) {
+                        Ok(regex) => Some(regex),
+                        Err(err) => {
+                            // Never serve a regex route that could match what it should not.
+                            self.diagnostics.push(Diagnostic::error(
+                                ing.object.clone(),
+                                DiagnosticKind::InvalidAnnotation,
+                                format!(
+                                    "host {} path {:?}: not a valid regular expression for \
+                                     router.pathmatcher PathRegexp ({err}); the path is left out",
+                                    rule.host.display().as_deref().unwrap_or("*"),
+                                    rule.path
+                                ),
+                            ));
+                            continue;
+                        }
+                    },
+                    _ => None,
+                };
                 let Some(key) = self.backend_key(ing, rule.backend) else {
                     continue;
                 };
@@ -263,15 +284,25 @@ impl Context<'_> {
                     .get(index)
                     .is_some_and(|hosts| certs::covers(hosts, &rule.host));
                 let redirect = opts.redirects(has_tls);
-                routes.push(self.route(
+                let host = rule.host.display();
+                let rank = Rank {
+                    explicit: opts.priority,
+                    rule_len: rank::rule_len(
+                        host.as_deref(),
+                        rule.written.then_some(rule.path.as_str()),
+                        Some(rule.kind),
+                    ),
+                };
+                let route = self.route(
                     index,
                     ing,
                     &opts,
                     redirect,
-                    rule.host.display(),
+                    host,
                     Some((rule.path, rule.kind)),
                     key,
-                ));
+                );
+                routes.push(RuleRoute { route, rank, regex });
             }
         }
         routes
@@ -501,6 +532,19 @@ impl Context<'_> {
                 true
             }
         };
+        if let Err(value) = annotations::native_lb(
+            self.resolver
+                .service_annotation(key, annotations::NATIVE_LB),
+        ) {
+            self.diagnostics.push(Diagnostic::error(
+                ObjectRef::namespaced("Service", &key.namespace, &key.service),
+                DiagnosticKind::InvalidAnnotation,
+                format!(
+                    "{}: {value:?} is not a boolean; requests go to the endpoints",
+                    annotations::NATIVE_LB
+                ),
+            ));
+        }
         (sticky, pass_host_header)
     }
 
@@ -592,12 +636,14 @@ fn same_target(a: &Target, b: &Target) -> bool {
 
 /// A route's name, unique per Ingress, host, path and type:
 /// `<namespace>-<ingress>-<host or "any">-<path or "default">`, plus `-exact` for
-/// an Exact rule (so Exact and Prefix rules of one path keep separate stats).
+/// an Exact rule and `-regex` for a regex rule (so rules of one path keep
+/// separate stats).
 fn route_name(ing: &Served<'_>, host: Option<&str>, path: Option<&(String, PathKind)>) -> Arc<str> {
     let shown_host = host.unwrap_or("any");
     let shown_path = path.map_or("default", |(p, _)| p.as_str());
     let suffix = match path {
         Some((_, PathKind::Exact)) => "-exact",
+        Some((_, PathKind::Regex)) => "-regex",
         _ => "",
     };
     format!(

@@ -88,6 +88,8 @@ pub fn refresh_endpoints(
     };
     backends
         .into_iter()
+        // A `service.nativelb` backend goes to the ClusterIP: endpoints do not matter.
+        .filter(|backend| !resolver.native_lb(backend.key()))
         .filter_map(|backend| {
             let set = resolver.resolve(backend.key()).ok()?;
             Some((backend, Arc::new(set)))
@@ -240,5 +242,36 @@ mod tests {
         let mut svc_changed = after.clone();
         svc_changed.services[0] = service("c");
         assert!(!only_endpoints_changed(&after, &svc_changed));
+    }
+
+    #[test]
+    fn native_lb_backends_keep_their_cluster_ip() {
+        let upstreams = Upstreams::new();
+        let key = BackendKey {
+            namespace: "default".into(),
+            service: "native".into(),
+            port: PortRef::Number(80),
+        };
+        let _backend = upstreams.backend(&key);
+        let native: Arc<Service> = Arc::new(
+            serde_json::from_value(
+                json!({"metadata": {"name": "native", "namespace": "default",
+                "annotations": {"traefik.ingress.kubernetes.io/service.nativelb": "true"}},
+                "spec": {"clusterIP": "10.96.0.7", "ports": [{"name": "http", "port": 80}]}}),
+            )
+            .expect("service"),
+        );
+        let before = Snapshot {
+            services: vec![native],
+            endpoint_slices: vec![slice("native", "10.0.0.1")],
+            ..Snapshot::default()
+        };
+        let mut after = before.clone();
+        after.endpoint_slices[0] = slice("native", "10.0.0.2");
+        assert!(only_endpoints_changed(&before, &after));
+        assert!(
+            refresh_endpoints(&before, &after, &upstreams).is_empty(),
+            "pod IPs never replace the ClusterIP"
+        );
     }
 }

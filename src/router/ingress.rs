@@ -45,7 +45,10 @@ pub(super) struct Rule<'a> {
     pub host: HostPattern,
     /// The path as written (`/` when absent or empty).
     pub path: String,
-    /// The path type, `ImplementationSpecific` read as `Prefix`.
+    /// Whether the path was written (Traefik leaves the path matcher out of the
+    /// rule otherwise, which changes the rule's length, its default priority).
+    pub written: bool,
+    /// The path type, `ImplementationSpecific` read by the Ingress's `router.pathmatcher`.
     pub kind: PathKind,
     /// Where it sends requests.
     pub backend: &'a IngressBackend,
@@ -116,8 +119,15 @@ fn identify<'a>(ingress: &'a Ingress, diagnostics: &mut Vec<Diagnostic>) -> Opti
     })
 }
 
-/// The Ingress's rule paths; invalid hosts and paths become diagnostics and are left out.
-pub(super) fn rules<'a>(served: &Served<'a>, diagnostics: &mut Vec<Diagnostic>) -> Vec<Rule<'a>> {
+/// The Ingress's rule paths; invalid hosts and paths become diagnostics and are
+/// left out. `implementation` is how `ImplementationSpecific` paths match
+/// (`None`: the Ingress's `router.pathmatcher` is invalid, already reported, and
+/// those paths are left out).
+pub(super) fn rules<'a>(
+    served: &Served<'a>,
+    implementation: Option<PathKind>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<Rule<'a>> {
     let mut out = Vec::new();
     let rules = served
         .ingress
@@ -139,13 +149,15 @@ pub(super) fn rules<'a>(served: &Served<'a>, diagnostics: &mut Vec<Diagnostic>) 
             .map(|h| h.paths.as_slice())
             .unwrap_or_default();
         for path in paths {
-            match rule_path(&host, path) {
-                Ok((path_str, kind)) => out.push(Rule {
+            match rule_path(&host, path, implementation) {
+                Ok(Some((path_str, kind))) => out.push(Rule {
                     host: host.clone(),
                     path: path_str,
+                    written: path.path.as_deref().is_some_and(|p| !p.is_empty()),
                     kind,
                     backend: &path.backend,
                 }),
+                Ok(None) => {}
                 Err(message) => diagnostics.push(invalid(served, message)),
             }
         }
@@ -155,8 +167,16 @@ pub(super) fn rules<'a>(served: &Served<'a>, diagnostics: &mut Vec<Diagnostic>) 
 
 /// A rule path's path and type. The API server requires `pathType` (a missing
 /// one deserialises as `""`), so an empty or unknown type is invalid, never a
-/// guess; `ImplementationSpecific` is read as `Prefix`.
-fn rule_path(host: &HostPattern, path: &HTTPIngressPath) -> Result<(String, PathKind), String> {
+/// guess; `ImplementationSpecific` is read as `implementation` says (`Ok(None)`:
+/// left out, the invalid annotation is reported once for the Ingress).
+///
+/// A regex path must start with `/` (as the API server requires of every
+/// path) or with `^`.
+fn rule_path(
+    host: &HostPattern,
+    path: &HTTPIngressPath,
+    implementation: Option<PathKind>,
+) -> Result<Option<(String, PathKind)>, String> {
     let written = path
         .path
         .as_deref()
@@ -164,7 +184,11 @@ fn rule_path(host: &HostPattern, path: &HTTPIngressPath) -> Result<(String, Path
         .unwrap_or("/");
     let kind = match path.path_type.as_str() {
         "Exact" => PathKind::Exact,
-        "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
+        "Prefix" => PathKind::Prefix,
+        "ImplementationSpecific" => match implementation {
+            Some(kind) => kind,
+            None => return Ok(None),
+        },
         "" => {
             let host = host
                 .display()
@@ -176,10 +200,11 @@ fn rule_path(host: &HostPattern, path: &HTTPIngressPath) -> Result<(String, Path
         }
         other => return Err(format!("unknown pathType {other:?}")),
     };
-    if !written.starts_with('/') {
+    let regex_start = kind == PathKind::Regex && written.starts_with('^');
+    if !written.starts_with('/') && !regex_start {
         return Err(format!("path {written:?} does not start with `/`"));
     }
-    Ok((written.to_owned(), kind))
+    Ok(Some((written.to_owned(), kind)))
 }
 
 /// The Service port a backend names, in the Ingress's namespace.

@@ -16,6 +16,7 @@ mod middlewares;
 #[cfg(test)]
 mod oracle;
 mod path;
+mod rank;
 mod route;
 mod route_table;
 mod snapshot;

@@ -1,12 +1,14 @@
 //! Test support: route builders and a naive linear matcher (the oracle) that the
 //! compiled table must agree with on every generated table and request.
 
+use std::cmp::Reverse;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 
 use super::host::HostPattern;
 use super::path::match_path;
+use super::rank::{Rank, RuleRoute};
 use super::table::HostTable;
 use super::{EntryPoints, ObjectRef, PathKind, Route, Target};
 use crate::upstream::{PoolSettings, UpstreamClient};
@@ -44,37 +46,58 @@ fn make(name: String, host: Option<&str>, path: Option<(&str, PathKind)>) -> Arc
     })
 }
 
-/// The oracle: every rule checked in turn, the spec applied literally.
+/// The oracle: every rule checked in turn, the spec applied literally, then
+/// Traefik's priorities when a matching rule has one or is a regex.
 struct Oracle {
-    rules: Vec<Arc<Route>>,
+    rules: Vec<RuleRoute>,
     default: Option<Arc<Route>>,
 }
+
+/// A matching rule's place in the Kubernetes order: host level, plain rules
+/// before regex rules, longest path first, Exact before Prefix, then (regex
+/// rules) the order they were given in.
+type Place = (usize, bool, Reverse<usize>, Reverse<bool>, usize);
 
 impl Oracle {
     fn lookup(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
         let host = naive_host(host);
         let levels = [Level::Exact, Level::Wildcard, Level::Any];
-        levels
-            .iter()
-            .find_map(|level| self.best(*level, &host, path))
-            .or(self.default.as_ref())
-    }
-
-    fn best(&self, level: Level, host: &str, path: &str) -> Option<&Arc<Route>> {
-        let mut best: Option<(usize, bool, &Arc<Route>)> = None;
-        for route in &self.rules {
-            if !level.matches(route.host.as_deref(), host) {
-                continue;
-            }
-            let Some(len) = path_len(route, path) else {
-                continue;
-            };
-            let exact = route.kind == Some(PathKind::Exact);
-            if best.is_none_or(|(l, e, _)| (len, exact) > (l, e)) {
-                best = Some((len, exact, route));
+        let mut matching: Vec<(Place, &RuleRoute)> = Vec::new();
+        for (number, level) in levels.iter().enumerate() {
+            for (index, rule) in self.rules.iter().enumerate() {
+                let route = &rule.route;
+                if !level.matches(route.host.as_deref(), &host) {
+                    continue;
+                }
+                if route.kind == Some(PathKind::Regex) {
+                    let regex = rule.regex.as_ref().expect("regex rules carry their regex");
+                    if regex.is_match(path) {
+                        matching.push(((number, true, Reverse(0), Reverse(false), index), rule));
+                    }
+                    continue;
+                }
+                let Some(len) = path_len(route, path) else {
+                    continue;
+                };
+                let exact = route.kind == Some(PathKind::Exact);
+                matching.push(((number, false, Reverse(len), Reverse(exact), 0), rule));
             }
         }
-        best.map(|(_, _, route)| route)
+        matching.sort_by_key(|a| a.0);
+        let special = matching
+            .iter()
+            .any(|(_, r)| r.rank.explicit.is_some() || r.route.kind == Some(PathKind::Regex));
+        let mut winner: Option<&RuleRoute> = None;
+        for (_, rule) in &matching {
+            let better = match winner {
+                None => true,
+                Some(w) => special && rule.rank.effective() > w.rank.effective(),
+            };
+            if better {
+                winner = Some(rule);
+            }
+        }
+        winner.map(|r| &r.route).or(self.default.as_ref())
     }
 }
 
@@ -115,6 +138,7 @@ fn path_len(route: &Route, path: &str) -> Option<usize> {
     let len = match_path(rule, kind).len();
     match kind {
         PathKind::Exact => (rule == path).then_some(len),
+        PathKind::Regex => None,
         PathKind::Prefix => {
             let mut want: Vec<&str> = rule.split('/').collect();
             if rule.ends_with('/') {
@@ -126,10 +150,22 @@ fn path_len(route: &Route, path: &str) -> Option<usize> {
     }
 }
 
-fn rule_strategy() -> impl Strategy<Value = (Option<&'static str>, String, PathKind)> {
+/// A generated rule: host, path, kind and explicit priority.
+type GenRule = (Option<&'static str>, String, PathKind, Option<i64>);
+
+fn rule_strategy() -> impl Strategy<Value = GenRule> {
     let host = prop::sample::select(vec![Some("a.com"), Some("b.a.com"), Some("*.a.com"), None]);
-    let kind = prop::sample::select(vec![PathKind::Exact, PathKind::Prefix]);
-    (host, path_strategy(3), kind)
+    let kind = prop::sample::select(vec![PathKind::Exact, PathKind::Prefix, PathKind::Regex]);
+    let regex = prop::sample::select(vec!["^/a", "b$", "/a/", "^/$", "^/(a|b)/b", "ab", "^/a/b"]);
+    let priority = prop::sample::select(vec![None, None, None, None, Some(1), Some(30), Some(-3)]);
+    (host, path_strategy(3), kind, regex, priority).prop_map(|(host, path, kind, regex, p)| {
+        let path = if kind == PathKind::Regex {
+            regex.to_owned()
+        } else {
+            path
+        };
+        (host, path, kind, p)
+    })
 }
 
 fn path_strategy(depth: usize) -> impl Strategy<Value = String> {
@@ -159,13 +195,19 @@ fn request_strategy() -> impl Strategy<Value = (&'static str, String)> {
 
 /// Builds the compiled table and the oracle from generated rules, first rule
 /// winning per (host, match path, kind) as the compiler's conflict check does.
-fn tables(rules: &[(Option<&str>, String, PathKind)], default: bool) -> (HostTable, Oracle) {
+fn tables(rules: &[GenRule], default: bool) -> (HostTable, Oracle) {
     let mut seen = std::collections::HashSet::new();
     let mut routes = Vec::new();
-    for (i, (host, path, kind)) in rules.iter().enumerate() {
+    for (i, (host, path, kind, priority)) in rules.iter().enumerate() {
         let pattern = HostPattern::parse(*host).expect("generated hosts are valid");
         if seen.insert((pattern, match_path(path, *kind).to_owned(), *kind)) {
-            routes.push(make(format!("r{i}"), *host, Some((path, *kind))));
+            let route = make(format!("r{i}"), *host, Some((path, *kind)));
+            let mut rule = RuleRoute::plain(route).expect("generated regexes are valid");
+            rule.rank = Rank {
+                explicit: *priority,
+                ..rule.rank
+            };
+            routes.push(rule);
         }
     }
     let default = default.then(test_default);
@@ -173,7 +215,7 @@ fn tables(rules: &[(Option<&str>, String, PathKind)], default: bool) -> (HostTab
         rules: routes.clone(),
         default: default.clone(),
     };
-    let (table, diags) = HostTable::build(routes, default);
+    let (table, diags) = HostTable::build_reusing(&routes, default, None);
     assert!(diags.is_empty(), "{diags:?}");
     (table, oracle)
 }
@@ -191,6 +233,28 @@ proptest! {
         for (host, path) in &requests {
             let got = table.lookup(host, path).map(|r| r.name.clone());
             let want = oracle.lookup(host, path).map(|r| r.name.clone());
+            prop_assert_eq!(got, want, "host {} path {}", host, path);
+        }
+    }
+
+    /// Rules without regexes, every one given the same explicit priority, pick
+    /// the same winner as without priorities: ties go to the Kubernetes order.
+    #[test]
+    fn equal_priorities_keep_the_kubernetes_order(
+        rules in prop::collection::vec(rule_strategy(), 0..16),
+        requests in prop::collection::vec(request_strategy(), 1..24),
+    ) {
+        let plain: Vec<GenRule> = rules
+            .iter()
+            .filter(|r| r.2 != PathKind::Regex)
+            .map(|(h, p, k, _)| (*h, p.clone(), *k, None))
+            .collect();
+        let same: Vec<GenRule> = plain.iter().map(|(h, p, k, _)| (*h, p.clone(), *k, Some(7))).collect();
+        let (plain_table, _) = tables(&plain, false);
+        let (same_table, _) = tables(&same, false);
+        for (host, path) in &requests {
+            let got = same_table.lookup(host, path).map(|r| r.name.clone());
+            let want = plain_table.lookup(host, path).map(|r| r.name.clone());
             prop_assert_eq!(got, want, "host {} path {}", host, path);
         }
     }

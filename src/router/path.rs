@@ -8,17 +8,47 @@
 //! That is the Kubernetes rule exactly (longest match wins, Exact beats Prefix at
 //! equal length, Prefix matches element by element), and unlike catch-alls it never
 //! makes matchit record backtracking state, so a lookup never allocates.
+//!
+//! `PathRegexp` rules (Traefik's `router.pathmatcher`) sit beside the router in a
+//! list; they and routes with an explicit `router.priority` make the table
+//! *ranked*: the host table then visits every matching candidate
+//! ([`PathTable::each_match`]) instead of taking the first (see `table.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use regex::Regex;
+
+use super::rank::{compile_regex, Rank, RuleRoute};
 use super::{Diagnostic, DiagnosticKind, PathKind, Route};
+
+/// A route as a candidate for a request: the route and its precomputed rank.
+#[derive(Debug)]
+pub(super) struct Candidate {
+    /// The route.
+    pub route: Arc<Route>,
+    /// Its effective priority (explicit, else Traefik's rule length).
+    pub effective: i64,
+    /// Whether it has an explicit priority or is a regex route: when one of the
+    /// routes matching a request is, priorities decide instead of the spec order.
+    pub special: bool,
+}
+
+impl Candidate {
+    fn new(route: &Arc<Route>, rank: Rank) -> Self {
+        Self {
+            route: route.clone(),
+            effective: rank.effective(),
+            special: rank.explicit.is_some() || route.kind == Some(PathKind::Regex),
+        }
+    }
+}
 
 /// The rules a router key stands for: at most one Exact and one Prefix rule.
 #[derive(Debug, Default)]
 struct Entry {
-    exact: Option<Arc<Route>>,
-    prefix: Option<Arc<Route>>,
+    exact: Option<Candidate>,
+    prefix: Option<Candidate>,
 }
 
 /// The compiled path rules of one host (or of the host-less rules).
@@ -27,12 +57,16 @@ pub(super) struct PathTable {
     router: matchit::Router<usize>,
     entries: Vec<Entry>,
     /// Prefix `/`, which matches every path.
-    root: Option<Arc<Route>>,
+    root: Option<Candidate>,
+    /// `PathRegexp` rules, in the order they were given.
+    regexes: Vec<(Candidate, Regex)>,
+    /// Whether any rule is a regex or has an explicit priority.
+    ranked: bool,
     /// The longest key: shorter request prefixes are the only ones worth asking for.
     max_len: usize,
-    /// The routes the table was built from, in order: a table built from the
-    /// same `Arc`s again would be the same, so it can be reused instead.
-    routes: Vec<Arc<Route>>,
+    /// The routes (and ranks) the table was built from, in order: a table built
+    /// from the same `Arc`s and ranks again would be the same, so it can be reused.
+    routes: Vec<(Arc<Route>, Rank)>,
     /// What building it reported.
     diagnostics: Vec<Diagnostic>,
 }
@@ -40,7 +74,7 @@ pub(super) struct PathTable {
 /// The form a rule path is matched in: Prefix ignores one trailing `/` (`/` becomes ``).
 pub(super) fn match_path(path: &str, kind: PathKind) -> &str {
     match kind {
-        PathKind::Exact => path,
+        PathKind::Exact | PathKind::Regex => path,
         PathKind::Prefix => path.strip_suffix('/').unwrap_or(path),
     }
 }
@@ -53,47 +87,68 @@ fn escape(path: &str) -> String {
 impl PathTable {
     /// Builds the table from routes that all carry a path and a kind, each
     /// (match path, kind) at most once; the compiler resolves conflicts before.
-    pub(super) fn build(routes: &[Arc<Route>]) -> (Self, Vec<Diagnostic>) {
+    pub(super) fn build(routes: &[RuleRoute]) -> (Self, Vec<Diagnostic>) {
         let mut table = Self::default();
         let mut keys: BTreeMap<&str, Entry> = BTreeMap::new();
-        for route in routes {
+        let mut diagnostics = Vec::new();
+        for RuleRoute { route, rank, regex } in routes {
             let (Some(path), Some(kind)) = (route.path.as_deref(), route.kind) else {
                 continue;
             };
+            let candidate = Candidate::new(route, *rank);
+            table.ranked |= candidate.special;
+            if kind == PathKind::Regex {
+                // The compiler hands the compiled regex over; compile only if it did not.
+                match regex.clone().map_or_else(|| compile_regex(path), Ok) {
+                    Ok(regex) => table.regexes.push((candidate, regex)),
+                    Err(err) => diagnostics.push(Diagnostic::error(
+                        route.ingress.clone(),
+                        DiagnosticKind::InvalidAnnotation,
+                        format!("path {path:?} is not a valid PathRegexp: {err}"),
+                    )),
+                }
+                continue;
+            }
             let key = match_path(path, kind);
             if key.is_empty() {
-                table.root = Some(route.clone());
+                table.root.get_or_insert(candidate);
                 continue;
             }
             let entry = keys.entry(key).or_default();
             let slot = match kind {
                 PathKind::Exact => &mut entry.exact,
-                PathKind::Prefix => &mut entry.prefix,
+                _ => &mut entry.prefix,
             };
-            slot.get_or_insert_with(|| route.clone());
+            slot.get_or_insert(candidate);
         }
-        let diagnostics: Vec<Diagnostic> = keys
-            .into_iter()
-            .filter_map(|(key, entry)| table.insert(key, entry))
-            .collect();
-        table.routes = routes.to_vec();
+        diagnostics.extend(
+            keys.into_iter()
+                .filter_map(|(key, entry)| table.insert(key, entry)),
+        );
+        table.routes = routes.iter().map(|r| (r.route.clone(), r.rank)).collect();
         table.diagnostics.clone_from(&diagnostics);
         (table, diagnostics)
     }
 
-    /// Whether this table was built from exactly `routes` (the same `Arc`s, in order).
-    pub(super) fn built_from(&self, routes: &[Arc<Route>]) -> bool {
+    /// Whether this table was built from exactly `routes` (the same `Arc`s and
+    /// ranks, in order).
+    pub(super) fn built_from(&self, routes: &[RuleRoute]) -> bool {
         self.routes.len() == routes.len()
             && self
                 .routes
                 .iter()
                 .zip(routes)
-                .all(|(a, b)| Arc::ptr_eq(a, b))
+                .all(|((a, rank), b)| Arc::ptr_eq(a, &b.route) && *rank == b.rank)
     }
 
     /// What building this table reported.
     pub(super) fn diagnostics(&self) -> &[Diagnostic] {
         &self.diagnostics
+    }
+
+    /// Whether a regex rule or an explicit priority makes lookups visit every candidate.
+    pub(super) fn ranked(&self) -> bool {
+        self.ranked
     }
 
     fn insert(&mut self, key: &str, entry: Entry) -> Option<Diagnostic> {
@@ -105,7 +160,7 @@ impl PathTable {
             }
             // Literal keys cannot conflict; this only guards against a matchit surprise.
             Err(err) => {
-                let route = entry.exact.or(entry.prefix)?;
+                let route = entry.exact.or(entry.prefix)?.route;
                 let message = format!("path {key:?} cannot be routed: {err}");
                 Some(Diagnostic::error(
                     route.ingress.clone(),
@@ -122,11 +177,12 @@ impl PathTable {
     }
 
     /// The best rule for a request path: longest match, Exact before Prefix.
+    /// Regex rules and priorities are not consulted (see [`PathTable::each_match`]).
     pub(super) fn lookup(&self, path: &str) -> Option<&Arc<Route>> {
         let whole = (path.len() <= self.max_len).then(|| self.entry(path));
         if let Some(entry) = whole.flatten() {
-            if let Some(route) = entry.exact.as_ref().or(entry.prefix.as_ref()) {
-                return Some(route);
+            if let Some(c) = entry.exact.as_ref().or(entry.prefix.as_ref()) {
+                return Some(&c.route);
             }
         }
         let boundaries = path.bytes().enumerate().rev().filter(|&(_, b)| b == b'/');
@@ -137,17 +193,55 @@ impl PathTable {
             if end > self.max_len {
                 continue;
             }
-            if let Some(route) = self.entry(&path[..end]).and_then(|e| e.prefix.as_ref()) {
-                return Some(route);
+            if let Some(c) = self.entry(&path[..end]).and_then(|e| e.prefix.as_ref()) {
+                return Some(&c.route);
             }
         }
         // Prefix `/` matches `/` and everything below it.
-        self.root.as_ref().filter(|_| path.starts_with('/'))
+        self.root
+            .as_ref()
+            .filter(|_| path.starts_with('/'))
+            .map(|c| &c.route)
+    }
+
+    /// Calls `visit` with every rule that matches `path`, in the Kubernetes
+    /// order (longest first, Exact before Prefix at equal length), then every
+    /// matching regex rule in table order. Allocates nothing.
+    pub(super) fn each_match<'a>(&'a self, path: &str, visit: &mut impl FnMut(&'a Candidate)) {
+        if path.len() <= self.max_len {
+            if let Some(entry) = self.entry(path) {
+                entry
+                    .exact
+                    .iter()
+                    .chain(&entry.prefix)
+                    .for_each(&mut *visit);
+            }
+        }
+        let boundaries = path.bytes().enumerate().rev().filter(|&(_, b)| b == b'/');
+        for (end, _) in boundaries {
+            if end == 0 {
+                break;
+            }
+            if end > self.max_len {
+                continue;
+            }
+            if let Some(c) = self.entry(&path[..end]).and_then(|e| e.prefix.as_ref()) {
+                visit(c);
+            }
+        }
+        if let Some(root) = self.root.as_ref().filter(|_| path.starts_with('/')) {
+            visit(root);
+        }
+        for (candidate, regex) in &self.regexes {
+            if regex.is_match(path) {
+                visit(candidate);
+            }
+        }
     }
 
     /// Whether the table holds no rule at all.
     pub(super) fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.root.is_none()
+        self.entries.is_empty() && self.root.is_none() && self.regexes.is_empty()
     }
 }
 
@@ -157,7 +251,10 @@ mod tests {
     use crate::router::oracle::test_route;
 
     fn table(rules: &[(PathKind, &str)]) -> PathTable {
-        let routes: Vec<_> = rules.iter().map(|(k, p)| test_route(None, p, *k)).collect();
+        let routes: Vec<_> = rules
+            .iter()
+            .filter_map(|(k, p)| RuleRoute::plain(test_route(None, p, *k)))
+            .collect();
         let (table, diags) = PathTable::build(&routes);
         assert!(diags.is_empty(), "{diags:?}");
         table

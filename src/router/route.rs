@@ -10,13 +10,17 @@ use crate::middleware::Chain;
 use crate::upstream::sticky::StickyCookie;
 use crate::upstream::{Backend, BackendKey, BackendProtocol, UpstreamClient};
 
-/// The Ingress path types, with `ImplementationSpecific` already mapped to `Prefix`.
+/// How a rule path matches: the Ingress path types, with `ImplementationSpecific`
+/// already mapped by Traefik's `router.pathmatcher` (`PathPrefix` by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum PathKind {
     /// The whole path must be equal, case-sensitively.
     Exact,
     /// The path must start with the rule's path, element by element on `/`.
     Prefix,
+    /// The rule's path is a regular expression found anywhere in the request
+    /// path (not anchored unless it says so), as Traefik's `PathRegexp`.
+    Regex,
 }
 
 /// The listeners ("entrypoints", as Traefik names them) requests arrive on.
@@ -82,7 +86,8 @@ pub enum Target {
 #[derive(Debug)]
 pub struct Route {
     /// A stable name for metrics and logs, unique per Ingress, host, path and type:
-    /// `<namespace>-<ingress>-<host>-<path>`, plus `-exact` for Exact rules.
+    /// `<namespace>-<ingress>-<host>-<path>`, plus `-exact` for Exact rules and
+    /// `-regex` for regex rules.
     pub name: Arc<str>,
     /// The rule's host as written (`*.example.com` for wildcards); `None` matches any host.
     pub host: Option<String>,
@@ -149,6 +154,9 @@ pub struct RouteInfo {
     /// The middleware references, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub middlewares: Vec<String>,
+    /// Traefik's `router.priority`, when the Ingress sets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
     /// Why the middlewares cannot run (the route answers 500).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub middleware_error: Option<String>,
@@ -197,6 +205,7 @@ impl Route {
             pass_host_header_off: !self.pass_host_header,
             middlewares: self.middlewares.names().to_vec(),
             middleware_error: self.middlewares.broken().map(str::to_owned),
+            priority: None,
         }
     }
 }

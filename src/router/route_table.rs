@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::rank::RuleRoute;
 use super::table::HostTable;
 use super::{Diagnostic, EntryPoint, EntryPoints, Route, RouteInfo};
 use crate::tls::CertIndex;
@@ -24,6 +25,8 @@ pub struct RouteTable {
     certs: CertIndex,
     /// Every route once (rule routes sorted, default backend last).
     all: Vec<Arc<Route>>,
+    /// The explicit priority of each route in `all`, by position.
+    priorities: Vec<Option<i64>>,
 }
 
 impl RouteTable {
@@ -31,15 +34,15 @@ impl RouteTable {
     ///
     /// Hosts whose routes are the same `Arc`s as in `previous` keep their path tables.
     pub(super) fn build(
-        routes: Vec<Arc<Route>>,
+        routes: Vec<RuleRoute>,
         default: Option<Arc<Route>>,
         certs: CertIndex,
         previous: Option<&HostTables>,
     ) -> (Self, Vec<Diagnostic>) {
         let on = |ep: EntryPoint| {
-            let rules: Vec<Arc<Route>> = routes
+            let rules: Vec<RuleRoute> = routes
                 .iter()
-                .filter(|r| r.entrypoints.has(ep))
+                .filter(|r| r.route.entrypoints.has(ep))
                 .cloned()
                 .collect();
             let default = default.clone().filter(|r| r.entrypoints.has(ep));
@@ -51,6 +54,7 @@ impl RouteTable {
         };
         let everywhere = routes
             .iter()
+            .map(|r| &r.route)
             .chain(default.iter())
             .all(|r| r.entrypoints == EntryPoints::ALL);
         let (web, mut diagnostics) = on(EntryPoint::Web);
@@ -64,16 +68,21 @@ impl RouteTable {
         };
         diagnostics.sort();
         diagnostics.dedup();
-        let mut all = routes;
-        all.sort_by(|a, b| {
+        let mut ranked: Vec<(Arc<Route>, Option<i64>)> = routes
+            .into_iter()
+            .map(|r| (r.route, r.rank.explicit))
+            .collect();
+        ranked.sort_by(|(a, _), (b, _)| {
             (&a.host, &a.path, a.kind, &a.name).cmp(&(&b.host, &b.path, b.kind, &b.name))
         });
-        all.extend(default);
+        ranked.extend(default.map(|d| (d, None)));
+        let (all, priorities) = ranked.into_iter().unzip();
         let table = Self {
             web,
             websecure,
             certs,
             all,
+            priorities,
         };
         (table, diagnostics)
     }
@@ -104,7 +113,14 @@ impl RouteTable {
 
     /// Every route and default backend, for the admin API.
     pub fn routes(&self) -> Vec<RouteInfo> {
-        self.all.iter().map(|route| route.info()).collect()
+        self.all
+            .iter()
+            .zip(&self.priorities)
+            .map(|(route, priority)| RouteInfo {
+                priority: *priority,
+                ..route.info()
+            })
+            .collect()
     }
 
     /// Every rule route and the default backend, each once (for metrics).

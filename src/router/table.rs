@@ -3,12 +3,20 @@
 //! Hosts go from most to least specific: the exact host's rules, then the
 //! wildcard's, then the host-less rules, then the default backend. A request falls
 //! through to the next level when no path of a level matches it.
+//!
+//! Traefik's `router.priority` and `PathRegexp` rules change that order: when
+//! any route that matches a request (at any host level) has an explicit
+//! priority or is a regex route, the matching route with the highest effective
+//! priority wins (explicit, else the length of Traefik's rule), ties going to
+//! the Kubernetes order. Only tables holding such routes pay for it: a table
+//! without any keeps the first-match lookup as it was.
 
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use super::host::{self, HostPattern, MAX_HOST};
-use super::path::PathTable;
+use super::path::{Candidate, PathTable};
+use super::rank::RuleRoute;
 use super::{Diagnostic, Route};
 
 /// The compiled routing table: exact hosts, wildcard hosts, host-less rules, default backend.
@@ -22,6 +30,9 @@ pub(super) struct HostTable {
     any: Arc<PathTable>,
     /// The winning `spec.defaultBackend`.
     default: Option<Arc<Route>>,
+    /// Whether any host's path table is ranked (holds a regex or an explicit
+    /// priority); when none is, lookups never look at ranks.
+    ranked: bool,
 }
 
 impl HostTable {
@@ -33,6 +44,7 @@ impl HostTable {
         routes: Vec<Arc<Route>>,
         default: Option<Arc<Route>>,
     ) -> (Self, Vec<Diagnostic>) {
+        let routes: Vec<RuleRoute> = routes.into_iter().filter_map(RuleRoute::plain).collect();
         Self::build_reusing(&routes, default, None)
     }
 
@@ -40,14 +52,14 @@ impl HostTable {
     /// in the same order, as in `previous` gets `previous`'s path table back
     /// instead of a new one: one changed Ingress rebuilds one host.
     pub(super) fn build_reusing(
-        routes: &[Arc<Route>],
+        routes: &[RuleRoute],
         default: Option<Arc<Route>>,
         previous: Option<&HostTable>,
     ) -> (Self, Vec<Diagnostic>) {
-        let mut groups: HashMap<Option<&str>, Vec<Arc<Route>>> = HashMap::default();
+        let mut groups: HashMap<Option<&str>, Vec<RuleRoute>> = HashMap::default();
         for route in routes {
             groups
-                .entry(route.host.as_deref())
+                .entry(route.route.host.as_deref())
                 .or_default()
                 .push(route.clone());
         }
@@ -70,6 +82,7 @@ impl HostTable {
                     Arc::new(paths)
                 }
             };
+            table.ranked |= paths.ranked();
             match pattern {
                 HostPattern::Exact(name) => table.exact.insert(name.into(), paths),
                 HostPattern::Wildcard(suffix) => table.wildcard.insert(suffix.into(), paths),
@@ -93,6 +106,9 @@ impl HostTable {
     ///
     /// Allocates nothing and takes no lock.
     pub fn lookup(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        if self.ranked {
+            return self.lookup_ranked(host, path);
+        }
         let mut buf = [0; MAX_HOST];
         let named = host::normalize(host, &mut buf).and_then(|host| {
             let exact = self.exact.get(host).and_then(|t| t.lookup(path));
@@ -104,6 +120,44 @@ impl HostTable {
         named
             .or_else(|| self.any.lookup(path))
             .or(self.default.as_ref())
+    }
+
+    /// [`HostTable::lookup`] when some host's table is ranked: the host levels
+    /// the request can match (exact, wildcard, host-less) are found first; when
+    /// none of them is ranked the first match wins as usual, else every matching
+    /// candidate is visited and, if any is special (explicit priority or regex),
+    /// the highest effective priority wins, ties to the first in Kubernetes order.
+    ///
+    /// Allocates nothing and takes no lock.
+    fn lookup_ranked(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        let mut buf = [0; MAX_HOST];
+        let named = host::normalize(host, &mut buf);
+        let exact = named.and_then(|host| self.exact.get(host));
+        let wildcard = named
+            .and_then(host::wildcard_suffix)
+            .and_then(|suffix| self.wildcard.get(suffix));
+        let levels = [exact, wildcard, Some(&self.any)];
+        let levels = levels.into_iter().flatten();
+        if !levels.clone().any(|t| t.ranked()) {
+            return levels
+                .into_iter()
+                .find_map(|t| t.lookup(path))
+                .or(self.default.as_ref());
+        }
+        let mut first: Option<&Candidate> = None;
+        let mut best: Option<&Candidate> = None;
+        let mut special = false;
+        for table in levels {
+            table.each_match(path, &mut |c| {
+                first.get_or_insert(c);
+                special |= c.special;
+                if best.is_none_or(|b| c.effective > b.effective) {
+                    best = Some(c);
+                }
+            });
+        }
+        let winner = if special { best } else { first };
+        winner.map(|c| &c.route).or(self.default.as_ref())
     }
 
     /// Whether the table routes nothing at all (every request gets 404).
@@ -129,7 +183,7 @@ fn pattern_of(host: Option<&str>) -> HostPattern {
 mod tests {
     use super::*;
     use crate::router::oracle::{test_default, test_route};
-    use crate::router::PathKind::{Exact, Prefix};
+    use crate::router::PathKind::{self, Exact, Prefix};
 
     fn table() -> HostTable {
         let routes = vec![
@@ -230,5 +284,97 @@ mod tests {
         assert!(t.lookup("b.com", "/").is_none());
         assert!(HostTable::default().lookup("a.com", "/").is_none());
         assert!(HostTable::default().is_empty());
+    }
+
+    /// A rule route with an explicit priority (`None`: Traefik's rule length).
+    fn ranked(host: Option<&str>, path: &str, kind: PathKind, priority: Option<i64>) -> RuleRoute {
+        let mut rule = RuleRoute::plain(test_route(host, path, kind)).expect("valid");
+        rule.rank.explicit = priority;
+        rule
+    }
+
+    fn ranked_table(routes: &[RuleRoute]) -> HostTable {
+        let (t, diags) = HostTable::build_reusing(routes, Some(test_default()), None);
+        assert!(diags.is_empty(), "{diags:?}");
+        t
+    }
+
+    #[test]
+    fn an_explicit_priority_beats_the_longer_path_and_back() {
+        let api = |p| ranked(Some("a.com"), "/api", Prefix, p);
+        let v1 = |p| ranked(Some("a.com"), "/api/v1", Prefix, p);
+        let t = ranked_table(&[api(Some(100)), v1(None)]);
+        assert_eq!(
+            name(&t, "a.com", "/api/v1/x").as_deref(),
+            Some("a.com /api")
+        );
+        let t = ranked_table(&[api(Some(100)), v1(Some(200))]);
+        assert_eq!(
+            name(&t, "a.com", "/api/v1/x").as_deref(),
+            Some("a.com /api/v1")
+        );
+        assert_eq!(name(&t, "a.com", "/api/v2").as_deref(), Some("a.com /api"));
+        // A low explicit priority loses to the rule length of the other route.
+        let t = ranked_table(&[api(None), v1(Some(1))]);
+        assert_eq!(
+            name(&t, "a.com", "/api/v1/x").as_deref(),
+            Some("a.com /api")
+        );
+        assert_eq!(name(&t, "a.com", "/other").as_deref(), Some("any default"));
+    }
+
+    #[test]
+    fn regex_routes_compete_by_rule_length() {
+        let regex = ranked(Some("a.com"), "^/api/v[0-9]+/", PathKind::Regex, None);
+        let root = ranked(Some("a.com"), "/", Prefix, None);
+        let t = ranked_table(&[root.clone(), regex.clone()]);
+        assert_eq!(
+            name(&t, "a.com", "/api/v2/users").as_deref(),
+            Some("a.com ^/api/v[0-9]+/")
+        );
+        assert_eq!(
+            name(&t, "a.com", "/api/vx/users").as_deref(),
+            Some("a.com /")
+        );
+        // Not anchored unless the pattern says so.
+        let loose = ranked(Some("a.com"), "/v[0-9]+/", PathKind::Regex, None);
+        let t = ranked_table(&[root.clone(), loose]);
+        assert_eq!(
+            name(&t, "a.com", "/x/v2/y").as_deref(),
+            Some("a.com /v[0-9]+/")
+        );
+        // An explicit priority beats the regex.
+        let first = ranked(Some("a.com"), "/", Prefix, Some(1000));
+        let t = ranked_table(&[first, regex]);
+        assert_eq!(
+            name(&t, "a.com", "/api/v2/users").as_deref(),
+            Some("a.com /")
+        );
+    }
+
+    #[test]
+    fn priorities_compete_across_host_levels() {
+        let exact = ranked(Some("a.example.com"), "/", Prefix, None);
+        let any = ranked(None, "/admin", Prefix, Some(500));
+        let t = ranked_table(&[exact.clone(), any.clone()]);
+        assert_eq!(
+            name(&t, "a.example.com", "/admin/x").as_deref(),
+            Some("any /admin")
+        );
+        assert_eq!(
+            name(&t, "a.example.com", "/x").as_deref(),
+            Some("a.example.com /")
+        );
+        // An unranked host with a ranked host-less table still falls through as usual.
+        let other = ranked(Some("b.example.com"), "/api", Prefix, None);
+        let t = ranked_table(&[other, any]);
+        assert_eq!(
+            name(&t, "b.example.com", "/api").as_deref(),
+            Some("b.example.com /api")
+        );
+        assert_eq!(
+            name(&t, "b.example.com", "/").as_deref(),
+            Some("any default")
+        );
     }
 }
