@@ -61,7 +61,7 @@ pub struct Resource {
 }
 
 /// Every resource the fake serves.
-pub const RESOURCES: [Resource; 7] = [
+pub const RESOURCES: [Resource; 8] = [
     Resource {
         api_version: "networking.k8s.io/v1",
         kind: "Ingress",
@@ -102,6 +102,13 @@ pub const RESOURCES: [Resource; 7] = [
         api_version: "traefik.io/v1alpha1",
         kind: "Middleware",
         plural: "middlewares",
+        namespaced: true,
+    },
+    // Leader election: created and replaced (with resourceVersion checks).
+    Resource {
+        api_version: "coordination.k8s.io/v1",
+        kind: "Lease",
+        plural: "leases",
         namespaced: true,
     },
 ];
@@ -731,6 +738,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             let name = name.clone();
             write_status(shared, &target, &name, req).await
         }
+        (Method::POST, None, None) => create_or_replace(shared, &target, None, req).await,
+        (Method::PUT, Some(name), None) => {
+            let name = name.clone();
+            create_or_replace(shared, &target, Some(&name), req).await
+        }
         _ => full(
             StatusCode::METHOD_NOT_ALLOWED,
             status(405, "MethodNotAllowed", "not supported by the fake API"),
@@ -948,6 +960,97 @@ fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
         .header("content-type", "application/json")
         .body(StreamBody::new(stream).boxed())
         .expect("response")
+}
+
+/// `POST` (create: 409 AlreadyExists when the name is taken) or `PUT` of a
+/// whole object (replace: 409 Conflict when its `resourceVersion` is stale),
+/// as the API server does for optimistic concurrency.
+async fn create_or_replace(
+    shared: Arc<Shared>,
+    target: &Target,
+    name: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let Ok(collected) = req.into_body().collect().await else {
+        return full(
+            StatusCode::BAD_REQUEST,
+            status(400, "BadRequest", "unreadable body"),
+        );
+    };
+    let Ok(mut object) = serde_json::from_slice::<Value>(&collected.to_bytes()) else {
+        return full(
+            StatusCode::BAD_REQUEST,
+            status(400, "BadRequest", "not JSON"),
+        );
+    };
+    let resource = target.resource;
+    if let Some(ns) = &target.namespace {
+        object["metadata"]["namespace"] = json!(ns);
+    }
+    object["kind"] = json!(resource.kind);
+    let sent_rv = object["metadata"]["resourceVersion"]
+        .as_str()
+        .map(str::to_owned);
+    let mut state = shared.lock();
+    let rv = state.rv + 1;
+    let mut next_uid = state.next_uid;
+    let key = normalize(&mut object, resource, rv, &mut next_uid);
+    state.next_uid = next_uid;
+    let old = state
+        .objects
+        .get(resource.plural)
+        .and_then(|o| o.get(&key))
+        .cloned();
+    match (name, &old) {
+        (None, Some(_)) => {
+            return full(
+                StatusCode::CONFLICT,
+                status(
+                    409,
+                    "AlreadyExists",
+                    &format!("{} {:?} already exists", resource.plural, key.1),
+                ),
+            )
+        }
+        (Some(_), None) => return not_found(&format!("{} {:?} not found", resource.plural, key.1)),
+        (Some(_), Some(old)) => {
+            if sent_rv.as_deref() != old["metadata"]["resourceVersion"].as_str() {
+                return full(
+                    StatusCode::CONFLICT,
+                    status(409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again"),
+                );
+            }
+            for field in ["uid", "creationTimestamp"] {
+                object["metadata"][field] = old["metadata"][field].clone();
+            }
+        }
+        (None, None) => {}
+    }
+    state.rv = rv;
+    state
+        .objects
+        .entry(resource.plural)
+        .or_default()
+        .insert(key, object.clone());
+    let kind = if old.is_some() {
+        ChangeType::Modified
+    } else {
+        ChangeType::Added
+    };
+    record(
+        &shared,
+        &mut state,
+        resource.plural,
+        kind,
+        old,
+        object.clone(),
+    );
+    let code = if name.is_none() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    full(code, object)
 }
 
 async fn write_status(
