@@ -177,6 +177,20 @@ struct State {
     requests: HashMap<&'static str, u64>,
     failing: Vec<&'static str>,
     next_uid: u64,
+    calls: Vec<Call>,
+}
+
+/// One request the fake answered, as RBAC sees it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Call {
+    /// The API group (`""` for the core group).
+    pub group: String,
+    /// The resource, with `/subresource` when there is one.
+    pub resource: String,
+    /// The RBAC verb: get, list, watch, create, update, patch, delete.
+    pub verb: String,
+    /// The namespace in the path, if any.
+    pub namespace: Option<String>,
 }
 
 struct Shared {
@@ -380,6 +394,11 @@ impl FakeApi {
         if !present {
             let _ = self.shared.events.send(Broadcast::Close("middlewares"));
         }
+    }
+
+    /// Every request answered so far, as (group, resource, verb, namespace).
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.lock().calls.clone()
     }
 
     /// The recorded status writes.
@@ -713,6 +732,36 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         }
     }
     let q = query(&req);
+    {
+        let verb = match (req.method().clone(), &target.name) {
+            (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+                "watch"
+            }
+            (Method::GET, None) => "list",
+            (Method::GET, Some(_)) => "get",
+            (Method::POST, _) => "create",
+            (Method::PUT, _) => "update",
+            (Method::PATCH, _) => "patch",
+            (Method::DELETE, _) => "delete",
+            _ => "other",
+        };
+        let group = target
+            .resource
+            .api_version
+            .rsplit_once('/')
+            .map_or("", |(g, _)| g)
+            .to_owned();
+        let resource = match &target.subresource {
+            Some(sub) => format!("{}/{sub}", target.resource.plural),
+            None => target.resource.plural.to_owned(),
+        };
+        shared.lock().calls.push(Call {
+            group,
+            resource,
+            verb: verb.to_owned(),
+            namespace: target.namespace.clone(),
+        });
+    }
     match (req.method().clone(), &target.name, &target.subresource) {
         (Method::GET, None, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             watch(shared, &target, &q)
