@@ -125,7 +125,8 @@ impl Default for KubeSettings {
 pub struct KubeStats {
     /// True once every watched kind has listed and the first update was published.
     pub synced: AtomicBool,
-    /// Errors returned by watchers (failed lists and watches, error events, `410 Gone`).
+    /// Errors returned by watchers (failed lists and watches, error events,
+    /// `410 Gone`); a missing Middleware CRD is not one.
     pub watch_errors: AtomicU64,
     /// Times a watcher delivered events again after failing.
     pub reconnects: AtomicU64,

@@ -180,10 +180,10 @@ impl Spawner {
                 let event = match item {
                     Ok(event) => event,
                     Err(err) => {
-                        KubeStats::add(&self.stats.watch_errors);
                         if may_be_absent && is_not_found(&err) {
                             break true;
                         }
+                        KubeStats::add(&self.stats.watch_errors);
                         if failing {
                             tracing::debug!(?target, "watch still failing: {err}");
                         } else {
