@@ -372,6 +372,22 @@ async fn api_server_outage_keeps_traffic_flowing_and_changes_arrive_after() {
     assert!(failures.is_empty(), "requests failed: {failures:?}");
     let stats = sluice.kube_stats.as_ref().expect("kube provider stats");
     assert!(stats.reconnects.load(Ordering::Relaxed) >= 1);
+    // The same counters on /metrics, for operators.
+    let metrics = support::get(
+        &support::client(),
+        sluice.admin_addr,
+        "admin",
+        "/metrics",
+        &[],
+    )
+    .await;
+    let reconnects = metrics
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_kube_reconnects_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(reconnects.is_some_and(|n| n >= 1), "{}", metrics.body);
+    assert!(metrics.body.contains("sluice_kube_watch_errors_total"));
     sluice.stop();
     sluice.wait().await;
 }

@@ -206,7 +206,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let open = Arc::new(OpenConnections::default());
     let open_tls = Arc::new(OpenConnections::default());
     let handshakes = Arc::new(HandshakeStats::default());
+    let kube_stats = matches!(feed, Feed::Kube(_)).then(|| Arc::new(KubeStats::default()));
     let metrics = Metrics::new(DataPlaneSources {
+        provider: kube_stats
+            .clone()
+            .map(|s| s as Arc<dyn crate::metrics::ProviderCounters>),
         table: table.clone(),
         unmatched: unmatched.clone(),
         open_connections: open.clone(),
@@ -226,7 +230,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let (updates_tx, updates_rx) = watch::channel(None);
 
     let mut tasks = Vec::new();
-    let kube_stats = match feed {
+    match feed {
         Feed::Files(manifests) => {
             let debounce = settings.debounce;
             tasks.push(tokio::spawn(async move {
@@ -234,7 +238,6 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                     tracing::error!(error = %e, "file provider stopped");
                 }
             }));
-            None
         }
         Feed::Kube(kube) => {
             let (client, kube) = *kube;
@@ -255,7 +258,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                     stop_rx.clone(),
                 )));
             }
-            let stats = Arc::new(KubeStats::default());
+            let stats = kube_stats.clone().unwrap_or_default();
             let task_stats = stats.clone();
             tasks.push(tokio::spawn(async move {
                 let run = provider::run_kube_provider(client, kube, updates_tx, task_stats);
@@ -263,9 +266,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                     tracing::error!(error = %e, "Kubernetes provider stopped");
                 }
             }));
-            Some(stats)
         }
-    };
+    }
     let publisher = Publisher {
         table: table.clone(),
         state: state.clone(),

@@ -65,6 +65,15 @@ pub struct DataPlaneSources {
     pub registries: Arc<Registries>,
     /// TLS handshakes on the HTTPS entrypoint.
     pub handshakes: Arc<HandshakeStats>,
+    /// The provider's own counters (the Kubernetes provider's watch health).
+    pub provider: Option<Arc<dyn ProviderCounters>>,
+}
+
+/// Counters a provider exposes on `/metrics` (implemented by the Kubernetes
+/// provider, so this module need not know it).
+pub trait ProviderCounters: Send + Sync + fmt::Debug {
+    /// `(metric name, help, value)` of each monotonic counter.
+    fn counters(&self) -> Vec<(&'static str, &'static str, u64)>;
 }
 
 impl Metrics {
@@ -151,6 +160,16 @@ impl Collector for DataPlaneCollector {
         encode_durations(&mut encoder, &rows)?;
         self.encode_connections(&mut encoder)?;
         self.encode_pools(&mut encoder)?;
+        if let Some(provider) = &self.0.provider {
+            for (name, help, value) in provider.counters() {
+                ConstCounter::new(value).encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    MetricType::Counter,
+                )?)?;
+            }
+        }
         self.encode_tls(&mut encoder, &table)
     }
 }

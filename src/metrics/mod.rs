@@ -4,5 +4,5 @@
 mod exporter;
 mod route_stats;
 
-pub use exporter::{ControlMetrics, DataPlaneSources, Metrics, CONTENT_TYPE};
+pub use exporter::{ControlMetrics, DataPlaneSources, Metrics, ProviderCounters, CONTENT_TYPE};
 pub use route_stats::{EntryStats, RouteStats};

@@ -196,7 +196,23 @@ impl<'a> Resolver<'a> {
             single_unnamed,
         };
         let mut addrs = match self.slices.get(&id) {
-            Some(slices) => slices.iter().flat_map(|s| slice_addrs(s, &want)).collect(),
+            Some(slices) => {
+                let ready: Vec<SocketAddr> = slices
+                    .iter()
+                    .flat_map(|s| slice_addrs(s, &want, is_ready))
+                    .collect();
+                if ready.is_empty() {
+                    // No ready endpoint: fall back to terminating endpoints that
+                    // still serve, as kube-proxy does, so a Service whose pods
+                    // are all being replaced drains instead of answering 503.
+                    slices
+                        .iter()
+                        .flat_map(|s| slice_addrs(s, &want, is_serving_while_terminating))
+                        .collect()
+                } else {
+                    ready
+                }
+            }
             None => self
                 .endpoints
                 .get(&id)
@@ -304,7 +320,11 @@ impl PortWant<'_> {
     }
 }
 
-fn slice_addrs(slice: &EndpointSlice, want: &PortWant<'_>) -> Vec<SocketAddr> {
+fn slice_addrs(
+    slice: &EndpointSlice,
+    want: &PortWant<'_>,
+    usable: fn(&Endpoint) -> bool,
+) -> Vec<SocketAddr> {
     if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
         return Vec::new();
     }
@@ -319,17 +339,25 @@ fn slice_addrs(slice: &EndpointSlice, want: &PortWant<'_>) -> Vec<SocketAddr> {
     slice
         .endpoints
         .iter()
-        .filter(|e| is_serving(e))
+        .filter(|e| usable(e))
         // Addresses of one endpoint are fungible; kube-proxy uses the first.
         .filter_map(|e| e.addresses.first()?.parse::<IpAddr>().ok())
         .map(|ip| SocketAddr::new(ip, port))
         .collect()
 }
 
-fn is_serving(endpoint: &Endpoint) -> bool {
+/// Ready and not terminating (an unset condition counts as ready / not terminating).
+fn is_ready(endpoint: &Endpoint) -> bool {
     let conditions = endpoint.conditions.as_ref();
     conditions.and_then(|c| c.ready) != Some(false)
         && conditions.and_then(|c| c.terminating) != Some(true)
+}
+
+/// Terminating but still serving (`serving: true`): used only when no endpoint is ready.
+fn is_serving_while_terminating(endpoint: &Endpoint) -> bool {
+    let conditions = endpoint.conditions.as_ref();
+    conditions.and_then(|c| c.terminating) == Some(true)
+        && conditions.and_then(|c| c.serving) == Some(true)
 }
 
 fn legacy_addrs(endpoints: &Endpoints, want: &PortWant<'_>) -> Vec<SocketAddr> {

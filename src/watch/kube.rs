@@ -138,6 +138,38 @@ pub struct KubeStats {
     pub publishes: AtomicU64,
 }
 
+impl crate::metrics::ProviderCounters for KubeStats {
+    fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+        vec![
+            (
+                "sluice_kube_watch_errors",
+                "Kubernetes watch/list errors (API server unreachable, 410 Gone...)",
+                Self::get(&self.watch_errors),
+            ),
+            (
+                "sluice_kube_reconnects",
+                "Kubernetes watches that resumed after failing",
+                Self::get(&self.reconnects),
+            ),
+            (
+                "sluice_kube_relists",
+                "Kubernetes lists after a watcher's first (after 410 Gone or an outage)",
+                Self::get(&self.relists),
+            ),
+            (
+                "sluice_kube_events",
+                "Kubernetes watch events received (list items included)",
+                Self::get(&self.events),
+            ),
+            (
+                "sluice_kube_updates_published",
+                "Provider updates published from Kubernetes events",
+                Self::get(&self.publishes),
+            ),
+        ]
+    }
+}
+
 impl KubeStats {
     /// Reads one counter.
     pub fn get(counter: &AtomicU64) -> u64 {
