@@ -87,12 +87,18 @@ async fn every_api_call_is_granted_by_the_deployed_rbac() {
         ..LeaseSettings::new("sluice".into(), "sluice-leader".into(), "replica".into())
     };
     let sluice = sluice::app::start(settings).await.expect("sluice starts");
-    // Wait until every kind of call has happened: watches, the Lease, a status write.
+    // Wait until every kind of call has happened: watches, the Lease created
+    // and then renewed (update), a status write.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while api.writes().is_empty() {
+    let renewed = |api: &FakeApi| {
+        api.calls()
+            .iter()
+            .any(|c| c.resource == "leases" && c.verb == "update")
+    };
+    while api.writes().is_empty() || !renewed(&api) {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no status write happened"
+            "no status write or lease renewal happened"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
