@@ -375,6 +375,9 @@ write_nginx_conf() {
     local limit_zone=""
     if [ "$MIDDLEWARES" = 1 ]; then
         printf '%s\n' "$BENCH_HTPASSWD" >"$prefix/htpasswd"
+        # nginx's worker (not root) reads the file on each request.
+        chmod 755 "$TMP" "$prefix"
+        chmod 644 "$prefix/htpasswd"
         limit_zone="limit_req_zone \$binary_remote_addr zone=bench:10m rate=100000000r/s;"
         location="location / { rewrite ^/api(/.*)\$ \$1 break; proxy_set_header X-Bench 1; add_header X-Bench-Resp 1; auth_basic bench; auth_basic_user_file $prefix/htpasswd; limit_req zone=bench burst=100000000 nodelay; proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
     fi
