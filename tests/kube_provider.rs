@@ -584,6 +584,16 @@ async fn only_tls_secrets_and_secrets_middlewares_reference_are_kept() {
         secrets(s) == ["apps/web-tls"]
     })
     .await;
+    // An Ingress's backend-verification CA (ingress-nginx's proxy-ssl-secret,
+    // an Opaque Secret) is watched too.
+    let mut verified = ingress("apps", "verified", "verified.example", "web");
+    verified["metadata"]["annotations"] =
+        json!({"nginx.ingress.kubernetes.io/proxy-ssl-secret": "apps/unrelated"});
+    api.apply(verified);
+    until(&mut p.updates, "the CA Secret an Ingress names", |s| {
+        secrets(s) == ["apps/unrelated", "apps/web-tls"]
+    })
+    .await;
 }
 
 #[tokio::test]

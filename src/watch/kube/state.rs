@@ -222,20 +222,32 @@ impl State {
         };
         if changed {
             self.dirty |= bit;
-            if bit == dirty::MIDDLEWARES {
+            if bit == dirty::MIDDLEWARES || bit == dirty::INGRESSES {
                 self.reconcile_named_secrets();
             }
         }
         changed
     }
 
-    /// Starts a watcher for each Secret the Middlewares reference and stops
-    /// the watchers of Secrets no longer referenced.
+    /// Starts a watcher for each Secret the Middlewares (and the Ingresses'
+    /// `nginx.ingress.kubernetes.io/proxy-ssl-secret`) reference and stops the
+    /// watchers of Secrets no longer referenced.
     fn reconcile_named_secrets(&mut self) {
         let watched: Option<BTreeSet<&String>> = (!self.settings.namespaces.is_empty())
             .then(|| self.settings.namespaces.iter().collect());
         let mut wanted = BTreeSet::new();
         for partition in self.partitions.values() {
+            if matches!(partition.target, Target::Ingresses(_)) {
+                for object in partition.objects.values() {
+                    if let Object::Ingress(ingress) = object {
+                        wanted.extend(
+                            proxy_ssl_secret(ingress)
+                                .filter(|(ns, _)| watched.as_ref().is_none_or(|w| w.contains(ns))),
+                        );
+                    }
+                }
+                continue;
+            }
             if !matches!(partition.target, Target::Middlewares(_)) {
                 continue;
             }
@@ -391,4 +403,27 @@ fn same_snapshot(a: &Snapshot, b: &Snapshot) -> bool {
         && same_list(&a.endpoints, &b.endpoints)
         && same_list(&a.secrets, &b.secrets)
         && same_list(&a.middlewares, &b.middlewares)
+}
+
+/// The CA Secret an Ingress names for backend TLS verification
+/// (`nginx.ingress.kubernetes.io/proxy-ssl-secret: namespace/name`, or a bare
+/// name in the Ingress's namespace); usually an Opaque Secret, so the
+/// `kubernetes.io/tls` watcher does not see it.
+fn proxy_ssl_secret(
+    ingress: &k8s_openapi::api::networking::v1::Ingress,
+) -> Option<(String, String)> {
+    let value = ingress
+        .metadata
+        .annotations
+        .as_ref()?
+        .get("nginx.ingress.kubernetes.io/proxy-ssl-secret")?
+        .trim();
+    let own = ingress.metadata.namespace.as_deref().unwrap_or("default");
+    match value.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+            Some((ns.to_owned(), name.to_owned()))
+        }
+        None if !value.is_empty() => Some((own.to_owned(), value.to_owned())),
+        _ => None,
+    }
 }
