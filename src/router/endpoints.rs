@@ -2,7 +2,7 @@
 //! routes stay as they are and only the live backends' endpoint sets are
 //! recomputed, so pod churn never waits for a full compile.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -34,7 +34,7 @@ pub fn refresh_endpoints(
     after: &Snapshot,
     upstreams: &Upstreams,
 ) -> Vec<(Arc<Backend>, Arc<EndpointSet>)> {
-    let mut affected: HashSet<(String, String)> = HashSet::new();
+    let mut affected: FxHashSet<(&str, &str)> = FxHashSet::default();
     changed(
         &before.endpoint_slices,
         &after.endpoint_slices,
@@ -73,19 +73,8 @@ pub fn refresh_endpoints(
         ..Snapshot::default()
     };
     let resolver = Resolver::new(&subset);
-    // Usually few Services change at once: then a scan of `affected` beats
-    // building a key per live backend.
-    let backends = if affected.len() <= 16 {
-        upstreams.live_for(|namespace, service| {
-            affected
-                .iter()
-                .any(|(ns, name)| ns == namespace && name == service)
-        })
-    } else {
-        upstreams.live_for(|namespace, service| {
-            affected.contains(&(namespace.to_owned(), service.to_owned()))
-        })
-    };
+    let backends =
+        upstreams.live_for(|namespace, service| affected.contains(&(namespace, service)));
     backends
         .into_iter()
         // A `service.nativelb` backend goes to the ClusterIP: endpoints do not matter.
@@ -98,25 +87,44 @@ pub fn refresh_endpoints(
 }
 
 /// Adds the Service of every object that was added, removed or changed.
-fn changed<T: PartialEq + HasMeta>(
-    before: &[Arc<T>],
-    after: &[Arc<T>],
-    service_of: impl Fn(&T) -> Option<(String, String)>,
-    affected: &mut HashSet<(String, String)>,
+fn changed<'s, T: PartialEq + HasMeta>(
+    before: &'s [Arc<T>],
+    after: &'s [Arc<T>],
+    service_of: impl Fn(&'s T) -> Option<(&'s str, &'s str)>,
+    affected: &mut FxHashSet<(&'s str, &'s str)>,
 ) {
-    // Objects the store kept keep their Arc; only the others need a look.
-    let kept: HashSet<*const T> = before.iter().map(Arc::as_ptr).collect();
+    // The providers keep unchanged objects' Arcs in a stable order, so the
+    // usual case is one pass over both lists with a few positions differing.
+    if before.len() == after.len() {
+        let differing: Vec<usize> = (0..before.len())
+            .filter(|&i| !Arc::ptr_eq(&before[i], &after[i]))
+            .collect();
+        let same_identities = differing
+            .iter()
+            .all(|&i| key(before[i].meta()) == key(after[i].meta()));
+        if same_identities {
+            for i in differing {
+                if *before[i] != *after[i] {
+                    affected.extend(service_of(&before[i]));
+                    affected.extend(service_of(&after[i]));
+                }
+            }
+            return;
+        }
+    }
+    // Otherwise match objects up by pointer, then by identity.
+    let kept: FxHashSet<*const T> = before.iter().map(Arc::as_ptr).collect();
     let fresh: Vec<&Arc<T>> = after
         .iter()
         .filter(|o| !kept.contains(&Arc::as_ptr(o)))
         .collect();
-    let remaining: HashSet<*const T> = after.iter().map(Arc::as_ptr).collect();
-    let by_id: HashMap<Option<(String, String)>, &Arc<T>> = before
+    let remaining: FxHashSet<*const T> = after.iter().map(Arc::as_ptr).collect();
+    let by_id: FxHashMap<Option<(&str, &str)>, &Arc<T>> = before
         .iter()
         .filter(|o| !remaining.contains(&Arc::as_ptr(o)))
         .map(|o| (key(o.meta()), o))
         .collect();
-    let mut matched: HashSet<*const T> = HashSet::new();
+    let mut matched: FxHashSet<*const T> = FxHashSet::default();
     for f in fresh {
         match by_id.get(&key(f.meta())) {
             Some(old) if ***old == **f => {
@@ -155,24 +163,19 @@ impl HasMeta for k8s_openapi::api::core::v1::Endpoints {
     }
 }
 
-fn key(meta: &ObjectMeta) -> Option<(String, String)> {
+/// An object's (namespace, name), borrowed.
+fn key(meta: &ObjectMeta) -> Option<(&str, &str)> {
     Some((
-        meta.namespace
-            .clone()
-            .unwrap_or_else(|| "default".to_owned()),
-        meta.name.clone()?,
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref()?,
     ))
 }
 
-fn slice_service(slice: &EndpointSlice) -> Option<(String, String)> {
+/// The (namespace, Service) an EndpointSlice belongs to, borrowed.
+fn slice_service(slice: &EndpointSlice) -> Option<(&str, &str)> {
     let meta = &slice.metadata;
     let service = meta.labels.as_ref()?.get("kubernetes.io/service-name")?;
-    Some((
-        meta.namespace
-            .clone()
-            .unwrap_or_else(|| "default".to_owned()),
-        service.clone(),
-    ))
+    Some((meta.namespace.as_deref().unwrap_or("default"), service))
 }
 
 #[cfg(test)]
@@ -242,6 +245,44 @@ mod tests {
         let mut svc_changed = after.clone();
         svc_changed.services[0] = service("c");
         assert!(!only_endpoints_changed(&after, &svc_changed));
+    }
+
+    #[test]
+    fn reordered_lists_are_matched_by_identity() {
+        let upstreams = Upstreams::new();
+        let key = |svc: &str| BackendKey {
+            namespace: "default".into(),
+            service: svc.into(),
+            port: PortRef::Number(80),
+        };
+        let (_a, b, _c) = (
+            upstreams.backend(&key("a")),
+            upstreams.backend(&key("b")),
+            upstreams.backend(&key("c")),
+        );
+        let before = Snapshot {
+            services: vec![service("a"), service("b"), service("c")],
+            endpoint_slices: vec![
+                slice("a", "10.0.0.1"),
+                slice("b", "10.0.0.2"),
+                slice("c", "10.0.0.3"),
+            ],
+            ..Snapshot::default()
+        };
+        // Same length, other order (a file moved), and b changed: only b is refreshed.
+        let mut after = before.clone();
+        after.endpoint_slices = vec![
+            before.endpoint_slices[2].clone(),
+            slice("b", "10.0.0.8"),
+            before.endpoint_slices[0].clone(),
+        ];
+        let sets = refresh_endpoints(&before, &after, &upstreams);
+        assert_eq!(sets.len(), 1, "only Service b changed");
+        assert!(Arc::ptr_eq(&sets[0].0, &b));
+        assert_eq!(
+            sets[0].1.addrs,
+            vec!["10.0.0.8:8080".parse().expect("addr")]
+        );
     }
 
     #[test]
