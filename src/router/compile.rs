@@ -496,16 +496,16 @@ impl Context<'_> {
     /// The Service's Traefik annotations that shape forwarding: sticky cookie and
     /// passhostheader. A bad value is reported and that option left off.
     fn service_options(&mut self, key: &BackendKey) -> (Option<Arc<StickyCookie>>, bool) {
-        let object = ObjectRef::namespaced("Service", &key.namespace, &key.service);
-        let service_name = format!("{}-{}-{}@kubernetes", key.namespace, key.service, key.port);
+        let object = || ObjectRef::namespaced("Service", &key.namespace, &key.service);
+        let service_name = || format!("{}-{}-{}@kubernetes", key.namespace, key.service, key.port);
         let resolver = &self.resolver;
         let sticky = StickyCookie::from_annotations(
             |name| resolver.service_annotation(key, name),
-            &service_name,
+            service_name,
         )
         .unwrap_or_else(|reason| {
             self.diagnostics.push(Diagnostic::error(
-                object.clone(),
+                object(),
                 DiagnosticKind::InvalidAnnotation,
                 format!("{reason}; sticky sessions are off"),
             ));
@@ -522,7 +522,7 @@ impl Context<'_> {
             Some(v) if v.eq_ignore_ascii_case("false") => false,
             Some(v) => {
                 self.diagnostics.push(Diagnostic::error(
-                    object,
+                    object(),
                     DiagnosticKind::InvalidAnnotation,
                     format!(
                         "{}: {v:?} is not a boolean; the client's Host is passed",

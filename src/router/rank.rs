@@ -80,12 +80,10 @@ pub(super) fn compile_regex(path: &str) -> Result<Regex, String> {
 /// The rule Traefik's Kubernetes Ingress provider generates for a rule path:
 /// ``Host(`h`)`` (or ``HostRegexp(`^[a-zA-Z0-9-]+\.suffix$`)`` for `*.suffix`),
 /// ``Path``, ``PathPrefix`` or ``PathRegexp`` of the path as written, joined by
-/// ` && `; no host or no written path leaves that part out.
-pub(super) fn traefik_rule(
-    host: Option<&str>,
-    path: Option<&str>,
-    kind: Option<PathKind>,
-) -> String {
+/// ` && `; no host or no written path leaves that part out. (Only tests build
+/// the string: the compiler needs its length, [`rule_len`].)
+#[cfg(test)]
+fn traefik_rule(host: Option<&str>, path: Option<&str>, kind: Option<PathKind>) -> String {
     let mut parts = Vec::with_capacity(2);
     if let Some(host) = host {
         parts.push(match host.strip_prefix("*.") {
@@ -107,14 +105,63 @@ pub(super) fn traefik_rule(
     parts.join(" && ")
 }
 
-/// The length of [`traefik_rule`], Traefik's default router priority.
+/// The length of the rule Traefik writes for a route, its default router priority; counted
+/// without building the string (it is computed for every route of every compile).
 pub(super) fn rule_len(host: Option<&str>, path: Option<&str>, kind: Option<PathKind>) -> i64 {
-    i64::try_from(traefik_rule(host, path, kind).len()).unwrap_or(i64::MAX)
+    const HOST: usize = "Host(``)".len();
+    const HOST_REGEXP: usize = "HostRegexp(`^[a-zA-Z0-9-]+\\.$`)".len();
+    const AND: usize = " && ".len();
+    let host_len = host.map(|host| match host.strip_prefix("*.") {
+        // Each `.` of the suffix is escaped as `\.`.
+        Some(suffix) => HOST_REGEXP + suffix.len() + suffix.matches('.').count(),
+        None => HOST + host.len(),
+    });
+    let path_len = match (path, kind) {
+        (Some(path), Some(kind)) => {
+            let matcher = match kind {
+                PathKind::Exact => "Path",
+                PathKind::Prefix => "PathPrefix",
+                PathKind::Regex => "PathRegexp",
+            };
+            Some(matcher.len() + "(``)".len() + path.len())
+        }
+        _ => None,
+    };
+    let len = match (host_len, path_len) {
+        (Some(h), Some(p)) => h + AND + p,
+        (Some(n), None) | (None, Some(n)) => n,
+        (None, None) => 0,
+    };
+    i64::try_from(len).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_len_counts_the_rule_traefik_writes() {
+        let cases = [
+            (Some("a.example.com"), Some("/api"), Some(PathKind::Prefix)),
+            (
+                Some("*.apps.example.com"),
+                Some("/x"),
+                Some(PathKind::Exact),
+            ),
+            (None, Some("^/v[0-9]+/"), Some(PathKind::Regex)),
+            (Some("h"), None, None),
+            (Some("*.a.b.c"), None, Some(PathKind::Prefix)),
+            (None, None, None),
+        ];
+        for (host, path, kind) in cases {
+            let written = traefik_rule(host, path, kind);
+            assert_eq!(
+                rule_len(host, path, kind),
+                written.len() as i64,
+                "{written}"
+            );
+        }
+    }
 
     #[test]
     fn rules_are_written_as_traefik_writes_them() {

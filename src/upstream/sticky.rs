@@ -46,7 +46,7 @@ impl StickyCookie {
     /// is derived exactly as Traefik derives it.
     pub fn from_annotations<'a>(
         get: impl Fn(&str) -> Option<&'a str>,
-        service_name: &str,
+        service_name: impl FnOnce() -> String,
     ) -> Result<Option<Self>, String> {
         let flag = |key: &str| -> Result<bool, String> {
             match get(key).map(str::trim) {
@@ -78,7 +78,7 @@ impl StickyCookie {
             .filter(|n| !n.is_empty())
         {
             Some(name) => sanitize_name(name),
-            None => default_name(service_name),
+            None => default_name(&service_name()),
         };
         let mut attributes = String::new();
         let path = get(annotation::PATH).map_or("/", str::trim);
@@ -233,7 +233,7 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        StickyCookie::from_annotations(|k| map.get(k).map(String::as_str), "stk@file")
+        StickyCookie::from_annotations(|k| map.get(k).map(String::as_str), || "stk@file".to_owned())
     }
 
     #[test]
