@@ -78,13 +78,13 @@ impl Middleware for AddPrefix {
 mod tests {
     use serde_json::json;
 
-    use super::super::replace_path::testing::{self, *};
     use super::*;
+    use crate::middleware::testing::{self, *};
 
     async fn add(prefix: &str, target: &str) -> Seen {
         let mw = testing::make(build, json!({ "prefix": prefix })).unwrap();
         let backend = Recorder::ok();
-        run(&mw, get(target, &[]), &backend, false).await;
+        run_tls(&mw, get(target, &[]), &backend, false).await;
         backend.got()
     }
 

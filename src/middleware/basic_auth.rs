@@ -279,8 +279,8 @@ impl Middleware for BasicAuth {
 
 #[cfg(test)]
 mod tests {
-    use super::htpasswd::test_support::{run, text, FakeBuild, Recorder};
     use super::*;
+    use crate::middleware::testing::{run, text, FakeBuild, Recorder};
     use serde_json::json;
 
     const APR1: &str = "$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/";

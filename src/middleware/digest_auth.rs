@@ -337,8 +337,8 @@ impl Middleware for DigestAuth {
 
 #[cfg(test)]
 mod tests {
-    use super::htpasswd::test_support::{run, text, FakeBuild, Recorder};
     use super::*;
+    use crate::middleware::testing::{run, text, FakeBuild, Recorder};
     use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
     use serde_json::json;
 

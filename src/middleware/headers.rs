@@ -650,8 +650,8 @@ mod tests {
     use http::Method;
     use serde_json::json;
 
-    use super::super::replace_path::testing::{self, *};
     use super::*;
+    use crate::middleware::testing::{self, *};
 
     fn backend_with(headers: &'static [(&'static str, &'static str)]) -> Recorder {
         Recorder::with(move || {
@@ -670,7 +670,7 @@ mod tests {
         tls: bool,
     ) -> Response<ResponseBody> {
         let mw = testing::make(build, config).unwrap();
-        run(&mw, req, backend, tls).await
+        run_tls(&mw, req, backend, tls).await
     }
 
     #[tokio::test]

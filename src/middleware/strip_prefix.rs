@@ -127,13 +127,13 @@ impl Middleware for StripPrefix {
 mod tests {
     use serde_json::json;
 
-    use super::super::replace_path::testing::{self, *};
     use super::*;
+    use crate::middleware::testing::{self, *};
 
     async fn strip(config: Value, target: &str) -> Option<Seen> {
         let mw = testing::make(build, config).unwrap();
         let backend = Recorder::ok();
-        run(&mw, get(target, &[]), &backend, false).await;
+        run_tls(&mw, get(target, &[]), &backend, false).await;
         Some(backend.got())
     }
 
@@ -195,7 +195,7 @@ mod tests {
         let backend = Recorder::ok();
         // The configured prefix (with its space) must match; the header is trimmed.
         let req = get("/p%20/x", &[("x-forwarded-prefix", "/outer")]);
-        run(&mw, req, &backend, false).await;
+        run_tls(&mw, req, &backend, false).await;
         let seen = backend.got();
         assert_eq!(seen.uri, "/x");
         assert_eq!(

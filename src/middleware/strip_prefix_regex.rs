@@ -91,13 +91,13 @@ impl Middleware for StripPrefixRegex {
 mod tests {
     use serde_json::json;
 
-    use super::super::replace_path::testing::{self, *};
     use super::*;
+    use crate::middleware::testing::{self, *};
 
     async fn strip(config: Value, target: &str) -> Seen {
         let mw = testing::make(build, config).unwrap();
         let backend = Recorder::ok();
-        run(&mw, get(target, &[]), &backend, false).await;
+        run_tls(&mw, get(target, &[]), &backend, false).await;
         backend.got()
     }
 
