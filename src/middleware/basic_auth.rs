@@ -55,21 +55,13 @@ pub(super) fn build(
     cx: &mut dyn Context,
 ) -> Result<Arc<dyn Middleware>, BuildError> {
     let config: Config = decode(config, cx)?;
-    let mut lines = Vec::new();
-    if let Some(name) = &config.secret {
-        if name.is_empty() {
-            return Err(cx.invalid("auth secret must be set".to_owned()));
-        }
-        let secret = cx
-            .secret(name)
-            .ok_or_else(|| cx.invalid(format!("secret {name:?} not found")))?;
-        lines = htpasswd::secret_lines(&secret, name, true).map_err(|e| cx.invalid(e))?;
-    }
-    // Inline users come after the Secret's: on a duplicate name the later wins (Traefik).
-    lines.extend(htpasswd::lines(&config.users.join("\n")).map(str::to_owned));
-    if lines.is_empty() {
-        return Err(cx.invalid("basicAuth needs users or a secret".to_owned()));
-    }
+    let lines = htpasswd::load_lines(
+        cx,
+        "basicAuth",
+        config.secret.as_deref(),
+        &config.users,
+        true,
+    )?;
     let mut users = HashMap::new();
     for line in &lines {
         let (user, hash) = parse_line(line).map_err(|e| cx.invalid(e))?;

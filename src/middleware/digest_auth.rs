@@ -51,20 +51,13 @@ pub(super) fn build(
     cx: &mut dyn Context,
 ) -> Result<Arc<dyn Middleware>, BuildError> {
     let config: Config = decode(config, cx)?;
-    let mut lines = Vec::new();
-    if let Some(name) = &config.secret {
-        if name.is_empty() {
-            return Err(cx.invalid("auth secret must be set".to_owned()));
-        }
-        let secret = cx
-            .secret(name)
-            .ok_or_else(|| cx.invalid(format!("secret {name:?} not found")))?;
-        lines = htpasswd::secret_lines(&secret, name, false).map_err(|e| cx.invalid(e))?;
-    }
-    lines.extend(htpasswd::lines(&config.users.join("\n")).map(str::to_owned));
-    if lines.is_empty() {
-        return Err(cx.invalid("digestAuth needs users or a secret".to_owned()));
-    }
+    let lines = htpasswd::load_lines(
+        cx,
+        "digestAuth",
+        config.secret.as_deref(),
+        &config.users,
+        false,
+    )?;
     let realm = config
         .realm
         .filter(|r| !r.is_empty())

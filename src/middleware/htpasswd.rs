@@ -15,6 +15,8 @@ use md5::{Digest as _, Md5};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
+use super::build::{BuildError, Context};
+
 /// A stored password hash from an htpasswd line.
 #[derive(Clone)]
 pub(crate) enum Hash {
@@ -242,6 +244,34 @@ pub(crate) fn secret_lines(
     let found: Vec<String> = lines(text).map(str::to_owned).collect();
     if found.is_empty() {
         return Err(format!("secret {name:?} does not contain any credentials"));
+    }
+    Ok(found)
+}
+
+/// The credential lines of an auth middleware: those of the Secret `secret`
+/// names (when set) first, then the inline `users`, so that on a duplicate name
+/// the later wins (Traefik). `kind` names the middleware in the error when
+/// there are none; `basic_auth_type` is as for [`secret_lines`].
+pub(crate) fn load_lines(
+    cx: &mut dyn Context,
+    kind: &str,
+    secret: Option<&str>,
+    users: &[String],
+    basic_auth_type: bool,
+) -> Result<Vec<String>, BuildError> {
+    let mut found = Vec::new();
+    if let Some(name) = secret {
+        if name.is_empty() {
+            return Err(cx.invalid("auth secret must be set".to_owned()));
+        }
+        let secret = cx
+            .secret(name)
+            .ok_or_else(|| cx.invalid(format!("secret {name:?} not found")))?;
+        found = secret_lines(&secret, name, basic_auth_type).map_err(|e| cx.invalid(e))?;
+    }
+    found.extend(lines(&users.join("\n")).map(str::to_owned));
+    if found.is_empty() {
+        return Err(cx.invalid(format!("{kind} needs users or a secret")));
     }
     Ok(found)
 }
