@@ -106,6 +106,15 @@ impl GoPath {
         escape_path(&self.path)
     }
 
+    /// Rewrites `path` with `f`, and `raw` too when set (a `raw` that `f`
+    /// leaves invalid UTF-8 becomes empty).
+    pub(super) fn map(&mut self, f: impl Fn(&[u8]) -> Vec<u8>) {
+        self.path = f(&self.path);
+        if !self.raw.is_empty() {
+            self.raw = String::from_utf8(f(self.raw.as_bytes())).unwrap_or_default();
+        }
+    }
+
     /// The old path as Traefik writes it into `X-Replaced-Path`: `RawPath` if
     /// set, else `Path` (decoded). A decoded path that is not a valid header
     /// value (control bytes) falls back to its escaped form.
@@ -119,6 +128,17 @@ impl GoPath {
             .or_else(|_| HeaderValue::from_str(&self.escaped()))
             .unwrap_or_else(|_| HeaderValue::from_static("/"))
     }
+}
+
+/// Go's `ensureLeadingSlash`: empty stays empty.
+pub(super) fn ensure_leading_slash(rest: &[u8]) -> Vec<u8> {
+    if rest.is_empty() || rest[0] == b'/' {
+        return rest.to_vec();
+    }
+    let mut out = Vec::with_capacity(rest.len() + 1);
+    out.push(b'/');
+    out.extend_from_slice(rest);
+    out
 }
 
 /// Go's `unescape(s, encodePath)`: `%XX` decoded, anything else kept.
