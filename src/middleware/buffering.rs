@@ -15,19 +15,19 @@
 //! - a response with no `maxResponseBodyBytes` is buffered up to
 //!   `memResponseBodyBytes`, and whatever is beyond streams through.
 
-use std::pin::Pin;
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::{Method, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::build::{decode, BuildError, Context};
+use super::content_type::Replay;
 use super::source::reply;
 use super::{BoxFuture, Failure, Middleware, Next, Outcome, RequestContext};
 use crate::body::{BoxError, RequestBody, ResponseBody};
@@ -196,10 +196,11 @@ impl Buffering {
                 // No maximum: what is beyond memory streams through.
                 buffered.extend_from_slice(&data);
                 let prefix = buffered.freeze();
-                let body = ResponseBody::boxed(Prefixed {
-                    prefix: Some(prefix),
-                    rest: body,
-                });
+                let body = ResponseBody::boxed(Replay::new(
+                    VecDeque::from([Frame::data(prefix)]),
+                    None,
+                    Some(body),
+                ));
                 return Ok(Response::from_parts(parts, body));
             }
             buffered.extend_from_slice(&data);
@@ -268,42 +269,6 @@ where
         buffered.extend_from_slice(&data);
     }
     Ok(buffered.freeze())
-}
-
-/// A buffered beginning, then the rest of the backend's body as it comes.
-struct Prefixed {
-    prefix: Option<Bytes>,
-    rest: ResponseBody,
-}
-
-impl Body for Prefixed {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        if let Some(prefix) = this.prefix.take() {
-            return Poll::Ready(Some(Ok(Frame::data(prefix))));
-        }
-        Pin::new(&mut this.rest).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.prefix.is_none() && self.rest.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let mut hint = self.rest.size_hint();
-        let extra = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
-        hint.set_lower(hint.lower() + extra);
-        if let Some(upper) = hint.upper() {
-            hint.set_upper(upper + extra);
-        }
-        hint
-    }
 }
 
 /// What a retry expression can ask about the attempt that just ended.
@@ -512,7 +477,9 @@ impl Parser<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::pin::Pin;
     use std::sync::Mutex;
+    use std::task::{Context as TaskContext, Poll};
 
     use super::super::Terminal;
     use super::*;
