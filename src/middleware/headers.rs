@@ -654,13 +654,10 @@ mod tests {
     use crate::middleware::testing::{self, *};
 
     fn backend_with(headers: &'static [(&'static str, &'static str)]) -> Recorder {
-        Recorder::with(move || {
-            let mut resp = Response::new(ResponseBody::full("backend"));
-            for (k, v) in headers {
-                resp.headers_mut().append(*k, HeaderValue::from_static(v));
-            }
-            resp
-        })
+        Recorder {
+            headers: headers.to_vec(),
+            ..Recorder::default()
+        }
     }
 
     async fn through(
