@@ -17,7 +17,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Request, Response, StatusCode};
-use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
@@ -32,36 +31,13 @@ pub(crate) const CACHE_TTL: Duration = Duration::from_secs(30);
 /// How many verified credentials one middleware remembers at most.
 const CACHE_CAPACITY: usize = 1024;
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Config {
-    /// `name:hash` lines (Traefik's dynamic-config field; sluice also reads it from the CRD).
-    #[serde(default)]
-    users: Vec<String>,
-    /// A Secret of the Middleware's namespace holding the users.
-    #[serde(default)]
-    secret: Option<String>,
-    #[serde(default)]
-    realm: Option<String>,
-    #[serde(default)]
-    remove_header: bool,
-    #[serde(default)]
-    header_field: Option<String>,
-}
-
 /// Builds a `basicAuth` middleware from its config section.
 pub(super) fn build(
     config: &Value,
     cx: &mut dyn Context,
 ) -> Result<Arc<dyn Middleware>, BuildError> {
-    let config: Config = decode(config, cx)?;
-    let lines = htpasswd::load_lines(
-        cx,
-        "basicAuth",
-        config.secret.as_deref(),
-        &config.users,
-        true,
-    )?;
+    let config: htpasswd::AuthConfig = decode(config, cx)?;
+    let lines = htpasswd::load_lines(cx, "basicAuth", &config, true)?;
     let mut users = HashMap::new();
     for line in &lines {
         let (user, hash) = parse_line(line).map_err(|e| cx.invalid(e))?;

@@ -14,7 +14,6 @@ use base64::Engine as _;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::Request;
 use md5::{Digest as _, Md5};
-use serde::Deserialize;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
@@ -29,35 +28,13 @@ const NONCE_CACHE_SIZE: usize = 1000;
 /// Slack above [`NONCE_CACHE_SIZE`]; a purge drops twice this many (ClientCacheTolerance).
 const NONCE_CACHE_TOLERANCE: usize = 100;
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Config {
-    /// `user:realm:HA1` lines (Traefik's dynamic-config field; sluice also reads it from the CRD).
-    #[serde(default)]
-    users: Vec<String>,
-    #[serde(default)]
-    secret: Option<String>,
-    #[serde(default)]
-    realm: Option<String>,
-    #[serde(default)]
-    remove_header: bool,
-    #[serde(default)]
-    header_field: Option<String>,
-}
-
 /// Builds a `digestAuth` middleware from its config section.
 pub(super) fn build(
     config: &Value,
     cx: &mut dyn Context,
 ) -> Result<Arc<dyn Middleware>, BuildError> {
-    let config: Config = decode(config, cx)?;
-    let lines = htpasswd::load_lines(
-        cx,
-        "digestAuth",
-        config.secret.as_deref(),
-        &config.users,
-        false,
-    )?;
+    let config: htpasswd::AuthConfig = decode(config, cx)?;
+    let lines = htpasswd::load_lines(cx, "digestAuth", &config, false)?;
     let realm = config
         .realm
         .filter(|r| !r.is_empty())

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use md5::{Digest as _, Md5};
+use serde::Deserialize;
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
@@ -248,19 +249,38 @@ pub(crate) fn secret_lines(
     Ok(found)
 }
 
-/// The credential lines of an auth middleware: those of the Secret `secret`
-/// names (when set) first, then the inline `users`, so that on a duplicate name
+/// The config section `basicAuth` and `digestAuth` share.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AuthConfig {
+    /// Credential lines: `name:hash` (basicAuth) or `user:realm:HA1`
+    /// (digestAuth); Traefik's dynamic-config field, sluice also reads it from
+    /// the CRD.
+    #[serde(default)]
+    pub(crate) users: Vec<String>,
+    /// A Secret of the Middleware's namespace holding the users.
+    #[serde(default)]
+    pub(crate) secret: Option<String>,
+    #[serde(default)]
+    pub(crate) realm: Option<String>,
+    #[serde(default)]
+    pub(crate) remove_header: bool,
+    #[serde(default)]
+    pub(crate) header_field: Option<String>,
+}
+
+/// The credential lines of an auth middleware: those of the Secret
+/// `config.secret` names (when set) first, then the inline `config.users`, so that on a duplicate name
 /// the later wins (Traefik). `kind` names the middleware in the error when
 /// there are none; `basic_auth_type` is as for [`secret_lines`].
 pub(crate) fn load_lines(
     cx: &mut dyn Context,
     kind: &str,
-    secret: Option<&str>,
-    users: &[String],
+    config: &AuthConfig,
     basic_auth_type: bool,
 ) -> Result<Vec<String>, BuildError> {
     let mut found = Vec::new();
-    if let Some(name) = secret {
+    if let Some(name) = &config.secret {
         if name.is_empty() {
             return Err(cx.invalid("auth secret must be set".to_owned()));
         }
@@ -269,7 +289,7 @@ pub(crate) fn load_lines(
             .ok_or_else(|| cx.invalid(format!("secret {name:?} not found")))?;
         found = secret_lines(&secret, name, basic_auth_type).map_err(|e| cx.invalid(e))?;
     }
-    found.extend(lines(&users.join("\n")).map(str::to_owned));
+    found.extend(lines(&config.users.join("\n")).map(str::to_owned));
     if found.is_empty() {
         return Err(cx.invalid(format!("{kind} needs users or a secret")));
     }
