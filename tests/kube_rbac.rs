@@ -61,17 +61,7 @@ async fn every_api_call_is_granted_by_the_deployed_rbac() {
             "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}
     }));
     let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n\
-             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
-             current-context: fake\nusers:\n- name: fake\n  user: {{}}\n",
-            api.url()
-        ),
-    )
-    .expect("kubeconfig");
+    let kubeconfig = api.write_kubeconfig(dir.path());
     let mut settings = support::settings(dir.path());
     settings.source = Source::Kube(KubeSettings {
         kubeconfig: Some(kubeconfig),

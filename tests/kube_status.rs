@@ -21,23 +21,11 @@ use sluice::watch::KubeSettings;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
-fn kubeconfig(api: &FakeApi, dir: &tempfile::TempDir) -> std::path::PathBuf {
-    let path = dir.path().join("kubeconfig");
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n\
-         contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
-         current-context: fake\nusers:\n- name: fake\n  user: {{}}\n",
-        api.url()
-    );
-    std::fs::write(&path, config).expect("write kubeconfig");
-    path
-}
-
 /// A sluice replica named `identity`, publishing the `sluice/sluice` Service.
 async fn replica(api: &FakeApi, dir: &tempfile::TempDir, identity: &str) -> Running {
     let mut settings = support::settings(dir.path());
     settings.source = Source::Kube(KubeSettings {
-        kubeconfig: Some(kubeconfig(api, dir)),
+        kubeconfig: Some(api.write_kubeconfig(dir.path())),
         backoff_min: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
         ..KubeSettings::default()

@@ -7,8 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::build::{decode, BuildError, Context};
-use super::replace_path::{set_path, GoPath};
-use super::strip_prefix::ensure_leading_slash;
+use super::replace_path::{ensure_leading_slash, set_path, GoPath};
 use super::{BoxFuture, Middleware, Next, Outcome, RequestContext};
 use crate::body::RequestBody;
 
@@ -61,11 +60,7 @@ impl Middleware for AddPrefix {
                 Ok(path) => path,
                 Err(refusal) => return refusal.answer(),
             };
-            current.path = self.prefixed(&current.path);
-            if !current.raw.is_empty() {
-                let raw = self.prefixed(current.raw.as_bytes());
-                current.raw = String::from_utf8(raw).unwrap_or_default();
-            }
+            current.map(|value| self.prefixed(value));
             if let Err(refusal) = set_path(&mut req, &current.escaped()) {
                 return refusal.answer();
             }
@@ -78,13 +73,13 @@ impl Middleware for AddPrefix {
 mod tests {
     use serde_json::json;
 
-    use super::super::replace_path::testing::{self, *};
     use super::*;
+    use crate::middleware::testing::{self, *};
 
     async fn add(prefix: &str, target: &str) -> Seen {
         let mw = testing::make(build, json!({ "prefix": prefix })).unwrap();
         let backend = Recorder::ok();
-        run(&mw, get(target, &[]), &backend, false).await;
+        run_tls(&mw, get(target, &[]), &backend, false).await;
         backend.got()
     }
 

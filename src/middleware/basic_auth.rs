@@ -17,7 +17,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Request, Response, StatusCode};
-use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
@@ -32,44 +31,13 @@ pub(crate) const CACHE_TTL: Duration = Duration::from_secs(30);
 /// How many verified credentials one middleware remembers at most.
 const CACHE_CAPACITY: usize = 1024;
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Config {
-    /// `name:hash` lines (Traefik's dynamic-config field; sluice also reads it from the CRD).
-    #[serde(default)]
-    users: Vec<String>,
-    /// A Secret of the Middleware's namespace holding the users.
-    #[serde(default)]
-    secret: Option<String>,
-    #[serde(default)]
-    realm: Option<String>,
-    #[serde(default)]
-    remove_header: bool,
-    #[serde(default)]
-    header_field: Option<String>,
-}
-
 /// Builds a `basicAuth` middleware from its config section.
 pub(super) fn build(
     config: &Value,
     cx: &mut dyn Context,
 ) -> Result<Arc<dyn Middleware>, BuildError> {
-    let config: Config = decode(config, cx)?;
-    let mut lines = Vec::new();
-    if let Some(name) = &config.secret {
-        if name.is_empty() {
-            return Err(cx.invalid("auth secret must be set".to_owned()));
-        }
-        let secret = cx
-            .secret(name)
-            .ok_or_else(|| cx.invalid(format!("secret {name:?} not found")))?;
-        lines = htpasswd::secret_lines(&secret, name, true).map_err(|e| cx.invalid(e))?;
-    }
-    // Inline users come after the Secret's: on a duplicate name the later wins (Traefik).
-    lines.extend(htpasswd::lines(&config.users.join("\n")).map(str::to_owned));
-    if lines.is_empty() {
-        return Err(cx.invalid("basicAuth needs users or a secret".to_owned()));
-    }
+    let config: htpasswd::AuthConfig = decode(config, cx)?;
+    let lines = htpasswd::load_lines(cx, "basicAuth", &config, true)?;
     let mut users = HashMap::new();
     for line in &lines {
         let (user, hash) = parse_line(line).map_err(|e| cx.invalid(e))?;
@@ -279,8 +247,8 @@ impl Middleware for BasicAuth {
 
 #[cfg(test)]
 mod tests {
-    use super::htpasswd::test_support::{run, text, FakeBuild, Recorder};
     use super::*;
+    use crate::middleware::testing::{run, text, FakeBuild, Recorder};
     use serde_json::json;
 
     const APR1: &str = "$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/";

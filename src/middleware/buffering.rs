@@ -15,19 +15,19 @@
 //! - a response with no `maxResponseBodyBytes` is buffered up to
 //!   `memResponseBodyBytes`, and whatever is beyond streams through.
 
-use std::pin::Pin;
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::{Method, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::build::{decode, BuildError, Context};
+use super::content_type::Replay;
 use super::source::reply;
 use super::{BoxFuture, Failure, Middleware, Next, Outcome, RequestContext};
 use crate::body::{BoxError, RequestBody, ResponseBody};
@@ -196,10 +196,11 @@ impl Buffering {
                 // No maximum: what is beyond memory streams through.
                 buffered.extend_from_slice(&data);
                 let prefix = buffered.freeze();
-                let body = ResponseBody::boxed(Prefixed {
-                    prefix: Some(prefix),
-                    rest: body,
-                });
+                let body = ResponseBody::boxed(Replay::new(
+                    VecDeque::from([Frame::data(prefix)]),
+                    None,
+                    Some(body),
+                ));
                 return Ok(Response::from_parts(parts, body));
             }
             buffered.extend_from_slice(&data);
@@ -268,42 +269,6 @@ where
         buffered.extend_from_slice(&data);
     }
     Ok(buffered.freeze())
-}
-
-/// A buffered beginning, then the rest of the backend's body as it comes.
-struct Prefixed {
-    prefix: Option<Bytes>,
-    rest: ResponseBody,
-}
-
-impl Body for Prefixed {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        if let Some(prefix) = this.prefix.take() {
-            return Poll::Ready(Some(Ok(Frame::data(prefix))));
-        }
-        Pin::new(&mut this.rest).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.prefix.is_none() && self.rest.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let mut hint = self.rest.size_hint();
-        let extra = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
-        hint.set_lower(hint.lower() + extra);
-        if let Some(upper) = hint.upper() {
-            hint.set_upper(upper + extra);
-        }
-        hint
-    }
 }
 
 /// What a retry expression can ask about the attempt that just ended.
@@ -512,14 +477,16 @@ impl Parser<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::pin::Pin;
     use std::sync::Mutex;
+    use std::task::{Context as TaskContext, Poll};
 
-    use super::super::source::testing::{context, read, run, FakeContext, Recorder};
     use super::super::Terminal;
     use super::*;
+    use crate::middleware::testing::{context_at, read, run_in, FakeBuild, Recorder};
 
     fn buffering(config: serde_json::Value) -> Arc<dyn Middleware> {
-        build(&config, &mut FakeContext).expect("built")
+        build(&config, &mut FakeBuild::default()).expect("built")
     }
 
     fn post(body: &'static str, content_length: bool) -> Request<RequestBody> {
@@ -534,8 +501,8 @@ mod tests {
     async fn request_bodies_are_buffered_with_a_length() {
         let mw = buffering(serde_json::json!({"maxRequestBodyBytes": 10}));
         let backend = Recorder::default();
-        let cx = context("192.0.2.1:1");
-        let (status, _) = read(run(&mw, &backend, post("0123456789", false), &cx).await).await;
+        let cx = context_at("192.0.2.1:1", false);
+        let (status, _) = read(run_in(&mw, &backend, post("0123456789", false), &cx).await).await;
         assert_eq!(status, StatusCode::OK);
         let seen = backend.seen.lock().expect("lock");
         let (parts, body) = &seen[0];
@@ -549,10 +516,10 @@ mod tests {
     async fn too_large_requests_get_413_and_never_reach_the_backend() {
         let mw = buffering(serde_json::json!({"maxRequestBodyBytes": 10}));
         let backend = Recorder::default();
-        let cx = context("192.0.2.1:1");
+        let cx = context_at("192.0.2.1:1", false);
         for declared in [true, false] {
             let (status, body) =
-                read(run(&mw, &backend, post("0123456789A", declared), &cx).await).await;
+                read(run_in(&mw, &backend, post("0123456789A", declared), &cx).await).await;
             assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
             assert_eq!(body, "Request Entity Too Large");
         }
@@ -595,15 +562,15 @@ mod tests {
     async fn without_a_maximum_the_memory_size_bounds_requests() {
         let mw = buffering(serde_json::json!({"memRequestBodyBytes": 4}));
         let backend = Recorder::default();
-        let cx = context("192.0.2.1:1");
+        let cx = context_at("192.0.2.1:1", false);
         assert_eq!(
-            read(run(&mw, &backend, post("1234", true), &cx).await)
+            read(run_in(&mw, &backend, post("1234", true), &cx).await)
                 .await
                 .0,
             StatusCode::OK
         );
         assert_eq!(
-            read(run(&mw, &backend, post("12345", false), &cx).await)
+            read(run_in(&mw, &backend, post("12345", false), &cx).await)
                 .await
                 .0,
             StatusCode::PAYLOAD_TOO_LARGE
@@ -620,18 +587,18 @@ mod tests {
     #[tokio::test]
     async fn responses_are_buffered_up_to_their_maximum() {
         let mw = buffering(serde_json::json!({"maxResponseBodyBytes": 5}));
-        let cx = context("192.0.2.1:1");
+        let cx = context_at("192.0.2.1:1", false);
         let get = || {
             Request::get("/")
                 .body(RequestBody::empty())
                 .expect("request")
         };
-        let resp = run(&mw, &answering("12345"), get(), &cx)
+        let resp = run_in(&mw, &answering("12345"), get(), &cx)
             .await
             .expect("response");
         assert_eq!(resp.headers()[CONTENT_LENGTH], "5");
         assert!(matches!(resp.body(), ResponseBody::Full(_)));
-        let (status, body) = read(run(&mw, &answering("123456"), get(), &cx).await).await;
+        let (status, body) = read(run_in(&mw, &answering("123456"), get(), &cx).await).await;
         assert_eq!(
             (status, body.as_str()),
             (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
@@ -641,20 +608,20 @@ mod tests {
     #[tokio::test]
     async fn without_a_maximum_large_responses_stream_past_memory() {
         let mw = buffering(serde_json::json!({"memResponseBodyBytes": 3}));
-        let cx = context("192.0.2.1:1");
+        let cx = context_at("192.0.2.1:1", false);
         let get = || {
             Request::get("/")
                 .body(RequestBody::empty())
                 .expect("request")
         };
-        let small = run(&mw, &answering("123"), get(), &cx)
+        let small = run_in(&mw, &answering("123"), get(), &cx)
             .await
             .expect("response");
         assert!(
             matches!(small.body(), ResponseBody::Full(_)),
             "fits: buffered"
         );
-        let large = run(&mw, &answering("123456"), get(), &cx)
+        let large = run_in(&mw, &answering("123456"), get(), &cx)
             .await
             .expect("response");
         assert!(
@@ -696,12 +663,12 @@ mod tests {
     async fn retry_expression_resends_the_buffered_request() {
         let mw =
             buffering(serde_json::json!({"retryExpression": "IsNetworkError() && Attempts() < 3"}));
-        let cx = context("192.0.2.1:1");
+        let cx = context_at("192.0.2.1:1", false);
         let script = Script {
             statuses: Mutex::new(vec![502, 504, 502, 200]),
             bodies: Mutex::default(),
         };
-        let (status, _) = read(run(&mw, &script, post("payload", true), &cx).await).await;
+        let (status, _) = read(run_in(&mw, &script, post("payload", true), &cx).await).await;
         // Attempts 1 and 2 are retried; the 3rd (502) is not (Attempts() < 3 fails).
         assert_eq!(status, StatusCode::BAD_GATEWAY);
         let bodies = script.bodies.lock().expect("lock").clone();
@@ -715,7 +682,9 @@ mod tests {
         };
         // A failure with no response (503 no endpoints) counts by its status.
         assert_eq!(
-            read(run(&mw, &script, post("x", true), &cx).await).await.0,
+            read(run_in(&mw, &script, post("x", true), &cx).await)
+                .await
+                .0,
             StatusCode::OK
         );
     }
@@ -759,7 +728,7 @@ mod tests {
             serde_json::json!({"retryExpression": "Attempts() <"}),
         ] {
             assert!(
-                build(&config, &mut FakeContext).is_err(),
+                build(&config, &mut FakeBuild::default()).is_err(),
                 "{config} was accepted"
             );
         }

@@ -516,6 +516,7 @@ impl Metrics for View<'_> {
 mod tests {
     use super::super::retry::testing::*;
     use super::*;
+    use crate::middleware::testing::{context_at, FakeBuild};
     use serde_json::json;
 
     const MS: u64 = 1_000_000;
@@ -537,7 +538,7 @@ mod tests {
 
     #[test]
     fn config_is_validated_and_defaulted() {
-        let mut cx = FakeContext::default();
+        let mut cx = FakeBuild::default();
         let err = build(&json!({}), &mut cx).unwrap_err().to_string();
         assert!(err.contains("expression must be set"), "{err}");
         let err = build(&json!({"expression": "Nope() > 1"}), &mut cx)
@@ -764,7 +765,7 @@ mod tests {
         let (b, now) = breaker(json!({"expression": "LatencyAtQuantileMS(50.0) > 100"}));
         let mw: Arc<dyn Middleware> = b.clone();
         let steps = [mw];
-        let cx = context();
+        let cx = context_at(CLIENT, false);
         let fast = Slow {
             now: now.clone(),
             delay: 20 * MS,

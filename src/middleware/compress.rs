@@ -674,8 +674,8 @@ mod tests {
     use serde_json::json;
     use tokio::io::AsyncReadExt;
 
-    use super::super::replace_path::testing::{self, *};
     use super::*;
+    use crate::middleware::testing::{self, *};
 
     async fn decompress(encoding: &str, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -771,7 +771,7 @@ mod tests {
         backend: &Recorder,
         headers: &[(&str, &str)],
     ) -> (Response<ResponseBody>, Bytes) {
-        let resp = run(mw, get("/", headers), backend, false).await;
+        let resp = run_tls(mw, get("/", headers), backend, false).await;
         let (parts, body_) = resp.into_parts();
         let bytes = body(Response::new(body_)).await;
         (Response::from_parts(parts, ResponseBody::empty()), bytes)
@@ -817,7 +817,7 @@ mod tests {
         let (resp, _) = fetch(&mw, &backend, &[]).await;
         assert!(resp.headers().get("vary").is_none());
         assert!(resp.headers().get("content-encoding").is_none());
-        let resp = run(
+        let resp = run_tls(
             &mw,
             request(Method::HEAD, "/", &[("accept-encoding", "gzip")]),
             &backend,
@@ -954,7 +954,7 @@ mod tests {
         let mw = compress_mw(json!({}));
         let (tx, backend) = channel_backend();
         tx.send(Bytes::from_static(b"data: one\n\n")).await.unwrap();
-        let resp = run(
+        let resp = run_tls(
             &mw,
             get("/", &[("accept-encoding", "gzip")]),
             &backend,
@@ -999,7 +999,7 @@ mod tests {
         let (tx, backend) = channel_backend();
         tx.send(Bytes::from_static(b"tiny")).await.unwrap();
         drop(tx);
-        let resp = run(&mw, get("/", &[("accept-encoding", "br")]), &backend, false).await;
+        let resp = run_tls(&mw, get("/", &[("accept-encoding", "br")]), &backend, false).await;
         assert!(resp.headers().get("content-encoding").is_none());
         assert_eq!(body(resp).await, "tiny");
         // Large and ready: compressed.
@@ -1008,7 +1008,7 @@ mod tests {
             tx.send(Bytes::from(text(600))).await.unwrap();
         }
         drop(tx);
-        let resp = run(&mw, get("/", &[("accept-encoding", "br")]), &backend, false).await;
+        let resp = run_tls(&mw, get("/", &[("accept-encoding", "br")]), &backend, false).await;
         assert_eq!(resp.headers()["content-encoding"], "br");
         let bytes = body(resp).await;
         assert_eq!(

@@ -373,8 +373,8 @@ fn mp4(data: &[u8]) -> bool {
 mod tests {
     use serde_json::json;
 
-    use super::super::replace_path::testing::{self, *};
     use super::*;
+    use crate::middleware::testing::{self, *};
 
     #[test]
     fn detection_follows_go() {
@@ -432,7 +432,7 @@ mod tests {
     async fn missing_type_is_sniffed_from_the_first_non_empty_chunk() {
         let mw = testing::make(build, json!({})).unwrap();
         let backend = chunked(&[b"", b"<html><body>", b"\x00binary later"], None);
-        let resp = run(&mw, get("/", &[]), &backend, false).await;
+        let resp = run_tls(&mw, get("/", &[]), &backend, false).await;
         assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
         assert_eq!(body(resp).await, &b"<html><body>\x00binary later"[..]);
     }
@@ -441,7 +441,7 @@ mod tests {
     async fn existing_type_encoding_head_and_bodiless_statuses_are_left_alone() {
         let mw = testing::make(build, json!({"autoDetect": true})).unwrap();
         let backend = chunked(&[b"<html>"], Some("application/json"));
-        let resp = run(&mw, get("/", &[]), &backend, false).await;
+        let resp = run_tls(&mw, get("/", &[]), &backend, false).await;
         assert_eq!(resp.headers()["content-type"], "application/json");
         let backend = Recorder::with(|| {
             let mut resp = Response::new(ResponseBody::full("<html>"));
@@ -449,24 +449,24 @@ mod tests {
                 .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             resp
         });
-        let resp = run(&mw, get("/", &[]), &backend, false).await;
+        let resp = run_tls(&mw, get("/", &[]), &backend, false).await;
         assert!(resp.headers().get("content-type").is_none());
         let backend = chunked(&[b"<html>"], None);
-        let resp = run(&mw, request(Method::HEAD, "/", &[]), &backend, false).await;
+        let resp = run_tls(&mw, request(Method::HEAD, "/", &[]), &backend, false).await;
         assert!(resp.headers().get("content-type").is_none());
         let backend = Recorder::with(|| {
             let mut resp = Response::new(ResponseBody::empty());
             *resp.status_mut() = StatusCode::NO_CONTENT;
             resp
         });
-        let resp = run(&mw, get("/", &[]), &backend, false).await;
+        let resp = run_tls(&mw, get("/", &[]), &backend, false).await;
         assert!(resp.headers().get("content-type").is_none());
     }
 
     #[tokio::test]
     async fn empty_body_gets_no_type() {
         let mw = testing::make(build, json!({})).unwrap();
-        let resp = run(&mw, get("/", &[]), &Recorder::ok(), false).await;
+        let resp = run_tls(&mw, get("/", &[]), &Recorder::ok(), false).await;
         assert!(resp.headers().get("content-type").is_none());
         // A stream that must not be polled once it has ended.
         let backend = Recorder::with(|| {
@@ -475,7 +475,7 @@ mod tests {
             });
             Response::new(ResponseBody::boxed(http_body_util::StreamBody::new(stream)))
         });
-        let resp = run(&mw, get("/", &[]), &backend, false).await;
+        let resp = run_tls(&mw, get("/", &[]), &backend, false).await;
         assert!(resp.headers().get("content-type").is_none());
         assert!(body(resp).await.is_empty());
     }
@@ -484,7 +484,7 @@ mod tests {
     async fn auto_detect_false_disables_sniffing() {
         let mw = testing::make(build, json!({"autoDetect": false})).unwrap();
         let backend = chunked(&[b"<html>"], None);
-        let resp = run(&mw, get("/", &[]), &backend, false).await;
+        let resp = run_tls(&mw, get("/", &[]), &backend, false).await;
         assert!(resp.headers().get("content-type").is_none());
         assert_eq!(body(resp).await, "<html>");
     }

@@ -14,7 +14,6 @@ use base64::Engine as _;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::Request;
 use md5::{Digest as _, Md5};
-use serde::Deserialize;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
@@ -29,42 +28,13 @@ const NONCE_CACHE_SIZE: usize = 1000;
 /// Slack above [`NONCE_CACHE_SIZE`]; a purge drops twice this many (ClientCacheTolerance).
 const NONCE_CACHE_TOLERANCE: usize = 100;
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Config {
-    /// `user:realm:HA1` lines (Traefik's dynamic-config field; sluice also reads it from the CRD).
-    #[serde(default)]
-    users: Vec<String>,
-    #[serde(default)]
-    secret: Option<String>,
-    #[serde(default)]
-    realm: Option<String>,
-    #[serde(default)]
-    remove_header: bool,
-    #[serde(default)]
-    header_field: Option<String>,
-}
-
 /// Builds a `digestAuth` middleware from its config section.
 pub(super) fn build(
     config: &Value,
     cx: &mut dyn Context,
 ) -> Result<Arc<dyn Middleware>, BuildError> {
-    let config: Config = decode(config, cx)?;
-    let mut lines = Vec::new();
-    if let Some(name) = &config.secret {
-        if name.is_empty() {
-            return Err(cx.invalid("auth secret must be set".to_owned()));
-        }
-        let secret = cx
-            .secret(name)
-            .ok_or_else(|| cx.invalid(format!("secret {name:?} not found")))?;
-        lines = htpasswd::secret_lines(&secret, name, false).map_err(|e| cx.invalid(e))?;
-    }
-    lines.extend(htpasswd::lines(&config.users.join("\n")).map(str::to_owned));
-    if lines.is_empty() {
-        return Err(cx.invalid("digestAuth needs users or a secret".to_owned()));
-    }
+    let config: htpasswd::AuthConfig = decode(config, cx)?;
+    let lines = htpasswd::load_lines(cx, "digestAuth", &config, false)?;
     let realm = config
         .realm
         .filter(|r| !r.is_empty())
@@ -337,8 +307,8 @@ impl Middleware for DigestAuth {
 
 #[cfg(test)]
 mod tests {
-    use super::htpasswd::test_support::{run, text, FakeBuild, Recorder};
     use super::*;
+    use crate::middleware::testing::{run, text, FakeBuild, Recorder};
     use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
     use serde_json::json;
 

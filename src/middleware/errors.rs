@@ -444,6 +444,7 @@ mod tests {
 
     use super::super::retry::testing::*;
     use super::*;
+    use crate::middleware::testing::FakeBuild;
     use crate::upstream::{BackendKey, EndpointSet, PoolSettings, UpstreamClient, Upstreams};
 
     #[test]
@@ -545,8 +546,9 @@ mod tests {
     }
 
     fn errors(config: Value, target: ServiceTarget) -> Result<Arc<dyn Middleware>, BuildError> {
-        let mut cx = FakeContext {
+        let mut cx = FakeBuild {
             services: vec![("pages".into(), PortRef::Number(80), target)],
+            ..FakeBuild::default()
         };
         build(&config, &mut cx)
     }

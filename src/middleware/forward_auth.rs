@@ -671,8 +671,8 @@ mod tests {
     use serde_json::json;
     use tokio::net::TcpListener;
 
-    use super::super::htpasswd::test_support::{run, text, FakeBuild, Recorder};
     use super::*;
+    use crate::middleware::testing::{run, text, FakeBuild, Recorder};
 
     /// What the auth server saw.
     #[derive(Default)]

@@ -650,17 +650,14 @@ mod tests {
     use http::Method;
     use serde_json::json;
 
-    use super::super::replace_path::testing::{self, *};
     use super::*;
+    use crate::middleware::testing::{self, *};
 
     fn backend_with(headers: &'static [(&'static str, &'static str)]) -> Recorder {
-        Recorder::with(move || {
-            let mut resp = Response::new(ResponseBody::full("backend"));
-            for (k, v) in headers {
-                resp.headers_mut().append(*k, HeaderValue::from_static(v));
-            }
-            resp
-        })
+        Recorder {
+            headers: headers.to_vec(),
+            ..Recorder::default()
+        }
     }
 
     async fn through(
@@ -670,7 +667,7 @@ mod tests {
         tls: bool,
     ) -> Response<ResponseBody> {
         let mw = testing::make(build, config).unwrap();
-        run(&mw, req, backend, tls).await
+        run_tls(&mw, req, backend, tls).await
     }
 
     #[tokio::test]

@@ -12,8 +12,11 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use md5::{Digest as _, Md5};
+use serde::Deserialize;
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
+
+use super::build::{BuildError, Context};
 
 /// A stored password hash from an htpasswd line.
 #[derive(Clone)]
@@ -246,189 +249,51 @@ pub(crate) fn secret_lines(
     Ok(found)
 }
 
-/// Test support shared by the auth middlewares: a recording backend, a request
-/// context, and a build context with Secrets.
-#[cfg(test)]
-pub(crate) mod test_support {
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
+/// The config section `basicAuth` and `digestAuth` share.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AuthConfig {
+    /// Credential lines: `name:hash` (basicAuth) or `user:realm:HA1`
+    /// (digestAuth); Traefik's dynamic-config field, sluice also reads it from
+    /// the CRD.
+    #[serde(default)]
+    pub(crate) users: Vec<String>,
+    /// A Secret of the Middleware's namespace holding the users.
+    #[serde(default)]
+    pub(crate) secret: Option<String>,
+    #[serde(default)]
+    pub(crate) realm: Option<String>,
+    #[serde(default)]
+    pub(crate) remove_header: bool,
+    #[serde(default)]
+    pub(crate) header_field: Option<String>,
+}
 
-    use http::{Request, Response};
-    use k8s_openapi::api::core::v1::Secret;
-    use k8s_openapi::ByteString;
-    use serde_json::Value;
-
-    use crate::body::{RequestBody, ResponseBody};
-    use crate::middleware::build::{BuildError, Context};
-    use crate::middleware::{
-        BoxFuture, Middleware, Next, Outcome, RequestContext, ServiceTarget, Terminal,
-    };
-    use crate::proxy::ClientInfo;
-    use crate::upstream::PortRef;
-
-    /// A backend that records the requests it got and answers 200 `backend`.
-    #[derive(Default)]
-    pub(crate) struct Recorder {
-        /// Heads (and bodies) of the requests received.
-        pub(crate) seen: Mutex<Vec<(http::request::Parts, bytes::Bytes)>>,
-        /// Extra response headers.
-        pub(crate) headers: Vec<(&'static str, &'static str)>,
+/// The credential lines of an auth middleware: those of the Secret
+/// `config.secret` names (when set) first, then the inline `config.users`, so that on a duplicate name
+/// the later wins (Traefik). `kind` names the middleware in the error when
+/// there are none; `basic_auth_type` is as for [`secret_lines`].
+pub(crate) fn load_lines(
+    cx: &mut dyn Context,
+    kind: &str,
+    config: &AuthConfig,
+    basic_auth_type: bool,
+) -> Result<Vec<String>, BuildError> {
+    let mut found = Vec::new();
+    if let Some(name) = &config.secret {
+        if name.is_empty() {
+            return Err(cx.invalid("auth secret must be set".to_owned()));
+        }
+        let secret = cx
+            .secret(name)
+            .ok_or_else(|| cx.invalid(format!("secret {name:?} not found")))?;
+        found = secret_lines(&secret, name, basic_auth_type).map_err(|e| cx.invalid(e))?;
     }
-
-    impl Recorder {
-        /// How many requests reached the backend.
-        pub(crate) fn count(&self) -> usize {
-            self.seen.lock().unwrap().len()
-        }
-
-        /// The last request's head.
-        pub(crate) fn last(&self) -> http::request::Parts {
-            self.seen
-                .lock()
-                .unwrap()
-                .last()
-                .expect("a request")
-                .0
-                .clone()
-        }
-
-        /// The last request's body.
-        pub(crate) fn last_body(&self) -> bytes::Bytes {
-            self.seen
-                .lock()
-                .unwrap()
-                .last()
-                .expect("a request")
-                .1
-                .clone()
-        }
+    found.extend(lines(&config.users.join("\n")).map(str::to_owned));
+    if found.is_empty() {
+        return Err(cx.invalid(format!("{kind} needs users or a secret")));
     }
-
-    impl Terminal for Recorder {
-        fn forward<'a>(
-            &'a self,
-            req: Request<RequestBody>,
-            _cx: &'a RequestContext,
-        ) -> BoxFuture<'a, Outcome> {
-            Box::pin(async move {
-                use http_body_util::BodyExt;
-                let (parts, body) = req.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map(|c| c.to_bytes())
-                    .unwrap_or_default();
-                self.seen.lock().unwrap().push((parts, body));
-                let mut resp = Response::new(ResponseBody::full("backend"));
-                for (k, v) in &self.headers {
-                    resp.headers_mut()
-                        .append(*k, http::HeaderValue::from_static(v));
-                }
-                Ok(resp)
-            })
-        }
-    }
-
-    /// A request context for a client at `127.0.0.1:40000`.
-    pub(crate) fn context(tls: bool) -> RequestContext {
-        let route = crate::middleware::support::detached_route("test");
-        RequestContext {
-            client: ClientInfo::new("127.0.0.1:40000".parse().unwrap(), tls),
-            route,
-        }
-    }
-
-    /// Runs `mw` then `backend` for `req`.
-    pub(crate) async fn run(
-        mw: &Arc<dyn Middleware>,
-        backend: &Recorder,
-        req: Request<RequestBody>,
-    ) -> Response<ResponseBody> {
-        let cx = context(false);
-        let steps = [mw.clone()];
-        Next::new(&steps, backend)
-            .run(req, &cx)
-            .await
-            .expect("an outcome")
-    }
-
-    /// A response's body as text.
-    pub(crate) async fn text(resp: Response<ResponseBody>) -> String {
-        use http_body_util::BodyExt;
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-
-    /// A kind's `build` function.
-    pub(crate) type BuildFn =
-        fn(&Value, &mut dyn Context) -> Result<Arc<dyn Middleware>, BuildError>;
-
-    /// A build context over some Secrets of namespace `default`.
-    #[derive(Default)]
-    pub(crate) struct FakeBuild {
-        /// Secrets by name.
-        pub(crate) secrets: HashMap<String, Secret>,
-    }
-
-    impl FakeBuild {
-        /// Adds a Secret with `data` (and an optional type).
-        pub(crate) fn with_secret(
-            mut self,
-            name: &str,
-            type_: Option<&str>,
-            data: &[(&str, &[u8])],
-        ) -> Self {
-            let secret = Secret {
-                type_: type_.map(str::to_owned),
-                data: Some(
-                    data.iter()
-                        .map(|(k, v)| ((*k).to_owned(), ByteString(v.to_vec())))
-                        .collect(),
-                ),
-                ..Secret::default()
-            };
-            self.secrets.insert(name.to_owned(), secret);
-            self
-        }
-
-        /// Builds with `build` from a JSON config.
-        pub(crate) fn build(
-            mut self,
-            build: BuildFn,
-            config: Value,
-        ) -> Result<Arc<dyn Middleware>, BuildError> {
-            build(&config, &mut self)
-        }
-    }
-
-    impl Context for FakeBuild {
-        fn namespace(&self) -> &str {
-            "default"
-        }
-
-        fn secret(&mut self, name: &str) -> Option<Secret> {
-            self.secrets.get(name).cloned()
-        }
-
-        fn service(&mut self, _name: &str, _port: &PortRef) -> Result<ServiceTarget, String> {
-            Err("no services in tests".to_owned())
-        }
-
-        fn middleware(&mut self, reference: &str) -> Result<Arc<dyn Middleware>, BuildError> {
-            Err(BuildError::NotFound(
-                reference.to_owned(),
-                "default".to_owned(),
-            ))
-        }
-
-        fn invalid(&self, reason: String) -> BuildError {
-            BuildError::Invalid {
-                middleware: "default/test".to_owned(),
-                kind: "test".to_owned(),
-                reason,
-            }
-        }
-    }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -182,9 +182,9 @@ mod tests {
     use http_body_util::BodyExt;
     use tokio::sync::mpsc;
 
-    use super::super::source::testing::{context, get, read, run, FakeContext, Recorder};
     use super::super::Terminal;
     use super::*;
+    use crate::middleware::testing::{context_at, get, read, run_in, FakeBuild, Recorder};
 
     /// A response body fed by the test through a channel; ends when the sender is dropped.
     struct Fed(mpsc::Receiver<Bytes>);
@@ -220,32 +220,32 @@ mod tests {
     }
 
     fn built(config: serde_json::Value) -> (Arc<dyn Middleware>, Arc<Shards<u64>>) {
-        let mw = in_flight(&config, &mut FakeContext).expect("built");
+        let mw = in_flight(&config, &mut FakeBuild::default()).expect("built");
         let counts = mw.counts.clone();
         (Arc::new(mw), counts)
     }
 
     fn host(h: &'static str) -> Request<RequestBody> {
-        get(&[("host", h)])
+        get("/", &[("host", h)])
     }
 
     #[tokio::test]
     async fn counts_per_host_until_the_body_is_sent() {
         let (mw, counts) = built(serde_json::json!({"amount": 1}));
         let backend = Streaming::default();
-        let cx = context("192.0.2.1:1");
-        let open = run(&mw, &backend, host("a.example"), &cx)
+        let cx = context_at("192.0.2.1:1", false);
+        let open = run_in(&mw, &backend, host("a.example"), &cx)
             .await
             .expect("response");
         assert_eq!(open.status(), StatusCode::OK);
 
         // Same Host, other client: refused while the first body is open.
-        let other = context("192.0.2.2:1");
-        let (status, body) = read(run(&mw, &backend, host("a.example"), &other).await).await;
+        let other = context_at("192.0.2.2:1", false);
+        let (status, body) = read(run_in(&mw, &backend, host("a.example"), &other).await).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(body, "max connections reached: 1");
         // Another Host is counted apart.
-        let b = run(&mw, &backend, host("b.example"), &cx)
+        let b = run_in(&mw, &backend, host("b.example"), &cx)
             .await
             .expect("response");
         assert_eq!(b.status(), StatusCode::OK);
@@ -259,7 +259,7 @@ mod tests {
         drop(sender);
         let text = open.into_body().collect().await.expect("body").to_bytes();
         assert_eq!(&text[..], b"done");
-        let again = run(&mw, &backend, host("a.example"), &other)
+        let again = run_in(&mw, &backend, host("a.example"), &other)
             .await
             .expect("response");
         assert_eq!(again.status(), StatusCode::OK);
@@ -272,17 +272,23 @@ mod tests {
     async fn a_dropped_response_frees_its_slot() {
         let (mw, counts) = built(serde_json::json!({"amount": 2}));
         let backend = Streaming::default();
-        let cx = context("192.0.2.1:1");
-        let first = run(&mw, &backend, host("a"), &cx).await.expect("response");
-        let second = run(&mw, &backend, host("a"), &cx).await.expect("response");
-        let (status, body) = read(run(&mw, &backend, host("a"), &cx).await).await;
+        let cx = context_at("192.0.2.1:1", false);
+        let first = run_in(&mw, &backend, host("a"), &cx)
+            .await
+            .expect("response");
+        let second = run_in(&mw, &backend, host("a"), &cx)
+            .await
+            .expect("response");
+        let (status, body) = read(run_in(&mw, &backend, host("a"), &cx).await).await;
         assert_eq!(
             (status, body.as_str()),
             (StatusCode::TOO_MANY_REQUESTS, "max connections reached: 2")
         );
         // The client went away: hyper drops the body unread.
         drop(first);
-        let third = run(&mw, &backend, host("a"), &cx).await.expect("response");
+        let third = run_in(&mw, &backend, host("a"), &cx)
+            .await
+            .expect("response");
         assert_eq!(third.status(), StatusCode::OK);
         drop((second, third));
         assert_eq!(counts.len(), 0, "finished sources must leave the map");
@@ -293,18 +299,29 @@ mod tests {
         let (mw, counts) =
             built(serde_json::json!({"amount": 1, "sourceCriterion": {"ipStrategy": {}}}));
         let backend = Recorder::default();
-        let cx = context("192.0.2.1:1");
+        let cx = context_at("192.0.2.1:1", false);
         for _ in 0..3 {
             // A full body (`ok`) ends when read; read it each time.
-            let (status, _) = read(run(&mw, &backend, get(&[]), &cx).await).await;
+            let (status, _) = read(run_in(&mw, &backend, get("/", &[]), &cx).await).await;
             assert_eq!(status, StatusCode::OK);
         }
         // The Recorder's body is a full one that is only freed once read: hold one.
-        let held = run(&mw, &backend, get(&[]), &cx).await.expect("response");
-        let (status, _) = read(run(&mw, &backend, get(&[]), &cx).await).await;
+        let held = run_in(&mw, &backend, get("/", &[]), &cx)
+            .await
+            .expect("response");
+        let (status, _) = read(run_in(&mw, &backend, get("/", &[]), &cx).await).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         // Another IP (the source here) is not affected.
-        let (status, _) = read(run(&mw, &backend, get(&[]), &context("192.0.2.9:1")).await).await;
+        let (status, _) = read(
+            run_in(
+                &mw,
+                &backend,
+                get("/", &[]),
+                &context_at("192.0.2.9:1", false),
+            )
+            .await,
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         drop(held);
 
@@ -319,8 +336,8 @@ mod tests {
                 Box::pin(async { Err(crate::proxy::ProxyError::NoEndpoints.into()) })
             }
         }
-        assert!(run(&mw, &Failing, get(&[]), &cx).await.is_err());
-        let (status, _) = read(run(&mw, &backend, get(&[]), &cx).await).await;
+        assert!(run_in(&mw, &Failing, get("/", &[]), &cx).await.is_err());
+        let (status, _) = read(run_in(&mw, &backend, get("/", &[]), &cx).await).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(counts.len(), 0);
     }
@@ -334,7 +351,7 @@ mod tests {
             serde_json::json!({"amount": 1, "sourceCriterion": {"ipStrategy": {}, "requestHost": true}}),
         ] {
             assert!(
-                build(&config, &mut FakeContext).is_err(),
+                build(&config, &mut FakeBuild::default()).is_err(),
                 "{config} was accepted"
             );
         }

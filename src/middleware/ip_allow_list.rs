@@ -97,16 +97,17 @@ impl Middleware for IpAllowList {
 
 #[cfg(test)]
 mod tests {
-    use super::super::source::testing::{context, get, read, run, FakeContext, Recorder};
     use super::*;
+    use crate::middleware::testing::{context_at, get, read, run_in, FakeBuild, Recorder};
 
     fn allow_list(config: serde_json::Value) -> Result<Arc<dyn Middleware>, BuildError> {
-        build(&config, &mut FakeContext)
+        build(&config, &mut FakeBuild::default())
     }
 
     async fn status(mw: &Arc<dyn Middleware>, remote: &str, headers: &[(&str, &str)]) -> u16 {
         let backend = Recorder::default();
-        let (status, body) = read(run(mw, &backend, get(headers), &context(remote)).await).await;
+        let (status, body) =
+            read(run_in(mw, &backend, get("/", headers), &context_at(remote, false)).await).await;
         if status == StatusCode::OK {
             assert_eq!(backend.count(), 1);
         } else {
@@ -181,9 +182,14 @@ mod tests {
         }))
         .expect("built");
         assert_eq!(status(&mw, "192.0.2.1:1", &[]).await, 404);
-        let resp = run(&mw, &Recorder::default(), get(&[]), &context("192.0.2.1:1"))
-            .await
-            .expect("response");
+        let resp = run_in(
+            &mw,
+            &Recorder::default(),
+            get("/", &[]),
+            &context_at("192.0.2.1:1", false),
+        )
+        .await
+        .expect("response");
         assert!(resp.headers().get(http::header::CONTENT_TYPE).is_none());
     }
 

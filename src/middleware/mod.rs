@@ -44,6 +44,8 @@ mod retry;
 mod source;
 mod strip_prefix;
 mod strip_prefix_regex;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub mod support;
 

@@ -291,8 +291,8 @@ fn go_duration(d: Duration) -> String {
 mod tests {
     use std::net::IpAddr;
 
-    use super::super::source::testing::{context, get, read, run, FakeContext, Recorder};
     use super::*;
+    use crate::middleware::testing::{context_at, get, read, run_in, FakeBuild, Recorder};
 
     fn limiter(average: i64, period: Duration, burst: i64) -> Limiter {
         Limiter::new(Limits::new(average, period, burst))
@@ -425,19 +425,21 @@ mod tests {
     }
 
     fn rate_limit(config: serde_json::Value) -> Arc<dyn Middleware> {
-        build(&config, &mut FakeContext).expect("built")
+        build(&config, &mut FakeBuild::default()).expect("built")
     }
 
     #[tokio::test]
     async fn refuses_with_retry_headers_per_client_ip() {
         let mw = rate_limit(serde_json::json!({"average": 1, "period": "10s", "burst": 2}));
         let backend = Recorder::default();
-        let a = context("192.0.2.1:1000");
+        let a = context_at("192.0.2.1:1000", false);
         for _ in 0..2 {
-            let (status, _) = read(run(&mw, &backend, get(&[]), &a).await).await;
+            let (status, _) = read(run_in(&mw, &backend, get("/", &[]), &a).await).await;
             assert_eq!(status, StatusCode::OK);
         }
-        let resp = run(&mw, &backend, get(&[]), &a).await.expect("response");
+        let resp = run_in(&mw, &backend, get("/", &[]), &a)
+            .await
+            .expect("response");
         assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(resp.headers()[RETRY_AFTER], "10");
         let retry_in = resp.headers()[&X_RETRY_IN].to_str().expect("ascii");
@@ -451,14 +453,16 @@ mod tests {
         assert_eq!(backend.count(), 2);
         // Another client (same port range, other IP) is not affected; the same IP
         // on another connection is.
-        let b = context("192.0.2.2:1000");
+        let b = context_at("192.0.2.2:1000", false);
         assert_eq!(
-            read(run(&mw, &backend, get(&[]), &b).await).await.0,
+            read(run_in(&mw, &backend, get("/", &[]), &b).await).await.0,
             StatusCode::OK
         );
-        let a2 = context("192.0.2.1:2000");
+        let a2 = context_at("192.0.2.1:2000", false);
         assert_eq!(
-            read(run(&mw, &backend, get(&[]), &a2).await).await.0,
+            read(run_in(&mw, &backend, get("/", &[]), &a2).await)
+                .await
+                .0,
             StatusCode::TOO_MANY_REQUESTS
         );
     }
@@ -470,14 +474,18 @@ mod tests {
         // (a slow machine only makes the gap longer, so the wait shorter).
         let mw = rate_limit(serde_json::json!({"average": 20, "burst": 1}));
         let backend = Recorder::default();
-        let cx = context("192.0.2.1:1");
+        let cx = context_at("192.0.2.1:1", false);
         assert_eq!(
-            read(run(&mw, &backend, get(&[]), &cx).await).await.0,
+            read(run_in(&mw, &backend, get("/", &[]), &cx).await)
+                .await
+                .0,
             StatusCode::OK
         );
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert_eq!(
-            read(run(&mw, &backend, get(&[]), &cx).await).await.0,
+            read(run_in(&mw, &backend, get("/", &[]), &cx).await)
+                .await
+                .0,
             StatusCode::OK
         );
         assert_eq!(backend.count(), 2);
@@ -490,34 +498,40 @@ mod tests {
             "sourceCriterion": {"requestHeaderName": "X-Api-Key"}
         }));
         let backend = Recorder::default();
-        let cx = context("192.0.2.1:1");
-        let key = |k: &'static str| get(&[("x-api-key", k)]);
+        let cx = context_at("192.0.2.1:1", false);
+        let key = |k: &'static str| get("/", &[("x-api-key", k)]);
         assert_eq!(
-            read(run(&mw, &backend, key("a"), &cx).await).await.0,
+            read(run_in(&mw, &backend, key("a"), &cx).await).await.0,
             StatusCode::OK
         );
         assert_eq!(
-            read(run(&mw, &backend, key("a"), &cx).await).await.0,
+            read(run_in(&mw, &backend, key("a"), &cx).await).await.0,
             StatusCode::TOO_MANY_REQUESTS
         );
         assert_eq!(
-            read(run(&mw, &backend, key("b"), &cx).await).await.0,
+            read(run_in(&mw, &backend, key("b"), &cx).await).await.0,
             StatusCode::OK
         );
         // No header: one shared (empty) key.
         assert_eq!(
-            read(run(&mw, &backend, get(&[]), &cx).await).await.0,
+            read(run_in(&mw, &backend, get("/", &[]), &cx).await)
+                .await
+                .0,
             StatusCode::OK
         );
         assert_eq!(
-            read(run(&mw, &backend, get(&[]), &cx).await).await.0,
+            read(run_in(&mw, &backend, get("/", &[]), &cx).await)
+                .await
+                .0,
             StatusCode::TOO_MANY_REQUESTS
         );
 
         let unlimited = rate_limit(serde_json::json!({"average": 0, "burst": 1}));
         for _ in 0..100 {
             assert_eq!(
-                read(run(&unlimited, &backend, get(&[]), &cx).await).await.0,
+                read(run_in(&unlimited, &backend, get("/", &[]), &cx).await)
+                    .await
+                    .0,
                 StatusCode::OK
             );
         }
@@ -533,15 +547,19 @@ mod tests {
             serde_json::json!({"average": 1, "sourceCriterion": {"requestHost": true, "requestHeaderName": "x"}}),
         ] {
             assert!(
-                build(&config, &mut FakeContext).is_err(),
+                build(&config, &mut FakeBuild::default()).is_err(),
                 "{config} was accepted"
             );
         }
         // Defaults: period 1 s, burst 1; period as bare seconds.
-        assert!(build(&serde_json::json!({"average": 5}), &mut FakeContext).is_ok());
+        assert!(build(
+            &serde_json::json!({"average": 5}),
+            &mut FakeBuild::default()
+        )
+        .is_ok());
         assert!(build(
             &serde_json::json!({"average": 5, "period": 2, "burst": 0}),
-            &mut FakeContext
+            &mut FakeBuild::default()
         )
         .is_ok());
     }
@@ -593,9 +611,11 @@ mod tests {
             .resolve("default", "rl")
             .expect("built");
         let backend = Recorder::default();
-        let cx = context("192.0.2.1:1");
+        let cx = context_at("192.0.2.1:1", false);
         assert_eq!(
-            read(run(&first, &backend, get(&[]), &cx).await).await.0,
+            read(run_in(&first, &backend, get("/", &[]), &cx).await)
+                .await
+                .0,
             StatusCode::OK
         );
 
@@ -610,7 +630,9 @@ mod tests {
             "an unchanged Middleware was rebuilt"
         );
         assert_eq!(
-            read(run(&second, &backend, get(&[]), &cx).await).await.0,
+            read(run_in(&second, &backend, get("/", &[]), &cx).await)
+                .await
+                .0,
             StatusCode::TOO_MANY_REQUESTS
         );
 
@@ -624,7 +646,9 @@ mod tests {
             .expect("built");
         assert!(!Arc::ptr_eq(&first, &third));
         assert_eq!(
-            read(run(&third, &backend, get(&[]), &cx).await).await.0,
+            read(run_in(&third, &backend, get("/", &[]), &cx).await)
+                .await
+                .0,
             StatusCode::OK
         );
     }

@@ -532,8 +532,8 @@ mod tests {
     use http::Method;
     use serde_json::json;
 
-    use super::super::replace_path::testing::{self, *};
     use super::*;
+    use crate::middleware::testing::{self, *};
 
     #[test]
     fn go_url_round_trips_and_normalises() {
@@ -590,7 +590,7 @@ mod tests {
     ) -> (Response<ResponseBody>, bool) {
         let mw = testing::make(build, config).unwrap();
         let backend = Recorder::ok();
-        let resp = run(&mw, req, &backend, tls).await;
+        let resp = run_tls(&mw, req, &backend, tls).await;
         (resp, backend.called())
     }
 

@@ -154,9 +154,9 @@ mod tests {
     use http::{Method, Response};
     use serde_json::json;
 
-    use super::super::replace_path::testing::{self, *};
     use super::*;
     use crate::body::ResponseBody;
+    use crate::middleware::testing::{self, *};
 
     async fn answer(
         config: Value,
@@ -165,7 +165,7 @@ mod tests {
     ) -> (Response<ResponseBody>, bool) {
         let mw = testing::make(build, config).unwrap();
         let backend = Recorder::ok();
-        let resp = run(&mw, req, &backend, tls).await;
+        let resp = run_tls(&mw, req, &backend, tls).await;
         (resp, backend.called())
     }
 

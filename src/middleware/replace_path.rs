@@ -106,6 +106,15 @@ impl GoPath {
         escape_path(&self.path)
     }
 
+    /// Rewrites `path` with `f`, and `raw` too when set (a `raw` that `f`
+    /// leaves invalid UTF-8 becomes empty).
+    pub(super) fn map(&mut self, f: impl Fn(&[u8]) -> Vec<u8>) {
+        self.path = f(&self.path);
+        if !self.raw.is_empty() {
+            self.raw = String::from_utf8(f(self.raw.as_bytes())).unwrap_or_default();
+        }
+    }
+
     /// The old path as Traefik writes it into `X-Replaced-Path`: `RawPath` if
     /// set, else `Path` (decoded). A decoded path that is not a valid header
     /// value (control bytes) falls back to its escaped form.
@@ -119,6 +128,17 @@ impl GoPath {
             .or_else(|_| HeaderValue::from_str(&self.escaped()))
             .unwrap_or_else(|_| HeaderValue::from_static("/"))
     }
+}
+
+/// Go's `ensureLeadingSlash`: empty stays empty.
+pub(super) fn ensure_leading_slash(rest: &[u8]) -> Vec<u8> {
+    if rest.is_empty() || rest[0] == b'/' {
+        return rest.to_vec();
+    }
+    let mut out = Vec::with_capacity(rest.len() + 1);
+    out.push(b'/');
+    out.extend_from_slice(rest);
+    out
 }
 
 /// Go's `unescape(s, encodePath)`: `%XX` decoded, anything else kept.
@@ -300,182 +320,12 @@ impl Middleware for ReplacePath {
     }
 }
 
-/// Test support shared by the path, redirect, header and body middlewares.
-#[cfg(test)]
-pub(super) mod testing {
-    use std::net::SocketAddr;
-    use std::sync::{Arc, Mutex};
-
-    use http::{HeaderMap, Method, Request, Response, Uri};
-    use http_body_util::BodyExt;
-    use k8s_openapi::api::core::v1::Secret;
-    use serde_json::Value;
-
-    use crate::body::{RequestBody, ResponseBody};
-    use crate::middleware::build::{BuildError, Context};
-    use crate::middleware::{
-        BoxFuture, Middleware, Next, Outcome, RequestContext, ServiceTarget, Terminal,
-    };
-    use crate::proxy::ClientInfo;
-    use crate::upstream::PortRef;
-
-    /// A build context with nothing in it.
-    pub struct FakeBuild;
-
-    impl Context for FakeBuild {
-        fn namespace(&self) -> &str {
-            "default"
-        }
-        fn secret(&mut self, _name: &str) -> Option<Secret> {
-            None
-        }
-        fn service(&mut self, _name: &str, _port: &PortRef) -> Result<ServiceTarget, String> {
-            Err("no services in unit tests".to_owned())
-        }
-        fn middleware(&mut self, reference: &str) -> Result<Arc<dyn Middleware>, BuildError> {
-            Err(BuildError::NotFound(
-                reference.to_owned(),
-                "default".to_owned(),
-            ))
-        }
-        fn invalid(&self, reason: String) -> BuildError {
-            BuildError::Invalid {
-                middleware: "default/test".to_owned(),
-                kind: "test".to_owned(),
-                reason,
-            }
-        }
-    }
-
-    /// A kind's `build` function.
-    pub type BuildFn = fn(&Value, &mut dyn Context) -> Result<Arc<dyn Middleware>, BuildError>;
-
-    /// Builds a middleware with `build` from JSON `config`.
-    pub fn make(build: BuildFn, config: Value) -> Result<Arc<dyn Middleware>, BuildError> {
-        build(&config, &mut FakeBuild)
-    }
-
-    /// A request context: client 10.0.0.1, TLS or not.
-    pub fn context(tls: bool) -> RequestContext {
-        let route = crate::middleware::support::detached_route("test");
-        let remote: SocketAddr = "10.0.0.1:40000".parse().unwrap();
-        RequestContext {
-            client: ClientInfo::new(remote, tls),
-            route,
-        }
-    }
-
-    /// What the backend got.
-    #[derive(Debug, Clone)]
-    pub struct Seen {
-        pub method: Method,
-        pub uri: Uri,
-        pub headers: HeaderMap,
-    }
-
-    type Respond = Box<dyn Fn() -> Response<ResponseBody> + Send + Sync>;
-
-    /// A backend that records the request and answers with `respond`.
-    pub struct Recorder {
-        pub seen: Mutex<Option<Seen>>,
-        respond: Respond,
-    }
-
-    impl Recorder {
-        /// Answers 200 with an empty body.
-        pub fn ok() -> Self {
-            Self::with(|| Response::new(ResponseBody::empty()))
-        }
-
-        /// Answers with whatever `respond` makes.
-        pub fn with(respond: impl Fn() -> Response<ResponseBody> + Send + Sync + 'static) -> Self {
-            Self {
-                seen: Mutex::new(None),
-                respond: Box::new(respond),
-            }
-        }
-
-        /// The request the backend got (panics if none).
-        pub fn got(&self) -> Seen {
-            self.seen
-                .lock()
-                .unwrap()
-                .clone()
-                .expect("backend was called")
-        }
-
-        /// Whether the backend was called.
-        pub fn called(&self) -> bool {
-            self.seen.lock().unwrap().is_some()
-        }
-    }
-
-    impl Terminal for Recorder {
-        fn forward<'a>(
-            &'a self,
-            req: Request<RequestBody>,
-            _cx: &'a RequestContext,
-        ) -> BoxFuture<'a, Outcome> {
-            *self.seen.lock().unwrap() = Some(Seen {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                headers: req.headers().clone(),
-            });
-            let resp = (self.respond)();
-            Box::pin(async move { Ok(resp) })
-        }
-    }
-
-    /// Runs `mw` on `req` in front of `backend`.
-    pub async fn run(
-        mw: &Arc<dyn Middleware>,
-        req: Request<RequestBody>,
-        backend: &Recorder,
-        tls: bool,
-    ) -> Response<ResponseBody> {
-        let cx = context(tls);
-        let steps = [mw.clone()];
-        Next::new(&steps, backend)
-            .run(req, &cx)
-            .await
-            .expect("a response")
-    }
-
-    /// A GET of `target` with `headers`.
-    pub fn get(target: &str, headers: &[(&str, &str)]) -> Request<RequestBody> {
-        request(Method::GET, target, headers)
-    }
-
-    /// A request of `method` to `target` with `headers`.
-    pub fn request(method: Method, target: &str, headers: &[(&str, &str)]) -> Request<RequestBody> {
-        let mut req = Request::builder().method(method).uri(target);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        req.body(RequestBody::empty()).unwrap()
-    }
-
-    /// The whole body of `resp`.
-    pub async fn body(resp: Response<ResponseBody>) -> bytes::Bytes {
-        resp.into_body().collect().await.unwrap().to_bytes()
-    }
-
-    /// Every value of `name` in `headers`, as text.
-    pub fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
-        headers
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
-    use super::testing::*;
     use super::*;
+    use crate::middleware::testing::{self, *};
 
     #[test]
     fn go_path_model_matches_net_url() {
@@ -511,7 +361,7 @@ mod tests {
     async fn replaces_path_keeps_query_and_records_old_path() {
         let mw = testing::make(build, json!({"path": "/replaced/p%20q"})).unwrap();
         let backend = Recorder::ok();
-        run(&mw, get("/repl/a?q=1", &[]), &backend, false).await;
+        run_tls(&mw, get("/repl/a?q=1", &[]), &backend, false).await;
         let got = backend.got();
         assert_eq!(got.uri, "/replaced/p%20q?q=1");
         assert_eq!(values(&got.headers, "x-replaced-path"), ["/repl/a"]);
@@ -522,7 +372,7 @@ mod tests {
         let mw = testing::make(build, json!({"path": "/new"})).unwrap();
         let backend = Recorder::ok();
         let req = get("/repl/a%2Fb?x", &[("x-replaced-path", "/earlier")]);
-        run(&mw, req, &backend, false).await;
+        run_tls(&mw, req, &backend, false).await;
         let got = backend.got();
         assert_eq!(got.uri, "/new?x");
         assert_eq!(
@@ -535,7 +385,7 @@ mod tests {
     async fn decoded_old_path_is_recorded_decoded_like_traefik() {
         let mw = testing::make(build, json!({"path": "/new%2Fpath"})).unwrap();
         let backend = Recorder::ok();
-        run(&mw, get("/a%20b", &[]), &backend, false).await;
+        run_tls(&mw, get("/a%20b", &[]), &backend, false).await;
         let got = backend.got();
         assert_eq!(values(&got.headers, "x-replaced-path"), ["/a b"]);
         assert_eq!(got.uri, "/new%2Fpath");
@@ -545,7 +395,7 @@ mod tests {
     async fn replacement_that_does_not_unescape_answers_500() {
         let mw = testing::make(build, json!({"path": "/bad%zz"})).unwrap();
         let backend = Recorder::ok();
-        let resp = run(&mw, get("/x", &[]), &backend, false).await;
+        let resp = run_tls(&mw, get("/x", &[]), &backend, false).await;
         assert_eq!(resp.status(), 500);
         assert!(!backend.called());
         assert_eq!(body(resp).await, "invalid URL escape \"%zz\"\n");
@@ -555,7 +405,7 @@ mod tests {
     async fn replacement_with_characters_go_escapes_is_reencoded() {
         let mw = testing::make(build, json!({"path": "/a b?c"})).unwrap();
         let backend = Recorder::ok();
-        run(&mw, get("/x?q", &[]), &backend, false).await;
+        run_tls(&mw, get("/x?q", &[]), &backend, false).await;
         assert_eq!(backend.got().uri, "/a%20b%3Fc?q");
     }
 
@@ -563,7 +413,7 @@ mod tests {
     async fn undecodable_request_path_is_a_bad_request() {
         let mw = testing::make(build, json!({"path": "/new"})).unwrap();
         let backend = Recorder::ok();
-        let resp = run(&mw, get("/x%zz", &[]), &backend, false).await;
+        let resp = run_tls(&mw, get("/x%zz", &[]), &backend, false).await;
         assert_eq!(resp.status(), 400);
         assert!(!backend.called());
     }
@@ -572,7 +422,7 @@ mod tests {
     async fn http2_targets_keep_scheme_and_authority() {
         let mw = testing::make(build, json!({"path": "/new"})).unwrap();
         let backend = Recorder::ok();
-        run(&mw, get("http://example.com/old?q=1", &[]), &backend, false).await;
+        run_tls(&mw, get("http://example.com/old?q=1", &[]), &backend, false).await;
         assert_eq!(backend.got().uri, "http://example.com/new?q=1");
     }
 

@@ -172,8 +172,8 @@ impl Middleware for ReplacePathRegex {
 mod tests {
     use serde_json::json;
 
-    use super::super::replace_path::testing::{self, *};
     use super::*;
+    use crate::middleware::testing::{self, *};
 
     fn go_replace(re: &str, src: &str, template: &str) -> String {
         replace_all(&Regex::new(re).unwrap(), src, template)
@@ -209,10 +209,9 @@ mod tests {
     async fn rewrite(config: Value, target: &str) -> (Seen, u16) {
         let mw = testing::make(build, config).unwrap();
         let backend = Recorder::ok();
-        let resp = run(&mw, get(target, &[]), &backend, false).await;
+        let resp = run_tls(&mw, get(target, &[]), &backend, false).await;
         let status = resp.status().as_u16();
-        let seen = backend.seen.lock().unwrap().clone();
-        let seen = seen.unwrap_or(Seen {
+        let seen = backend.last_seen().unwrap_or(Seen {
             method: http::Method::GET,
             uri: http::Uri::from_static("/not-called"),
             headers: http::HeaderMap::new(),

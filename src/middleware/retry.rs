@@ -249,23 +249,18 @@ impl Middleware for Retry {
 #[cfg(test)]
 pub(super) mod testing {
     use std::collections::VecDeque;
-    use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use bytes::Bytes;
     use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
     use http_body_util::BodyExt;
-    use k8s_openapi::api::core::v1::Secret;
 
     use crate::body::{RequestBody, ResponseBody};
-    use crate::middleware::build::{BuildError, Context, ServiceTarget};
-    use crate::middleware::{
-        BoxFuture, Failure, Middleware, Next, Outcome, RequestContext, Terminal,
-    };
-    use crate::proxy::{ClientInfo, ProxyError};
-    use crate::router::Route;
-    use crate::upstream::{PortRef, UpstreamError};
+    use crate::middleware::testing::{context_at, run_in};
+    use crate::middleware::{BoxFuture, Failure, Middleware, Outcome, RequestContext, Terminal};
+    use crate::proxy::ProxyError;
+    use crate::upstream::UpstreamError;
 
     /// What the fake backend does for one request.
     #[derive(Debug, Clone)]
@@ -366,29 +361,16 @@ pub(super) mod testing {
         }
     }
 
-    /// A route for request contexts (its own target is never used).
-    pub fn route() -> Arc<Route> {
-        crate::middleware::support::detached_route("test")
-    }
+    /// The client of [`run`]'s request context.
+    pub const CLIENT: &str = "192.0.2.1:4000";
 
-    /// A request context for a plain-HTTP client.
-    pub fn context() -> RequestContext {
-        let remote: SocketAddr = "192.0.2.1:4000".parse().unwrap();
-        RequestContext {
-            client: ClientInfo::new(remote, false),
-            route: route(),
-        }
-    }
-
-    /// Runs `mw` once over `terminal`.
+    /// Runs `mw` once over `terminal`, for a plain-HTTP client at [`CLIENT`].
     pub async fn run(
         mw: &Arc<dyn Middleware>,
         terminal: &Scripted,
         req: Request<RequestBody>,
     ) -> Outcome {
-        let cx = context();
-        let steps = [mw.clone()];
-        Next::new(&steps, terminal).run(req, &cx).await
+        run_in(mw, terminal, req, &context_at(CLIENT, false)).await
     }
 
     /// A GET of `uri` with an empty body.
@@ -414,52 +396,17 @@ pub(super) mod testing {
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         (status, headers, String::from_utf8_lossy(&body).into_owned())
     }
-
-    /// A build context: namespace `default`, services from `services`.
-    #[derive(Default)]
-    pub struct FakeContext {
-        pub services: Vec<(String, PortRef, ServiceTarget)>,
-    }
-
-    impl Context for FakeContext {
-        fn namespace(&self) -> &str {
-            "default"
-        }
-
-        fn secret(&mut self, _name: &str) -> Option<Secret> {
-            None
-        }
-
-        fn service(&mut self, name: &str, port: &PortRef) -> Result<ServiceTarget, String> {
-            self.services
-                .iter()
-                .find(|(n, p, _)| n == name && p == port)
-                .map(|(_, _, t)| t.clone())
-                .ok_or_else(|| format!("service {name}:{port} not found"))
-        }
-
-        fn middleware(&mut self, reference: &str) -> Result<Arc<dyn Middleware>, BuildError> {
-            Err(BuildError::NotFound(reference.to_owned(), "default".into()))
-        }
-
-        fn invalid(&self, reason: String) -> BuildError {
-            BuildError::Invalid {
-                middleware: "default/test".into(),
-                kind: "test".into(),
-                reason,
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::testing::*;
     use super::*;
+    use crate::middleware::testing::FakeBuild;
     use serde_json::json;
 
     fn built(config: Value) -> Result<Arc<dyn Middleware>, BuildError> {
-        build(&config, &mut FakeContext::default())
+        build(&config, &mut FakeBuild::default())
     }
 
     fn retry(config: Value) -> Arc<dyn Middleware> {

@@ -362,138 +362,10 @@ pub(super) fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Resp
     resp
 }
 
-/// Helpers for the access middlewares' unit tests: a route, a request
-/// context and a fake backend that records what reached it.
-#[cfg(test)]
-pub(super) mod testing {
-    use std::net::SocketAddr;
-    use std::sync::{Arc, Mutex};
-
-    use http::{Request, Response, StatusCode};
-    use http_body_util::BodyExt;
-
-    use crate::body::{RequestBody, ResponseBody};
-    use crate::middleware::build::{BuildError, Context, ServiceTarget};
-    use crate::middleware::{BoxFuture, Middleware, Next, Outcome, RequestContext, Terminal};
-    use crate::proxy::ClientInfo;
-    use crate::router::Route;
-    use crate::upstream::PortRef;
-
-    /// A build context with nothing to read (no Secrets, Services or other Middlewares).
-    #[derive(Default)]
-    pub(crate) struct FakeContext;
-
-    impl Context for FakeContext {
-        fn namespace(&self) -> &str {
-            "default"
-        }
-
-        fn secret(&mut self, _name: &str) -> Option<k8s_openapi::api::core::v1::Secret> {
-            None
-        }
-
-        fn service(&mut self, name: &str, _port: &PortRef) -> Result<ServiceTarget, String> {
-            Err(format!("no service {name}"))
-        }
-
-        fn middleware(&mut self, reference: &str) -> Result<Arc<dyn Middleware>, BuildError> {
-            Err(BuildError::NotFound(
-                reference.to_owned(),
-                "default".to_owned(),
-            ))
-        }
-
-        fn invalid(&self, reason: String) -> BuildError {
-            BuildError::Invalid {
-                middleware: "default/test".to_owned(),
-                kind: "test".to_owned(),
-                reason,
-            }
-        }
-    }
-
-    /// A route whose backend is never used (the fake terminal answers).
-    pub(crate) fn route() -> Arc<Route> {
-        crate::middleware::support::detached_route("test")
-    }
-
-    /// A request context for a client at `remote` over plain HTTP.
-    pub(crate) fn context(remote: &str) -> RequestContext {
-        let remote: SocketAddr = remote.parse().expect("socket address");
-        RequestContext {
-            client: ClientInfo::new(remote, false),
-            route: route(),
-        }
-    }
-
-    /// A fake backend: records each request (with its body read whole) and
-    /// answers 200 `ok`, or with `body` when set.
-    #[derive(Default)]
-    pub(crate) struct Recorder {
-        /// The requests that reached the backend, in order.
-        pub seen: Mutex<Vec<(http::request::Parts, bytes::Bytes)>>,
-        /// The body of the canned answer (`ok` when `None`).
-        pub body: Option<bytes::Bytes>,
-    }
-
-    impl Recorder {
-        /// How many requests reached the backend.
-        pub(crate) fn count(&self) -> usize {
-            self.seen.lock().expect("lock").len()
-        }
-    }
-
-    impl Terminal for Recorder {
-        fn forward<'a>(
-            &'a self,
-            req: Request<RequestBody>,
-            _cx: &'a RequestContext,
-        ) -> BoxFuture<'a, Outcome> {
-            Box::pin(async move {
-                let (parts, body) = req.into_parts();
-                let bytes = body.collect().await.expect("request body").to_bytes();
-                self.seen.lock().expect("lock").push((parts, bytes));
-                let body = self.body.clone().unwrap_or_else(|| "ok".into());
-                let mut resp = Response::new(ResponseBody::full(body));
-                *resp.status_mut() = StatusCode::OK;
-                Ok(resp)
-            })
-        }
-    }
-
-    /// Runs `req` through `mw` and then `terminal`.
-    pub(crate) async fn run(
-        mw: &Arc<dyn Middleware>,
-        terminal: &dyn Terminal,
-        req: Request<RequestBody>,
-        cx: &RequestContext,
-    ) -> Outcome {
-        let steps = [mw.clone()];
-        Next::new(&steps, terminal).run(req, cx).await
-    }
-
-    /// A GET of `/` with the given headers and an empty body.
-    pub(crate) fn get(headers: &[(&str, &str)]) -> Request<RequestBody> {
-        let mut req = Request::get("/");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        req.body(RequestBody::empty()).expect("request")
-    }
-
-    /// A response's status and body text.
-    pub(crate) async fn read(outcome: Outcome) -> (StatusCode, String) {
-        let resp = outcome.expect("a response");
-        let status = resp.status();
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::testing::context;
     use super::*;
+    use crate::middleware::testing::context_at;
 
     fn headers(xff: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -512,7 +384,7 @@ mod tests {
 
     #[test]
     fn no_strategy_uses_the_connection_and_ignores_forwarded_for() {
-        let cx = context("10.0.0.9:5000");
+        let cx = context_at("10.0.0.9:5000", false);
         let h = headers("1.2.3.4, 10.0.0.9");
         let s = IpStrategy::build(None).expect("strategy");
         assert_eq!(s.client_ip(&h, &cx.client), ip("10.0.0.9"));
@@ -522,7 +394,7 @@ mod tests {
 
     #[test]
     fn ipv4_mapped_connections_count_as_ipv4() {
-        let cx = context("[::ffff:192.0.2.7]:5000");
+        let cx = context_at("[::ffff:192.0.2.7]:5000", false);
         let s = IpStrategy::remote_addr();
         assert_eq!(s.client_ip(&HeaderMap::new(), &cx.client), ip("192.0.2.7"));
     }
@@ -530,7 +402,7 @@ mod tests {
     #[test]
     fn depth_counts_from_the_right_without_sluices_own_entry() {
         // sluice appended the connection's address (10.0.0.9) last.
-        let cx = context("10.0.0.9:5000");
+        let cx = context_at("10.0.0.9:5000", false);
         let h = headers("1.1.1.1, 2.2.2.2 ,3.3.3.3, 10.0.0.9");
         assert_eq!(
             strategy(serde_json::json!({"depth": 1})).client_ip(&h, &cx.client),
@@ -565,7 +437,7 @@ mod tests {
     #[test]
     fn depth_keeps_the_last_entry_when_it_is_not_the_connection() {
         // A headers middleware replaced X-Forwarded-For: nothing of sluice's to skip.
-        let cx = context("10.0.0.9:5000");
+        let cx = context_at("10.0.0.9:5000", false);
         let h = headers("1.1.1.1, 2.2.2.2");
         assert_eq!(
             strategy(serde_json::json!({"depth": 1})).client_ip(&h, &cx.client),
@@ -575,7 +447,7 @@ mod tests {
 
     #[test]
     fn depth_wins_over_excluded_ips() {
-        let cx = context("10.0.0.9:5000");
+        let cx = context_at("10.0.0.9:5000", false);
         let h = headers("1.1.1.1, 2.2.2.2, 10.0.0.9");
         let s = strategy(serde_json::json!({"depth": 1, "excludedIPs": ["2.2.2.2"]}));
         assert_eq!(s.client_ip(&h, &cx.client), ip("2.2.2.2"));
@@ -583,7 +455,7 @@ mod tests {
 
     #[test]
     fn excluded_ips_take_the_rightmost_entry_outside_them() {
-        let cx = context("10.0.0.9:5000");
+        let cx = context_at("10.0.0.9:5000", false);
         let h = headers("1.1.1.1, 203.0.113.5, , 192.168.1.2, 10.0.0.9");
         let s = strategy(serde_json::json!({"excludedIPs": ["192.168.0.0/16", "203.0.113.5"]}));
         assert_eq!(s.client_ip(&h, &cx.client), ip("1.1.1.1"));
@@ -600,7 +472,7 @@ mod tests {
 
     #[test]
     fn ipv6_entries_ports_and_subnets() {
-        let cx = context("[2001:db8::1]:5000");
+        let cx = context_at("[2001:db8::1]:5000", false);
         let h = headers("[2001:db8:aa:bb:cc::7]:1234, 2001:db8::1");
         let s = strategy(serde_json::json!({"depth": 1}));
         assert_eq!(s.client_ip(&h, &cx.client), ip("2001:db8:aa:bb:cc::7"));
@@ -609,7 +481,7 @@ mod tests {
         // The remote address is masked too; IPv4 never is.
         let remote = strategy(serde_json::json!({"ipv6Subnet": 32}));
         assert_eq!(remote.client_ip(&h, &cx.client), ip("2001:db8::"));
-        let v4 = context("192.0.2.1:1");
+        let v4 = context_at("192.0.2.1:1", false);
         assert_eq!(
             remote.client_ip(&HeaderMap::new(), &v4.client),
             ip("192.0.2.1")
@@ -654,7 +526,7 @@ mod tests {
 
     #[test]
     fn source_criteria_defaults_and_exclusivity() {
-        let cx = context("10.0.0.9:5000");
+        let cx = context_at("10.0.0.9:5000", false);
         let req = Request::get("/")
             .header("host", "a.example")
             .header("x-user", "alice")

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::build::{decode, BuildError, Context};
-use super::replace_path::{set_path, GoPath};
+use super::replace_path::{ensure_leading_slash, set_path, GoPath};
 use super::{BoxFuture, Middleware, Next, Outcome, RequestContext};
 use crate::body::RequestBody;
 
@@ -79,17 +79,6 @@ impl StripPrefix {
     }
 }
 
-/// Go's `ensureLeadingSlash`: empty stays empty.
-pub(super) fn ensure_leading_slash(rest: &[u8]) -> Vec<u8> {
-    if rest.is_empty() || rest[0] == b'/' {
-        return rest.to_vec();
-    }
-    let mut out = Vec::with_capacity(rest.len() + 1);
-    out.push(b'/');
-    out.extend_from_slice(rest);
-    out
-}
-
 impl Middleware for StripPrefix {
     fn handle<'a>(
         &'a self,
@@ -107,11 +96,7 @@ impl Middleware for StripPrefix {
                 .iter()
                 .find(|(prefix, _)| current.path.starts_with(prefix.as_bytes()));
             if let Some((prefix, header)) = found {
-                current.path = self.strip(&current.path, prefix);
-                if !current.raw.is_empty() {
-                    let raw = self.strip(current.raw.as_bytes(), prefix);
-                    current.raw = String::from_utf8(raw).unwrap_or_default();
-                }
+                current.map(|value| self.strip(value, prefix));
                 req.headers_mut()
                     .append(&X_FORWARDED_PREFIX, header.clone());
                 if let Err(refusal) = set_path(&mut req, &current.escaped()) {
@@ -127,13 +112,13 @@ impl Middleware for StripPrefix {
 mod tests {
     use serde_json::json;
 
-    use super::super::replace_path::testing::{self, *};
     use super::*;
+    use crate::middleware::testing::{self, *};
 
     async fn strip(config: Value, target: &str) -> Option<Seen> {
         let mw = testing::make(build, config).unwrap();
         let backend = Recorder::ok();
-        run(&mw, get(target, &[]), &backend, false).await;
+        run_tls(&mw, get(target, &[]), &backend, false).await;
         Some(backend.got())
     }
 
@@ -195,7 +180,7 @@ mod tests {
         let backend = Recorder::ok();
         // The configured prefix (with its space) must match; the header is trimmed.
         let req = get("/p%20/x", &[("x-forwarded-prefix", "/outer")]);
-        run(&mw, req, &backend, false).await;
+        run_tls(&mw, req, &backend, false).await;
         let seen = backend.got();
         assert_eq!(seen.uri, "/x");
         assert_eq!(

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::build::{decode, BuildError, Context};
-use super::replace_path::{escape_path, set_path, GoPath};
-use super::strip_prefix::{ensure_leading_slash, X_FORWARDED_PREFIX};
+use super::replace_path::{ensure_leading_slash, escape_path, set_path, GoPath};
+use super::strip_prefix::X_FORWARDED_PREFIX;
 use super::{BoxFuture, Middleware, Next, Outcome, RequestContext};
 use crate::body::RequestBody;
 
@@ -70,13 +70,8 @@ impl Middleware for StripPrefixRegex {
                     .or_else(|_| HeaderValue::from_str(&escape_path(prefix)))
                     .unwrap_or_else(|_| HeaderValue::from_static("/"));
                 let len = prefix.len();
-                let stripped = ensure_leading_slash(&current.path[len..]);
-                current.path = stripped;
-                if !current.raw.is_empty() {
-                    // Traefik cuts RawPath at the *decoded* prefix's length.
-                    let raw = current.raw.as_bytes().get(len..).unwrap_or_default();
-                    current.raw = String::from_utf8(ensure_leading_slash(raw)).unwrap_or_default();
-                }
+                // Traefik cuts RawPath at the *decoded* prefix's length.
+                current.map(|value| ensure_leading_slash(value.get(len..).unwrap_or_default()));
                 req.headers_mut().append(&X_FORWARDED_PREFIX, header);
                 if let Err(refusal) = set_path(&mut req, &current.escaped()) {
                     return refusal.answer();
@@ -91,13 +86,13 @@ impl Middleware for StripPrefixRegex {
 mod tests {
     use serde_json::json;
 
-    use super::super::replace_path::testing::{self, *};
     use super::*;
+    use crate::middleware::testing::{self, *};
 
     async fn strip(config: Value, target: &str) -> Seen {
         let mw = testing::make(build, config).unwrap();
         let backend = Recorder::ok();
-        run(&mw, get(target, &[]), &backend, false).await;
+        run_tls(&mw, get(target, &[]), &backend, false).await;
         backend.got()
     }
 
