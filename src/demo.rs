@@ -76,6 +76,7 @@ fn print_instructions(settings: &sluice::app::Settings) {
          curl -H 'Host: a.b.apps.localhost' http://127.0.0.1:{port}/        # a wildcard matches one label only -> default backend\n  \
          curl -H 'Host: other.example' http://127.0.0.1:{port}/anything     # no rule -> default backend (api)\n  \
          curl -H 'Host: demo.localhost' -H 'Accept: application/json' http://127.0.0.1:{port}/\n  \
+         curl -u demo:demo -H 'Host: demo.localhost' http://127.0.0.1:{port}/admin/x   # Traefik middlewares: basicAuth, stripPrefix, headers (401 without -u)\n  \
          curl -k --resolve demo.localhost:{tls_port}:127.0.0.1 https://demo.localhost:{tls_port}/   # HTTPS (generated default certificate)\n  \
          curl http://{admin}/api/routes\n  \
          curl http://{admin}/metrics\n\

@@ -63,6 +63,9 @@ fn add(fixture: &mut Fixture, mut value: Value) {
             .endpoint_slices
             .push(Arc::new(parse::<EndpointSlice>(value))),
         "Endpoints" => snapshot.endpoints.push(Arc::new(parse::<Endpoints>(value))),
+        "Middleware" => snapshot.middlewares.push(Arc::new(parse::<
+            sluice::middleware::MiddlewareObject,
+        >(value))),
         "Options" => {
             let class = value["ingressClass"].as_str().expect("ingressClass");
             fixture.options.ingress_class = class.to_owned();
