@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::build::{decode, BuildError, Context};
-use super::replace_path::{escape_path, unescape};
+use super::replace_path::{escape_path, unescape, valid_encoded, valid_encoded_with};
 use super::replace_path_regex::replace_all;
 use super::support::status_response;
 use super::{BoxFuture, Middleware, Next, Outcome, RequestContext};
@@ -90,7 +90,7 @@ pub(super) fn go_url_string(raw: &str) -> Option<String> {
         let decoded = unescape(fragment).ok()?;
         if !decoded.is_empty() {
             out.push('#');
-            if fragment_valid_encoded(fragment) {
+            if valid_encoded_with(fragment, should_escape_fragment) {
                 out.push_str(fragment);
             } else {
                 out.push_str(&escape_with(&decoded, should_escape_fragment));
@@ -167,7 +167,7 @@ fn go_url_main(raw: &str, out: &mut String) -> Option<()> {
     let escaped_path = {
         let canonical = escape_path(&decoded_path);
         // `setPath` keeps RawPath when it differs; `EscapedPath` uses it when valid.
-        if canonical != path && path_valid_encoded(path) {
+        if canonical != path && valid_encoded(path) {
             path.to_owned()
         } else {
             canonical
@@ -348,53 +348,6 @@ fn should_escape_fragment(c: u8) -> bool {
                 | b')'
                 | b'*'
         ))
-}
-
-fn fragment_valid_encoded(s: &str) -> bool {
-    s.bytes().all(|c| {
-        matches!(
-            c,
-            b'!' | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
-                | b'['
-                | b']'
-                | b'%'
-        ) || !should_escape_fragment(c)
-    })
-}
-
-fn path_valid_encoded(s: &str) -> bool {
-    s.bytes().all(|c| {
-        matches!(
-            c,
-            b'!' | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
-                | b'['
-                | b']'
-                | b'%'
-        ) || c.is_ascii_alphanumeric()
-            || matches!(c, b'-' | b'_' | b'.' | b'~' | b'/')
-    })
 }
 
 fn escape_with(bytes: &[u8], should_escape: fn(u8) -> bool) -> String {

@@ -217,7 +217,13 @@ pub(super) fn escape_path(bytes: &[u8]) -> String {
 }
 
 /// Go's `validEncoded(s, encodePath)`.
-fn valid_encoded(s: &str) -> bool {
+pub(super) fn valid_encoded(s: &str) -> bool {
+    valid_encoded_with(s, should_escape_path)
+}
+
+/// Go's `validEncoded(s, mode)`: every byte is a sub-delimiter, `%`, or a byte
+/// `should_escape` leaves alone.
+pub(super) fn valid_encoded_with(s: &str, should_escape: fn(u8) -> bool) -> bool {
     s.bytes().all(|c| {
         matches!(
             c,
@@ -236,7 +242,7 @@ fn valid_encoded(s: &str) -> bool {
                 | b'['
                 | b']'
                 | b'%'
-        ) || !should_escape_path(c)
+        ) || !should_escape(c)
     })
 }
 
