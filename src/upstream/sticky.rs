@@ -164,18 +164,26 @@ impl StickyCookie {
     }
 }
 
-/// The stable id of an endpoint in cookies: FNV-1a 64 of its URL.
+/// The stable id of an endpoint in cookies: FNV-1a 64 of its URL
+/// (`http://ip:port`), hashed as it is formatted so that matching a cookie
+/// against every endpoint on the request path allocates nothing.
 pub fn endpoint_id(endpoint: SocketAddr) -> u64 {
     use std::fmt::Write;
-    let mut url = String::with_capacity(48);
-    let _ = write!(url, "http://{endpoint}");
-    fnv1a(url.as_bytes())
+    let mut hash = Fnv1a(0xcbf2_9ce4_8422_2325);
+    let _ = write!(hash, "http://{endpoint}");
+    hash.0
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+/// FNV-1a 64 over whatever is written into it.
+struct Fnv1a(u64);
+
+impl std::fmt::Write for Fnv1a {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for b in s.bytes() {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Ok(())
+    }
 }
 
 /// Traefik's default name: `_` + the first 5 hex digits of
@@ -286,6 +294,21 @@ mod tests {
         .is_err());
         // An option alone turns stickiness on, as in Traefik.
         assert!(parse(&[(annotation::NAME, "x")]).unwrap().is_some());
+    }
+
+    #[test]
+    fn endpoint_ids_are_fnv1a_of_the_url() {
+        // FNV-1a 64 of "http://10.0.0.1:80", computed independently.
+        let expected = b"http://10.0.0.1:80"
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        assert_eq!(endpoint_id("10.0.0.1:80".parse().unwrap()), expected);
+        assert_ne!(
+            endpoint_id("10.0.0.1:80".parse().unwrap()),
+            endpoint_id("10.0.0.1:81".parse().unwrap())
+        );
     }
 
     #[test]
