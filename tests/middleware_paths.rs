@@ -288,9 +288,11 @@ async fn read_head(stream: &mut tokio::net::TcpStream) {
     }
 }
 
-/// A backend that answers one request with a chunked `text/event-stream`,
+/// A backend that answers one request with a chunked stream of `content_type`,
 /// writing each event it is handed as one chunk.
-async fn event_backend() -> (SocketAddr, mpsc::UnboundedSender<&'static str>) {
+async fn event_backend(
+    content_type: &'static str,
+) -> (SocketAddr, mpsc::UnboundedSender<&'static str>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
@@ -299,7 +301,7 @@ async fn event_backend() -> (SocketAddr, mpsc::UnboundedSender<&'static str>) {
             return;
         };
         read_head(&mut stream).await;
-        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
         let _ = stream.write_all(head.as_bytes()).await;
         while let Some(event) = rx.recv().await {
             let chunk = format!("{:x}\r\n{event}\r\n", event.len());
@@ -386,8 +388,43 @@ async fn compress_negotiates_and_streams() {
 }
 
 #[tokio::test]
-async fn compressed_event_streams_are_not_delayed() {
-    let (events, tx) = event_backend().await;
+async fn event_streams_are_never_compressed_and_arrive_event_by_event() {
+    let (events, tx) = event_backend("text/event-stream").await;
+    let (f, _b) = proxy(&[], &[("/events", "events", events, &["compress: {}"])]).await;
+    let addr = f.sluice.http_addr;
+    let req = http::Request::get(format!("http://{addr}/events"))
+        .header("host", "h")
+        .header("accept-encoding", "gzip, br, zstd")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    tx.send("data: one\n\n").expect("backend alive");
+    let resp = client().request(req).await.expect("response");
+    assert!(resp.headers().get("content-encoding").is_none());
+    let mut body = resp.into_body();
+    let mut received = Vec::new();
+    let mut expected = String::new();
+    for (i, event) in ["data: one\n\n", "data: two\n\n"].into_iter().enumerate() {
+        if i > 0 {
+            tx.send(event).expect("backend alive");
+        }
+        expected.push_str(event);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while received != expected.as_bytes() {
+            let frame = tokio::time::timeout_at(deadline, body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("event {i} was held back"))
+                .expect("stream open")
+                .expect("frame");
+            if let Some(data) = frame.data_ref() {
+                received.extend_from_slice(data);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn compressed_streams_are_not_delayed() {
+    let (events, tx) = event_backend("application/x-ndjson").await;
     let (f, _b) = proxy(&[], &[("/events", "events", events, &["compress: {}"])]).await;
     let addr = f.sluice.http_addr;
     let req = http::Request::get(format!("http://{addr}/events"))

@@ -161,10 +161,18 @@ pub(super) fn build(
             })
             .collect::<Result<Vec<_>, _>>()
     };
-    let mut excluded = vec![MediaType {
-        essence: "application/grpc".to_owned(),
-        params: Vec::new(),
-    }];
+    // gRPC and server-sent events are never compressed (the issue's contract;
+    // Traefik 3.7 compresses event streams).
+    let mut excluded = vec![
+        MediaType {
+            essence: "application/grpc".to_owned(),
+            params: Vec::new(),
+        },
+        MediaType {
+            essence: "text/event-stream".to_owned(),
+            params: Vec::new(),
+        },
+    ];
     excluded.extend(parse_all(&config.excluded_content_types, "excluded")?);
     let included = parse_all(&config.included_content_types, "included")?;
     let encodings = if config.encodings.is_empty() {
@@ -207,7 +215,7 @@ pub(super) fn build(
 /// The built `compress`.
 #[derive(Debug)]
 struct Compress {
-    /// `application/grpc` plus `excludedContentTypes`: never compressed (and
+    /// `application/grpc`, `text/event-stream` plus `excludedContentTypes`: never compressed (and
     /// requests of these types are not compressed either).
     excluded: Vec<MediaType>,
     /// When set, only these response types are compressed.
@@ -928,7 +936,7 @@ mod tests {
     }
 
     /// A streamed body fed through a channel, as a slow backend sends it.
-    fn channel_backend() -> (tokio::sync::mpsc::Sender<Bytes>, Recorder) {
+    fn channel_backend(content_type: &'static str) -> (tokio::sync::mpsc::Sender<Bytes>, Recorder) {
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
         let rx = std::sync::Mutex::new(Some(rx));
         let recorder = Recorder::with(move || {
@@ -940,19 +948,34 @@ mod tests {
             });
             let mut resp =
                 Response::new(ResponseBody::boxed(http_body_util::StreamBody::new(stream)));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             resp
         });
         (tx, recorder)
     }
 
     #[tokio::test]
-    async fn streamed_events_are_compressed_and_flushed_one_by_one() {
+    async fn event_streams_are_never_compressed() {
         let mw = compress_mw(json!({}));
-        let (tx, backend) = channel_backend();
+        let (tx, backend) = channel_backend("text/event-stream; charset=utf-8");
+        tx.send(Bytes::from(text(2000))).await.unwrap();
+        drop(tx);
+        let resp = run_tls(
+            &mw,
+            get("/", &[("accept-encoding", "gzip")]),
+            &backend,
+            false,
+        )
+        .await;
+        assert!(resp.headers().get("content-encoding").is_none());
+        assert_eq!(body(resp).await, text(2000));
+    }
+
+    #[tokio::test]
+    async fn streamed_chunks_are_compressed_and_flushed_one_by_one() {
+        let mw = compress_mw(json!({}));
+        let (tx, backend) = channel_backend("application/x-ndjson");
         tx.send(Bytes::from_static(b"data: one\n\n")).await.unwrap();
         let resp = run_tls(
             &mw,
@@ -996,14 +1019,14 @@ mod tests {
     async fn unknown_length_holds_back_only_while_data_keeps_coming() {
         let mw = compress_mw(json!({}));
         // Short and complete before the decision: sent as is.
-        let (tx, backend) = channel_backend();
+        let (tx, backend) = channel_backend("application/octet-stream");
         tx.send(Bytes::from_static(b"tiny")).await.unwrap();
         drop(tx);
         let resp = run_tls(&mw, get("/", &[("accept-encoding", "br")]), &backend, false).await;
         assert!(resp.headers().get("content-encoding").is_none());
         assert_eq!(body(resp).await, "tiny");
         // Large and ready: compressed.
-        let (tx, backend) = channel_backend();
+        let (tx, backend) = channel_backend("application/octet-stream");
         for _ in 0..4 {
             tx.send(Bytes::from(text(600))).await.unwrap();
         }
