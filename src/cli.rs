@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use sluice::app::{DataPlane, Settings, Source, StatusConfig, TlsSettings};
-use sluice::proxy::ConnectionSettings;
+use sluice::proxy::{ConnectionSettings, Http1Engine};
 use sluice::router::CompileOptions;
 use sluice::status::{LeaseSettings, StatusSettings};
 use sluice::tls::TlsVersion;
@@ -50,6 +50,15 @@ pub enum DataPlaneMode {
     PerCore,
     /// One multi-threaded runtime for everything.
     Shared,
+}
+
+/// Which engine serves HTTP/1.1 clients (see `--http1-engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Http1EngineMode {
+    /// sluice's own HTTP/1.1 forwarding path.
+    Native,
+    /// hyper's server and client (the previous engine, kept as a fallback).
+    Hyper,
 }
 
 /// Log output format.
@@ -226,6 +235,19 @@ pub struct RunArgs {
     /// How long an idle pooled backend connection is kept.
     #[arg(long, env = "SLUICE_UPSTREAM_IDLE_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration, global = true)]
     pub upstream_idle_timeout: Duration,
+    /// A client that stops sending a request body it announced for this long has its connection
+    /// closed (HTTP/2: the stream is reset).
+    #[arg(long, env = "SLUICE_BODY_READ_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
+    pub body_read_timeout: Duration,
+    /// The engine for HTTP/1.1 clients: `native` (sluice's own forwarding path) or `hyper`.
+    #[arg(
+        long,
+        env = "SLUICE_HTTP1_ENGINE",
+        value_enum,
+        default_value = "native",
+        global = true
+    )]
+    pub http1_engine: Http1EngineMode,
 }
 
 impl RunArgs {
@@ -286,6 +308,11 @@ impl RunArgs {
             connections: ConnectionSettings {
                 header_read_timeout: self.header_read_timeout,
                 idle_timeout: self.idle_timeout,
+                body_read_timeout: self.body_read_timeout,
+                http1_engine: match self.http1_engine {
+                    Http1EngineMode::Native => Http1Engine::Native,
+                    Http1EngineMode::Hyper => Http1Engine::Hyper,
+                },
                 ..ConnectionSettings::default()
             },
             pool: PoolSettings {

@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod app;
 pub mod body;
+pub mod exchange;
 pub mod identity;
 pub mod metrics;
 pub mod middleware;

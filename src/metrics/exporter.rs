@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 
 use super::route_stats::DURATION_BUCKETS;
 use super::RouteStats;
-use crate::proxy::{HandshakeStats, OpenConnections};
+use super::{HandshakeStats, OpenConnections};
 use crate::router::{Registries, RouteTable};
 use crate::upstream::PoolStats;
 

@@ -31,7 +31,7 @@ use super::content_type::Replay;
 use super::source::reply;
 use super::{BoxFuture, Failure, Middleware, Next, Outcome, RequestContext};
 use crate::body::{BoxError, RequestBody, ResponseBody};
-use crate::proxy::ProxyError;
+use crate::exchange::ProxyError;
 use crate::upstream::UpstreamError;
 
 /// Traefik's default for the `mem*BodyBytes` fields.

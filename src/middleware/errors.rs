@@ -330,7 +330,7 @@ impl Errors {
             }
             Err(e) => {
                 tracing::warn!(service = %self.target.backend.key(), %endpoint, error = %e, "error page: request failed");
-                let failed = crate::proxy::ProxyError::from(e).status();
+                let failed = crate::exchange::ProxyError::from(e).status();
                 reason_response(shown, failed)
             }
         }

@@ -333,7 +333,7 @@ mod tests {
                 _: Request<RequestBody>,
                 _: &'a RequestContext,
             ) -> BoxFuture<'a, Outcome> {
-                Box::pin(async { Err(crate::proxy::ProxyError::NoEndpoints.into()) })
+                Box::pin(async { Err(crate::exchange::ProxyError::NoEndpoints.into()) })
             }
         }
         assert!(run_in(&mw, &Failing, get("/", &[]), &cx).await.is_err());

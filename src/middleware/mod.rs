@@ -61,7 +61,7 @@ pub use chain::Chain;
 pub use object::MiddlewareObject;
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::proxy::{ClientInfo, ProxyError};
+use crate::exchange::{ClientInfo, ProxyError};
 use crate::router::Route;
 
 /// A boxed future borrowed for `'a`: what every middleware step returns.

@@ -41,7 +41,7 @@ use super::errors::CodeRanges;
 use super::support;
 use super::{BoxFuture, Failure, Middleware, Next, Outcome, RequestContext};
 use crate::body::RequestBody;
-use crate::proxy::ProxyError;
+use crate::exchange::ProxyError;
 
 /// Traefik's default for `maxRequestBodyBytes` (2 MiB).
 const DEFAULT_MAX_BODY: i64 = 2 * 1024 * 1024;
@@ -257,9 +257,9 @@ pub(super) mod testing {
     use http_body_util::BodyExt;
 
     use crate::body::{RequestBody, ResponseBody};
+    use crate::exchange::ProxyError;
     use crate::middleware::testing::{context_at, run_in};
     use crate::middleware::{BoxFuture, Failure, Middleware, Outcome, RequestContext, Terminal};
-    use crate::proxy::ProxyError;
     use crate::upstream::UpstreamError;
 
     /// What the fake backend does for one request.

@@ -25,7 +25,7 @@ use ipnet::{IpNet, Ipv6Net};
 use serde::Deserialize;
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::proxy::ClientInfo;
+use crate::exchange::ClientInfo;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 

@@ -14,11 +14,11 @@ use k8s_openapi::ByteString;
 use serde_json::Value;
 
 use crate::body::{RequestBody, ResponseBody};
+use crate::exchange::ClientInfo;
 use crate::middleware::build::{BuildError, Context};
 use crate::middleware::{
     BoxFuture, Middleware, Next, Outcome, RequestContext, ServiceTarget, Terminal,
 };
-use crate::proxy::ClientInfo;
 use crate::router::Route;
 use crate::upstream::PortRef;
 

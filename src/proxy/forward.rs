@@ -2,11 +2,11 @@
 //! backend's response into the one the client receives: hop-by-hop headers,
 //! X-Forwarded-*, the upstream URI, and Upgrade tunnels.
 
-use std::net::{IpAddr, SocketAddr};
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+
+pub use crate::exchange::ClientInfo;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -14,28 +14,6 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-
-/// Facts about the client connection that the forwarded headers carry.
-#[derive(Debug, Clone)]
-pub struct ClientInfo {
-    /// The client's address as seen by the listener.
-    pub remote: SocketAddr,
-    /// Whether the client connected over TLS (`X-Forwarded-Proto: https`).
-    pub tls: bool,
-    /// The client IP as a header value, built once per connection.
-    ip: HeaderValue,
-}
-
-impl ClientInfo {
-    /// Describes a client connected from `remote`, over TLS or not.
-    pub fn new(remote: SocketAddr, tls: bool) -> Self {
-        Self {
-            remote,
-            tls,
-            ip: ip_header_value(remote.ip()),
-        }
-    }
-}
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): Connection and the headers it
 /// names, Keep-Alive, Proxy-*, TE (except `trailers`), Transfer-Encoding, Upgrade.
@@ -107,7 +85,7 @@ pub fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
 /// The port is the one in that authority, else the scheme's default, as Traefik does.
 pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<&HeaderValue>) {
     append_forwarded_for(headers, client);
-    headers.insert(&X_REAL_IP, client.ip.clone());
+    headers.insert(&X_REAL_IP, client.ip_header().clone());
     let proto = if client.tls { "https" } else { "http" };
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     let Some(host) = host else {
@@ -130,7 +108,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<
 fn append_forwarded_for(headers: &mut HeaderMap, client: &ClientInfo) {
     let mut prior = headers.get_all(&X_FORWARDED_FOR).iter();
     let Some(first) = prior.next() else {
-        headers.insert(&X_FORWARDED_FOR, client.ip.clone());
+        headers.insert(&X_FORWARDED_FOR, client.ip_header().clone());
         return;
     };
     let mut joined = first.as_bytes().to_vec();
@@ -139,15 +117,10 @@ fn append_forwarded_for(headers: &mut HeaderMap, client: &ClientInfo) {
         joined.extend_from_slice(more.as_bytes());
     }
     joined.extend_from_slice(b", ");
-    joined.extend_from_slice(client.ip.as_bytes());
+    joined.extend_from_slice(client.ip_header().as_bytes());
     if let Ok(v) = HeaderValue::from_bytes(&joined) {
         headers.insert(&X_FORWARDED_FOR, v);
     }
-}
-
-fn ip_header_value(ip: IpAddr) -> HeaderValue {
-    // An IP address always formats to valid header characters.
-    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// Sets the Host the backend sees to the authority the request was routed by: an

@@ -1,7 +1,7 @@
 //! Accepting client connections: HTTP/1.1 and HTTP/2 (prior knowledge) on one
 //! listener, limits against hostile clients, and graceful shutdown.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use super::connection::{self, ConnState, Limits, Shared};
 use super::framing::Guarded;
 use super::{ClientInfo, Proxy};
+pub use crate::metrics::{HandshakeStats, OpenConnections};
 
 /// Limits applied to every client connection.
 #[derive(Debug, Clone)]
@@ -31,6 +32,23 @@ pub struct ConnectionSettings {
     /// A connection with no request in flight for this long is closed gracefully
     /// (HTTP/1 idle keep-alive is usually cut sooner by `header_read_timeout`).
     pub idle_timeout: Duration,
+    /// A client that sends nothing of a request body it announced for this long
+    /// has its connection closed (HTTP/2: the stream is reset).
+    pub body_read_timeout: Duration,
+    /// Which engine serves HTTP/1.1 clients.
+    pub http1_engine: Http1Engine,
+}
+
+/// The code that serves HTTP/1.1 clients (`--http1-engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Http1Engine {
+    /// sluice's own HTTP/1.1 forwarding path (`proxy/native/`): heads parsed
+    /// into per-connection buffers, backends driven inside the client's task.
+    #[default]
+    Native,
+    /// hyper's server and client, as before the native engine: the fallback
+    /// and the reference the differential tests compare against.
+    Hyper,
 }
 
 impl Default for ConnectionSettings {
@@ -42,18 +60,9 @@ impl Default for ConnectionSettings {
             max_concurrent_streams: 250,
             max_header_list_size: 64 * 1024,
             idle_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(60),
+            http1_engine: Http1Engine::default(),
         }
-    }
-}
-
-/// The number of client connections open right now, per listener.
-#[derive(Debug, Default)]
-pub struct OpenConnections(AtomicI64);
-
-impl OpenConnections {
-    /// The current count.
-    pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -62,7 +71,7 @@ pub(super) struct ConnectionGuard(pub(super) Arc<OpenConnections>);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, Ordering::Relaxed);
+        self.0.close();
     }
 }
 
@@ -120,7 +129,7 @@ pub async fn serve(
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(error = %e, "set_nodelay failed");
                 }
-                open.0.fetch_add(1, Ordering::Relaxed);
+                open.open();
                 let guard = ConnectionGuard(open.clone());
                 match &tls {
                     None => {
@@ -162,17 +171,6 @@ impl std::fmt::Debug for TlsEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsEntry").finish_non_exhaustive()
     }
-}
-
-/// TLS handshakes by outcome and protocol version.
-#[derive(Debug, Default)]
-pub struct HandshakeStats {
-    /// Completed with TLS 1.2.
-    pub ok_tls12: AtomicU64,
-    /// Completed with TLS 1.3.
-    pub ok_tls13: AtomicU64,
-    /// Failed (bad hello, no shared version or cipher, timeout, reset).
-    pub failed: AtomicU64,
 }
 
 async fn handshake_then_serve(

@@ -5,17 +5,17 @@
 //! a streamed forward over the pooled client. Nothing on it locks.
 
 mod connection;
-mod error;
 mod forward;
 mod framing;
 mod listener;
 mod redirect;
 pub mod request;
 
-pub use error::ProxyError;
-pub use forward::ClientInfo;
+pub use crate::exchange::{ClientInfo, ProxyError};
 pub(crate) use listener::stopped;
-pub use listener::{serve, ConnectionSettings, HandshakeStats, OpenConnections, TlsEntry};
+pub use listener::{
+    serve, ConnectionSettings, HandshakeStats, Http1Engine, OpenConnections, TlsEntry,
+};
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sluice::app::{Running, Settings};
-use sluice::proxy::ConnectionSettings;
+use sluice::proxy::{ConnectionSettings, Http1Engine};
 use sluice::router::CompileOptions;
 use sluice::upstream::PoolSettings;
 use tokio::net::TcpListener;
@@ -52,7 +52,10 @@ pub fn settings(manifests: &Path) -> Settings {
         admin_addr: "127.0.0.1:0".parse().expect("addr"),
         compile: CompileOptions::default(),
         shutdown_grace: Duration::from_secs(10),
-        connections: ConnectionSettings::default(),
+        connections: ConnectionSettings {
+            http1_engine: engine_under_test(),
+            ..ConnectionSettings::default()
+        },
         pool: PoolSettings::default(),
         debounce: Duration::from_millis(50),
         https_addr: "127.0.0.1:0".parse().expect("addr"),
@@ -60,6 +63,16 @@ pub fn settings(manifests: &Path) -> Settings {
         https_redirect_port: 443,
         data_plane: sluice::app::DataPlane::Shared,
         status: sluice::app::StatusConfig::default(),
+    }
+}
+
+/// The HTTP/1.1 engine the suite runs on: the default (native) unless
+/// `SLUICE_TEST_HTTP1_ENGINE=hyper` asks for the hyper fallback, so every test
+/// can be run against both engines.
+pub fn engine_under_test() -> Http1Engine {
+    match std::env::var("SLUICE_TEST_HTTP1_ENGINE").as_deref() {
+        Ok("hyper") => Http1Engine::Hyper,
+        _ => Http1Engine::Native,
     }
 }
 

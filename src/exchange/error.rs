@@ -5,7 +5,6 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
 use http::{Response, StatusCode};
 
-use super::ProxyBody;
 use crate::body::ResponseBody;
 use crate::upstream::UpstreamError;
 
@@ -14,7 +13,7 @@ use crate::upstream::UpstreamError;
 pub enum ProxyError {
     /// The request was refused before routing (framing, Host, target length).
     #[error(transparent)]
-    BadRequest(#[from] super::request::BadRequest),
+    BadRequest(#[from] super::BadRequest),
     /// No rule and no default backend matched.
     #[error("no route matches")]
     NoRoute,
@@ -54,9 +53,7 @@ impl ProxyError {
     /// The response body: short, plain text, and free of internal details.
     fn body(&self) -> &'static str {
         match self {
-            Self::BadRequest(super::request::BadRequest::TargetTooLong) => {
-                "414 request target too long\n"
-            }
+            Self::BadRequest(super::BadRequest::TargetTooLong) => "414 request target too long\n",
             Self::BadRequest(_) | Self::BadTarget => "400 bad request\n",
             Self::NoRoute => "404 page not found\n",
             Self::Unavailable(..) | Self::NoEndpoints => "503 service unavailable\n",
@@ -72,7 +69,7 @@ impl ProxyError {
     }
 
     /// The response the client gets.
-    pub fn into_response(self) -> Response<ProxyBody> {
+    pub fn into_response(self) -> Response<ResponseBody> {
         let mut resp = Response::new(ResponseBody::full(Bytes::from_static(
             self.body().as_bytes(),
         )));
@@ -92,7 +89,7 @@ impl ProxyError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::request::BadRequest;
+    use crate::exchange::BadRequest;
 
     #[test]
     fn statuses_match_the_contract() {

@@ -1,0 +1,48 @@
+//! Why a request was refused before routing, and what the client gets for it.
+
+use http::StatusCode;
+
+/// The longest request target (path + query) accepted; longer answers 414.
+pub const MAX_TARGET_LEN: usize = 16 * 1024;
+
+/// The most header fields a request may carry; more answers 431. HTTP/1 is
+/// also limited by hyper's parser; this check covers HTTP/2.
+pub const MAX_HEADERS: usize = 100;
+
+/// Why a request was refused before routing, and the status it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadRequest {
+    /// Both Content-Length and Transfer-Encoding, differing Content-Lengths, or an
+    /// unknown transfer coding: the framing is ambiguous, so the connection is closed.
+    #[error("ambiguous message framing")]
+    Framing,
+    /// HTTP/1.1 without a Host header, with two, or with one that is not a valid host.
+    #[error("missing, repeated or invalid Host header")]
+    Host,
+    /// The request target is longer than [`MAX_TARGET_LEN`].
+    #[error("request target too long")]
+    TargetTooLong,
+    /// More than [`MAX_HEADERS`] header fields.
+    #[error("too many header fields")]
+    TooManyHeaders,
+    /// CONNECT: sluice is not a forward proxy.
+    #[error("method not allowed")]
+    Method,
+}
+
+impl BadRequest {
+    /// The status code the client gets.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Framing | Self::Host => StatusCode::BAD_REQUEST,
+            Self::TargetTooLong => StatusCode::URI_TOO_LONG,
+            Self::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::Method => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// Whether the connection must be closed after answering (no smuggling, ever).
+    pub fn closes_connection(self) -> bool {
+        matches!(self, Self::Framing)
+    }
+}

@@ -1,0 +1,39 @@
+//! What the data plane knows about the client connection a request came on.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::HeaderValue;
+
+/// Facts about the client connection that the forwarded headers carry.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The client's address as seen by the listener.
+    pub remote: SocketAddr,
+    /// Whether the client connected over TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
+    /// The client IP as a header value, built once per connection.
+    ip: HeaderValue,
+}
+
+impl ClientInfo {
+    /// Describes a client connected from `remote`, over TLS or not.
+    pub fn new(remote: SocketAddr, tls: bool) -> Self {
+        Self {
+            remote,
+            tls,
+            ip: ip_header_value(remote.ip()),
+        }
+    }
+}
+
+impl ClientInfo {
+    /// The client IP as a header value (X-Forwarded-For, X-Real-Ip).
+    pub fn ip_header(&self) -> &HeaderValue {
+        &self.ip
+    }
+}
+
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    // An IP address always formats to valid header characters.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
