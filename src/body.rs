@@ -26,6 +26,32 @@ pub enum RequestBody {
     Incoming(Incoming),
     /// A body held in memory (buffered by a middleware, or made by one).
     Full(Option<Bytes>),
+    /// The client's body as the native HTTP/1.1 engine reads it (decoded
+    /// data, handed over through a small bounded channel: backpressure).
+    Channel(ChannelBody),
+}
+
+/// A request body fed by the native engine's connection task.
+#[derive(Debug)]
+pub struct ChannelBody {
+    frames: tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>,
+    /// The announced length (Content-Length), when there is one.
+    length: Option<u64>,
+    done: bool,
+}
+
+impl ChannelBody {
+    /// A body read from `frames`; `length` is the Content-Length, if any.
+    pub fn new(
+        frames: tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>,
+        length: Option<u64>,
+    ) -> Self {
+        Self {
+            frames,
+            length,
+            done: false,
+        }
+    }
 }
 
 impl RequestBody {
@@ -49,15 +75,28 @@ impl From<Incoming> for RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            Self::Incoming(body) => Pin::new(body).poll_frame(cx),
+            Self::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Channel(body) => {
+                if body.done {
+                    return Poll::Ready(None);
+                }
+                match body.frames.poll_recv(cx) {
+                    Poll::Ready(Some(frame)) => Poll::Ready(Some(frame.map(Frame::data))),
+                    Poll::Ready(None) => {
+                        body.done = true;
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -65,6 +104,7 @@ impl Body for RequestBody {
         match self {
             Self::Incoming(body) => body.is_end_stream(),
             Self::Full(bytes) => bytes.is_none(),
+            Self::Channel(body) => body.done || body.length == Some(0),
         }
     }
 
@@ -72,6 +112,7 @@ impl Body for RequestBody {
         match self {
             Self::Incoming(body) => body.size_hint(),
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Self::Channel(body) => body.length.map_or_else(SizeHint::new, SizeHint::with_exact),
         }
     }
 }

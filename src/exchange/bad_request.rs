@@ -28,21 +28,38 @@ pub enum BadRequest {
     /// CONNECT: sluice is not a forward proxy.
     #[error("method not allowed")]
     Method,
+    /// A request head that is not valid HTTP/1.1 (bare LF or CR, obs-fold,
+    /// whitespace before a colon, control bytes, a bad request line) or a
+    /// malformed chunked body: the connection is closed.
+    #[error("malformed request")]
+    Malformed,
+    /// A request head larger than the limit: 431, and the connection is closed.
+    #[error("request head too large")]
+    HeadTooLarge,
+    /// An HTTP version other than 1.x in an HTTP/1 request line.
+    #[error("HTTP version not supported")]
+    Version,
 }
 
 impl BadRequest {
     /// The status code the client gets.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::Framing | Self::Host => StatusCode::BAD_REQUEST,
+            Self::Framing | Self::Host | Self::Malformed => StatusCode::BAD_REQUEST,
             Self::TargetTooLong => StatusCode::URI_TOO_LONG,
-            Self::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::TooManyHeaders | Self::HeadTooLarge => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
             Self::Method => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
         }
     }
 
     /// Whether the connection must be closed after answering (no smuggling, ever).
     pub fn closes_connection(self) -> bool {
-        matches!(self, Self::Framing)
+        matches!(
+            self,
+            Self::Framing | Self::Malformed | Self::HeadTooLarge | Self::Version
+        )
     }
 }

@@ -64,7 +64,7 @@ impl ProxyError {
     }
 
     /// Whether the client connection must close after this answer.
-    fn closes_connection(&self) -> bool {
+    pub fn closes_connection(&self) -> bool {
         matches!(self, Self::BadRequest(bad) if bad.closes_connection())
     }
 

@@ -131,7 +131,7 @@ fn replayable(body: &RequestBody, max: u64) -> Option<Option<Bytes>> {
             Some(b) if b.len() as u64 > max => None,
             _ => Some(bytes.clone()),
         },
-        RequestBody::Incoming(incoming) => incoming.is_end_stream().then_some(None),
+        RequestBody::Incoming(_) | RequestBody::Channel(_) => body.is_end_stream().then_some(None),
     }
 }
 

@@ -105,6 +105,10 @@ pub(super) struct Shared {
     pub proxy: Arc<Proxy>,
     pub limits: Limits,
     pub shutdown: watch::Receiver<bool>,
+    /// Which engine serves HTTP/1.1 clients.
+    pub engine: super::Http1Engine,
+    /// The native engine's timers and sizes.
+    pub native: super::native::Limits,
 }
 
 /// Serves one accepted connection to completion on its own task.
@@ -125,6 +129,7 @@ where
         proxy,
         limits,
         mut shutdown,
+        ..
     } = shared;
     {
         let _guard = guard;

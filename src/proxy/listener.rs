@@ -118,6 +118,12 @@ pub async fn serve(
             idle: settings.idle_timeout,
         },
         shutdown: shutdown.clone(),
+        engine: settings.http1_engine,
+        native: super::native::Limits {
+            header_read: settings.header_read_timeout,
+            body_read: settings.body_read_timeout,
+            max_head: settings.max_header_bytes,
+        },
     };
     loop {
         let accepted = tokio::select! {
@@ -132,6 +138,10 @@ pub async fn serve(
                 open.open();
                 let guard = ConnectionGuard(open.clone());
                 match &tls {
+                    None if shared.engine == Http1Engine::Native => {
+                        let client = ClientInfo::new(remote, false);
+                        tokio::spawn(super::native::serve(shared.clone(), stream, client, guard));
+                    }
                     None => {
                         let state = Arc::new(ConnState::new(ClientInfo::new(remote, false)));
                         connection::spawn(shared.clone(), Guarded::new(stream), state, guard);
@@ -200,7 +210,12 @@ async fn handshake_then_serve(
         }
         _ => tls.stats.ok_tls12.fetch_add(1, Ordering::Relaxed),
     };
-    let state = Arc::new(ConnState::new(ClientInfo::new(remote, true)));
+    let client = ClientInfo::new(remote, true);
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    if shared.engine == Http1Engine::Native && !h2 {
+        return super::native::serve(shared, stream, client, guard).await;
+    }
+    let state = Arc::new(ConnState::new(client));
     connection::drive(shared, Guarded::new(stream), state, guard).await;
 }
 

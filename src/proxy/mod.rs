@@ -8,6 +8,7 @@ mod connection;
 mod forward;
 mod framing;
 mod listener;
+mod native;
 mod redirect;
 pub mod request;
 
@@ -114,15 +115,18 @@ impl Proxy {
         let Some(route) = route else {
             return (None, Err(ProxyError::NoRoute));
         };
+        let body = RequestBody::Incoming(body);
         let result = self.forward(&route, parts, body, host, client).await;
         (Some(route), result)
     }
 
+    /// Forwards a routed request (through its middlewares, if any); both
+    /// engines end here for every route the native fast path does not serve.
     async fn forward(
         &self,
         route: &Arc<Route>,
         mut parts: Parts,
-        body: Incoming,
+        body: RequestBody,
         host: Option<HeaderValue>,
         client: &ClientInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -130,7 +134,7 @@ impl Proxy {
             return Ok(redirect::to_https(&parts, host.as_ref(), self.https_port));
         }
         prepare_headers(&mut parts, host.as_ref(), client);
-        let req = Request::from_parts(parts, RequestBody::Incoming(body));
+        let req = Request::from_parts(parts, body);
         match &route.middlewares {
             // No middlewares: straight to the backend, no boxing, no context.
             Chain::Empty => to_backend(route, req).await.map_err(|f| f.error),

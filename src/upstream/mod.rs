@@ -13,6 +13,7 @@ mod endpoints;
 mod h1;
 mod pool;
 pub mod sticky;
+mod tcp_pool;
 
 pub use balance::{Backend, Resolved};
 pub use body::UpstreamBody;
@@ -22,6 +23,7 @@ pub use h1::PooledBody;
 pub use pool::{
     BackendProtocol, BackendTls, PoolSettings, PoolStats, UpstreamClient, UpstreamError,
 };
+pub use tcp_pool::TcpPool;
 
 use std::fmt;
 use std::sync::Arc;

@@ -18,6 +18,7 @@ use tower_service::Service;
 
 use super::body::UpstreamBody;
 use super::h1::{H1Pool, PooledBody};
+use super::tcp_pool::TcpPool;
 use crate::body::RequestBody;
 use std::net::SocketAddr;
 
@@ -78,6 +79,12 @@ pub enum UpstreamError {
     /// The backend closed the connection or answered something that is not HTTP: 502.
     #[error("the backend failed: {0}")]
     Backend(#[source] hyper::Error),
+    /// The native engine's backend connection failed (reset, closed early): 502.
+    #[error("the backend connection failed: {0}")]
+    Io(#[source] std::io::Error),
+    /// The backend's answer is not valid HTTP/1.1 (native engine): 502.
+    #[error("the backend's answer was not valid HTTP/1.1: {0}")]
+    InvalidResponse(&'static str),
 }
 
 impl UpstreamError {
@@ -87,7 +94,11 @@ impl UpstreamError {
         match self {
             Self::ConnectIo(_) | Self::ConnectTimeout(_) | Self::Target(_) => true,
             Self::Connect(e) => e.is_connect(),
-            Self::Timeout(_) | Self::Protocol(_) | Self::Backend(_) => false,
+            Self::Timeout(_)
+            | Self::Protocol(_)
+            | Self::Backend(_)
+            | Self::Io(_)
+            | Self::InvalidResponse(_) => false,
         }
     }
 }
@@ -120,8 +131,9 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<CountingConnector>, Upstr
 
 #[derive(Clone, Debug)]
 enum Transport {
-    /// Plain HTTP/1.1: our own per-thread pool.
-    Pooled(H1Pool),
+    /// Plain HTTP/1.1: our own per-thread pools (hyper connections for the
+    /// hyper engine and middlewares, raw sockets for the native engine).
+    Pooled(H1Pool, TcpPool),
     /// HTTP/2 cleartext: hyper-util's pooled client.
     Plain(HttpClient),
     /// TLS to the backend: hyper-util's pooled client over hyper-rustls.
@@ -167,9 +179,10 @@ impl UpstreamClient {
             .pool_idle_timeout(settings.idle_timeout)
             .pool_max_idle_per_host(settings.max_idle_per_endpoint);
         let transport = match protocol {
-            BackendProtocol::Http => {
-                Transport::Pooled(H1Pool::new(settings.clone(), stats.clone()))
-            }
+            BackendProtocol::Http => Transport::Pooled(
+                H1Pool::new(settings.clone(), stats.clone()),
+                TcpPool::new(settings.clone(), stats.clone()),
+            ),
             BackendProtocol::H2c => Transport::Plain(builder.http2_only(true).build(connector)),
             BackendProtocol::Https | BackendProtocol::H2 => {
                 let tls = tls.unwrap_or_else(|| BackendTls {
@@ -232,7 +245,7 @@ impl UpstreamClient {
         mut req: Request<UpstreamBody>,
     ) -> Result<Response<PooledBody>, UpstreamError> {
         let legacy = match &self.transport {
-            Transport::Pooled(pool) => {
+            Transport::Pooled(pool, _) => {
                 if req.uri().authority().is_some() {
                     // HTTP/1.1 to an origin server takes the origin form (RFC 9112 §3.2.1).
                     let target = req.uri().path_and_query().cloned();
@@ -250,6 +263,15 @@ impl UpstreamClient {
             }
         };
         classify(legacy.await).map(|resp| resp.map(PooledBody::unpooled))
+    }
+
+    /// The raw-socket pool the native HTTP/1.1 engine forwards over, for a
+    /// plain HTTP/1.1 backend; other protocols go through hyper.
+    pub fn tcp_pool(&self) -> Option<&TcpPool> {
+        match &self.transport {
+            Transport::Pooled(_, tcp) => Some(tcp),
+            Transport::Plain(_) | Transport::Tls(_) => None,
+        }
     }
 
     /// The pool's reuse counters.

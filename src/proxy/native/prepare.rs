@@ -1,0 +1,243 @@
+//! The synchronous half of a request: parse the head in the read buffer, route
+//! it on borrowed slices, and either write the backend's request head into the
+//! output buffer (the fast path) or build `http` types for the routes that need
+//! them (middlewares, sticky sessions, redirects, non-HTTP/1.1 backends).
+//! Nothing here awaits, so the parsed head's borrows end before any I/O.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Version};
+
+use super::head::{self, Framing, RequestHead};
+use super::rewrite;
+use crate::exchange::{BadRequest, ClientInfo, ProxyError};
+use crate::middleware::Chain;
+use crate::proxy::{normalized_target, request, with_path, Proxy};
+use crate::router::{EntryPoint, Route, Target};
+
+/// What the connection loop needs of a request once its head is gone.
+#[derive(Debug, Clone)]
+pub(super) struct Facts {
+    /// The method (for metrics, and HEAD).
+    pub method: Method,
+    /// Bytes the head takes at the start of the read buffer.
+    pub head_len: usize,
+    /// How the request body is delimited.
+    pub framing: Framing,
+    /// Whether the client wants the connection kept open.
+    pub keep_alive: bool,
+    /// HTTP/1.0 client.
+    pub http10: bool,
+    /// `Expect: 100-continue`.
+    pub expect_continue: bool,
+}
+
+impl Facts {
+    fn of(head: &RequestHead<'_>) -> Self {
+        Self {
+            method: Method::from_bytes(head.method.as_bytes()).unwrap_or(Method::GET),
+            head_len: head.len,
+            framing: head.framing,
+            keep_alive: head.keep_alive,
+            http10: head.http10,
+            expect_continue: head.expect_continue,
+        }
+    }
+
+    /// A HEAD request: the response carries no body.
+    pub(super) fn head_request(&self) -> bool {
+        self.method == Method::HEAD
+    }
+}
+
+/// What to do with the bytes at the front of the read buffer.
+pub(super) enum Prepared {
+    /// The head is not complete yet: read more.
+    Partial,
+    /// An Upgrade (WebSocket): hand the connection to hyper, head included.
+    Handoff,
+    /// Answer with an error. Without facts, the head could not be parsed and
+    /// the connection closes after the answer.
+    Refuse {
+        error: ProxyError,
+        facts: Option<Facts>,
+        route: Option<Arc<Route>>,
+    },
+    /// The fast path: `out` holds the head to send to `endpoint`.
+    Forward {
+        facts: Facts,
+        route: Arc<Route>,
+        endpoint: SocketAddr,
+    },
+    /// The `http`-types path through the middleware chain and hyper's clients.
+    Bridge {
+        facts: Facts,
+        route: Arc<Route>,
+        parts: Parts,
+        host: Option<HeaderValue>,
+    },
+}
+
+/// Parses, routes and prepares the request at the front of `buf`.
+pub(super) fn prepare(
+    proxy: &Proxy,
+    client: &ClientInfo,
+    buf: &mut [u8],
+    max_head: usize,
+    out: &mut Vec<u8>,
+) -> Prepared {
+    let mut slots = head::header_slots();
+    let head = match head::parse(buf, &mut slots, max_head) {
+        Ok(Some(head)) => head,
+        Ok(None) => return Prepared::Partial,
+        Err(bad) => return refuse(bad.into(), None, None),
+    };
+    if head.upgrade.is_some() {
+        return Prepared::Handoff;
+    }
+    let facts = Facts::of(&head);
+    let (path, query) = match head.path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (head.path_and_query, None),
+    };
+    let entrypoint = if client.tls {
+        EntryPoint::WebSecure
+    } else {
+        EntryPoint::Web
+    };
+    let route = proxy
+        .table
+        .load()
+        .lookup(
+            entrypoint,
+            head.host.unwrap_or(""),
+            &request::match_path(path),
+        )
+        .cloned();
+    let Some(route) = route else {
+        return refuse(ProxyError::NoRoute, Some(facts), None);
+    };
+    if !fast_path_serves(&route, client) {
+        return bridge(&head, facts, route);
+    }
+    let backend = match &route.target {
+        Target::Backend(backend) => backend,
+        Target::Unavailable { status, reason } => {
+            let status = http::StatusCode::from_u16(*status)
+                .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE);
+            let error = ProxyError::Unavailable(reason.clone(), status);
+            return refuse(error, Some(facts), Some(route));
+        }
+    };
+    let Some(endpoint) = backend.pick() else {
+        return refuse(ProxyError::NoEndpoints, Some(facts), Some(route));
+    };
+    let target = forwarded_target(head.path_and_query, path, query);
+    let endpoint_host = (!route.pass_host_header).then_some(endpoint);
+    rewrite::request_head(out, &head, &target, client, endpoint_host);
+    Prepared::Forward {
+        facts,
+        route,
+        endpoint,
+    }
+}
+
+fn refuse(error: ProxyError, facts: Option<Facts>, route: Option<Arc<Route>>) -> Prepared {
+    Prepared::Refuse {
+        error,
+        facts,
+        route,
+    }
+}
+
+/// Routes the fast path serves alone: no middlewares, no sticky cookie, no
+/// HTTPS redirect to answer, and a plain HTTP/1.1 backend.
+fn fast_path_serves(route: &Route, client: &ClientInfo) -> bool {
+    matches!(route.middlewares, Chain::Empty)
+        && route.sticky.is_none()
+        && !(route.redirect_https && !client.tls)
+        && route.client.tcp_pool().is_some()
+}
+
+/// The target sent to the backend: dot-segments removed, the query as sent.
+fn forwarded_target<'a>(path_and_query: &'a str, path: &str, query: Option<&str>) -> Cow<'a, str> {
+    match request::normalize_path(path) {
+        Cow::Borrowed(_) => Cow::Borrowed(path_and_query),
+        Cow::Owned(mut normalized) => {
+            if let Some(query) = query {
+                normalized.push('?');
+                normalized.push_str(query);
+            }
+            Cow::Owned(normalized)
+        }
+    }
+}
+
+/// Builds the `http` request parts the middleware chain and hyper's clients
+/// take, exactly as hyper's server would have.
+fn bridge(head: &RequestHead<'_>, facts: Facts, route: Arc<Route>) -> Prepared {
+    match bridge_parts(head, &facts) {
+        Ok(parts) => {
+            let host = crate::proxy::host_value(&parts);
+            Prepared::Bridge {
+                facts,
+                route,
+                parts,
+                host,
+            }
+        }
+        Err(error) => refuse(error, Some(facts), Some(route)),
+    }
+}
+
+fn bridge_parts(head: &RequestHead<'_>, facts: &Facts) -> Result<Parts, ProxyError> {
+    let mut req = http::Request::new(());
+    *req.method_mut() = facts.method.clone();
+    *req.uri_mut() = head.target.parse().map_err(|_| ProxyError::BadTarget)?;
+    *req.version_mut() = if facts.http10 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let headers = req.headers_mut();
+    headers.reserve(head.headers.len());
+    for header in head.headers {
+        let name = HeaderName::from_bytes(header.name.as_bytes())
+            .map_err(|_| ProxyError::BadRequest(BadRequest::Malformed))?;
+        let value = HeaderValue::from_bytes(header.value)
+            .map_err(|_| ProxyError::BadRequest(BadRequest::Malformed))?;
+        headers.append(name, value);
+    }
+    let (mut parts, ()) = req.into_parts();
+    if let Some(target) = normalized_target(&parts) {
+        let target = target.parse().map_err(|_| ProxyError::BadTarget)?;
+        parts.uri = with_path(&parts.uri, target);
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_targets_keep_the_query_and_lose_dot_segments() {
+        assert_eq!(forwarded_target("/a/b", "/a/b", None), "/a/b");
+        assert_eq!(
+            forwarded_target("/a/b?x=1", "/a/b", Some("x=1")),
+            "/a/b?x=1"
+        );
+        assert_eq!(
+            forwarded_target("/a/../b?x=/..", "/a/../b", Some("x=/..")),
+            "/b?x=/.."
+        );
+        assert!(matches!(
+            forwarded_target("/p?q", "/p", Some("q")),
+            Cow::Borrowed(_)
+        ));
+    }
+}
