@@ -211,7 +211,7 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
         (false, None) => ClientFraming::Chunked,
     };
     let keep_alive = keep_alive && framing != ClientFraming::UntilClose;
-    write_head(out, &parts, computed);
+    write_head(out, &parts, computed, http10);
     finish_response_head(
         out,
         ResponseHeadOptions {
@@ -255,7 +255,12 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
 }
 
 /// The status line and header fields of `parts` into `out` (cleared first).
-fn write_head(out: &mut Vec<u8>, parts: &http::response::Parts, computed: Option<u64>) {
+fn write_head(
+    out: &mut Vec<u8>,
+    parts: &http::response::Parts,
+    computed: Option<u64>,
+    http10: bool,
+) {
     use std::io::Write as _;
     out.clear();
     let reason = parts
@@ -266,7 +271,8 @@ fn write_head(out: &mut Vec<u8>, parts: &http::response::Parts, computed: Option
         .as_deref()
         .or(parts.status.canonical_reason())
         .unwrap_or("");
-    let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", parts.status.as_u16());
+    let version = if http10 { "1.0" } else { "1.1" };
+    let _ = write!(out, "HTTP/{version} {} {reason}\r\n", parts.status.as_u16());
     for (name, value) in &parts.headers {
         if matches!(
             name.as_str(),

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::buffer::ReadBuf;
 use super::head::Framing;
 use super::prepare::{prepare, Facts, Prepared};
-use super::relay::{self, BodyError, Joined, RelayError, Relayed, ResponseContext};
+use super::relay::{self, BodyError, Joined, RelayError, Relayed, ResponseContext, UploadClock};
 use super::{bridge, Limits};
 use crate::exchange::{BadRequest, ClientInfo, ProxyError};
 use crate::proxy::{log_error, Proxy};
@@ -317,6 +317,7 @@ where
             header_timeout: pool.settings().response_header_timeout,
         };
         let head_sent = AtomicBool::new(false);
+        let clock = UploadClock::new(facts.framing == Framing::Empty);
         let (relayed, upload) = if facts.framing == Framing::Empty {
             let relayed = relay::relay_response(
                 &mut backend_r,
@@ -325,6 +326,7 @@ where
                 &mut self.out,
                 cx,
                 &head_sent,
+                &clock,
             )
             .await;
             (relayed, Some(Ok(())))
@@ -341,13 +343,18 @@ where
                 }
                 cx.sent_continue = true;
             }
-            let upload = relay::send_body(
-                &mut self.reader,
-                &mut self.inbuf,
-                &mut backend_w,
-                facts.framing,
-                self.limits.body_read,
-            );
+            let upload = async {
+                let sent = relay::send_body(
+                    &mut self.reader,
+                    &mut self.inbuf,
+                    &mut backend_w,
+                    facts.framing,
+                    self.limits.body_read,
+                )
+                .await;
+                clock.finish();
+                sent
+            };
             let response = relay::relay_response(
                 &mut backend_r,
                 &mut self.respbuf,
@@ -355,6 +362,7 @@ where
                 &mut self.out,
                 cx,
                 &head_sent,
+                &clock,
             );
             match relay::upload_while(upload, response).await {
                 Joined::Finished { upload, response } => (response, upload),

@@ -110,6 +110,39 @@ where
     }
 }
 
+/// When the request body was sent whole: the response-header timeout counts
+/// from then, so a slow upload is not cut off (as the hyper path does).
+#[derive(Debug)]
+pub(super) struct UploadClock {
+    start: std::time::Instant,
+    /// Milliseconds after `start` when the upload ended; `u64::MAX` while it runs.
+    done_ms: std::sync::atomic::AtomicU64,
+}
+
+impl UploadClock {
+    /// A clock for an upload that is still running (`done` false) or none at all.
+    pub(super) fn new(done: bool) -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            done_ms: std::sync::atomic::AtomicU64::new(if done { 0 } else { u64::MAX }),
+        }
+    }
+
+    /// Marks the upload as ended now.
+    pub(super) fn finish(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.done_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// When a response head is overdue, or `None` while the upload runs.
+    fn deadline(&self, timeout: Duration) -> Option<tokio::time::Instant> {
+        let ms = self.done_ms.load(Ordering::Relaxed);
+        (ms != u64::MAX).then(|| {
+            tokio::time::Instant::from_std(self.start + Duration::from_millis(ms) + timeout)
+        })
+    }
+}
+
 /// What the response side needs to know about the request and the client.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ResponseContext {
@@ -164,14 +197,14 @@ pub(super) async fn relay_response<B, C>(
     out: &mut Vec<u8>,
     cx: ResponseContext,
     head_sent: &AtomicBool,
+    upload: &UploadClock,
 ) -> Result<Relayed, RelayError>
 where
     B: AsyncRead + Unpin,
     C: AsyncWrite + Unpin,
 {
-    let deadline = tokio::time::Instant::now() + cx.header_timeout;
     loop {
-        let Some(final_head) = next_head(backend, buf, client, out, cx, deadline).await? else {
+        let Some(final_head) = next_head(backend, buf, client, out, cx, upload).await? else {
             continue;
         };
         head_sent.store(true, Ordering::Relaxed);
@@ -197,7 +230,7 @@ async fn next_head<B, C>(
     client: &mut C,
     out: &mut Vec<u8>,
     cx: ResponseContext,
-    deadline: tokio::time::Instant,
+    upload: &UploadClock,
 ) -> Result<Option<FinalHead>, RelayError>
 where
     B: AsyncRead + Unpin,
@@ -230,16 +263,43 @@ where
             }
         }
         let fresh = buf.is_empty();
-        match tokio::time::timeout_at(deadline, buf.fill(backend)).await {
-            Err(_) => return Err(RelayError::Timeout(cx.header_timeout)),
-            Ok(Ok(0)) => return Err(RelayError::Closed { fresh, error: None }),
-            Ok(Err(e)) => {
+        match read_head_bytes(backend, buf, cx.header_timeout, upload).await {
+            None => return Err(RelayError::Timeout(cx.header_timeout)),
+            Some(Ok(0)) => return Err(RelayError::Closed { fresh, error: None }),
+            Some(Err(e)) => {
                 return Err(RelayError::Closed {
                     fresh,
                     error: Some(e),
                 })
             }
-            Ok(Ok(_)) => {}
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// One read of response-head bytes; `None` once the head is overdue: the
+/// timer re-arms while the upload runs and counts from its end.
+async fn read_head_bytes<B: AsyncRead + Unpin>(
+    backend: &mut B,
+    buf: &mut ReadBuf,
+    timeout: Duration,
+    upload: &UploadClock,
+) -> Option<io::Result<usize>> {
+    let mut read = pin!(buf.fill(backend));
+    loop {
+        let deadline = upload
+            .deadline(timeout)
+            .unwrap_or_else(|| tokio::time::Instant::now() + timeout);
+        match tokio::time::timeout_at(deadline, read.as_mut()).await {
+            Ok(result) => return Some(result),
+            Err(_)
+                if upload
+                    .deadline(timeout)
+                    .is_some_and(|d| d <= tokio::time::Instant::now()) =>
+            {
+                return None;
+            }
+            Err(_) => {}
         }
     }
 }

@@ -194,7 +194,9 @@ pub(super) fn response_head(
     options: ResponseHeadOptions,
 ) {
     out.clear();
-    let _ = write!(out, "HTTP/1.1 {code} {reason}\r\n");
+    // An HTTP/1.0 client is answered in its own version, as hyper does.
+    let version = if options.http10 { "1.0" } else { "1.1" };
+    let _ = write!(out, "HTTP/{version} {code} {reason}\r\n");
     let connection = ConnectionFields::of(headers);
     let mut has_date = false;
     for header in headers {
