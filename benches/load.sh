@@ -9,16 +9,20 @@
 #
 # Usage: benches/load.sh [--quick] [--rounds N] [--duration S] [--conns "50 256"]
 #                        [--ingresses N] [--proxies "sluice nginx"] [--no-build]
-#                        [--https]
+#                        [--https | --https-h1] [--middlewares]
+#                        [--engine native|hyper] [--workers N] [--unpinned]
 # The same settings as environment variables:
 #   ROUNDS=5 DURATION=10 WARMUP=2 CONNS="50 256" INGRESSES=0
-#   PROXIES="sluice nginx"   (also "direct": wrk straight at the backend)
+#   PROXIES="sluice nginx"   (also "direct": wrk straight at the backend, and
+#                            "sluice-hyper": see ENGINE below)
 #   QUICK=1                  (1 round of 3 s: a smoke test, not a measurement)
 #   NO_BUILD=1               (use the release binaries already built)
 #   BIN_DIR=<target>/release (where sluice and bench-backend are)
 #   BACKEND_PORT=8900 SLUICE_PORT=8901 ADMIN_PORT=8902 NGINX_PORT=8903
 #   SLUICE_TLS_PORT=8904 NGINX_TLS_PORT=8905  (sluice always binds its HTTPS
 #                            listener, so it gets SLUICE_TLS_PORT in both modes)
+#   SLUICE_HYPER_PORT=8906 SLUICE_HYPER_TLS_PORT=8907 SLUICE_HYPER_ADMIN_PORT=8908
+#                            (the ports of "sluice-hyper", checked only when used)
 #   INGRESS_CLASS=           (set to add spec.ingressClassName to the Ingresses)
 #   OUT_DIR=<target>/load    (results.tsv, wrk outputs and proxy logs land here)
 # INGRESSES=N adds N Ingresses (and N nginx server blocks) with distinct hosts
@@ -35,14 +39,23 @@
 # are bench.test; one cell per entry of H2_CONNS. The proxy's CPU is counted
 # from the end of h2load's warm-up (TLS handshakes left out) to its exit. h2load
 # prints no percentiles: the latency columns are the mean and the max of its
-# "time for request". Without h2load, wrk runs over HTTPS instead (HTTP/1.1
-# over TLS, CONNS cells, Host: bench.test; wrk sends the IP as SNI, so sluice
-# answers with its default certificate: the same work, another certificate).
+# "time for request". Without h2load, wrk runs over HTTPS instead, as with
+# HTTPS_H1=1 below. In every HTTPS run sluice gets --default-cert-secret
+# default/bench-tls, so a client whose SNI matches no host (wrk sends the IP)
+# gets the bench.test certificate from sluice too, as from nginx's TLS
+# default_server.
 #   H2_CONNS="50" STREAMS=10 (h2load connections per cell, streams per connection)
 #   NGINX_KEEPALIVE=256      (nginx's idle upstream connections; under
 #                            H2_CONNS x STREAMS in flight nginx opens and closes
 #                            upstream connections all the time: 512 avoids that)
 # PROXIES=direct is not available with HTTPS (the backend speaks plain HTTP).
+#
+# HTTPS_H1=1 (--https-h1): HTTPS with wrk even when h2load is there: HTTP/1.1
+# over TLS, CONNS cells, Host: bench.test. wrk sends the IP (127.0.0.1) as SNI;
+# both proxies answer it with the bench.test certificate (sluice through
+# --default-cert-secret, which it gets in every HTTPS run), and before measuring
+# the script checks with `openssl s_client -servername 127.0.0.1` that each
+# proxy presents exactly OUT_DIR/bench.crt (SHA-256 fingerprint), or stops.
 #
 # MIDDLEWARES=1 (--middlewares): the bench Ingress runs a typical chain and the
 # requests go to /api/bench with Basic credentials. sluice: stripPrefix /api,
@@ -52,6 +65,27 @@
 # ^/api(/.*)$ $1, proxy_set_header + add_header, auth_basic with the same
 # htpasswd line, limit_req with burst. {SHA} rather than bcrypt because nginx
 # would run bcrypt on every request (sluice caches successful checks).
+#
+# ENGINE=native|hyper (--engine X, default native): the HTTP/1.1 engine of the
+# proxy "sluice" (passed as --http1-engine). To compare the engines in one run,
+# put "sluice-hyper" in PROXIES: a second sluice, started with --http1-engine
+# hyper on its own ports, measured interleaved with the others like any proxy;
+# e.g. PROXIES="sluice sluice-hyper nginx" (with ENGINE=native) gives both
+# engines' paired ratios to nginx, and the paired ratio sluice/sluice-hyper.
+#
+# WORKERS=N (--workers N, default 1): sluice --workers N, nginx worker_processes
+# N. Pinned, all N share CPU 1. UNPINNED=1 (--unpinned): no taskset at all
+# (proxies, backend and wrk go where the scheduler puts them), for "2 workers on
+# two cores": WORKERS=2 UNPINNED=1. Whatever the layout, a proxy's CPU is the
+# sum over its whole process tree (nginx master + workers; sluice is one
+# process, whose /proc/PID/stat already sums all its threads). Peak RSS is the
+# sum of VmHWM over the same tree.
+#
+# The summary: medians (min-max) of every proxy and paired per-round ratios to
+# nginx, as plain text; then, per cell, a markdown table of req/s, p50, p99
+# (h2load: mean, max), CPU us/req and peak RSS for each proxy, and one of the
+# paired ratios (median, min-max) of each sluice variant to nginx for us/req,
+# p99 and req/s (with both engines, also sluice/sluice-hyper).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -74,6 +108,13 @@ NGINX_TLS_PORT=${NGINX_TLS_PORT:-8905}
 H2_CONNS=${H2_CONNS:-"50"}
 STREAMS=${STREAMS:-10}
 NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-256}
+ENGINE=${ENGINE:-native}
+HTTPS_H1=${HTTPS_H1:-0}
+WORKERS=${WORKERS:-1}
+UNPINNED=${UNPINNED:-0}
+SLUICE_HYPER_PORT=${SLUICE_HYPER_PORT:-8906}
+SLUICE_HYPER_TLS_PORT=${SLUICE_HYPER_TLS_PORT:-8907}
+SLUICE_HYPER_ADMIN_PORT=${SLUICE_HYPER_ADMIN_PORT:-8908}
 TLS_HOST=bench.test
 
 while [ $# -gt 0 ]; do
@@ -86,13 +127,18 @@ while [ $# -gt 0 ]; do
         --proxies) PROXIES=$2; shift ;;
         --no-build) NO_BUILD=1 ;;
         --https) HTTPS=1 ;;
+        --https-h1) HTTPS_H1=1 ;;
         --middlewares) MIDDLEWARES=1 ;;
+        --engine) ENGINE=$2; shift ;;
+        --workers) WORKERS=$2; shift ;;
+        --unpinned) UNPINNED=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 if [ "$QUICK" = 1 ]; then ROUNDS=1; DURATION=3; fi
+[ "$HTTPS_H1" = 1 ] && HTTPS=1
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
@@ -110,28 +156,56 @@ if ! command -v wrk >/dev/null || { [[ " $PROXIES " == *" nginx "* ]] && [ -z "$
     echo "    sudo apt-get install -y wrk nginx" >&2
     exit 1
 fi
-for tool in curl python3 taskset getconf; do
+for tool in curl python3 getconf; do
     command -v "$tool" >/dev/null || die "missing $tool"
 done
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs for the pinning layout"
 for p in $PROXIES; do
-    case "$p" in sluice|nginx|direct) ;; *) die "unknown proxy '$p' in PROXIES" ;; esac
+    case "$p" in sluice|sluice-hyper|nginx|direct) ;; *) die "unknown proxy '$p' in PROXIES" ;; esac
 done
-# DRIVER: wrk (plain HTTP, and the HTTPS fallback) or h2load (HTTPS).
+case "$ENGINE" in native|hyper) ;; *) die "ENGINE must be native or hyper, not '$ENGINE'" ;; esac
+if [ "$ENGINE" = hyper ] && [[ " $PROXIES " == *" sluice "* ]] && [[ " $PROXIES " == *" sluice-hyper "* ]]; then
+    die "with ENGINE=hyper, sluice and sluice-hyper would be the same engine"
+fi
+[[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive integer, not '$WORKERS'"
+# The layout: the client side (wrk or h2load, and the backend) on CPU 0, the
+# proxies on CPU 1; nothing pinned with UNPINNED=1.
+PIN_CLIENT=(taskset -c 0)
+PIN_PROXY=(taskset -c 1)
+if [ "$UNPINNED" = 1 ]; then
+    PIN_CLIENT=()
+    PIN_PROXY=()
+else
+    command -v taskset >/dev/null || die "missing taskset"
+fi
+# Each proxy's plain and TLS ports ("direct" is the backend, plain only).
+declare -A HTTP_PORT=([sluice]=$SLUICE_PORT [sluice-hyper]=$SLUICE_HYPER_PORT
+    [nginx]=$NGINX_PORT [direct]=$BACKEND_PORT)
+declare -A TLS_PORT=([sluice]=$SLUICE_TLS_PORT [sluice-hyper]=$SLUICE_HYPER_TLS_PORT
+    [nginx]=$NGINX_TLS_PORT)
+# The HTTP/1.1 engine of each sluice variant.
+declare -A SLUICE_ENGINE=([sluice]=$ENGINE [sluice-hyper]=hyper)
+# DRIVER: wrk (plain HTTP, HTTPS_H1, and the HTTPS fallback) or h2load (HTTPS).
 DRIVER=wrk
 if [ "$HTTPS" = 1 ]; then
     command -v openssl >/dev/null || die "--https needs openssl"
     if [[ " $PROXIES " == *" direct "* ]]; then
         die "PROXIES=direct is not available with --https (the backend speaks plain HTTP)"
     fi
-    if command -v h2load >/dev/null; then
+    if [ "$HTTPS_H1" = 1 ]; then
+        DRIVER=wrk
+    elif command -v h2load >/dev/null; then
         DRIVER=h2load
         CONNS=$H2_CONNS
     else
         echo "load: no h2load (apt-get install -y nghttp2-client); falling back to wrk over HTTPS (HTTP/1.1 over TLS)" >&2
     fi
 fi
-for port in "$BACKEND_PORT" "$SLUICE_PORT" "$ADMIN_PORT" "$NGINX_PORT" "$SLUICE_TLS_PORT" "$NGINX_TLS_PORT"; do
+ports=("$BACKEND_PORT" "$SLUICE_PORT" "$ADMIN_PORT" "$NGINX_PORT" "$SLUICE_TLS_PORT" "$NGINX_TLS_PORT")
+if [[ " $PROXIES " == *" sluice-hyper "* ]]; then
+    ports+=("$SLUICE_HYPER_PORT" "$SLUICE_HYPER_TLS_PORT" "$SLUICE_HYPER_ADMIN_PORT")
+fi
+for port in "${ports[@]}"; do
     # Anything listening there, plain or TLS.
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "something already listens on 127.0.0.1:$port; set the *_PORT variables"
@@ -383,7 +457,7 @@ write_nginx_conf() {
     fi
     {
         cat <<EOF
-worker_processes 1;
+worker_processes $WORKERS;
 worker_rlimit_nofile 8192;
 daemon off;
 pid $prefix/nginx.pid;
@@ -498,12 +572,9 @@ to_ms() {
 
 # One cell: warm-up, then the measured run; appends a row to RESULTS.
 run_cell() {
-    local round=$1 conns=$2 proxy=$3 port pid="" log
-    case "$proxy" in
-        sluice) port=$SLUICE_PORT; pid=${PID[sluice]} ;;
-        nginx) port=$NGINX_PORT; pid=${PID[nginx]} ;;
-        direct) port=$BACKEND_PORT ;;
-    esac
+    local round=$1 conns=$2 proxy=$3 port pid log
+    port=${HTTP_PORT[$proxy]}
+    pid=${PID[$proxy]:-}
     if [ "$DRIVER" = h2load ]; then
         run_cell_h2load "$@"
         return
@@ -511,16 +582,16 @@ run_cell() {
     local url="http://127.0.0.1:$port$BENCH_PATH" req_args=("${HOST_ARGS[@]}")
     if [ "$HTTPS" = 1 ]; then
         # wrk over TLS: the IP goes out as SNI, bench.test as Host.
-        case "$proxy" in sluice) port=$SLUICE_TLS_PORT ;; nginx) port=$NGINX_TLS_PORT ;; esac
+        port=${TLS_PORT[$proxy]}
         url="https://127.0.0.1:$port/"
         req_args=(-H "Host: $TLS_HOST")
     fi
     log=$OUT_DIR/wrk-r$round-c$conns-$proxy.txt
     [ -n "$pid" ] && reset_peak_rss "$pid"
-    timeout $((WARMUP + 30)) taskset -c 0 wrk -t1 -c"$conns" -d"${WARMUP}s" "${req_args[@]}" "$url" >/dev/null
+    timeout $((WARMUP + 30)) "${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"${WARMUP}s" "${req_args[@]}" "$url" >/dev/null
     local before=0 after=0
     [ -n "$pid" ] && before=$(cpu_ticks "$pid")
-    timeout $((DURATION + 30)) taskset -c 0 wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${req_args[@]}" "$url" >"$log"
+    timeout $((DURATION + 30)) "${PIN_CLIENT[@]}" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${req_args[@]}" "$url" >"$log"
     [ -n "$pid" ] && after=$(cpu_ticks "$pid")
     local rps p50 p99 reqs non2xx errors us rss=nan
     rps=$(awk '/^Requests\/sec:/ { print $2 }' "$log")
@@ -537,7 +608,7 @@ run_cell() {
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$conns" "$proxy" "$rps" \
         "$p50" "$p99" "$us" "$rss" "$reqs" "${non2xx:-0}" "${errors:-0}" >>"$RESULTS"
-    printf '  round %s  %4sc  %-6s  %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  %6s us/req  %6s MB%s\n' \
+    printf '  round %s  %4sc  %-12s  %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  %6s us/req  %6s MB%s\n' \
         "$round" "$conns" "$proxy" "$rps" "$p50" "$p99" "$us" "$rss" \
         "$([ "${non2xx:-0}${errors:-0}" != 00 ] && echo "  (non-2xx ${non2xx:-0}, socket errors ${errors:-0})")"
 }
@@ -547,14 +618,12 @@ run_cell() {
 # (so the TLS handshakes stay out of it); h2load counts only the main duration.
 run_cell_h2load() {
     local round=$1 conns=$2 proxy=$3 port pid cell
-    case "$proxy" in
-        sluice) port=$SLUICE_TLS_PORT; pid=${PID[sluice]} ;;
-        nginx) port=$NGINX_TLS_PORT; pid=${PID[nginx]} ;;
-    esac
+    port=${TLS_PORT[$proxy]}
+    pid=${PID[$proxy]}
     cell=${conns}x$STREAMS
     local log=$OUT_DIR/h2load-r$round-c$cell-$proxy.txt
     reset_peak_rss "$pid"
-    timeout $((WARMUP + DURATION + 30)) taskset -c 0 h2load -t1 -c"$conns" -m"$STREAMS" \
+    timeout $((WARMUP + DURATION + 30)) "${PIN_CLIENT[@]}" h2load -t1 -c"$conns" -m"$STREAMS" \
         -D"$DURATION" --warm-up-time="$WARMUP" --connect-to="127.0.0.1:$port" \
         "https://$TLS_HOST:$port/" >"$log" 2>&1 &
     local h2pid=$! started=0 rc=0 before after
@@ -589,46 +658,102 @@ run_cell_h2load() {
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$cell" "$proxy" "$rps" \
         "$mean" "$max" "$us" "$rss" "$reqs" "${non2xx:-0}" "${errors:-0}" >>"$RESULTS"
-    printf '  round %s  %sc  %-6s  %9.0f req/s  mean %7.3f ms  max %7.3f ms  %6s us/req  %6s MB  %s%s\n' \
+    printf '  round %s  %sc  %-12s  %9.0f req/s  mean %7.3f ms  max %7.3f ms  %6s us/req  %6s MB  %s%s\n' \
         "$round" "$cell" "$proxy" "$rps" "$mean" "$max" "$us" "$rss" "$proto" \
         "$([ "${non2xx:-0}${errors:-0}" != 00 ] && echo "  (non-2xx ${non2xx:-0}, failed/errored ${errors:-0})")"
 }
 
 # --- start everything -----------------------------------------------------------
-taskset -c 0 "$BIN/bench-backend" "127.0.0.1:$BACKEND_PORT" >"$OUT_DIR/backend.log" 2>&1 &
+"${PIN_CLIENT[@]}" "$BIN/bench-backend" "127.0.0.1:$BACKEND_PORT" >"$OUT_DIR/backend.log" 2>&1 &
 PID[backend]=$!
 saved_host_args=("${HOST_ARGS[@]}")
 HOST_ARGS=()
 wait_ready backend "http://127.0.0.1:$BACKEND_PORT/" "${PID[backend]}" "$OUT_DIR/backend.log"
 HOST_ARGS=("${saved_host_args[@]}")
 
-if [[ " $PROXIES " == *" sluice "* ]]; then
+# start_sluice NAME ADMIN-PORT: the sluice variant NAME (sluice, sluice-hyper)
+# on its ports, with its HTTP/1.1 engine; all variants read the same manifests.
+start_sluice() {
+    local name=$1 admin=$2 args=()
+    [ "$HTTPS" = 1 ] && args+=(--default-cert-secret default/bench-tls)
+    "${PIN_PROXY[@]}" "$BIN/sluice" --manifests "$TMP/manifests" --workers "$WORKERS" \
+        --http1-engine "${SLUICE_ENGINE[$name]}" "${args[@]}" \
+        --http-addr "127.0.0.1:${HTTP_PORT[$name]}" --https-addr "127.0.0.1:${TLS_PORT[$name]}" \
+        --admin-addr "127.0.0.1:$admin" >"$OUT_DIR/$name.log" 2>&1 &
+    PID[$name]=$!
+    wait_ready "$name" "http://127.0.0.1:${HTTP_PORT[$name]}/" "${PID[$name]}" "$OUT_DIR/$name.log"
+    [ "$HTTPS" = 1 ] && wait_ready_tls "$name" "${TLS_PORT[$name]}" "${PID[$name]}" "$OUT_DIR/$name.log"
+    return 0
+}
+
+# The SHA-256 fingerprint of the certificate PORT presents to SNI 127.0.0.1
+# (what wrk sends for https://127.0.0.1:PORT/), or of CERT without a port.
+cert_fingerprint() {
+    if [ $# -eq 0 ]; then
+        openssl x509 -in "$CERT" -noout -fingerprint -sha256
+        return
+    fi
+    timeout 5 openssl s_client -connect "127.0.0.1:$1" -servername 127.0.0.1 </dev/null 2>/dev/null |
+        openssl x509 -noout -fingerprint -sha256 2>/dev/null || true
+}
+
+# Processes and threads of each proxy's tree (what cpu_ticks sums over).
+describe_tree() {
+    local name=$1 pid=$2 procs threads
+    procs=$(tree_pids "$pid" | wc -l)
+    threads=$(for p in $(tree_pids "$pid"); do ps -o nlwp= -p "$p" 2>/dev/null || true; done | awk '{ n += $1 } END { print n + 0 }')
+    echo "load: $name (pid $pid): $procs process(es), $threads thread(s), CPU summed over all of them"
+}
+
+if [[ " $PROXIES " == *" sluice"* ]]; then
     [ -x "$BIN/sluice" ] || die "no $BIN/sluice; build first"
     write_manifests "$TMP/manifests"
     cp "$TMP/manifests/bench.yaml" "$OUT_DIR/"
-    taskset -c 1 "$BIN/sluice" --manifests "$TMP/manifests" --workers 1 \
-        --http-addr "127.0.0.1:$SLUICE_PORT" --https-addr "127.0.0.1:$SLUICE_TLS_PORT" \
-        --admin-addr "127.0.0.1:$ADMIN_PORT" >"$OUT_DIR/sluice.log" 2>&1 &
-    PID[sluice]=$!
-    wait_ready sluice "http://127.0.0.1:$SLUICE_PORT/" "${PID[sluice]}" "$OUT_DIR/sluice.log"
-    [ "$HTTPS" = 1 ] && wait_ready_tls sluice "$SLUICE_TLS_PORT" "${PID[sluice]}" "$OUT_DIR/sluice.log"
 fi
+if [[ " $PROXIES " == *" sluice "* ]]; then start_sluice sluice "$ADMIN_PORT"; fi
+if [[ " $PROXIES " == *" sluice-hyper "* ]]; then start_sluice sluice-hyper "$SLUICE_HYPER_ADMIN_PORT"; fi
 if [[ " $PROXIES " == *" nginx "* ]]; then
     write_nginx_conf "$TMP/nginx/nginx.conf" "$TMP/nginx"
     cp "$TMP/nginx/nginx.conf" "$OUT_DIR/"
-    taskset -c 1 "$NGINX" -e "$TMP/nginx/logs/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" \
+    "${PIN_PROXY[@]}" "$NGINX" -e "$TMP/nginx/logs/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" \
         >"$OUT_DIR/nginx.log" 2>&1 &
     PID[nginx]=$!
     wait_ready nginx "http://127.0.0.1:$NGINX_PORT/" "${PID[nginx]}" "$OUT_DIR/nginx.log"
     [ "$HTTPS" = 1 ] && wait_ready_tls nginx "$NGINX_TLS_PORT" "${PID[nginx]}" "$OUT_DIR/nginx.log"
+    # All workers up before the first cell, so the tree is complete.
+    for _ in $(seq 50); do
+        [ "$(tree_pids "${PID[nginx]}" | wc -l)" -gt "$WORKERS" ] && break
+        sleep 0.1
+    done
+fi
+for p in $PROXIES; do
+    if [ -n "${PID[$p]:-}" ]; then describe_tree "$p" "${PID[$p]}"; fi
+done
+
+# wrk over TLS sends 127.0.0.1 as SNI: every proxy must answer it with CERT.
+if [ "$HTTPS" = 1 ] && [ "$DRIVER" = wrk ]; then
+    want=$(cert_fingerprint)
+    for p in $PROXIES; do
+        got=$(cert_fingerprint "${TLS_PORT[$p]}")
+        [ "$got" = "$want" ] ||
+            die "$p presents another certificate than $CERT to SNI 127.0.0.1 (got '${got:-nothing}', want '$want')"
+        echo "load: $p presents the $TLS_HOST certificate to SNI 127.0.0.1 (${want#*=})"
+    done
 fi
 
 read -r -a proxy_list <<<"$PROXIES"
 mode=""
 case "$HTTPS/$DRIVER" in
     1/h2load) mode="HTTPS: h2load, HTTP/2, $STREAMS streams per connection, SNI and :authority $TLS_HOST; " ;;
-    1/wrk) mode="HTTPS: wrk, HTTP/1.1 over TLS, Host $TLS_HOST, SNI 127.0.0.1 (sluice's default certificate); " ;;
+    1/wrk) mode="HTTPS: wrk, HTTP/1.1 over TLS, Host $TLS_HOST, SNI 127.0.0.1, the $TLS_HOST certificate from all; " ;;
 esac
+layout="proxies pinned to CPU 1, client and backend to CPU 0"
+[ "$UNPINNED" = 1 ] && layout="nothing pinned"
+engines=""
+for p in $PROXIES; do
+    if [ -n "${SLUICE_ENGINE[$p]:-}" ]; then engines+="${engines:+, }$p --http1-engine ${SLUICE_ENGINE[$p]}"; fi
+done
+echo "load: $WORKERS worker(s) per proxy, $layout${engines:+; $engines}"
 echo "load: ${mode}proxies [$PROXIES], conns [$CONNS], $ROUNDS round(s) of ${WARMUP}s warm-up + ${DURATION}s," \
     "$INGRESSES extra ingress(es)${HOST_ARGS[*]:+, ${HOST_ARGS[*]}}; results in $OUT_DIR"
 for round in $(seq "$ROUNDS"); do
@@ -642,16 +767,25 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # --- summary ----------------------------------------------------------------------
-python3 - "$RESULTS" "$PROXIES" <<'PY'
+# Plain-text medians and paired ratios, then one markdown table per cell.
+engine_args=()
+for p in $PROXIES; do
+    if [ -n "${SLUICE_ENGINE[$p]:-}" ]; then engine_args+=("$p=${SLUICE_ENGINE[$p]}"); fi
+done
+python3 - "$RESULTS" "$PROXIES" "${engine_args[@]}" <<'PY'
 import csv, math, statistics, sys
 
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 proxies = sys.argv[2].split()
+# "sluice=native", "sluice-hyper=hyper": the HTTP/1.1 engine of each sluice variant.
+engines = dict(a.split("=", 1) for a in sys.argv[3:])
 # Cells are "50" (connections) or, with h2load, "50x10" (connections x streams).
 conns = sorted({r["conns"] for r in rows}, key=lambda c: (int(c.split("x")[0]), c))
+rounds = sorted({r["round"] for r in rows}, key=int)
 # wrk rows carry p50_ms and p99_ms; h2load rows mean_ms and max_ms.
 latency = [(k, k.replace("_ms", " ms"), "{:.3f}") for k in rows[0] if k.endswith("_ms")] if rows else []
 figures = [("rps", "req/s", "{:.0f}")] + latency + [("us_per_req", "us/req", "{:.2f}"), ("rss_mb", "RSS MB", "{:.1f}")]
+width = max([7] + [len(p) for p in proxies])
 
 def num(v):
     try:
@@ -660,22 +794,44 @@ def num(v):
         return None
     return None if math.isnan(x) else x
 
-def spread(values, fmt):
+def spread(values, fmt, dash="-"):
     values = [v for v in values if v is not None]
     if not values:
         return "-"
     med = statistics.median(values)
     if len(values) == 1:
         return fmt.format(med)
-    return f"{fmt.format(med)} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+    return f"{fmt.format(med)} ({fmt.format(min(values))}{dash}{fmt.format(max(values))})"
+
+def ratios(p, q, c, k):
+    """The per-round ratios p/q of figure k in cell c (rounds where both have it)."""
+    out = []
+    for rnd in rounds:
+        a = [num(r[k]) for r in rows if r["proxy"] == p and r["conns"] == c and r["round"] == rnd]
+        b = [num(r[k]) for r in rows if r["proxy"] == q and r["conns"] == c and r["round"] == rnd]
+        if a and b and a[0] is not None and b[0]:
+            out.append(a[0] / b[0])
+    return out
+
+def agree(values):
+    """'*' when every round's ratio is on the same side of 1."""
+    return "*" if len(values) > 1 and (all(x > 1 for x in values) or all(x < 1 for x in values)) else ""
+
+def paired_lines(p, q):
+    for c in conns:
+        parts = []
+        for k, label, _ in figures:
+            rs = ratios(p, q, c, k)
+            parts.append(f"{label} {spread(rs, '{:.2f}')}{agree(rs)}" if rs else f"{label} -")
+        print(f"{p}/{q} @{c}c: " + "; ".join(parts))
 
 print("\nmedians (min-max) over rounds")
-head = f"{'proxy':<7} {'conns':>5}  " + "  ".join(f"{label:>24}" for _, label, _ in figures)
+head = f"{'proxy':<{width}} {'conns':>5}  " + "  ".join(f"{label:>24}" for _, label, _ in figures)
 print(head)
 for c in conns:
     for p in proxies:
         cell = [r for r in rows if r["proxy"] == p and r["conns"] == c]
-        line = f"{p:<7} {c:>5}  " + "  ".join(f"{spread([num(r[k]) for r in cell], fmt):>24}" for k, _, fmt in figures)
+        line = f"{p:<{width}} {c:>5}  " + "  ".join(f"{spread([num(r[k]) for r in cell], fmt):>24}" for k, _, fmt in figures)
         print(line)
 bad = [r for r in rows if r["non2xx"] not in ("", "0") or r["errors"] not in ("", "0")]
 for r in bad:
@@ -684,19 +840,42 @@ for r in bad:
 if "nginx" in proxies and len(proxies) > 1:
     print("\npaired per-round ratio X/nginx: median (min-max); '*' = every round on the same side of 1")
     for p in [p for p in proxies if p != "nginx"]:
-        for c in conns:
-            parts = []
-            for k, label, _ in figures:
-                ratios = []
-                for rnd in sorted({r["round"] for r in rows}):
-                    a = [num(r[k]) for r in rows if r["proxy"] == p and r["conns"] == c and r["round"] == rnd]
-                    b = [num(r[k]) for r in rows if r["proxy"] == "nginx" and r["conns"] == c and r["round"] == rnd]
-                    if a and b and a[0] is not None and b[0]:
-                        ratios.append(a[0] / b[0])
-                if not ratios:
-                    parts.append(f"{label} -")
-                    continue
-                agree = "*" if len(ratios) > 1 and (all(x > 1 for x in ratios) or all(x < 1 for x in ratios)) else ""
-                parts.append(f"{label} {spread(ratios, '{:.2f}')}{agree}")
-            print(f"{p}/nginx @{c}c: " + "; ".join(parts))
+        paired_lines(p, "nginx")
+if "sluice" in proxies and "sluice-hyper" in proxies:
+    print(f"\npaired per-round ratio sluice ({engines.get('sluice')}) / sluice-hyper: median (min-max)")
+    paired_lines("sluice", "sluice-hyper")
+
+# Markdown: per cell, medians (min-max) of each proxy, then the paired ratios of
+# each sluice variant to nginx (and of sluice to sluice-hyper).
+sys.stdout.reconfigure(encoding="utf-8")
+def name(p):
+    return f"{p} ({engines[p]})" if p in engines else p
+md = [("rps", "req/s", "{:.0f}")] + [(k, label, fmt) for k, label, fmt in latency] + [
+    ("us_per_req", "CPU µs/req", "{:.2f}"), ("rss_mb", "peak RSS MB", "{:.1f}")]
+# The ratio columns: µs/req and the tail latency (wrk p99; h2load mean and max), then req/s.
+ratio_cols = [("us_per_req", "µs/req")] + [(k, label) for k, label, _ in latency if k != "p50_ms"] + [("rps", "req/s")]
+pairs = [(p, "nginx") for p in proxies if p.startswith("sluice") and "nginx" in proxies]
+if "sluice" in proxies and "sluice-hyper" in proxies:
+    pairs.append(("sluice", "sluice-hyper"))
+print(f"\n## Results: medians (min–max) over {len(rounds)} round(s)")
+for c in conns:
+    print(f"\n### {c} connections" if "x" not in c else f"\n### {c.replace('x', ' connections × ')} streams")
+    print()
+    print("| proxy | " + " | ".join(label for _, label, _ in md) + " |")
+    print("|---|" + "---:|" * len(md))
+    for p in proxies:
+        cell = [r for r in rows if r["proxy"] == p and r["conns"] == c]
+        print(f"| {name(p)} | " + " | ".join(spread([num(r[k]) for r in cell], fmt, "–") for k, _, fmt in md) + " |")
+    if pairs:
+        print()
+        print("| paired per-round ratio | " + " | ".join(label for _, label in ratio_cols) + " |")
+        print("|---|" + "---:|" * len(ratio_cols))
+        for p, q in pairs:
+            cols = []
+            for k, _ in ratio_cols:
+                rs = ratios(p, q, c, k)
+                cols.append(f"{spread(rs, '{:.2f}', '–')}{agree(rs)}" if rs else "-")
+            print(f"| {name(p)} / {name(q)} | " + " | ".join(cols) + " |")
+if pairs:
+    print("\nRatios: median (min–max) of the per-round ratios; * = every round on the same side of 1.")
 PY

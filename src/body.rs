@@ -5,8 +5,10 @@
 //! backend's stream out) costs no allocation; middlewares that replace a body
 //! (buffering, compression, error pages) use the `Full` or `Boxed` variants.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -22,13 +24,68 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A request body on its way to a backend.
 #[derive(Debug)]
 pub enum RequestBody {
-    /// The client's body, streamed as it arrives.
-    Incoming(Incoming),
+    /// The client's body as hyper reads it (HTTP/2, or HTTP/1.1 on the hyper
+    /// engine), streamed as it arrives.
+    Incoming(ClientBody),
     /// A body held in memory (buffered by a middleware, or made by one).
     Full(Option<Bytes>),
     /// The client's body as the native HTTP/1.1 engine reads it (decoded
     /// data, handed over through a small bounded channel: backpressure).
     Channel(ChannelBody),
+}
+
+/// A client's body read by hyper, cut off when the client sends nothing for
+/// the body-read timeout while sluice waits for it (time the backend spends
+/// not reading does not count).
+#[derive(Debug)]
+pub struct ClientBody {
+    body: Incoming,
+    /// How long the client may keep sluice waiting for the next frame.
+    read_timeout: Duration,
+    /// The timer of the current wait, made on the first wait (bodiless
+    /// requests never pay for it).
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `idle` is set for the current wait (else the next wait re-arms it).
+    waiting: bool,
+}
+
+/// The client sent no body bytes within the body-read timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent no request body bytes for {0:?} (body-read timeout)")]
+pub struct BodyReadTimeout(pub Duration);
+
+impl ClientBody {
+    /// `body`, cut off after `read_timeout` without a frame (zero: never).
+    pub fn new(body: Incoming, read_timeout: Duration) -> Self {
+        Self {
+            body,
+            read_timeout,
+            idle: None,
+            waiting: false,
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            self.waiting = false;
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if self.read_timeout.is_zero() {
+            return Poll::Pending;
+        }
+        let due = tokio::time::Instant::now() + self.read_timeout;
+        let idle = self
+            .idle
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if !self.waiting {
+            idle.as_mut().reset(due);
+            self.waiting = true;
+        }
+        match idle.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(BodyReadTimeout(self.read_timeout).into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// A request body fed by the native engine's connection task.
@@ -67,12 +124,6 @@ impl RequestBody {
     }
 }
 
-impl From<Incoming> for RequestBody {
-    fn from(body: Incoming) -> Self {
-        Self::Incoming(body)
-    }
-}
-
 impl Body for RequestBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -82,7 +133,7 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            Self::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Self::Incoming(body) => body.poll_frame(cx),
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Self::Channel(body) => {
                 if body.done {
@@ -102,7 +153,7 @@ impl Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Incoming(body) => body.is_end_stream(),
+            Self::Incoming(client) => client.body.is_end_stream(),
             Self::Full(bytes) => bytes.is_none(),
             Self::Channel(body) => body.done || body.length == Some(0),
         }
@@ -110,7 +161,7 @@ impl Body for RequestBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Incoming(body) => body.size_hint(),
+            Self::Incoming(client) => client.body.size_hint(),
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Channel(body) => body.length.map_or_else(SizeHint::new, SizeHint::with_exact),
         }

@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Request;
+use hyper::body::Incoming;
+
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -21,6 +24,7 @@ use tokio::time::Instant;
 
 use super::listener::{stopped, ConnectionGuard};
 use super::{ClientInfo, Proxy};
+use crate::body::ClientBody;
 
 /// What the driver knows about a connection's requests.
 #[derive(Debug)]
@@ -89,6 +93,8 @@ pub(super) struct Limits {
     pub first_request: Duration,
     /// How long a connection may sit with no request in flight.
     pub idle: Duration,
+    /// How long a client may keep sluice waiting for request body bytes.
+    pub body_read: Duration,
 }
 
 impl Limits {
@@ -134,12 +140,14 @@ where
     {
         let _guard = guard;
         let service_state = state.clone();
-        let service = service_fn(move |req| {
+        let body_read = limits.body_read;
+        let service = service_fn(move |req: Request<Incoming>| {
             let proxy = proxy.clone();
             let state = service_state.clone();
             state.begin();
             async move {
                 let in_flight = InFlight(state);
+                let req = req.map(|body| ClientBody::new(body, body_read));
                 let resp = proxy.handle(req, &in_flight.0.client).await;
                 drop(in_flight);
                 Ok::<_, Infallible>(resp)

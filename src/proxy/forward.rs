@@ -72,6 +72,24 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
+/// Marks a GET or HEAD body of unknown length as chunked for an HTTP/1.1
+/// backend. hyper's client frames such a body only for methods that usually
+/// carry one and would otherwise drop it (`Content-Length: 0`), so a GET's
+/// chunked body would be lost and its bytes left out.
+pub fn frame_unsized_body<B: hyper::body::Body>(req: &mut http::Request<B>) {
+    let bodiless_method = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+    if bodiless_method
+        && !req.body().is_end_stream()
+        && req.body().size_hint().exact().is_none()
+        && !req.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        req.headers_mut().insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+}
+
 /// Restores an Upgrade handshake after [`strip_hop_by_hop`] removed it.
 pub fn restore_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

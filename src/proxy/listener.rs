@@ -116,6 +116,7 @@ pub async fn serve(
         limits: Limits {
             first_request: settings.header_read_timeout,
             idle: settings.idle_timeout,
+            body_read: settings.body_read_timeout,
         },
         shutdown: shutdown.clone(),
         engine: settings.http1_engine,

@@ -26,10 +26,9 @@ use http::header::{HeaderValue, HOST};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::{ClientBody, RequestBody, ResponseBody};
 use crate::metrics::RouteStats;
 use crate::middleware::{BoxFuture, Chain, Failure, Next, Outcome, RequestContext, Terminal};
 use crate::router::{EntryPoint, Route, RouteTable, Target};
@@ -62,7 +61,11 @@ impl Proxy {
     }
 
     /// Answers one request: routes it, forwards it, and counts it.
-    pub async fn handle(&self, req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
+    pub async fn handle(
+        &self,
+        req: Request<ClientBody>,
+        client: &ClientInfo,
+    ) -> Response<ProxyBody> {
         let start = Instant::now();
         let method = req.method().clone();
         let (route, result) = self.route_and_forward(req, client).await;
@@ -85,7 +88,7 @@ impl Proxy {
 
     async fn route_and_forward(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         client: &ClientInfo,
     ) -> (Option<Arc<Route>>, Result<Response<ProxyBody>, ProxyError>) {
         if let Err(bad) = request::check(&req) {
@@ -190,6 +193,9 @@ async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
     let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
     let upstream = &route.client;
     *req.version_mut() = upstream.version();
+    if req.version() == http::Version::HTTP_11 {
+        forward::frame_unsized_body(&mut req);
+    }
     let mut resp = upstream.send(endpoint, req).await.map_err(|e| {
         tracing::warn!(route = %route.name, %endpoint, error = %e, "forwarding failed");
         Failure::from(ProxyError::from(e))

@@ -11,13 +11,13 @@
 //! reactor's readiness, without a system call in the common case, and dropped.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+use rustc_hash::FxHashMap;
 use tokio::net::TcpStream;
 
 use super::pool::{PoolSettings, PoolStats, UpstreamError};
@@ -28,7 +28,7 @@ struct Idle {
 }
 
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<FxHashMap<SocketAddr, Vec<Idle>>> = RefCell::new(FxHashMap::default());
 }
 
 /// The pool's settings and counters; the idle connections themselves live per thread.

@@ -317,3 +317,6 @@ pub async fn api_errors(admin: SocketAddr) -> Vec<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_str(&answer.body).expect("errors JSON");
     v["errors"].as_array().cloned().unwrap_or_default()
 }
+
+/// A raw HTTP/1.1 backend and client for byte-level tests (see the module docs).
+pub mod raw_backend;

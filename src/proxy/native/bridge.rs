@@ -63,6 +63,7 @@ where
         client,
         proxy,
         limits,
+        timers,
         ..
     } = conn;
     let handler = async {
@@ -89,7 +90,17 @@ where
     let upload = async {
         match frames {
             None => Ok(()),
-            Some(frames) => pump(reader, inbuf, facts.framing, frames, limits.body_read).await,
+            Some(frames) => {
+                pump(
+                    reader,
+                    inbuf,
+                    facts.framing,
+                    frames,
+                    limits.body_read,
+                    &mut timers.body,
+                )
+                .await
+            }
         }
     };
     let (keep_alive, status) = match relay::upload_while(upload, handler).await {
@@ -139,6 +150,7 @@ async fn pump<R: AsyncRead + Unpin>(
     framing: Framing,
     frames: mpsc::Sender<Result<Bytes, BoxError>>,
     timeout: Duration,
+    timer: &mut super::timer::Deadline,
 ) -> Result<(), BodyError> {
     let unwanted = || BodyError::Backend(io::Error::other("the request body is no longer read"));
     let mut left = match framing {
@@ -149,7 +161,7 @@ async fn pump<R: AsyncRead + Unpin>(
     let mut scanner = ChunkedScanner::new();
     loop {
         if inbuf.is_empty() {
-            fill_body(reader, inbuf, timeout).await?;
+            fill_body(reader, inbuf, timeout, timer).await?;
         }
         let data = inbuf.data();
         let (chunk, consumed, done) = if framing == Framing::Chunked {

@@ -2,7 +2,6 @@
 //! exchange, and loop while both sides keep the connection alive.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,7 +12,8 @@ use tokio::sync::watch;
 use super::buffer::ReadBuf;
 use super::head::Framing;
 use super::prepare::{prepare, Facts, Prepared};
-use super::relay::{self, BodyError, Joined, RelayError, Relayed, ResponseContext, UploadClock};
+use super::relay::{self, BodyError, Joined, Progress, RelayError, Relayed, ResponseContext};
+use super::timer::Deadline;
 use super::{bridge, Limits};
 use crate::exchange::{BadRequest, ClientInfo, ProxyError};
 use crate::proxy::{log_error, Proxy};
@@ -44,6 +44,28 @@ pub(super) struct Connection<R, W> {
     pub client: ClientInfo,
     pub proxy: Arc<Proxy>,
     pub limits: Limits,
+    pub timers: Timers,
+}
+
+/// The connection's reusable timers: one per kind of wait.
+#[derive(Debug)]
+pub(super) struct Timers {
+    /// The next request head.
+    pub head: Deadline,
+    /// A backend's response head.
+    pub response: Deadline,
+    /// The client's request body.
+    pub body: Deadline,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Self {
+            head: Deadline::new(),
+            response: Deadline::new(),
+            body: Deadline::new(),
+        }
+    }
 }
 
 /// The result of one exchange over a backend connection.
@@ -61,10 +83,13 @@ where
     W: AsyncWrite + Unpin + Send,
 {
     /// Serves requests until the connection closes or must be handed over.
-    pub(super) async fn run(&mut self, shutdown: &mut watch::Receiver<bool>) -> Ended {
+    pub(super) async fn run(&mut self, shutdown: watch::Receiver<bool>) -> Ended {
         let mut first = true;
+        // One shutdown watcher for the connection's whole life, not one per request.
+        let mut watcher = shutdown.clone();
+        let mut stop = std::pin::pin!(crate::proxy::stopped(&mut watcher));
         loop {
-            let prepared = match self.next_request(first, shutdown).await {
+            let prepared = match self.next_request(first, stop.as_mut()).await {
                 Ok(prepared) => prepared,
                 Err(ended) => return ended,
             };
@@ -105,7 +130,7 @@ where
     async fn next_request(
         &mut self,
         first: bool,
-        shutdown: &mut watch::Receiver<bool>,
+        mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     ) -> Result<Prepared, Ended> {
         let deadline = tokio::time::Instant::now() + self.limits.header_read;
         loop {
@@ -129,12 +154,16 @@ where
                 }
             }
             let idle = self.inbuf.is_empty();
+            let read = self
+                .timers
+                .head
+                .run(deadline, self.inbuf.fill(&mut self.reader));
             tokio::select! {
-                read = tokio::time::timeout_at(deadline, self.inbuf.fill(&mut self.reader)) => match read {
-                    Ok(Ok(n)) if n > 0 => {}
+                read = read => match read {
+                    Some(Ok(n)) if n > 0 => {}
                     _ => return Err(Ended::Closed),
                 },
-                _ = crate::proxy::stopped(shutdown), if idle => return Err(Ended::Closed),
+                () = stop.as_mut(), if idle => return Err(Ended::Closed),
             }
         }
     }
@@ -316,8 +345,7 @@ where
             sent_continue: false,
             header_timeout: pool.settings().response_header_timeout,
         };
-        let head_sent = AtomicBool::new(false);
-        let clock = UploadClock::new(facts.framing == Framing::Empty);
+        let progress = Progress::new(facts.framing == Framing::Empty);
         let (relayed, upload) = if facts.framing == Framing::Empty {
             let relayed = relay::relay_response(
                 &mut backend_r,
@@ -325,8 +353,8 @@ where
                 &mut self.writer,
                 &mut self.out,
                 cx,
-                &head_sent,
-                &clock,
+                &progress,
+                &mut self.timers.response,
             )
             .await;
             (relayed, Some(Ok(())))
@@ -350,9 +378,10 @@ where
                     &mut backend_w,
                     facts.framing,
                     self.limits.body_read,
+                    &mut self.timers.body,
                 )
                 .await;
-                clock.finish();
+                progress.upload.finish();
                 sent
             };
             let response = relay::relay_response(
@@ -361,18 +390,18 @@ where
                 &mut self.writer,
                 &mut self.out,
                 cx,
-                &head_sent,
-                &clock,
+                &progress,
+                &mut self.timers.response,
             );
             match relay::upload_while(upload, response).await {
                 Joined::Finished { upload, response } => (response, upload),
                 Joined::UploadFailed(e) => {
-                    let sent = head_sent.load(Ordering::Relaxed);
+                    let sent = progress.head_sent();
                     return (self.upload_failed(e, sent, facts, route).await, false);
                 }
             }
         };
-        let sent = head_sent.load(Ordering::Relaxed);
+        let sent = progress.head_sent();
         self.finish(relayed, upload, sent, facts, route).await
     }
 

@@ -228,7 +228,24 @@ fn strip_prefix_ignore_case<'b>(s: &'b str, prefix: &str) -> Option<&'b str> {
 
 /// A Host is a registered name, IPv4 or bracketed IPv6, with an optional port.
 fn valid_host(host: &str) -> bool {
+    if plain_host(host.as_bytes()) {
+        return true;
+    }
     !host.is_empty() && !host.contains('@') && host.parse::<http::uri::Authority>().is_ok()
+}
+
+/// The common case without a full authority parse: letters, digits, `.` and
+/// `-`, then an optional `:port` of digits.
+fn plain_host(host: &[u8]) -> bool {
+    let (name, port) = match host.iter().position(|b| *b == b':') {
+        Some(colon) => (&host[..colon], Some(&host[colon + 1..])),
+        None => (host, None),
+    };
+    !name.is_empty()
+        && name
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-')
+        && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
 }
 
 /// What the header fields say about routing and framing.
@@ -332,7 +349,10 @@ pub(super) fn trim(value: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    fn head(raw: &[u8]) -> Result<Option<(Framing, Option<String>, String, bool)>, BadRequest> {
+    /// Framing, Host, target and keep-alive of a parsed head.
+    type Parsed = (Framing, Option<String>, String, bool);
+
+    fn head(raw: &[u8]) -> Result<Option<Parsed>, BadRequest> {
         let mut buf = raw.to_vec();
         let mut slots = header_slots();
         parse(&mut buf, &mut slots, 64 * 1024).map(|h| {

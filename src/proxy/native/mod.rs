@@ -48,6 +48,7 @@ mod relay;
 mod response;
 mod rewind;
 mod rewrite;
+mod timer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +58,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use self::buffer::ReadBuf;
-use self::conn::{Connection, Ended};
+use self::conn::{Connection, Ended, Timers};
 use self::rewind::Rewind;
 use super::connection::{self, ConnState, Shared};
 use super::framing::Guarded;
@@ -137,9 +138,9 @@ pub(super) async fn serve<S: ClientStream>(
         client,
         proxy: shared.proxy.clone(),
         limits,
+        timers: Timers::default(),
     };
-    let mut shutdown = shared.shutdown.clone();
-    match conn.run(&mut shutdown).await {
+    match conn.run(shared.shutdown.clone()).await {
         Ended::Closed => {
             linger(&mut conn).await;
             drop(guard);

@@ -159,7 +159,7 @@ fn refuse(error: ProxyError, facts: Option<Facts>, route: Option<Arc<Route>>) ->
 fn fast_path_serves(route: &Route, client: &ClientInfo) -> bool {
     matches!(route.middlewares, Chain::Empty)
         && route.sticky.is_none()
-        && !(route.redirect_https && !client.tls)
+        && (client.tls || !route.redirect_https)
         && route.client.tcp_pool().is_some()
 }
 

@@ -18,6 +18,7 @@ use super::chunked::{ChunkedError, ChunkedScanner};
 use super::head::Framing;
 use super::response::{self, BackendFraming};
 use super::rewrite::{self, ClientFraming, ResponseHeadOptions};
+use super::timer::Deadline;
 
 /// Why a request body could not be relayed.
 #[derive(Debug, thiserror::Error)]
@@ -48,11 +49,13 @@ pub(super) async fn fill_body<R: AsyncRead + Unpin>(
     client: &mut R,
     buf: &mut ReadBuf,
     timeout: Duration,
+    timer: &mut Deadline,
 ) -> Result<(), BodyError> {
-    match tokio::time::timeout(timeout, buf.fill(client)).await {
-        Err(_) => Err(BodyError::Timeout),
-        Ok(Ok(0) | Err(_)) => Err(BodyError::ClientGone),
-        Ok(Ok(_)) => Ok(()),
+    let due = tokio::time::Instant::now() + timeout;
+    match timer.run(due, buf.fill(client)).await {
+        None => Err(BodyError::Timeout),
+        Some(Ok(0) | Err(_)) => Err(BodyError::ClientGone),
+        Some(Ok(_)) => Ok(()),
     }
 }
 
@@ -64,6 +67,7 @@ pub(super) async fn send_body<R, W>(
     backend: &mut W,
     framing: Framing,
     timeout: Duration,
+    timer: &mut Deadline,
 ) -> Result<(), BodyError>
 where
     R: AsyncRead + Unpin,
@@ -74,7 +78,7 @@ where
         Framing::Length(mut left) => {
             while left > 0 {
                 if buf.is_empty() {
-                    fill_body(client, buf, timeout).await?;
+                    fill_body(client, buf, timeout, timer).await?;
                 }
                 let take = usize::try_from(left)
                     .unwrap_or(usize::MAX)
@@ -92,7 +96,7 @@ where
             let mut scanner = ChunkedScanner::new();
             loop {
                 if buf.is_empty() {
-                    fill_body(client, buf, timeout).await?;
+                    fill_body(client, buf, timeout, timer).await?;
                 }
                 let scanned = scanner
                     .scan(buf.data(), |_| {})
@@ -107,6 +111,30 @@ where
                 }
             }
         }
+    }
+}
+
+/// How far one exchange got, shared by its upload and response sides.
+#[derive(Debug)]
+pub(super) struct Progress {
+    /// Turns true once the final response head has been written to the client.
+    pub head_sent: AtomicBool,
+    /// When the upload ended, for the response-header timeout.
+    pub upload: UploadClock,
+}
+
+impl Progress {
+    /// Progress of an exchange whose upload is over (`uploaded`) or running.
+    pub(super) fn new(uploaded: bool) -> Self {
+        Self {
+            head_sent: AtomicBool::new(false),
+            upload: UploadClock::new(uploaded),
+        }
+    }
+
+    /// Whether the client has seen the final response head.
+    pub(super) fn head_sent(&self) -> bool {
+        self.head_sent.load(Ordering::Relaxed)
     }
 }
 
@@ -188,26 +216,28 @@ pub(super) enum RelayError {
 }
 
 /// Reads the backend's response (relaying interim 1xx responses), writes its
-/// head and body to the client by their framing. `head_sent` turns true once
-/// the final response head has been written to the client.
+/// head and body to the client by their framing, reporting how far it got
+/// in `progress`.
 pub(super) async fn relay_response<B, C>(
     backend: &mut B,
     buf: &mut ReadBuf,
     client: &mut C,
     out: &mut Vec<u8>,
     cx: ResponseContext,
-    head_sent: &AtomicBool,
-    upload: &UploadClock,
+    progress: &Progress,
+    timer: &mut Deadline,
 ) -> Result<Relayed, RelayError>
 where
     B: AsyncRead + Unpin,
     C: AsyncWrite + Unpin,
 {
     loop {
-        let Some(final_head) = next_head(backend, buf, client, out, cx, upload).await? else {
+        let Some(final_head) =
+            next_head(backend, buf, client, out, cx, &progress.upload, timer).await?
+        else {
             continue;
         };
-        head_sent.store(true, Ordering::Relaxed);
+        progress.head_sent.store(true, Ordering::Relaxed);
         return relay_body(backend, buf, client, out, final_head).await;
     }
 }
@@ -231,6 +261,7 @@ async fn next_head<B, C>(
     out: &mut Vec<u8>,
     cx: ResponseContext,
     upload: &UploadClock,
+    timer: &mut Deadline,
 ) -> Result<Option<FinalHead>, RelayError>
 where
     B: AsyncRead + Unpin,
@@ -263,7 +294,7 @@ where
             }
         }
         let fresh = buf.is_empty();
-        match read_head_bytes(backend, buf, cx.header_timeout, upload).await {
+        match read_head_bytes(backend, buf, cx.header_timeout, upload, timer).await {
             None => return Err(RelayError::Timeout(cx.header_timeout)),
             Some(Ok(0)) => return Err(RelayError::Closed { fresh, error: None }),
             Some(Err(e)) => {
@@ -277,29 +308,25 @@ where
     }
 }
 
-/// One read of response-head bytes; `None` once the head is overdue: the
-/// timer re-arms while the upload runs and counts from its end.
+/// One read of response-head bytes; `None` once the head is overdue: while
+/// the upload runs the wait is re-armed, and it counts from the upload's end.
 async fn read_head_bytes<B: AsyncRead + Unpin>(
     backend: &mut B,
     buf: &mut ReadBuf,
     timeout: Duration,
     upload: &UploadClock,
+    timer: &mut Deadline,
 ) -> Option<io::Result<usize>> {
     let mut read = pin!(buf.fill(backend));
     loop {
-        let deadline = upload
-            .deadline(timeout)
-            .unwrap_or_else(|| tokio::time::Instant::now() + timeout);
-        match tokio::time::timeout_at(deadline, read.as_mut()).await {
-            Ok(result) => return Some(result),
-            Err(_)
-                if upload
-                    .deadline(timeout)
-                    .is_some_and(|d| d <= tokio::time::Instant::now()) =>
-            {
-                return None;
-            }
-            Err(_) => {}
+        let (due, final_wait) = match upload.deadline(timeout) {
+            Some(due) => (due, true),
+            None => (tokio::time::Instant::now() + timeout, false),
+        };
+        match timer.run(due, read.as_mut()).await {
+            Some(result) => return Some(result),
+            None if final_wait => return None,
+            None => {}
         }
     }
 }
