@@ -49,10 +49,32 @@ pub struct ClientBody {
     waiting: bool,
 }
 
-/// The client sent no body bytes within the body-read timeout.
+/// Why a client's body (read by hyper) failed: the client's fault, so the
+/// answer is a 4xx, never a 502 blamed on the backend.
 #[derive(Debug, thiserror::Error)]
-#[error("the client sent no request body bytes for {0:?} (body-read timeout)")]
-pub struct BodyReadTimeout(pub Duration);
+pub enum ClientBodyError {
+    /// The client sent no body bytes within the body-read timeout (408).
+    #[error("the client sent no request body bytes for {0:?} (body-read timeout)")]
+    Timeout(Duration),
+    /// The body's framing is malformed, or the client went away mid-body (400).
+    #[error("the client's request body failed: {0}")]
+    Broken(#[source] hyper::Error),
+}
+
+impl ClientBodyError {
+    /// The client-body failure behind `error`, if one caused it (searching
+    /// its chain of sources: hyper's client wraps the body's error).
+    pub fn behind<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Self> {
+        let mut cause = Some(error);
+        while let Some(e) = cause {
+            if let Some(found) = e.downcast_ref::<Self>() {
+                return Some(found);
+            }
+            cause = e.source();
+        }
+        None
+    }
+}
 
 impl ClientBody {
     /// `body`, cut off after `read_timeout` without a frame (zero: never).
@@ -68,7 +90,7 @@ impl ClientBody {
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
             self.waiting = false;
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+            return Poll::Ready(frame.map(|f| f.map_err(|e| ClientBodyError::Broken(e).into())));
         }
         if self.read_timeout.is_zero() {
             return Poll::Pending;
@@ -82,7 +104,9 @@ impl ClientBody {
             self.waiting = true;
         }
         match idle.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(BodyReadTimeout(self.read_timeout).into()))),
+            Poll::Ready(()) => Poll::Ready(Some(Err(
+                ClientBodyError::Timeout(self.read_timeout).into()
+            ))),
             Poll::Pending => Poll::Pending,
         }
     }

@@ -23,8 +23,7 @@
 //! refused by the native engine (a 4xx or 505, then the connection closed,
 //! nothing of it forwarded whole), as the contract says; the hyper engine must
 //! refuse it too, or accept it in a way the tests know it does (printed, not
-//! failed). Accepted differences: hyper answers 502 where native answers 400
-//! to a malformed chunked body; hyper accepts a bare LF as a head line
+//! failed). Accepted differences: hyper accepts a bare LF as a head line
 //! terminator; hyper swallows the request after a chunked body ended by a bare
 //! LF, which the native engine answers (or refuses); refusals may use
 //! different 4xx/505 codes. A malformed request that asks for an Upgrade is
@@ -123,16 +122,6 @@ const MUTATIONS: &[Mutation] = &[
     Mutation::ChunkBareLf,
     Mutation::ChunkEndBareLf,
 ];
-
-impl Mutation {
-    /// Malformed chunk framing: hyper answers 502 where native answers 400.
-    fn in_chunked_body(self) -> bool {
-        matches!(
-            self,
-            Mutation::ChunkSizeJunk | Mutation::ChunkBareLf | Mutation::ChunkEndBareLf
-        )
-    }
-}
 
 #[derive(Debug, Clone)]
 enum Body {
@@ -839,13 +828,13 @@ fn statuses(o: &Outcome) -> Vec<u16> {
 }
 
 /// A refusal of the request at `at`: the answers before it, then one 4xx (or
-/// 505; or 502 when `bad_gateway_ok`), then the connection closed.
-fn refused_at(o: &Outcome, at: usize, bad_gateway_ok: bool) -> bool {
+/// 505), then the connection closed.
+fn refused_at(o: &Outcome, at: usize) -> bool {
     o.answers.len() == at + 1
         && o.closed
-        && o.answers.last().is_some_and(|(s, _)| {
-            (400..500).contains(s) || *s == 505 || (bad_gateway_ok && *s == 502)
-        })
+        && o.answers
+            .last()
+            .is_some_and(|(s, _)| (400..500).contains(s) || *s == 505)
         && o.forwarded.len() <= at
 }
 
@@ -928,7 +917,7 @@ fn judge(case: &Case, hyper: &Outcome, native: &Outcome) -> Result<Option<String
             statuses(hyper)
         )));
     }
-    if !refused_at(native, at, false) {
+    if !refused_at(native, at) {
         return Err(format!(
             "the native engine did not refuse the malformed request {at} ({mutation:?}): answers {:?}, closed {}, {} of {} requests forwarded whole",
             statuses(native),
@@ -937,7 +926,7 @@ fn judge(case: &Case, hyper: &Outcome, native: &Outcome) -> Result<Option<String
             case.heads.len()
         ));
     }
-    if refused_at(hyper, at, mutation.in_chunked_body()) {
+    if refused_at(hyper, at) {
         let (h, n) = (hyper.answers[at].0, native.answers[at].0);
         return Ok((h != n).then(|| format!("{mutation:?}: hyper {h}, native {n}")));
     }

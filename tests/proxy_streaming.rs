@@ -1,5 +1,5 @@
 //! Bodies and tunnels through a real sluice: 10 MB streamed both ways with
-//! checksums, and WebSocket echo.
+//! checksums, WebSocket echo, and the timeouts that bound slow uploads.
 
 mod support;
 
@@ -185,4 +185,64 @@ async fn websocket_survives_a_table_swap() {
         ws.next().await.expect("msg").expect("ok"),
         Message::text("after")
     );
+}
+
+/// An HTTP/2 (h2c, prior knowledge) client that sends part of a body and
+/// goes silent gets 408 on that stream after the body-read timeout; its
+/// connection keeps serving other streams, and the backend never sees a
+/// complete request.
+#[tokio::test]
+async fn a_stalled_http2_request_body_gets_408_after_the_body_read_timeout() {
+    let backend = raw_backend::RawBackend::echo().await;
+    let f = raw_backend::raw_fixture(&[("", &backend)], |s| {
+        s.connections.body_read_timeout = std::time::Duration::from_millis(700);
+    })
+    .await;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<
+        Result<hyper::body::Frame<Bytes>, std::convert::Infallible>,
+    >(1);
+    sender
+        .send(Ok(hyper::body::Frame::data(Bytes::from(vec![b'x'; 1000]))))
+        .await
+        .expect("first chunk queued");
+    let body = StreamBody::new(tokio_stream_from(receiver));
+    let c: hyper_util::client::legacy::Client<_, StreamBody<_>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    let req = http::Request::post(format!("http://{}/echo", f.sluice.http_addr))
+        .header("content-length", "100000")
+        .body(body)
+        .expect("request");
+    let started = std::time::Instant::now();
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), c.request(req))
+        .await
+        .expect("answered before the test's own timeout")
+        .expect("response");
+    assert_eq!(resp.status(), 408);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(500),
+        "not before the timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(backend.complete_requests().is_empty(), "{}", backend.dump());
+    drop(sender);
+    // The same client (and so the same HTTP/2 connection) still works.
+    let (quick, rx) = tokio::sync::mpsc::channel(1);
+    drop(quick);
+    let req = http::Request::get(format!("http://{}/after", f.sluice.http_addr))
+        .body(StreamBody::new(tokio_stream_from(rx)))
+        .expect("request");
+    let resp = c.request(req).await.expect("response");
+    assert_eq!(resp.status(), 200);
+}
+
+/// The frames of `receiver` as a stream.
+fn tokio_stream_from<T: Send + 'static>(
+    receiver: tokio::sync::mpsc::Receiver<T>,
+) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = T> + Send>> {
+    Box::pin(futures_util::stream::unfold(
+        receiver,
+        |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+    ))
 }

@@ -39,6 +39,10 @@ pub enum BadRequest {
     /// An HTTP version other than 1.x in an HTTP/1 request line.
     #[error("HTTP version not supported")]
     Version,
+    /// The client stopped sending its request body for the body-read
+    /// timeout: 408, and the connection is closed.
+    #[error("request body not sent in time")]
+    BodyTimeout,
 }
 
 impl BadRequest {
@@ -52,6 +56,19 @@ impl BadRequest {
             }
             Self::Method => StatusCode::METHOD_NOT_ALLOWED,
             Self::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The short plain-text body the client gets.
+    pub fn body(self) -> &'static str {
+        match self {
+            Self::Framing | Self::Host | Self::Malformed => "400 bad request\n",
+            Self::TargetTooLong => "414 request target too long\n",
+            Self::TooManyHeaders | Self::HeadTooLarge => "431 request header fields too large\n",
+            Self::Method => "405 method not allowed\n",
+            Self::Version => "505 http version not supported\n",
+            Self::BodyTimeout => "408 request timeout\n",
         }
     }
 
@@ -59,7 +76,11 @@ impl BadRequest {
     pub fn closes_connection(self) -> bool {
         matches!(
             self,
-            Self::Framing | Self::Malformed | Self::HeadTooLarge | Self::Version
+            Self::Framing
+                | Self::Malformed
+                | Self::HeadTooLarge
+                | Self::Version
+                | Self::BodyTimeout
         )
     }
 }

@@ -53,8 +53,8 @@ impl ProxyError {
     /// The response body: short, plain text, and free of internal details.
     fn body(&self) -> &'static str {
         match self {
-            Self::BadRequest(super::BadRequest::TargetTooLong) => "414 request target too long\n",
-            Self::BadRequest(_) | Self::BadTarget => "400 bad request\n",
+            Self::BadRequest(bad) => bad.body(),
+            Self::BadTarget => "400 bad request\n",
             Self::NoRoute => "404 page not found\n",
             Self::Unavailable(..) | Self::NoEndpoints => "503 service unavailable\n",
             Self::MiddlewareUnavailable(_) => "500 internal server error\n",

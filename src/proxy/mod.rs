@@ -28,7 +28,8 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 
-use crate::body::{ClientBody, RequestBody, ResponseBody};
+use crate::body::{ClientBody, ClientBodyError, RequestBody, ResponseBody};
+use crate::exchange::BadRequest;
 use crate::metrics::RouteStats;
 use crate::middleware::{BoxFuture, Chain, Failure, Next, Outcome, RequestContext, Terminal};
 use crate::router::{EntryPoint, Route, RouteTable, Target};
@@ -72,6 +73,7 @@ impl Proxy {
         let response = match result {
             Ok(resp) => resp,
             Err(err) => {
+                let err = blame_client_body(err);
                 log_error(&err, route.as_deref(), client);
                 err.into_response()
             }
@@ -214,6 +216,20 @@ async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
         }
     }
     Ok(resp.map(ResponseBody::Upstream))
+}
+
+/// A forwarding failure caused by the client's own body (malformed, or not
+/// sent in time) is the client's error: 400 or 408 with the connection
+/// closed, not a 502 blamed on the backend.
+fn blame_client_body(err: ProxyError) -> ProxyError {
+    let ProxyError::Upstream(upstream) = &err else {
+        return err;
+    };
+    match ClientBodyError::behind(upstream) {
+        Some(ClientBodyError::Timeout(_)) => BadRequest::BodyTimeout.into(),
+        Some(ClientBodyError::Broken(_)) => BadRequest::Malformed.into(),
+        None => err,
+    }
 }
 
 /// Rewrites the request headers for the backend. The client's side of an
