@@ -33,6 +33,7 @@ use crate::exchange::BadRequest;
 use crate::metrics::RouteStats;
 use crate::middleware::{BoxFuture, Chain, Failure, Next, Outcome, RequestContext, Terminal};
 use crate::router::{EntryPoint, Route, RouteTable, Target};
+use crate::upstream::UpstreamError;
 
 /// The body of every response the proxy sends.
 pub type ProxyBody = ResponseBody;
@@ -194,28 +195,41 @@ async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
     }
     let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
     let upstream = &route.client;
-    *req.version_mut() = upstream.version();
-    if req.version() == http::Version::HTTP_11 {
-        forward::frame_unsized_body(&mut req);
-    }
-    let mut resp = upstream.send(endpoint, req).await.map_err(|e| {
+    let failed = |e: UpstreamError| {
         tracing::warn!(route = %route.name, %endpoint, error = %e, "forwarding failed");
         Failure::from(ProxyError::from(e))
-    })?;
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            let backend_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(forward::tunnel(client_upgrade, backend_upgrade));
-            return Ok(resp.map(ResponseBody::Upstream));
+    };
+    let mut resp = match upstream.tcp_pool() {
+        // Plain HTTP/1.1 backend, nothing to stream up, nothing to tunnel:
+        // the native client, without hyper's connection task.
+        Some(pool) if client_upgrade.is_none() && native::client::can_send(&req) => {
+            native::client::send(pool, endpoint, &req)
+                .await
+                .map_err(failed)?
         }
-    }
+        _ => {
+            *req.version_mut() = upstream.version();
+            if req.version() == http::Version::HTTP_11 {
+                forward::frame_unsized_body(&mut req);
+            }
+            let mut resp = upstream.send(endpoint, req).await.map_err(failed)?;
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                if let Some(client_upgrade) = client_upgrade {
+                    let backend_upgrade = hyper::upgrade::on(&mut resp);
+                    tokio::spawn(forward::tunnel(client_upgrade, backend_upgrade));
+                    return Ok(resp.map(ResponseBody::Upstream));
+                }
+            }
+            resp.map(ResponseBody::Upstream)
+        }
+    };
     forward::strip_hop_by_hop(resp.headers_mut());
     if let (Some(sticky), None) = (route.sticky.as_deref(), pinned) {
         if let Some(cookie) = sticky.set_cookie(endpoint) {
             resp.headers_mut().append(http::header::SET_COOKIE, cookie);
         }
     }
-    Ok(resp.map(ResponseBody::Upstream))
+    Ok(resp)
 }
 
 /// A forwarding failure caused by the client's own body (malformed, or not

@@ -8,7 +8,7 @@
 //! connection (closed under us) is retried once on a fresh one.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -22,6 +22,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use rustc_hash::FxHashMap;
 
 use super::body::UpstreamBody;
 use super::pool::{PoolSettings, PoolStats, UpstreamError};
@@ -34,7 +35,7 @@ struct Idle {
 }
 
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<FxHashMap<SocketAddr, VecDeque<Idle>>> = RefCell::new(FxHashMap::default());
 }
 
 /// Where a connection goes back to when its response has been read.
@@ -55,15 +56,24 @@ impl Return {
             let mut idle = idle.borrow_mut();
             let list = idle.entry(self.endpoint).or_default();
             let now = Instant::now();
-            list.retain(|c| {
-                !c.sender.is_closed() && now.duration_since(c.since) < self.idle_timeout
-            });
-            if list.len() < self.max_idle {
-                list.push(Idle {
-                    sender: self.sender,
-                    since: now,
-                });
+            // The list is oldest first: drop expired or closed connections
+            // from the front only, so a put-back costs O(1) however many
+            // connections sit idle (checkout skips any others).
+            let stale = list
+                .iter()
+                .take_while(|c| {
+                    c.sender.is_closed() || now.duration_since(c.since) >= self.idle_timeout
+                })
+                .count();
+            list.drain(..stale);
+            if list.len() >= self.max_idle {
+                // Make room by dropping the oldest (least likely to still be open).
+                list.pop_front();
             }
+            list.push_back(Idle {
+                sender: self.sender,
+                since: now,
+            });
         });
     }
 }
@@ -109,8 +119,11 @@ impl H1Pool {
 
     async fn checkout(&self, endpoint: SocketAddr) -> Option<Sender> {
         loop {
-            let candidate =
-                IDLE.with(|idle| idle.borrow_mut().get_mut(&endpoint).and_then(Vec::pop))?;
+            let candidate = IDLE.with(|idle| {
+                idle.borrow_mut()
+                    .get_mut(&endpoint)
+                    .and_then(VecDeque::pop_back)
+            })?;
             if candidate.sender.is_closed()
                 || candidate.since.elapsed() >= self.settings.idle_timeout
             {

@@ -11,6 +11,7 @@
 //! reactor's readiness, without a system call in the common case, and dropped.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ struct Idle {
 }
 
 thread_local! {
-    static IDLE: RefCell<FxHashMap<SocketAddr, Vec<Idle>>> = RefCell::new(FxHashMap::default());
+    static IDLE: RefCell<FxHashMap<SocketAddr, VecDeque<Idle>>> = RefCell::new(FxHashMap::default());
 }
 
 /// The pool's settings and counters; the idle connections themselves live per thread.
@@ -56,7 +57,11 @@ impl TcpPool {
     /// An idle connection to `endpoint` that is still open, if there is one.
     pub fn checkout(&self, endpoint: SocketAddr) -> Option<TcpStream> {
         loop {
-            let idle = IDLE.with(|idle| idle.borrow_mut().get_mut(&endpoint).and_then(Vec::pop))?;
+            let idle = IDLE.with(|idle| {
+                idle.borrow_mut()
+                    .get_mut(&endpoint)
+                    .and_then(VecDeque::pop_back)
+            })?;
             if idle.since.elapsed() < self.settings.idle_timeout && still_open(&idle.stream) {
                 return Some(idle.stream);
             }
@@ -88,9 +93,9 @@ impl TcpPool {
             let list = idle.entry(endpoint).or_default();
             if list.len() >= self.settings.max_idle_per_endpoint {
                 // Make room by dropping the oldest (least likely to still be open).
-                list.remove(0);
+                list.pop_front();
             }
-            list.push(Idle { stream, since: now });
+            list.push_back(Idle { stream, since: now });
         });
     }
 }

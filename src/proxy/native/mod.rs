@@ -40,6 +40,7 @@
 mod bridge;
 mod buffer;
 mod chunked;
+pub(super) mod client;
 mod conn;
 mod date;
 mod head;
