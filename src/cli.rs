@@ -236,7 +236,7 @@ pub struct RunArgs {
     #[arg(long, env = "SLUICE_UPSTREAM_IDLE_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration, global = true)]
     pub upstream_idle_timeout: Duration,
     /// A client that stops sending a request body it announced for this long has its connection
-    /// closed (HTTP/2: the stream is reset).
+    /// closed (HTTP/2, and HTTP/1.1 on the hyper engine: the request is answered 408).
     #[arg(long, env = "SLUICE_BODY_READ_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
     pub body_read_timeout: Duration,
     /// The engine for HTTP/1.1 clients: `native` (sluice's own forwarding path) or `hyper`.

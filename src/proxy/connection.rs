@@ -145,13 +145,16 @@ where
             let proxy = proxy.clone();
             let state = service_state.clone();
             state.begin();
-            async move {
+            // Boxed: hyper moves the service future into a new task per HTTP/2
+            // stream, and the whole request path's future is several KB; a
+            // pointer is cheaper to move than that is to copy.
+            Box::pin(async move {
                 let in_flight = InFlight(state);
                 let req = req.map(|body| ClientBody::new(body, body_read));
                 let resp = proxy.handle(req, &in_flight.0.client).await;
                 drop(in_flight);
                 Ok::<_, Infallible>(resp)
-            }
+            })
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         let mut conn = pin!(conn);
