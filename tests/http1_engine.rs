@@ -23,11 +23,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
 use sluice::proxy::Http1Engine;
 use support::raw_backend::*;
 use support::*;
-use tokio_tungstenite::tungstenite::Message;
 
 /// How long any single answer may take.
 const WAIT: Duration = Duration::from_secs(3);
@@ -1514,39 +1512,4 @@ async fn a_backend_response_cut_at_every_offset_is_relayed_the_same() {
         );
         assert_eq!(resp.header("x-a"), Some("1"), "cut at {cut}");
     }
-}
-
-#[tokio::test]
-async fn websocket_upgrades_still_work() {
-    let Fixture {
-        sluice,
-        backends: _backends,
-        manifests: _manifests,
-    } = fixture(&["web"], &[("", "/", "Prefix", "web")], |_| {}).await;
-    let url = format!("ws://{}/chat", sluice.http_addr);
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-        url.as_str(),
-    )
-    .expect("ws request");
-    req.headers_mut()
-        .insert("host", http::HeaderValue::from_static("ws.test"));
-    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("websocket handshake through sluice");
-    assert_eq!(resp.status(), 101);
-    for i in 0..3 {
-        ws.send(Message::text(format!("hello {i}")))
-            .await
-            .expect("send");
-        let echoed = ws.next().await.expect("message").expect("ok");
-        assert_eq!(echoed, Message::text(format!("hello {i}")));
-    }
-    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
-        .await
-        .expect("send binary");
-    assert_eq!(
-        ws.next().await.expect("message").expect("ok"),
-        Message::binary(vec![0u8, 1, 2, 255])
-    );
-    ws.close(None).await.expect("close");
 }

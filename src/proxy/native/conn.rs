@@ -346,31 +346,27 @@ where
             header_timeout: pool.settings().response_header_timeout,
         };
         let progress = Progress::new(facts.framing == Framing::Empty);
-        let (relayed, upload) = if facts.framing == Framing::Empty {
-            let relayed = relay::relay_response(
-                &mut backend_r,
-                &mut self.respbuf,
-                &mut self.writer,
-                &mut self.out,
-                cx,
-                &progress,
-                &mut self.timers.response,
-            )
-            .await;
-            (relayed, Some(Ok(())))
-        } else {
-            if facts.expect_continue && self.inbuf.is_empty() {
-                if self.writer.write_all(CONTINUE).await.is_err() {
-                    return (
-                        Exchange::Done {
-                            keep_alive: false,
-                            code: 499,
-                        },
-                        false,
-                    );
-                }
-                cx.sent_continue = true;
+        let bodied = facts.framing != Framing::Empty;
+        if bodied && facts.expect_continue && self.inbuf.is_empty() {
+            if self.writer.write_all(CONTINUE).await.is_err() {
+                let done = Exchange::Done {
+                    keep_alive: false,
+                    code: 499,
+                };
+                return (done, false);
             }
+            cx.sent_continue = true;
+        }
+        let response = relay::relay_response(
+            &mut backend_r,
+            &mut self.respbuf,
+            &mut self.writer,
+            &mut self.out,
+            cx,
+            &progress,
+            &mut self.timers.response,
+        );
+        let (relayed, upload) = if bodied {
             let upload = async {
                 let sent = relay::send_body(
                     &mut self.reader,
@@ -384,15 +380,6 @@ where
                 progress.upload.finish();
                 sent
             };
-            let response = relay::relay_response(
-                &mut backend_r,
-                &mut self.respbuf,
-                &mut self.writer,
-                &mut self.out,
-                cx,
-                &progress,
-                &mut self.timers.response,
-            );
             match relay::upload_while(upload, response).await {
                 Joined::Finished { upload, response } => (response, upload),
                 Joined::UploadFailed(e) => {
@@ -400,6 +387,8 @@ where
                     return (self.upload_failed(e, sent, facts, route).await, false);
                 }
             }
+        } else {
+            (response.await, Some(Ok(())))
         };
         let sent = progress.head_sent();
         self.finish(relayed, upload, sent, facts, route).await
