@@ -219,3 +219,17 @@ async fn a_backend_that_closes_after_answering_does_not_fail_the_next_requests()
     }
     assert!(backend.errors().is_empty(), "{}", backend.dump());
 }
+
+#[tokio::test]
+async fn chunked_trailer_fields_reach_an_http2_client_as_trailers() {
+    let (_backend, sluice, client) = setup().await;
+    let req = http::Request::get(format!("http://{}/chunked", sluice.sluice.http_addr))
+        .body(Empty::new())
+        .expect("request");
+    let resp = client.request(req).await.expect("response");
+    assert_eq!(resp.status(), 200);
+    let collected = resp.into_body().collect().await.expect("body");
+    let trailers = collected.trailers().cloned().expect("trailers frame");
+    assert_eq!(trailers["x-trailer"], "t");
+    assert_eq!(collected.to_bytes(), "hello world");
+}

@@ -236,6 +236,12 @@ impl ChunkedScanner {
         })
     }
 
+    /// Whether the scanner is inside the trailer section (after the last
+    /// chunk), so a caller can keep the trailer fields.
+    pub fn in_trailer(&self) -> bool {
+        matches!(self.state, State::Trailer(_))
+    }
+
     /// Whether the whole body (last chunk and trailer section) has been seen.
     #[cfg_attr(not(test), allow(dead_code))] // the relays read `Scanned::done`
     pub fn is_done(&self) -> bool {

@@ -9,7 +9,8 @@
 //! ambiguous) and 1xx interim responses are skipped (an `http::Response`
 //! cannot carry them). The body ([`TcpBody`]) is read by its framing into one
 //! `BytesMut` whose pieces are handed out without copying; chunked framing is
-//! validated and removed by `chunked.rs`. The connection goes back to the pool
+//! validated and removed by `chunked.rs`, and its trailer fields become a
+//! trailers frame. The connection goes back to the pool
 //! only when the body was read to its end with nothing extra after it.
 //!
 //! Requests with a body, and Upgrade requests, stay on hyper's client: its
@@ -130,7 +131,7 @@ impl Answer {
             state: match self.framing {
                 BackendFraming::Empty => BodyState::Done,
                 BackendFraming::Length(n) => BodyState::Length(n),
-                BackendFraming::Chunked => BodyState::Chunked(ChunkedScanner::new()),
+                BackendFraming::Chunked => BodyState::Chunked(ChunkedScanner::new(), Vec::new()),
                 BackendFraming::UntilClose => BodyState::UntilClose,
             },
             reusable: self.keep_alive && self.framing != BackendFraming::UntilClose,
@@ -251,8 +252,9 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<ParsedHead>, Upst
 enum BodyState {
     /// This many bytes are still due.
     Length(u64),
-    /// Chunked: the scanner validates the framing and finds the data.
-    Chunked(ChunkedScanner),
+    /// Chunked: the scanner validates the framing and finds the data; the
+    /// trailer section's bytes are kept to be handed on as trailers.
+    Chunked(ChunkedScanner, Vec<u8>),
     /// Until the backend closes the connection.
     UntilClose,
     /// Read to its end.
@@ -271,6 +273,27 @@ pub(crate) struct TcpBody {
     reusable: bool,
     pool: TcpPool,
     endpoint: SocketAddr,
+}
+
+/// The fields of a trailer section (as the scanner validated it, final
+/// empty line included), or `None` when it has none or they do not fit `http`.
+fn trailer_fields(section: &[u8]) -> Option<http::HeaderMap> {
+    if section.len() <= 2 {
+        return None;
+    }
+    let mut slots = [httparse::EMPTY_HEADER; 32];
+    let httparse::Status::Complete((_, fields)) =
+        httparse::parse_headers(section, &mut slots).ok()?
+    else {
+        return None;
+    };
+    let mut map = http::HeaderMap::with_capacity(fields.len());
+    for field in fields {
+        let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
+        let value = HeaderValue::from_bytes(field.value).ok()?;
+        map.append(name, value);
+    }
+    Some(map)
 }
 
 /// Bytes read from the backend at a time.
@@ -294,8 +317,8 @@ impl TcpBody {
         }
     }
 
-    /// The next piece of body in `buf`, if any, moving the state on.
-    fn next_piece(&mut self) -> Result<Option<Bytes>, BoxError> {
+    /// The next frame of body in `buf`, if any, moving the state on.
+    fn next_frame(&mut self) -> Result<Option<Frame<Bytes>>, BoxError> {
         match &mut self.state {
             BodyState::Done => Ok(None),
             BodyState::Length(0) => {
@@ -312,15 +335,15 @@ impl TcpBody {
                 if *left == 0 {
                     self.state = BodyState::Done;
                 }
-                Ok(Some(piece))
+                Ok(Some(Frame::data(piece)))
             }
             BodyState::UntilClose => {
                 if self.buf.is_empty() {
                     return Ok(None);
                 }
-                Ok(Some(self.buf.split().freeze()))
+                Ok(Some(Frame::data(self.buf.split().freeze())))
             }
-            BodyState::Chunked(scanner) => {
+            BodyState::Chunked(scanner, trailer) => {
                 // Framing bytes go through the scanner one at a time until it
                 // is inside chunk data, which is handed out whole.
                 while !self.buf.is_empty() {
@@ -329,13 +352,18 @@ impl TcpBody {
                         let n =
                             usize::try_from(due).map_or(self.buf.len(), |d| d.min(self.buf.len()));
                         scanner.scan(&self.buf[..n], |_| {})?;
-                        return Ok(Some(self.buf.split_to(n).freeze()));
+                        return Ok(Some(Frame::data(self.buf.split_to(n).freeze())));
                     }
+                    let in_trailer = scanner.in_trailer();
                     let scanned = scanner.scan(&self.buf[..1], |_| {})?;
+                    if in_trailer {
+                        trailer.extend_from_slice(&self.buf[..scanned.consumed]);
+                    }
                     self.buf.advance(scanned.consumed);
                     if scanned.done {
+                        let fields = trailer_fields(trailer);
                         self.state = BodyState::Done;
-                        return Ok(None);
+                        return Ok(fields.map(Frame::trailers));
                     }
                 }
                 Ok(None)
@@ -354,12 +382,12 @@ impl Body for TcpBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         loop {
-            match this.next_piece() {
-                Ok(Some(piece)) if !piece.is_empty() => {
+            match this.next_frame() {
+                Ok(Some(frame)) if frame.data_ref().is_none_or(|data| !data.is_empty()) => {
                     if this.is_done() {
                         this.release();
                     }
-                    return Poll::Ready(Some(Ok(Frame::data(piece))));
+                    return Poll::Ready(Some(Ok(frame)));
                 }
                 Ok(_) if this.is_done() => {
                     this.release();
@@ -408,7 +436,7 @@ impl Body for TcpBody {
         match self.state {
             BodyState::Length(left) => SizeHint::with_exact(left),
             BodyState::Done => SizeHint::with_exact(0),
-            BodyState::Chunked(_) | BodyState::UntilClose => SizeHint::new(),
+            BodyState::Chunked(..) | BodyState::UntilClose => SizeHint::new(),
         }
     }
 }
