@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use sluice::accesslog::{AccessLogSettings, Format, StatusRanges, Target};
 use sluice::app::{DataPlane, Settings, Source, StatusConfig, TlsSettings};
 use sluice::proxy::{ConnectionSettings, Http1Engine};
 use sluice::router::CompileOptions;
@@ -239,6 +240,37 @@ pub struct RunArgs {
     /// closed (HTTP/2, and HTTP/1.1 on the hyper engine: the request is answered 408).
     #[arg(long, env = "SLUICE_BODY_READ_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
     pub body_read_timeout: Duration,
+    /// Access log: `off`, `stdout`, or a file PATH (appended to; SIGUSR1 reopens it).
+    #[arg(long, env = "SLUICE_ACCESS_LOG", default_value = "off", global = true)]
+    pub access_log: Target,
+    /// Access-log line format: `common` (Traefik's CLF) or `json` (Traefik's field names).
+    #[arg(
+        long,
+        env = "SLUICE_ACCESS_LOG_FORMAT",
+        default_value = "common",
+        global = true
+    )]
+    pub access_log_format: Format,
+    /// A request header to write in JSON access logs (repeatable); Authorization,
+    /// Cookie and Proxy-Authorization are written as REDACTED.
+    #[arg(
+        long = "access-log-header",
+        env = "SLUICE_ACCESS_LOG_HEADER",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub access_log_headers: Vec<String>,
+    /// Log only these statuses: codes and ranges, e.g. `400-599,302` (default: all).
+    #[arg(
+        long,
+        env = "SLUICE_ACCESS_LOG_STATUS",
+        default_value = "",
+        global = true
+    )]
+    pub access_log_status: StatusRanges,
+    /// Log only requests that took at least this long (e.g. `100ms`).
+    #[arg(long, env = "SLUICE_ACCESS_LOG_MIN_DURATION", default_value = "0s", value_parser = humantime::parse_duration, global = true)]
+    pub access_log_min_duration: Duration,
     /// The engine for HTTP/1.1 clients: `native` (sluice's own forwarding path) or `hyper`.
     #[arg(
         long,
@@ -333,6 +365,24 @@ impl RunArgs {
                 DataPlaneMode::PerCore => DataPlane::PerCore(self.worker_count()),
             },
             status,
+            access_log: self.access_log_settings()?,
+        })
+    }
+
+    /// The access-log flags as settings.
+    fn access_log_settings(&self) -> Result<AccessLogSettings> {
+        let mut headers = Vec::new();
+        for name in &self.access_log_headers {
+            let header = http::HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| anyhow::anyhow!("invalid --access-log-header {name:?}"))?;
+            headers.push(header);
+        }
+        Ok(AccessLogSettings {
+            target: self.access_log.clone(),
+            format: self.access_log_format,
+            headers,
+            statuses: self.access_log_status.clone(),
+            min_duration: self.access_log_min_duration,
         })
     }
 

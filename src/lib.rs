@@ -13,6 +13,7 @@
 //!    [`upstream::Upstreams`], keyed by identity, never inside the table.
 //! 7. The [`admin`] listener serves health, readiness, metrics and the JSON API.
 
+pub mod accesslog;
 pub mod admin;
 pub mod app;
 pub mod body;

@@ -70,17 +70,23 @@ async fn serve_until_signal(settings: sluice::app::Settings) -> Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT; SIGHUP is logged and otherwise ignored so it never kills us.
+/// Resolves on SIGTERM or SIGINT; SIGHUP is logged and otherwise ignored so it
+/// never kills us; SIGUSR1 reopens the access log (logrotate).
 fn terminated() -> Result<Pin<Box<dyn Future<Output = ()> + Send>>> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?;
     Ok(Box::pin(async move {
         loop {
             tokio::select! {
                 _ = term.recv() => return,
                 _ = int.recv() => return,
                 _ = hup.recv() => tracing::info!("SIGHUP received and ignored: manifests reload on change by themselves"),
+                _ = usr1.recv() => {
+                    tracing::info!("SIGUSR1: reopening the access log");
+                    sluice::accesslog::request_reopen();
+                }
             }
         }
     }))

@@ -67,6 +67,8 @@ pub struct Settings {
     pub data_plane: DataPlane,
     /// Ingress status publishing (Kubernetes source only).
     pub status: StatusConfig,
+    /// The access log (`--access-log*`).
+    pub access_log: crate::accesslog::AccessLogSettings,
 }
 
 /// Ingress status publishing: what to publish and the Lease that elects the
@@ -121,6 +123,9 @@ pub enum StartError {
     /// A data-plane thread or runtime could not be started.
     #[error("cannot start the data plane: {0}")]
     Runtime(String),
+    /// The access log cannot be opened.
+    #[error(transparent)]
+    AccessLog(#[from] crate::accesslog::AccessLogError),
 }
 
 /// A running sluice: its bound addresses and the handle that stops it.
@@ -281,10 +286,12 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         state.clone(),
         admin_stop_rx,
     )));
+    let access_log = crate::accesslog::AccessLog::start(&settings.access_log)?.map(Arc::new);
     let proxy = Arc::new(Proxy::new(
         table.clone(),
         unmatched,
         settings.https_redirect_port,
+        access_log,
     ));
     let tls = TlsEntry {
         acceptor: acceptor(&table, settings.tls.min_version)?,

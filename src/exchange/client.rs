@@ -13,6 +13,8 @@ pub struct ClientInfo {
     pub tls: bool,
     /// The client IP as a header value, built once per connection.
     ip: HeaderValue,
+    /// Over TLS: the protocol version (`1.3`) and cipher suite names, for access logs.
+    pub tls_session: Option<(&'static str, &'static str)>,
 }
 
 impl ClientInfo {
@@ -22,7 +24,14 @@ impl ClientInfo {
             remote,
             tls,
             ip: ip_header_value(remote.ip()),
+            tls_session: None,
         }
+    }
+
+    /// The same client, with the TLS version and cipher suite it negotiated.
+    pub fn with_tls_session(mut self, version: &'static str, cipher: &'static str) -> Self {
+        self.tls_session = Some((version, cipher));
+        self
     }
 }
 

@@ -170,6 +170,12 @@ impl Collector for DataPlaneCollector {
                 )?)?;
             }
         }
+        ConstCounter::new(crate::accesslog::dropped_total()).encode(encoder.encode_descriptor(
+            "sluice_access_log_dropped",
+            "Access-log lines dropped because the writer fell behind",
+            None,
+            MetricType::Counter,
+        )?)?;
         self.encode_tls(&mut encoder, &table)
     }
 }

@@ -211,7 +211,17 @@ async fn handshake_then_serve(
         }
         _ => tls.stats.ok_tls12.fetch_add(1, Ordering::Relaxed),
     };
-    let client = ClientInfo::new(remote, true);
+    let session = stream.get_ref().1;
+    let version = match session.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+        _ => "",
+    };
+    let cipher = session
+        .negotiated_cipher_suite()
+        .and_then(|suite| suite.suite().as_str())
+        .unwrap_or("");
+    let client = ClientInfo::new(remote, true).with_tls_session(version, cipher);
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if shared.engine == Http1Engine::Native && !h2 {
         return super::native::serve(shared, stream, client, guard).await;

@@ -46,6 +46,7 @@ macro_rules! delegate_async_write {
     };
 }
 
+mod access;
 mod connection;
 mod forward;
 mod framing;
@@ -70,6 +71,7 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 
+use crate::accesslog::AccessLog;
 use crate::body::{ClientBody, ClientBodyError, RequestBody, ResponseBody};
 use crate::exchange::BadRequest;
 use crate::metrics::RouteStats;
@@ -87,7 +89,14 @@ pub struct Proxy {
     unmatched: Arc<RouteStats>,
     /// The port HTTPS redirects point at (omitted from the URL when 443).
     https_port: u16,
+    /// The access log, when one is on.
+    access_log: Option<Arc<AccessLog>>,
 }
+
+/// The endpoint that served a response (kept in its extensions only while an
+/// access log is on).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServedBy(pub(crate) std::net::SocketAddr);
 
 impl Proxy {
     /// A handler that routes with the table published in `table`; redirects to
@@ -96,12 +105,19 @@ impl Proxy {
         table: Arc<ArcSwap<RouteTable>>,
         unmatched: Arc<RouteStats>,
         https_port: u16,
+        access_log: Option<Arc<AccessLog>>,
     ) -> Self {
         Self {
             table,
             unmatched,
             https_port,
+            access_log,
         }
+    }
+
+    /// The access log, when one is on.
+    pub(crate) fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_deref()
     }
 
     /// Answers one request: routes it, forwards it, and counts it.
@@ -112,6 +128,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         let method = req.method().clone();
+        let log = self.access_log().map(|log| capture_request(log, &req));
         let (route, result) = self.route_and_forward(req, client).await;
         let response = match result {
             Ok(resp) => resp,
@@ -128,6 +145,22 @@ impl Proxy {
             response.status().as_u16(),
             start.elapsed(),
         );
+        if let (Some(access), Some(entry)) = (self.access_log(), log) {
+            let status = response.status().as_u16();
+            let server = response.extensions().get::<ServedBy>().map(|s| s.0);
+            let outcome = access::Outcome {
+                status,
+                size: http_body::Body::size_hint(response.body())
+                    .exact()
+                    .or_else(|| content_length(response.headers()))
+                    .unwrap_or(0),
+                route: route.as_deref(),
+                server,
+                origin: server.map(|_| (status, start.elapsed())),
+                duration: start.elapsed(),
+            };
+            entry.record(access, client, outcome);
+        }
         response
     }
 
@@ -266,12 +299,53 @@ async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
         }
     };
     forward::strip_hop_by_hop(resp.headers_mut());
+    if crate::accesslog::enabled() {
+        resp.extensions_mut().insert(ServedBy(endpoint));
+    }
     if let (Some(sticky), None) = (route.sticky.as_deref(), pinned) {
         if let Some(cookie) = sticky.set_cookie(endpoint) {
             resp.headers_mut().append(http::header::SET_COOKIE, cookie);
         }
     }
     Ok(resp)
+}
+
+/// What the access log keeps of a request read by hyper.
+fn capture_request(log: &AccessLog, req: &Request<ClientBody>) -> Box<access::RequestLog> {
+    let target = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+    let authority = req
+        .uri()
+        .authority()
+        .map(http::uri::Authority::as_str)
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or("");
+    let protocol = match req.version() {
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
+    let size = content_length(req.headers()).unwrap_or(0);
+    access::RequestLog::capture(
+        log,
+        req.method().as_str(),
+        target,
+        authority,
+        protocol,
+        size,
+        req.headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+    )
+}
+
+/// The Content-Length a message announces, if valid.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// A forwarding failure caused by the client's own body (malformed, or not

@@ -63,6 +63,7 @@ pub fn settings(manifests: &Path) -> Settings {
         https_redirect_port: 443,
         data_plane: sluice::app::DataPlane::Shared,
         status: sluice::app::StatusConfig::default(),
+        access_log: sluice::accesslog::AccessLogSettings::default(),
     }
 }
 

@@ -76,6 +76,10 @@ where
         };
         head_sent.store(true, Ordering::Relaxed);
         let status = response.status().as_u16();
+        let server = response
+            .extensions()
+            .get::<crate::proxy::ServedBy>()
+            .map(|s| s.0);
         let head_request = facts.head_request();
         let written = write_response(
             writer,
@@ -85,7 +89,7 @@ where
             facts.http10,
             facts.keep_alive,
         );
-        (status, written.await)
+        (status, server, written.await)
     };
     let upload = async {
         match frames {
@@ -103,12 +107,15 @@ where
             }
         }
     };
+    let mut served_by = None;
     let (keep_alive, status) = match relay::upload_while(upload, handler).await {
         Joined::Finished {
             upload,
-            response: (status, written),
+            response: (status, server, written),
         } => {
             let uploaded = matches!(upload, Some(Ok(())));
+            conn.sent_body = written.as_ref().map_or(0, |w| w.body_bytes);
+            served_by = server;
             (uploaded && written.is_ok_and(|w| w.keep_alive), status)
         }
         Joined::UploadFailed(e) => {
@@ -132,6 +139,7 @@ where
     route
         .stats
         .record(conn.client.tls, &facts.method, status, start.elapsed());
+    conn.log_access(Some(facts), Some(&route), status, served_by, start);
     keep_alive
 }
 
@@ -194,6 +202,8 @@ async fn pump<R: AsyncRead + Unpin>(
 pub(super) struct Written {
     /// Whether the connection may carry another request.
     pub keep_alive: bool,
+    /// Body bytes written (data, without framing).
+    pub body_bytes: u64,
 }
 
 /// Writes any response to an HTTP/1.x client: its head (hop-by-hop fields
@@ -234,7 +244,10 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
     );
     if bodyless {
         write_all(writer, &mut [IoSlice::new(out)]).await?;
-        return Ok(Written { keep_alive });
+        return Ok(Written {
+            keep_alive,
+            body_bytes: 0,
+        });
     }
     let mut sent: u64 = 0;
     let mut head_pending = true;
@@ -250,11 +263,20 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
             Err(frame) => frame,
         };
         if let (Ok(trailers), true) = (frame.into_trailers(), chunked) {
-            return end_chunked(writer, out, &mut head_pending, Some(&trailers), keep_alive).await;
+            let written =
+                end_chunked(writer, out, &mut head_pending, Some(&trailers), keep_alive).await?;
+            return Ok(Written {
+                body_bytes: sent,
+                ..written
+            });
         }
     }
     if chunked {
-        return end_chunked(writer, out, &mut head_pending, None, keep_alive).await;
+        let written = end_chunked(writer, out, &mut head_pending, None, keep_alive).await?;
+        return Ok(Written {
+            body_bytes: sent,
+            ..written
+        });
     }
     if head_pending {
         write_all(writer, &mut [IoSlice::new(out)]).await?;
@@ -263,6 +285,7 @@ pub(super) async fn write_response<W: AsyncWrite + Unpin>(
     let exact = declared.or(computed).is_none_or(|n| n == sent);
     Ok(Written {
         keep_alive: keep_alive && exact,
+        body_bytes: sent,
     })
 }
 
@@ -350,5 +373,8 @@ async fn end_chunked<W: AsyncWrite + Unpin>(
     }
     out.extend_from_slice(b"\r\n");
     write_all(writer, &mut [IoSlice::new(out)]).await?;
-    Ok(Written { keep_alive })
+    Ok(Written {
+        keep_alive,
+        body_bytes: 0,
+    })
 }

@@ -16,6 +16,7 @@ use super::relay::{self, BodyError, Joined, Progress, RelayError, Relayed, Respo
 use super::timer::Deadline;
 use super::{bridge, Limits};
 use crate::exchange::{BadRequest, ClientInfo, ProxyError};
+use crate::proxy::access;
 use crate::proxy::{log_error, Proxy};
 use crate::router::Route;
 use crate::upstream::{TcpPool, UpstreamError};
@@ -45,6 +46,8 @@ pub(super) struct Connection<R, W> {
     pub proxy: Arc<Proxy>,
     pub limits: Limits,
     pub timers: Timers,
+    /// Response body bytes of the last relayed exchange (for the access log).
+    pub sent_body: u64,
 }
 
 /// The connection's reusable timers: one per kind of wait.
@@ -180,7 +183,35 @@ where
         let stats = route.map_or(&self.proxy.unmatched, |r| &r.stats);
         let method = facts.map_or(&http::Method::GET, |f| &f.method);
         stats.record(self.client.tls, method, status, start.elapsed());
+        self.sent_body = 0;
+        self.log_access(facts, route, status, None, start);
         keep
+    }
+
+    /// Writes the access-log line of a finished request, when logging.
+    pub(super) fn log_access(
+        &self,
+        facts: Option<&Facts>,
+        route: Option<&Route>,
+        status: u16,
+        server: Option<SocketAddr>,
+        start: Instant,
+    ) {
+        let (Some(log), Some(entry)) = (
+            self.proxy.access_log(),
+            facts.and_then(|f| f.log.as_deref()),
+        ) else {
+            return;
+        };
+        let outcome = access::Outcome {
+            status,
+            size: self.sent_body,
+            route,
+            server,
+            origin: server.map(|_| (status, start.elapsed())),
+            duration: start.elapsed(),
+        };
+        entry.record(log, &self.client, outcome);
     }
 
     /// Answers `error` and reports whether the connection stays open (only when
@@ -270,6 +301,7 @@ where
                     route
                         .stats
                         .record(self.client.tls, &facts.method, code, start.elapsed());
+                    self.log_access(Some(facts), Some(route), code, Some(endpoint), start);
                     return keep_alive;
                 }
                 (Exchange::Stale, _) if reused => {
@@ -290,6 +322,8 @@ where
                                 code,
                                 start.elapsed(),
                             );
+                            self.sent_body = 0;
+                            self.log_access(Some(facts), Some(route), code, Some(endpoint), start);
                             return keep_alive;
                         }
                     };
@@ -306,6 +340,8 @@ where
                     route
                         .stats
                         .record(self.client.tls, &facts.method, code, start.elapsed());
+                    self.sent_body = 0;
+                    self.log_access(Some(facts), Some(route), code, Some(endpoint), start);
                     return keep_alive;
                 }
             }
@@ -334,6 +370,7 @@ where
         route: &Route,
     ) -> (Exchange, bool) {
         self.respbuf.clear();
+        self.sent_body = 0;
         let (mut backend_r, mut backend_w) = stream.split();
         if backend_w.write_all(&self.out).await.is_err() {
             return (Exchange::Stale, false);
@@ -426,6 +463,7 @@ where
         let uploaded = matches!(upload, Some(Ok(())));
         match relayed {
             Ok(relayed) => {
+                self.sent_body = relayed.body_bytes;
                 let keep_alive = relayed.client_keep_alive && uploaded;
                 let done = Exchange::Done {
                     keep_alive,

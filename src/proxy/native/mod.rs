@@ -140,6 +140,7 @@ pub(super) async fn serve<S: ClientStream>(
         proxy: shared.proxy.clone(),
         limits,
         timers: Timers::default(),
+        sent_body: 0,
     };
     match conn.run(shared.shutdown.clone()).await {
         Ended::Closed => {

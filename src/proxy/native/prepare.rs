@@ -14,8 +14,10 @@ use http::{Method, Version};
 
 use super::head::{self, Framing, RequestHead};
 use super::rewrite;
+use crate::accesslog::AccessLog;
 use crate::exchange::{BadRequest, ClientInfo, ProxyError};
 use crate::middleware::Chain;
+use crate::proxy::access::RequestLog;
 use crate::proxy::{normalized_target, request, with_path, Proxy};
 use crate::router::{EntryPoint, Route, Target};
 
@@ -34,6 +36,8 @@ pub(super) struct Facts {
     pub http10: bool,
     /// `Expect: 100-continue`.
     pub expect_continue: bool,
+    /// What the access log keeps of the request (only when one is on).
+    pub log: Option<Box<RequestLog>>,
 }
 
 impl Facts {
@@ -45,6 +49,7 @@ impl Facts {
             keep_alive: head.keep_alive,
             http10: head.http10,
             expect_continue: head.expect_continue,
+            log: None,
         }
     }
 
@@ -99,7 +104,10 @@ pub(super) fn prepare(
     if head.upgrade.is_some() {
         return Prepared::Handoff;
     }
-    let facts = Facts::of(&head);
+    let mut facts = Facts::of(&head);
+    if let Some(log) = proxy.access_log() {
+        facts.log = Some(capture(log, &head));
+    }
     let (path, query) = match head.path_and_query.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (head.path_and_query, None),
@@ -144,6 +152,26 @@ pub(super) fn prepare(
         route,
         endpoint,
     }
+}
+
+/// What the access log keeps of a parsed head.
+fn capture(log: &AccessLog, head: &head::RequestHead<'_>) -> Box<RequestLog> {
+    let protocol = if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" };
+    let size = head
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| head::parse_length(head::trim(h.value)))
+        .unwrap_or(0);
+    RequestLog::capture(
+        log,
+        head.method,
+        head.target,
+        head.host.unwrap_or(""),
+        protocol,
+        size,
+        head.headers.iter().map(|h| (h.name, h.value)),
+    )
 }
 
 fn refuse(error: ProxyError, facts: Option<Facts>, route: Option<Arc<Route>>) -> Prepared {

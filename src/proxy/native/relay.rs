@@ -195,6 +195,8 @@ pub(super) struct Relayed {
     pub backend_reusable: bool,
     /// Whether the client connection may carry another request.
     pub client_keep_alive: bool,
+    /// Response body bytes (data, without chunked framing) sent to the client.
+    pub body_bytes: u64,
 }
 
 /// Why relaying a response failed.
@@ -374,10 +376,11 @@ where
     B: AsyncRead + Unpin,
     C: AsyncWrite + Unpin,
 {
-    let done = |backend_reusable: bool| Relayed {
+    let done = |backend_reusable: bool, body_bytes: u64| Relayed {
         code: head.code,
         backend_reusable,
         client_keep_alive: head.client_keep_alive,
+        body_bytes,
     };
     match (head.backend, head.client) {
         (BackendFraming::Empty, _) => {
@@ -386,23 +389,24 @@ where
                 .await
                 .map_err(|_| RelayError::Aborted)?;
             // Bytes after a bodyless response would be read as the next one.
-            Ok(done(head.backend_keep_alive && buf.is_empty()))
+            Ok(done(head.backend_keep_alive && buf.is_empty(), 0))
         }
         (BackendFraming::Length(n), _) => {
             relay_length(backend, buf, client, out, n).await?;
-            Ok(done(head.backend_keep_alive && buf.is_empty()))
+            Ok(done(head.backend_keep_alive && buf.is_empty(), n))
         }
         (BackendFraming::Chunked, ClientFraming::Chunked) => {
-            relay_chunked(backend, buf, client, out).await?;
-            Ok(done(head.backend_keep_alive && buf.is_empty()))
+            let sent = relay_chunked(backend, buf, client, out).await?;
+            Ok(done(head.backend_keep_alive && buf.is_empty(), sent))
         }
         (BackendFraming::Chunked, _) => {
-            dechunk(backend, buf, client, out).await?;
-            Ok(done(head.backend_keep_alive && buf.is_empty()))
+            let sent = dechunk(backend, buf, client, out).await?;
+            Ok(done(head.backend_keep_alive && buf.is_empty(), sent))
         }
         (BackendFraming::UntilClose, reframe) => {
-            relay_until_close(backend, buf, client, out, reframe == ClientFraming::Chunked).await?;
-            Ok(done(false))
+            let reframe = reframe == ClientFraming::Chunked;
+            let sent = relay_until_close(backend, buf, client, out, reframe).await?;
+            Ok(done(false, sent))
         }
     }
 }
@@ -476,16 +480,17 @@ async fn relay_chunked<B, C>(
     buf: &mut ReadBuf,
     client: &mut C,
     out: &mut Vec<u8>,
-) -> Result<(), RelayError>
+) -> Result<u64, RelayError>
 where
     B: AsyncRead + Unpin,
     C: AsyncWrite + Unpin,
 {
     let mut scanner = ChunkedScanner::new();
     let mut head: &[u8] = out;
+    let mut sent = 0u64;
     loop {
         let scanned = scanner
-            .scan(buf.data(), |_| {})
+            .scan(buf.data(), |range| sent += range.len() as u64)
             .map_err(|_| RelayError::Aborted)?;
         write_two(client, head, &buf.data()[..scanned.consumed])
             .await
@@ -493,7 +498,7 @@ where
         head = &[];
         buf.consume(scanned.consumed);
         if scanned.done {
-            return Ok(());
+            return Ok(sent);
         }
         read_more(backend, buf).await?;
     }
@@ -505,12 +510,13 @@ async fn dechunk<B, C>(
     buf: &mut ReadBuf,
     client: &mut C,
     out: &mut Vec<u8>,
-) -> Result<(), RelayError>
+) -> Result<u64, RelayError>
 where
     B: AsyncRead + Unpin,
     C: AsyncWrite + Unpin,
 {
     let mut scanner = ChunkedScanner::new();
+    let mut sent = 0u64;
     loop {
         let data = buf.data();
         let scanned = scanner
@@ -520,10 +526,11 @@ where
             .write_all(out)
             .await
             .map_err(|_| RelayError::Aborted)?;
+        sent += out.len() as u64;
         out.clear();
         buf.consume(scanned.consumed);
         if scanned.done {
-            return Ok(());
+            return Ok(sent);
         }
         read_more(backend, buf).await?;
     }
@@ -537,11 +544,12 @@ async fn relay_until_close<B, C>(
     client: &mut C,
     out: &mut Vec<u8>,
     reframe: bool,
-) -> Result<(), RelayError>
+) -> Result<u64, RelayError>
 where
     B: AsyncRead + Unpin,
     C: AsyncWrite + Unpin,
 {
+    let mut sent = 0u64;
     loop {
         let data = buf.data();
         if reframe && !data.is_empty() {
@@ -553,6 +561,7 @@ where
             out.extend_from_slice(data);
         }
         let len = data.len();
+        sent += len as u64;
         buf.consume(len);
         let ended = match buf.fill(backend).await {
             Ok(0) => true,
@@ -568,7 +577,7 @@ where
             .map_err(|_| RelayError::Aborted)?;
         out.clear();
         if ended {
-            return Ok(());
+            return Ok(sent);
         }
     }
 }
