@@ -11,6 +11,7 @@
 #                        [--ingresses N] [--proxies "sluice nginx"] [--no-build]
 #                        [--https | --https-h1] [--middlewares]
 #                        [--engine native|hyper] [--workers N] [--unpinned]
+#                        [--access-log]
 # The same settings as environment variables:
 #   ROUNDS=5 DURATION=10 WARMUP=2 CONNS="50 256" INGRESSES=0
 #   PROXIES="sluice nginx"   (also "direct": wrk straight at the backend, and
@@ -73,6 +74,11 @@
 # e.g. PROXIES="sluice sluice-hyper nginx" (with ENGINE=native) gives both
 # engines' paired ratios to nginx, and the paired ratio sluice/sluice-hyper.
 #
+# ACCESS_LOG=1 (--access-log): both proxies write an access log into OUT_DIR:
+# sluice --access-log OUT_DIR/sluice-access.log --access-log-format json,
+# nginx access_log OUT_DIR/nginx-access.log combined buffer=64k. Compare the
+# CPU µs/request with a run without it to get each one's logging cost.
+#
 # WORKERS=N (--workers N, default 1): sluice --workers N, nginx worker_processes
 # N. Pinned, all N share CPU 1. UNPINNED=1 (--unpinned): no taskset at all
 # (proxies, backend and wrk go where the scheduler puts them), for "2 workers on
@@ -112,6 +118,7 @@ ENGINE=${ENGINE:-native}
 HTTPS_H1=${HTTPS_H1:-0}
 WORKERS=${WORKERS:-1}
 UNPINNED=${UNPINNED:-0}
+ACCESS_LOG=${ACCESS_LOG:-0}
 SLUICE_HYPER_PORT=${SLUICE_HYPER_PORT:-8906}
 SLUICE_HYPER_TLS_PORT=${SLUICE_HYPER_TLS_PORT:-8907}
 SLUICE_HYPER_ADMIN_PORT=${SLUICE_HYPER_ADMIN_PORT:-8908}
@@ -132,6 +139,7 @@ while [ $# -gt 0 ]; do
         --engine) ENGINE=$2; shift ;;
         --workers) WORKERS=$2; shift ;;
         --unpinned) UNPINNED=1 ;;
+        --access-log) ACCESS_LOG=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -455,6 +463,10 @@ write_nginx_conf() {
         limit_zone="limit_req_zone \$binary_remote_addr zone=bench:10m rate=100000000r/s;"
         location="location / { rewrite ^/api(/.*)\$ \$1 break; proxy_set_header X-Bench 1; add_header X-Bench-Resp 1; auth_basic bench; auth_basic_user_file $prefix/htpasswd; limit_req zone=bench burst=100000000 nodelay; proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
     fi
+    local nginx_access_log="access_log off;"
+    if [ "$ACCESS_LOG" = 1 ]; then
+        nginx_access_log="access_log $OUT_DIR/nginx-access.log combined buffer=64k;"
+    fi
     {
         cat <<EOF
 worker_processes $WORKERS;
@@ -464,7 +476,7 @@ pid $prefix/nginx.pid;
 error_log $prefix/logs/error.log warn;
 events { worker_connections 4096; }
 http {
-    access_log off;
+    $nginx_access_log
     keepalive_requests 1000000;
     keepalive_timeout 75s;
     server_names_hash_max_size 65536;
@@ -676,6 +688,7 @@ HOST_ARGS=("${saved_host_args[@]}")
 start_sluice() {
     local name=$1 admin=$2 args=()
     [ "$HTTPS" = 1 ] && args+=(--default-cert-secret default/bench-tls)
+    [ "$ACCESS_LOG" = 1 ] && args+=(--access-log "$OUT_DIR/$name-access.log" --access-log-format json)
     "${PIN_PROXY[@]}" "$BIN/sluice" --manifests "$TMP/manifests" --workers "$WORKERS" \
         --http1-engine "${SLUICE_ENGINE[$name]}" "${args[@]}" \
         --http-addr "127.0.0.1:${HTTP_PORT[$name]}" --https-addr "127.0.0.1:${TLS_PORT[$name]}" \

@@ -99,7 +99,12 @@ async fn json_lines_describe_http1_and_http2_requests_with_traefiks_fields() {
         first.get("request_Referer").is_none(),
         "unnamed headers are dropped"
     );
-    assert!(first["Duration"].as_u64().is_some_and(|d| d > 0));
+    let duration = first["Duration"].as_u64().expect("Duration in ns");
+    let origin = first["OriginDuration"]
+        .as_u64()
+        .expect("OriginDuration in ns");
+    assert!(duration > 0 && origin <= duration, "{first}");
+    assert_eq!(first["Overhead"].as_u64(), Some(duration - origin));
     assert!(first["RouterName"].as_str().is_some_and(|r| !r.is_empty()));
     assert!(first["StartUTC"].as_str().is_some_and(|t| t.ends_with('Z')));
 

@@ -3,9 +3,16 @@
 //! recorded when its response has been sent.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 
 use crate::accesslog::{AccessLog, Entry};
+use crate::body::{BoxError, ResponseBody};
 use crate::exchange::ClientInfo;
 use crate::router::Route;
 
@@ -14,6 +21,7 @@ use crate::router::Route;
 #[derive(Debug, Clone)]
 pub(crate) struct RequestLog {
     start: SystemTime,
+    began: Instant,
     number: u64,
     method: String,
     target: String,
@@ -34,12 +42,8 @@ pub(crate) struct Outcome<'a> {
     pub size: u64,
     /// The route, when one matched.
     pub route: Option<&'a Route>,
-    /// The endpoint, when a backend was chosen.
-    pub server: Option<SocketAddr>,
-    /// The backend's status and how long the exchange with it took.
-    pub origin: Option<(u16, Duration)>,
-    /// From the start of the request to the end of its response.
-    pub duration: Duration,
+    /// The endpoint, when a backend was asked, and when the exchange with it began.
+    pub server: Option<(SocketAddr, Instant)>,
 }
 
 impl RequestLog {
@@ -55,6 +59,7 @@ impl RequestLog {
     ) -> Box<Self> {
         let mut entry = Self {
             start: SystemTime::now(),
+            began: Instant::now(),
             number: log.next_request(),
             method: method.to_owned(),
             target: target.to_owned(),
@@ -85,7 +90,8 @@ impl RequestLog {
 
     /// Records the line for this request.
     pub(crate) fn record(&self, log: &AccessLog, client: &ClientInfo, outcome: Outcome<'_>) {
-        if !log.wants(outcome.status, outcome.duration) {
+        let duration = self.began.elapsed();
+        if !log.wants(outcome.status, duration) {
             return;
         }
         let headers: Vec<(&str, &str)> = self
@@ -103,8 +109,8 @@ impl RequestLog {
         );
         let entry = Entry {
             start: self.start,
-            duration: outcome.duration,
-            origin_duration: outcome.origin.map(|(_, d)| d),
+            duration,
+            origin_duration: outcome.server.map(|(_, since)| since.elapsed()),
             client: client.remote,
             user: None,
             method: &self.method,
@@ -114,7 +120,7 @@ impl RequestLog {
             tls: client.tls.then(|| client.tls_session.unwrap_or(("", ""))),
             entrypoint: if client.tls { "websecure" } else { "web" },
             status: outcome.status,
-            origin_status: outcome.origin.map(|(s, _)| s),
+            origin_status: outcome.server.map(|_| outcome.status),
             downstream_size: outcome.size,
             request_size: self.request_size,
             referer: self.referer.as_deref(),
@@ -122,7 +128,7 @@ impl RequestLog {
             request_count: self.number,
             router: outcome.route.map(|r| &*r.name),
             service: service.as_deref(),
-            server: outcome.server,
+            server: outcome.server.map(|(addr, _)| addr),
             server_scheme: &scheme,
             ingress: outcome.route.map(|r| {
                 (
@@ -134,5 +140,89 @@ impl RequestLog {
             headers: &headers,
         };
         log.record(&entry);
+    }
+}
+
+/// A response body on the hyper path that counts what it hands out and writes
+/// the request's access-log line when it ends (or is dropped unfinished), so
+/// the line carries the whole duration and the bytes really sent.
+pub(crate) struct LoggedBody {
+    inner: ResponseBody,
+    sent: u64,
+    pending: Option<PendingLine>,
+}
+
+/// What is needed to write the line once the body is done.
+pub(crate) struct PendingLine {
+    /// The access log.
+    pub log: Arc<AccessLog>,
+    /// The request's captured fields.
+    pub request: Box<RequestLog>,
+    /// The client.
+    pub client: ClientInfo,
+    /// The route, when one matched.
+    pub route: Option<Arc<Route>>,
+    /// The status sent.
+    pub status: u16,
+    /// The endpoint asked, and when.
+    pub server: Option<(SocketAddr, Instant)>,
+}
+
+impl LoggedBody {
+    /// `inner`, logged as `line` when it ends.
+    pub(crate) fn new(inner: ResponseBody, line: PendingLine) -> Self {
+        Self {
+            inner,
+            sent: 0,
+            pending: Some(line),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(line) = self.pending.take() {
+            let outcome = Outcome {
+                status: line.status,
+                size: self.sent,
+                route: line.route.as_deref(),
+                server: line.server,
+            };
+            line.request.record(&line.log, &line.client, outcome);
+        }
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => self.finish(),
+            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -96,7 +96,7 @@ pub struct Proxy {
 /// The endpoint that served a response (kept in its extensions only while an
 /// access log is on).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ServedBy(pub(crate) std::net::SocketAddr);
+pub(crate) struct ServedBy(pub(crate) std::net::SocketAddr, pub(crate) Instant);
 
 impl Proxy {
     /// A handler that routes with the table published in `table`; redirects to
@@ -145,21 +145,19 @@ impl Proxy {
             response.status().as_u16(),
             start.elapsed(),
         );
-        if let (Some(access), Some(entry)) = (self.access_log(), log) {
-            let status = response.status().as_u16();
-            let server = response.extensions().get::<ServedBy>().map(|s| s.0);
-            let outcome = access::Outcome {
-                status,
-                size: http_body::Body::size_hint(response.body())
-                    .exact()
-                    .or_else(|| content_length(response.headers()))
-                    .unwrap_or(0),
-                route: route.as_deref(),
+        if let (Some(access), Some(request)) = (&self.access_log, log) {
+            let server = response.extensions().get::<ServedBy>().map(|s| (s.0, s.1));
+            let line = access::PendingLine {
+                log: access.clone(),
+                request,
+                client: client.clone(),
+                route: route.clone(),
+                status: response.status().as_u16(),
                 server,
-                origin: server.map(|_| (status, start.elapsed())),
-                duration: start.elapsed(),
             };
-            entry.record(access, client, outcome);
+            let (parts, body) = response.into_parts();
+            let body = ResponseBody::boxed(access::LoggedBody::new(body, line));
+            return Response::from_parts(parts, body);
         }
         response
     }
@@ -270,6 +268,7 @@ async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
     }
     let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
     let upstream = &route.client;
+    let asked = Instant::now();
     let failed = |e: UpstreamError| {
         tracing::warn!(route = %route.name, %endpoint, error = %e, "forwarding failed");
         Failure::from(ProxyError::from(e))
@@ -300,7 +299,7 @@ async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
     };
     forward::strip_hop_by_hop(resp.headers_mut());
     if crate::accesslog::enabled() {
-        resp.extensions_mut().insert(ServedBy(endpoint));
+        resp.extensions_mut().insert(ServedBy(endpoint, asked));
     }
     if let (Some(sticky), None) = (route.sticky.as_deref(), pinned) {
         if let Some(cookie) = sticky.set_cookie(endpoint) {

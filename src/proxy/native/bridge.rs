@@ -79,7 +79,7 @@ where
         let server = response
             .extensions()
             .get::<crate::proxy::ServedBy>()
-            .map(|s| s.0);
+            .map(|s| (s.0, s.1));
         let head_request = facts.head_request();
         let written = write_response(
             writer,
@@ -139,7 +139,7 @@ where
     route
         .stats
         .record(conn.client.tls, &facts.method, status, start.elapsed());
-    conn.log_access(Some(facts), Some(&route), status, served_by, start);
+    conn.log_access(Some(facts), Some(&route), status, served_by);
     keep_alive
 }
 

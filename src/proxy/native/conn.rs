@@ -184,7 +184,7 @@ where
         let method = facts.map_or(&http::Method::GET, |f| &f.method);
         stats.record(self.client.tls, method, status, start.elapsed());
         self.sent_body = 0;
-        self.log_access(facts, route, status, None, start);
+        self.log_access(facts, route, status, None);
         keep
     }
 
@@ -194,8 +194,7 @@ where
         facts: Option<&Facts>,
         route: Option<&Route>,
         status: u16,
-        server: Option<SocketAddr>,
-        start: Instant,
+        server: Option<(SocketAddr, Instant)>,
     ) {
         let (Some(log), Some(entry)) = (
             self.proxy.access_log(),
@@ -208,8 +207,6 @@ where
             size: self.sent_body,
             route,
             server,
-            origin: server.map(|_| (status, start.elapsed())),
-            duration: start.elapsed(),
         };
         entry.record(log, &self.client, outcome);
     }
@@ -301,7 +298,7 @@ where
                     route
                         .stats
                         .record(self.client.tls, &facts.method, code, start.elapsed());
-                    self.log_access(Some(facts), Some(route), code, Some(endpoint), start);
+                    self.log_access(Some(facts), Some(route), code, Some((endpoint, start)));
                     return keep_alive;
                 }
                 (Exchange::Stale, _) if reused => {
@@ -323,7 +320,12 @@ where
                                 start.elapsed(),
                             );
                             self.sent_body = 0;
-                            self.log_access(Some(facts), Some(route), code, Some(endpoint), start);
+                            self.log_access(
+                                Some(facts),
+                                Some(route),
+                                code,
+                                Some((endpoint, start)),
+                            );
                             return keep_alive;
                         }
                     };
@@ -341,7 +343,7 @@ where
                         .stats
                         .record(self.client.tls, &facts.method, code, start.elapsed());
                     self.sent_body = 0;
-                    self.log_access(Some(facts), Some(route), code, Some(endpoint), start);
+                    self.log_access(Some(facts), Some(route), code, Some((endpoint, start)));
                     return keep_alive;
                 }
             }
