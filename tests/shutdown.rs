@@ -1,5 +1,6 @@
 //! Process-level behaviour of the built binary: graceful shutdown on SIGTERM
-//! completes an in-flight request and exits 0; SIGHUP does not kill; no
+//! completes an in-flight request and exits 0; SIGHUP does not kill; SIGUSR1
+//! reopens the access log; no
 //! `--manifests` exits with a clear message.
 
 mod support;
@@ -15,7 +16,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
 /// Starts the binary on port 0 and reads the bound address from its log.
 fn spawn_sluice(manifests: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
+    spawn_sluice_with(manifests, &[])
+}
+
+/// [`spawn_sluice`] with environment variables set for the child.
+fn spawn_sluice_with(
+    manifests: &std::path::Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (Child, SocketAddr, SocketAddr) {
     let mut child = Command::new(BIN)
+        .envs(env.iter().copied())
         .args(["--manifests"])
         .arg(manifests)
         .args([
@@ -145,4 +155,43 @@ fn flags_read_environment_variables() {
         stderr.contains("/definitely/not/here"),
         "SLUICE_MANIFESTS was read: {stderr}"
     );
+}
+
+/// logrotate's way: the file is renamed, SIGUSR1 sent, and the next lines go
+/// to a new file at the old path.
+#[tokio::test]
+async fn sigusr1_reopens_the_access_log() {
+    let web = whoami("web").await;
+    let m = Manifests::new();
+    m.write(
+        "a.yaml",
+        &(service("web", &[web.addr]) + &ingress("app", &[("", "/", "Prefix", "web")])),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("access.log");
+    let (child, http, admin) =
+        spawn_sluice_with(&m.path(), &[("SLUICE_ACCESS_LOG", log.as_os_str())]);
+    let guard = KillOnDrop(Some(child));
+    let child = guard.0.as_ref().expect("child");
+    let c = client();
+    wait_for("ready", || async {
+        get(&c, admin, "admin", "/readyz", &[]).await.status == 200
+    })
+    .await;
+    assert_eq!(get(&c, http, "a", "/before", &[]).await.status, 200);
+    wait_for("the first line", || async {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("/before"))
+    })
+    .await;
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).expect("rotate");
+    signal(child, "USR1");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(get(&c, http, "a", "/after", &[]).await.status, 200);
+    wait_for("the line in the new file", || async {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("/after"))
+    })
+    .await;
+    let old = std::fs::read_to_string(&rotated).expect("rotated file");
+    assert!(old.contains("/before") && !old.contains("/after"), "{old}");
 }

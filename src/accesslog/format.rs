@@ -4,8 +4,6 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value};
-
 /// `--access-log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
@@ -133,81 +131,122 @@ fn common(entry: &Entry<'_>) -> String {
     line
 }
 
-fn nanos(d: Duration) -> Value {
-    Value::from(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// One JSON line, serialised in one pass with no intermediate map.
+#[derive(serde::Serialize)]
+#[allow(non_snake_case)] // Traefik's field names
+struct JsonLine<'a> {
+    ClientAddr: String,
+    ClientHost: String,
+    ClientPort: String,
+    ClientUsername: &'a str,
+    DownstreamContentSize: u64,
+    DownstreamStatus: u16,
+    Duration: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    OriginContentSize: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    OriginDuration: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    OriginStatus: Option<u16>,
+    Overhead: u64,
+    RequestAddr: &'a str,
+    RequestContentSize: u64,
+    RequestCount: u64,
+    RequestHost: &'a str,
+    RequestMethod: &'a str,
+    RequestPath: &'a str,
+    RequestPort: String,
+    RequestProtocol: &'a str,
+    RequestScheme: &'a str,
+    RetryAttempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    RouterName: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ServiceAddr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ServiceName: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ServiceURL: Option<String>,
+    StartLocal: &'a str,
+    StartUTC: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    TLSVersion: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    TLSCipher: Option<&'a str>,
+    entryPointName: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    IngressNamespace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    IngressName: Option<&'a str>,
+    level: &'a str,
+    msg: &'a str,
+    time: &'a str,
 }
 
 fn json(entry: &Entry<'_>) -> String {
-    let mut m = Map::new();
     let (host, port) = split_authority(entry.authority, entry.tls.is_some());
-    m.insert("ClientAddr".into(), entry.client.to_string().into());
-    m.insert("ClientHost".into(), entry.client.ip().to_string().into());
-    m.insert("ClientPort".into(), entry.client.port().to_string().into());
-    m.insert("ClientUsername".into(), dash(entry.user).into());
-    m.insert("DownstreamContentSize".into(), entry.downstream_size.into());
-    m.insert("DownstreamStatus".into(), entry.status.into());
-    m.insert("Duration".into(), nanos(entry.duration));
-    if let Some(origin) = entry.origin_duration {
-        m.insert("OriginDuration".into(), nanos(origin));
-        m.insert(
-            "Overhead".into(),
-            nanos(entry.duration.saturating_sub(origin)),
-        );
-    } else {
-        m.insert("Overhead".into(), nanos(entry.duration));
+    let started = rfc3339(entry.start);
+    let origin = entry.origin_duration.map(nanos);
+    let duration = nanos(entry.duration);
+    let line = JsonLine {
+        ClientAddr: entry.client.to_string(),
+        ClientHost: entry.client.ip().to_string(),
+        ClientPort: entry.client.port().to_string(),
+        ClientUsername: dash(entry.user),
+        DownstreamContentSize: entry.downstream_size,
+        DownstreamStatus: entry.status,
+        Duration: duration,
+        OriginContentSize: entry.origin_status.map(|_| entry.downstream_size),
+        OriginDuration: origin,
+        OriginStatus: entry.origin_status,
+        Overhead: duration.saturating_sub(origin.unwrap_or(0)),
+        RequestAddr: entry.authority,
+        RequestContentSize: entry.request_size,
+        RequestCount: entry.request_count,
+        RequestHost: host,
+        RequestMethod: entry.method,
+        RequestPath: entry.target,
+        RequestPort: port,
+        RequestProtocol: entry.protocol,
+        RequestScheme: if entry.tls.is_some() { "https" } else { "http" },
+        RetryAttempts: entry.retry_attempts,
+        RouterName: entry.router,
+        ServiceAddr: entry.server.map(|a| a.to_string()),
+        ServiceName: entry.service,
+        ServiceURL: server_url(entry),
+        StartLocal: &started,
+        StartUTC: &started,
+        TLSVersion: entry.tls.map(|(v, _)| v),
+        TLSCipher: entry.tls.map(|(_, c)| c),
+        entryPointName: entry.entrypoint,
+        IngressNamespace: entry.ingress.map(|(ns, _)| ns),
+        IngressName: entry.ingress.map(|(_, n)| n),
+        level: "info",
+        msg: "",
+        time: &started,
+    };
+    let mut out = serde_json::to_string(&line).unwrap_or_default();
+    if !entry.headers.is_empty() && out.ends_with('}') {
+        out.pop();
+        for (name, value) in entry.headers {
+            let shown = if REDACTED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+                "REDACTED"
+            } else {
+                value
+            };
+            let key = format!("request_{}", canonical(name));
+            out.push(',');
+            out.push_str(&serde_json::to_string(&key).unwrap_or_default());
+            out.push(':');
+            out.push_str(&serde_json::to_string(shown).unwrap_or_default());
+        }
+        out.push('}');
     }
-    if let Some(status) = entry.origin_status {
-        m.insert("OriginStatus".into(), status.into());
-        m.insert("OriginContentSize".into(), entry.downstream_size.into());
-    }
-    m.insert("RequestAddr".into(), entry.authority.into());
-    m.insert("RequestContentSize".into(), entry.request_size.into());
-    m.insert("RequestCount".into(), entry.request_count.into());
-    m.insert("RequestHost".into(), host.into());
-    m.insert("RequestMethod".into(), entry.method.into());
-    m.insert("RequestPath".into(), entry.target.into());
-    m.insert("RequestPort".into(), port.into());
-    m.insert("RequestProtocol".into(), entry.protocol.into());
-    m.insert(
-        "RequestScheme".into(),
-        if entry.tls.is_some() { "https" } else { "http" }.into(),
-    );
-    m.insert("RetryAttempts".into(), entry.retry_attempts.into());
-    if let Some(router) = entry.router {
-        m.insert("RouterName".into(), router.into());
-    }
-    if let Some(server) = entry.server {
-        m.insert("ServiceAddr".into(), server.to_string().into());
-    }
-    if let Some(service) = entry.service {
-        m.insert("ServiceName".into(), service.into());
-    }
-    if let Some(url) = server_url(entry) {
-        m.insert("ServiceURL".into(), url.into());
-    }
-    m.insert("StartLocal".into(), rfc3339(entry.start).into());
-    m.insert("StartUTC".into(), rfc3339(entry.start).into());
-    if let Some((version, cipher)) = entry.tls {
-        m.insert("TLSVersion".into(), version.into());
-        m.insert("TLSCipher".into(), cipher.into());
-    }
-    m.insert("entryPointName".into(), entry.entrypoint.into());
-    if let Some((namespace, name)) = entry.ingress {
-        m.insert("IngressNamespace".into(), namespace.into());
-        m.insert("IngressName".into(), name.into());
-    }
-    for (name, value) in entry.headers {
-        let shown = if REDACTED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
-            "REDACTED"
-        } else {
-            value
-        };
-        m.insert(format!("request_{}", canonical(name)), shown.into());
-    }
-    m.insert("level".into(), "info".into());
-    m.insert("msg".into(), "".into());
-    m.insert("time".into(), rfc3339(SystemTime::now()).into());
-    Value::Object(m).to_string()
+    out
 }
 
 /// `Header-Name` capitalisation, as Go's canonical MIME header keys (Traefik's
@@ -330,6 +369,8 @@ mod tests {
             "10.1.2.3 - - [07/Dec/2026:14:40:05 +0000] \"GET /a/b?x=1 HTTP/1.1\" 200 42 \"http://r.example/\" \"curl/8.0\" 7 \"default-app\" \"http://10.0.0.9:8080\" 12ms"
         );
     }
+
+    use serde_json::Value;
 
     #[test]
     fn json_lines_carry_traefiks_fields_and_redact_credentials() {

@@ -18,14 +18,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TryRecvError, TrySendError};
 use std::thread;
 use std::time::Duration;
 
 use http::HeaderName;
 
 /// Lines waiting for the writer before new ones are dropped.
-const QUEUE_LINES: usize = 16 * 1024;
+const QUEUE_LINES: usize = 64 * 1024;
 
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -64,12 +64,15 @@ impl AccessLog {
     pub fn start(settings: &AccessLogSettings) -> Result<Option<Self>, AccessLogError> {
         let sink = match &settings.target {
             Target::Off => return Ok(None),
-            Target::Stdout => Sink::Stdout(BufWriter::new(io::stdout())),
+            Target::Stdout => Sink::Stdout(BufWriter::with_capacity(256 * 1024, io::stdout())),
             Target::Path(path) => Sink::File {
-                writer: BufWriter::new(open(path).map_err(|source| AccessLogError::Open {
-                    path: path.clone(),
-                    source,
-                })?),
+                writer: BufWriter::with_capacity(
+                    256 * 1024,
+                    open(path).map_err(|source| AccessLogError::Open {
+                        path: path.clone(),
+                        source,
+                    })?,
+                ),
                 path: path.clone(),
             },
         };
@@ -154,7 +157,13 @@ impl Sink {
     }
 }
 
-/// The writer thread: drains the queue, flushes when it runs dry, reopens on request.
+/// How long the writer sleeps between drains of the queue. It never waits on
+/// the queue itself: a request thread that queues a line then wakes nobody (a
+/// blocked receiver would cost a futex wake and a context switch per line).
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
+
+/// The writer thread: drains the queue every [`DRAIN_EVERY`], flushes after
+/// each drain, reopens on request.
 fn write_lines(lines: mpsc::Receiver<String>, mut sink: Sink) {
     let mut reopened = REOPEN.load(Ordering::Relaxed);
     loop {
@@ -163,20 +172,24 @@ fn write_lines(lines: mpsc::Receiver<String>, mut sink: Sink) {
             reopened = requested;
             sink.reopen();
         }
-        match lines.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                write_line(&mut sink, &line);
-                while let Ok(line) = lines.try_recv() {
+        let mut wrote = false;
+        loop {
+            match lines.try_recv() {
+                Ok(line) => {
                     write_line(&mut sink, &line);
+                    wrote = true;
                 }
-                flush(&mut sink);
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                flush(&mut sink);
-                return;
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    flush(&mut sink);
+                    return;
+                }
             }
         }
+        if wrote {
+            flush(&mut sink);
+        }
+        thread::sleep(DRAIN_EVERY);
     }
 }
 
