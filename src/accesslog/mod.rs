@@ -3,8 +3,8 @@
 //!
 //! Writing never blocks a request: [`AccessLog::record`] formats the line on
 //! the request's thread and hands it to a bounded queue; a writer thread of
-//! its own drains the queue into a buffered file (or stdout) and flushes when
-//! the queue runs dry. A full queue drops the line and counts it
+//! its own drains the queue every 50 ms into a buffered file (or stdout) and
+//! flushes after each drain. A full queue drops the line and counts it
 //! (`sluice_access_log_dropped_total`). [`request_reopen`] (SIGUSR1) makes the
 //! writer reopen PATH, for logrotate.
 
