@@ -194,3 +194,61 @@ async fn sigusr1_reopens_the_file_for_logrotate() {
     let old = std::fs::read_to_string(&rotated).expect("rotated");
     assert!(old.contains("/one") && !old.contains("/two"), "{old}");
 }
+
+/// A route behind basicAuth (the native engine's bridge, or hyper): the line
+/// names the accepted user, and the bytes and backend of the response.
+#[tokio::test]
+async fn the_basic_auth_user_is_the_client_username() {
+    let web = whoami("web").await;
+    let m = Manifests::new();
+    let auth = middlewares_annotation(&["default-auth@kubernetescrd"]);
+    m.write(
+        "a.yaml",
+        &[
+            service("web", &[web.addr]),
+            middleware(
+                "auth",
+                "default",
+                "basicAuth:\n  users: [\"alice:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\"]",
+            ),
+            annotated_ingress(
+                "app",
+                "default",
+                &[(auth.0, auth.1.as_str())],
+                &[("", "/", "Prefix", "web")],
+            ),
+        ]
+        .join("---\n"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("access.log");
+    let mut s = settings(&m.path());
+    s.access_log = AccessLogSettings {
+        target: Target::Path(path.clone()),
+        format: Format::Json,
+        ..AccessLogSettings::default()
+    };
+    let sluice = start(s).await;
+    let c = client();
+    let denied = get(&c, sluice.http_addr, "a.test", "/private", &[]).await;
+    assert_eq!(denied.status, 401);
+    let basic = format!("Basic {}", "YWxpY2U6c2VjcmV0"); // alice:secret
+    let ok = get(
+        &c,
+        sluice.http_addr,
+        "a.test",
+        "/private",
+        &[("authorization", &basic)],
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    let lines = lines(&path, 2).await;
+    let first = json(&lines[0]);
+    assert_eq!(first["DownstreamStatus"], 401);
+    assert_eq!(first["ClientUsername"], "-");
+    let second = json(&lines[1]);
+    assert_eq!(second["DownstreamStatus"], 200);
+    assert_eq!(second["ClientUsername"], "alice");
+    assert_eq!(second["DownstreamContentSize"], ok.body.len() as u64);
+    assert_eq!(second["ServiceURL"], format!("http://{}", web.addr));
+}

@@ -46,3 +46,8 @@ fn ip_header_value(ip: IpAddr) -> HeaderValue {
     // An IP address always formats to valid header characters.
     HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
+
+/// The user an authentication middleware accepted, kept in the response's
+/// extensions (only while an access log is on) for the log's `ClientUsername`.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedUser(pub String);

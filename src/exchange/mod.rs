@@ -11,5 +11,5 @@ mod client;
 mod error;
 
 pub use bad_request::{BadRequest, MAX_HEADERS, MAX_TARGET_LEN};
-pub use client::ClientInfo;
+pub use client::{AuthenticatedUser, ClientInfo};
 pub use error::ProxyError;

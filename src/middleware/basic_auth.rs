@@ -240,7 +240,13 @@ impl Middleware for BasicAuth {
             if self.remove_header {
                 req.headers_mut().remove(AUTHORIZATION);
             }
-            next.run(req, cx).await
+            let mut outcome = next.run(req, cx).await;
+            if let (Ok(resp), true) = (&mut outcome, crate::accesslog::enabled()) {
+                let user = String::from_utf8_lossy(&user).into_owned();
+                resp.extensions_mut()
+                    .insert(crate::exchange::AuthenticatedUser(user));
+            }
+            outcome
         })
     }
 }

@@ -44,6 +44,8 @@ pub(crate) struct Outcome<'a> {
     pub route: Option<&'a Route>,
     /// The endpoint, when a backend was asked, and when the exchange with it began.
     pub server: Option<(SocketAddr, Instant)>,
+    /// The user an authentication middleware accepted.
+    pub user: Option<&'a str>,
 }
 
 impl RequestLog {
@@ -112,7 +114,7 @@ impl RequestLog {
             duration,
             origin_duration: outcome.server.map(|(_, since)| since.elapsed()),
             client: client.remote,
-            user: None,
+            user: outcome.user,
             method: &self.method,
             target: &self.target,
             protocol: self.protocol,
@@ -166,6 +168,8 @@ pub(crate) struct PendingLine {
     pub status: u16,
     /// The endpoint asked, and when.
     pub server: Option<(SocketAddr, Instant)>,
+    /// The user an authentication middleware accepted.
+    pub user: Option<String>,
 }
 
 impl LoggedBody {
@@ -185,6 +189,7 @@ impl LoggedBody {
                 size: self.sent,
                 route: line.route.as_deref(),
                 server: line.server,
+                user: line.user.as_deref(),
             };
             line.request.record(&line.log, &line.client, outcome);
         }

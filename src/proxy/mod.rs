@@ -154,6 +154,10 @@ impl Proxy {
                 route: route.clone(),
                 status: response.status().as_u16(),
                 server,
+                user: response
+                    .extensions()
+                    .get::<crate::exchange::AuthenticatedUser>()
+                    .map(|u| u.0.clone()),
             };
             let (parts, body) = response.into_parts();
             let body = ResponseBody::boxed(access::LoggedBody::new(body, line));

@@ -80,6 +80,10 @@ where
             .extensions()
             .get::<crate::proxy::ServedBy>()
             .map(|s| (s.0, s.1));
+        let user = response
+            .extensions()
+            .get::<crate::exchange::AuthenticatedUser>()
+            .map(|u| u.0.clone());
         let head_request = facts.head_request();
         let written = write_response(
             writer,
@@ -89,7 +93,7 @@ where
             facts.http10,
             facts.keep_alive,
         );
-        (status, server, written.await)
+        (status, server, user, written.await)
     };
     let upload = async {
         match frames {
@@ -108,14 +112,16 @@ where
         }
     };
     let mut served_by = None;
+    let mut served_user = None;
     let (keep_alive, status) = match relay::upload_while(upload, handler).await {
         Joined::Finished {
             upload,
-            response: (status, server, written),
+            response: (status, server, user, written),
         } => {
             let uploaded = matches!(upload, Some(Ok(())));
             conn.sent_body = written.as_ref().map_or(0, |w| w.body_bytes);
             served_by = server;
+            served_user = user;
             (uploaded && written.is_ok_and(|w| w.keep_alive), status)
         }
         Joined::UploadFailed(e) => {
@@ -139,7 +145,13 @@ where
     route
         .stats
         .record(conn.client.tls, &facts.method, status, start.elapsed());
-    conn.log_access(Some(facts), Some(&route), status, served_by);
+    conn.log_access(
+        Some(facts),
+        Some(&route),
+        status,
+        served_by,
+        served_user.as_deref(),
+    );
     keep_alive
 }
 

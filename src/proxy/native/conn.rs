@@ -184,7 +184,7 @@ where
         let method = facts.map_or(&http::Method::GET, |f| &f.method);
         stats.record(self.client.tls, method, status, start.elapsed());
         self.sent_body = 0;
-        self.log_access(facts, route, status, None);
+        self.log_access(facts, route, status, None, None);
         keep
     }
 
@@ -195,6 +195,7 @@ where
         route: Option<&Route>,
         status: u16,
         server: Option<(SocketAddr, Instant)>,
+        user: Option<&str>,
     ) {
         let (Some(log), Some(entry)) = (
             self.proxy.access_log(),
@@ -207,6 +208,7 @@ where
             size: self.sent_body,
             route,
             server,
+            user,
         };
         entry.record(log, &self.client, outcome);
     }
@@ -298,7 +300,13 @@ where
                     route
                         .stats
                         .record(self.client.tls, &facts.method, code, start.elapsed());
-                    self.log_access(Some(facts), Some(route), code, Some((endpoint, start)));
+                    self.log_access(
+                        Some(facts),
+                        Some(route),
+                        code,
+                        Some((endpoint, start)),
+                        None,
+                    );
                     return keep_alive;
                 }
                 (Exchange::Stale, _) if reused => {
@@ -325,6 +333,7 @@ where
                                 Some(route),
                                 code,
                                 Some((endpoint, start)),
+                                None,
                             );
                             return keep_alive;
                         }
@@ -343,7 +352,13 @@ where
                         .stats
                         .record(self.client.tls, &facts.method, code, start.elapsed());
                     self.sent_body = 0;
-                    self.log_access(Some(facts), Some(route), code, Some((endpoint, start)));
+                    self.log_access(
+                        Some(facts),
+                        Some(route),
+                        code,
+                        Some((endpoint, start)),
+                        None,
+                    );
                     return keep_alive;
                 }
             }
