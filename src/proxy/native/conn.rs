@@ -188,6 +188,27 @@ where
         keep
     }
 
+    /// Counts a fast-path request that `endpoint` was asked for, and logs it.
+    fn finished(
+        &self,
+        facts: &Facts,
+        route: &Route,
+        code: u16,
+        endpoint: SocketAddr,
+        start: Instant,
+    ) {
+        route
+            .stats
+            .record(self.client.tls, &facts.method, code, start.elapsed());
+        self.log_access(
+            Some(facts),
+            Some(route),
+            code,
+            Some((endpoint, start)),
+            None,
+        );
+    }
+
     /// Writes the access-log line of a finished request, when logging.
     pub(super) fn log_access(
         &self,
@@ -297,16 +318,7 @@ where
                     if reusable {
                         pool.put_back(endpoint, stream);
                     }
-                    route
-                        .stats
-                        .record(self.client.tls, &facts.method, code, start.elapsed());
-                    self.log_access(
-                        Some(facts),
-                        Some(route),
-                        code,
-                        Some((endpoint, start)),
-                        None,
-                    );
+                    self.finished(facts, route, code, endpoint, start);
                     return keep_alive;
                 }
                 (Exchange::Stale, _) if reused => {
@@ -321,20 +333,8 @@ where
                             else {
                                 return false;
                             };
-                            route.stats.record(
-                                self.client.tls,
-                                &facts.method,
-                                code,
-                                start.elapsed(),
-                            );
                             self.sent_body = 0;
-                            self.log_access(
-                                Some(facts),
-                                Some(route),
-                                code,
-                                Some((endpoint, start)),
-                                None,
-                            );
+                            self.finished(facts, route, code, endpoint, start);
                             return keep_alive;
                         }
                     };
@@ -348,17 +348,8 @@ where
                     else {
                         return false;
                     };
-                    route
-                        .stats
-                        .record(self.client.tls, &facts.method, code, start.elapsed());
                     self.sent_body = 0;
-                    self.log_access(
-                        Some(facts),
-                        Some(route),
-                        code,
-                        Some((endpoint, start)),
-                        None,
-                    );
+                    self.finished(facts, route, code, endpoint, start);
                     return keep_alive;
                 }
             }
