@@ -95,12 +95,13 @@ impl ClientBody {
         if self.read_timeout.is_zero() {
             return Poll::Pending;
         }
-        let due = tokio::time::Instant::now() + self.read_timeout;
+        let timeout = self.read_timeout;
         let idle = self
             .idle
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         if !self.waiting {
-            idle.as_mut().reset(due);
+            // A new wait: the clock is read once per wait, not per poll.
+            idle.as_mut().reset(tokio::time::Instant::now() + timeout);
             self.waiting = true;
         }
         match idle.as_mut().poll(cx) {
