@@ -223,12 +223,16 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         registries: registries.clone(),
         handshakes: handshakes.clone(),
     });
-    let state = Arc::new(AdminState {
-        table: table.clone(),
-        ready: false.into(),
-        diagnostics: ArcSwap::from_pointee(Vec::new()),
+    let state = Arc::new(AdminState::new(
+        table.clone(),
         metrics,
-    });
+        admin::EntryPointsInfo {
+            web: Some(http_addr),
+            websecure: Some(https_addr),
+            web_open: open.clone(),
+            websecure_open: open_tls.clone(),
+        },
+    ));
     let (stop, stop_rx) = watch::channel(false);
     // The admin listener outlives the drain, so /readyz can say 503 meanwhile.
     let (admin_stop, admin_stop_rx) = watch::channel(false);
@@ -281,6 +285,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     };
     tasks.push(tokio::spawn(publisher.run(updates_rx)));
     tasks.push(tokio::spawn(resolver::run(registries.clone())));
+    tasks.push(tokio::spawn(admin::live::run_sampler(
+        state.live.clone(),
+        table.clone(),
+        unmatched.clone(),
+    )));
     tasks.push(tokio::spawn(admin::serve(
         admin_listener,
         state.clone(),
@@ -439,6 +448,7 @@ impl Publisher {
         self.report(&all);
         self.state.diagnostics.store(Arc::new(all));
         self.state.metrics.control.endpoint_updates.inc();
+        self.state.reloaded("endpoints", started.elapsed());
         tracing::info!(elapsed = ?started.elapsed(), "endpoints updated without recompiling");
     }
 
@@ -482,6 +492,8 @@ impl Publisher {
         all.dedup();
         self.report(&all);
         self.state.diagnostics.store(Arc::new(all));
+        self.state.objects.store(Some(update));
+        self.state.reloaded("routes", started.elapsed());
         control.reloads.inc();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -537,7 +537,7 @@ mod tests {
         });
         backend.set_endpoints(Arc::new(EndpointSet {
             addrs,
-            external: None,
+            ..EndpointSet::default()
         }));
         ServiceTarget {
             backend,

@@ -61,6 +61,7 @@ pub use listener::{
     serve, ConnectionSettings, HandshakeStats, Http1Engine, OpenConnections, TlsEntry,
 };
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -77,7 +78,7 @@ use crate::exchange::BadRequest;
 use crate::metrics::RouteStats;
 use crate::middleware::{BoxFuture, Chain, Failure, Next, Outcome, RequestContext, Terminal};
 use crate::router::{EntryPoint, Route, RouteTable, Target};
-use crate::upstream::UpstreamError;
+use crate::upstream::{UpstreamClient, UpstreamError};
 
 /// The body of every response the proxy sends.
 pub type ProxyBody = ResponseBody;
@@ -271,36 +272,23 @@ async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
         forward::set_host_to_endpoint(req.headers_mut(), endpoint);
     }
     let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
-    let upstream = &route.client;
     let asked = Instant::now();
-    let failed = |e: UpstreamError| {
-        tracing::warn!(route = %route.name, %endpoint, error = %e, "forwarding failed");
-        Failure::from(ProxyError::from(e))
-    };
-    let mut resp = match upstream.tcp_pool() {
-        // Plain HTTP/1.1 backend, nothing to stream up, nothing to tunnel:
-        // the native client, without hyper's connection task.
-        Some(pool) if client_upgrade.is_none() && native::client::can_send(&req) => {
-            native::client::send(pool, endpoint, &req)
-                .await
-                .map_err(failed)?
-        }
-        _ => {
-            *req.version_mut() = upstream.version();
-            if req.version() == http::Version::HTTP_11 {
-                forward::frame_unsized_body(&mut req);
-            }
-            let mut resp = upstream.send(endpoint, req).await.map_err(failed)?;
-            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                if let Some(client_upgrade) = client_upgrade {
-                    let backend_upgrade = hyper::upgrade::on(&mut resp);
-                    tokio::spawn(forward::tunnel(client_upgrade, backend_upgrade));
-                    return Ok(resp.map(ResponseBody::Upstream));
-                }
-            }
-            resp.map(ResponseBody::Upstream)
+    let method = req.method().clone();
+    let sent = send_to(&route.client, endpoint, req, client_upgrade).await;
+    let elapsed = asked.elapsed();
+    let (mut resp, tunnelled) = match sent {
+        Ok(sent) => sent,
+        Err(e) => {
+            tracing::warn!(route = %route.name, %endpoint, error = %e, "forwarding failed");
+            let error = ProxyError::from(e);
+            backend.record_endpoint(endpoint, &method, error.status().as_u16(), elapsed);
+            return Err(error.into());
         }
     };
+    backend.record_endpoint(endpoint, &method, resp.status().as_u16(), elapsed);
+    if tunnelled {
+        return Ok(resp);
+    }
     forward::strip_hop_by_hop(resp.headers_mut());
     if crate::accesslog::enabled() {
         resp.extensions_mut().insert(ServedBy(endpoint, asked));
@@ -311,6 +299,40 @@ async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
         }
     }
     Ok(resp)
+}
+
+/// Sends `req` to `endpoint` over the route's client and, for an accepted
+/// Upgrade, starts the tunnel (the bool says so: the response's Upgrade
+/// headers must then stay).
+async fn send_to(
+    upstream: &UpstreamClient,
+    endpoint: SocketAddr,
+    mut req: Request<RequestBody>,
+    client_upgrade: Option<OnUpgrade>,
+) -> Result<(Response<ProxyBody>, bool), UpstreamError> {
+    match upstream.tcp_pool() {
+        // Plain HTTP/1.1 backend, nothing to stream up, nothing to tunnel:
+        // the native client, without hyper's connection task.
+        Some(pool) if client_upgrade.is_none() && native::client::can_send(&req) => {
+            let resp = native::client::send(pool, endpoint, &req).await?;
+            Ok((resp, false))
+        }
+        _ => {
+            *req.version_mut() = upstream.version();
+            if req.version() == http::Version::HTTP_11 {
+                forward::frame_unsized_body(&mut req);
+            }
+            let mut resp = upstream.send(endpoint, req).await?;
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                if let Some(client_upgrade) = client_upgrade {
+                    let backend_upgrade = hyper::upgrade::on(&mut resp);
+                    tokio::spawn(forward::tunnel(client_upgrade, backend_upgrade));
+                    return Ok((resp.map(ResponseBody::Upstream), true));
+                }
+            }
+            Ok((resp.map(ResponseBody::Upstream), false))
+        }
+    }
 }
 
 /// What the access log keeps of a request read by hyper.

@@ -10,7 +10,7 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 
 use super::annotations::{self, NATIVE_LB};
 use super::{DiagnosticKind, Snapshot};
-use crate::upstream::{BackendKey, EndpointSet, ExternalName, PortRef};
+use crate::upstream::{BackendKey, EndpointCondition, EndpointSet, ExternalName, PortRef};
 
 /// The label that ties an EndpointSlice to its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -195,8 +195,13 @@ impl<'a> Resolver<'a> {
             name: port.name.as_deref().unwrap_or(""),
             single_unnamed,
         };
+        let mut conditions: Vec<EndpointCondition>;
         let mut addrs = match self.slices.get(&id) {
             Some(slices) => {
+                conditions = slices
+                    .iter()
+                    .flat_map(|s| slice_conditions(s, &want))
+                    .collect();
                 let ready: Vec<SocketAddr> = slices
                     .iter()
                     .flat_map(|s| slice_addrs(s, &want, is_ready))
@@ -213,17 +218,24 @@ impl<'a> Resolver<'a> {
                     ready
                 }
             }
-            None => self
-                .endpoints
-                .get(&id)
-                .map(|e| legacy_addrs(e, &want))
-                .unwrap_or_default(),
+            None => {
+                let ready = self
+                    .endpoints
+                    .get(&id)
+                    .map(|e| legacy_addrs(e, &want))
+                    .unwrap_or_default();
+                conditions = ready.iter().map(|a| condition(*a, true, true, false)).collect();
+                ready
+            }
         };
         addrs.sort_unstable();
         addrs.dedup();
+        conditions.sort_unstable();
+        conditions.dedup_by_key(|c| c.addr);
         Ok(EndpointSet {
             addrs,
             external: None,
+            conditions,
         })
     }
 }
@@ -274,6 +286,7 @@ fn external(
     Ok(EndpointSet {
         addrs: Vec::new(),
         external,
+        conditions: Vec::new(),
     })
 }
 
@@ -298,9 +311,11 @@ fn native(
         })?,
     };
     let number = u16::try_from(port.port).map_err(|_| missing_port(key))?;
+    let addr = SocketAddr::new(ip, number);
     Ok(EndpointSet {
-        addrs: vec![SocketAddr::new(ip, number)],
+        addrs: vec![addr],
         external: None,
+        conditions: vec![condition(addr, true, true, false)],
     })
 }
 
@@ -320,20 +335,53 @@ impl PortWant<'_> {
     }
 }
 
+fn condition(addr: SocketAddr, ready: bool, serving: bool, terminating: bool) -> EndpointCondition {
+    EndpointCondition {
+        addr,
+        ready,
+        serving,
+        terminating,
+    }
+}
+
+/// Every endpoint of `slice` on the wanted port with its conditions, as the
+/// EndpointSlice API defines their defaults (ready unset: true; serving unset:
+/// same as ready; terminating unset: false).
+fn slice_conditions(slice: &EndpointSlice, want: &PortWant<'_>) -> Vec<EndpointCondition> {
+    let Some(port) = slice_port(slice, want) else {
+        return Vec::new();
+    };
+    slice
+        .endpoints
+        .iter()
+        .filter_map(|e| {
+            let ip = e.addresses.first()?.parse::<IpAddr>().ok()?;
+            let c = e.conditions.as_ref();
+            let ready = c.and_then(|c| c.ready) != Some(false);
+            let serving = c.and_then(|c| c.serving).unwrap_or(ready);
+            let terminating = c.and_then(|c| c.terminating) == Some(true);
+            Some(condition(SocketAddr::new(ip, port), ready, serving, terminating))
+        })
+        .collect()
+}
+
+/// The slice's port number for the wanted Service port (IP slices only).
+fn slice_port(slice: &EndpointSlice, want: &PortWant<'_>) -> Option<u16> {
+    if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+        return None;
+    }
+    let ports = slice.ports.as_deref().unwrap_or_default();
+    want.pick(ports, |p| p.name.as_deref().unwrap_or(""))
+        .and_then(|p| p.port)
+        .and_then(|p| u16::try_from(p).ok())
+}
+
 fn slice_addrs(
     slice: &EndpointSlice,
     want: &PortWant<'_>,
     usable: fn(&Endpoint) -> bool,
 ) -> Vec<SocketAddr> {
-    if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
-        return Vec::new();
-    }
-    let ports = slice.ports.as_deref().unwrap_or_default();
-    let port = want.pick(ports, |p| p.name.as_deref().unwrap_or(""));
-    let Some(port) = port
-        .and_then(|p| p.port)
-        .and_then(|p| u16::try_from(p).ok())
-    else {
+    let Some(port) = slice_port(slice, want) else {
         return Vec::new();
     };
     slice

@@ -82,6 +82,9 @@ pub(super) fn compile_certs(
                 hosts,
                 not_after: cert.not_after,
                 is_default: false,
+                issuer: cert.issuer.clone(),
+                subject: cert.subject.clone(),
+                used_by: Some(ing.object.clone()),
             });
         }
         covered.push(hosts_of_ingress);
@@ -141,6 +144,9 @@ fn install_default(
                 hosts: cert.dns_names.clone(),
                 not_after: cert.not_after,
                 is_default: true,
+                issuer: cert.issuer.clone(),
+                subject: cert.subject.clone(),
+                used_by: None,
             });
             return;
         }
@@ -152,6 +158,9 @@ fn install_default(
             hosts: Vec::new(),
             not_after: cert.not_after,
             is_default: true,
+            issuer: cert.issuer.clone(),
+            subject: cert.subject.clone(),
+            used_by: None,
         });
     }
 }

@@ -24,10 +24,11 @@ pub enum PathKind {
 }
 
 /// The listeners ("entrypoints", as Traefik names them) requests arrive on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryPoint {
     /// The plain-HTTP listener (`--http-addr`).
+    #[default]
     Web,
     /// The HTTPS listener (`--https-addr`).
     WebSecure,
@@ -163,6 +164,19 @@ pub struct RouteInfo {
 }
 
 impl Route {
+    /// Counts one answer from (or failure of) `endpoint` of this route's backend.
+    pub fn record_endpoint(
+        &self,
+        endpoint: std::net::SocketAddr,
+        method: &http::Method,
+        status: u16,
+        elapsed: std::time::Duration,
+    ) {
+        if let Target::Backend(backend) = &self.target {
+            backend.record_endpoint(endpoint, method, status, elapsed);
+        }
+    }
+
     /// The admin API's view of this route, with the endpoints as they are now.
     pub fn info(&self) -> RouteInfo {
         let (endpoints, state) = match &self.target {

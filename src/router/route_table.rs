@@ -123,6 +123,12 @@ impl RouteTable {
             .collect()
     }
 
+    /// The explicit priority (`router.priority`) of `route`, if it has one.
+    pub fn priority_of(&self, route: &Arc<Route>) -> Option<i64> {
+        let i = self.all.iter().position(|r| Arc::ptr_eq(r, route))?;
+        self.priorities.get(i).copied().flatten()
+    }
+
     /// Every rule route and the default backend, each once (for metrics).
     pub fn all_routes(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.all.iter()

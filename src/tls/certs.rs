@@ -25,6 +25,10 @@ pub struct LoadedCert {
     pub not_after: i64,
     /// notBefore of the leaf, as Unix seconds.
     pub not_before: i64,
+    /// The leaf's issuer (distinguished name), for the dashboard.
+    pub issuer: String,
+    /// The leaf's subject (distinguished name).
+    pub subject: String,
 }
 
 impl LoadedCert {
@@ -143,6 +147,8 @@ fn from_der(
         dns_names: leaf.dns_names,
         not_after: leaf.not_after,
         not_before: leaf.not_before,
+        issuer: leaf.issuer,
+        subject: leaf.subject,
     })
 }
 

@@ -32,6 +32,12 @@ pub struct CertInfo {
     pub not_after: i64,
     /// Whether this is the certificate served for unknown or missing SNI.
     pub is_default: bool,
+    /// The leaf's issuer.
+    pub issuer: String,
+    /// The leaf's subject.
+    pub subject: String,
+    /// The Ingress whose TLS section installed it (`None` for the default).
+    pub used_by: Option<crate::router::ObjectRef>,
 }
 
 impl CertIndex {
@@ -201,6 +207,9 @@ mod tests {
             hosts: vec!["a.example.com".into()],
             not_after: 1,
             is_default: false,
+            issuer: String::new(),
+            subject: String::new(),
+            used_by: None,
         });
         let index = builder.build();
         assert!(!index.is_empty());

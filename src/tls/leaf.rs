@@ -15,6 +15,10 @@ pub(crate) struct Leaf {
     pub(crate) not_before: i64,
     /// notAfter, Unix seconds.
     pub(crate) not_after: i64,
+    /// The issuer's distinguished name (RFC 4514 form).
+    pub(crate) issuer: String,
+    /// The subject's distinguished name.
+    pub(crate) subject: String,
 }
 
 impl Leaf {
@@ -27,6 +31,8 @@ impl Leaf {
             dns_names: dns_names(&cert)?,
             not_before: validity.not_before.timestamp(),
             not_after: validity.not_after.timestamp(),
+            issuer: cert.issuer().to_string(),
+            subject: cert.subject().to_string(),
         })
     }
 }

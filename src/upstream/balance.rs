@@ -7,6 +7,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::{BackendKey, EndpointSet, ExternalName};
+use crate::metrics::EntryStats;
+
+/// Request counters per endpoint address, sorted by address for a binary search.
+type EndpointStatsTable = Vec<(SocketAddr, Arc<EntryStats>)>;
 
 /// What an ExternalName resolved to.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -28,6 +32,9 @@ pub struct Backend {
     /// Addresses an ExternalName resolved to, with the name they are for.
     resolved: ArcSwap<Resolved>,
     next: AtomicUsize,
+    /// Counters of each current endpoint; an endpoint that stays across an
+    /// endpoint change keeps its counters.
+    endpoint_stats: ArcSwap<EndpointStatsTable>,
 }
 
 impl Backend {
@@ -37,6 +44,7 @@ impl Backend {
             endpoints: ArcSwap::from_pointee(EndpointSet::default()),
             resolved: ArcSwap::from_pointee(Resolved::default()),
             next: AtomicUsize::new(0),
+            endpoint_stats: ArcSwap::from_pointee(Vec::new()),
         }
     }
 
@@ -53,8 +61,47 @@ impl Backend {
     /// Installs a new endpoint set (new pods, removed pods, readiness changes).
     pub fn set_endpoints(&self, set: Arc<EndpointSet>) {
         if **self.endpoints.load() != *set {
+            self.track_endpoints(&set.addrs);
             self.endpoints.store(set);
         }
+    }
+
+    /// Counts one answer (or failure, as its status) from `endpoint`; an
+    /// address that is no longer an endpoint is not counted. No lock, no allocation.
+    pub fn record_endpoint(
+        &self,
+        endpoint: SocketAddr,
+        method: &http::Method,
+        status: u16,
+        elapsed: std::time::Duration,
+    ) {
+        let table = self.endpoint_stats.load();
+        if let Ok(i) = table.binary_search_by_key(&endpoint, |(addr, _)| *addr) {
+            table[i].1.record(method, status, elapsed);
+        }
+    }
+
+    /// The counters of each current endpoint, by address.
+    pub fn endpoint_stats(&self) -> Arc<EndpointStatsTable> {
+        self.endpoint_stats.load_full()
+    }
+
+    /// Makes the counter table cover exactly `addrs` (the previous counters of
+    /// addresses that stay are kept). Called off the request path.
+    fn track_endpoints(&self, addrs: &[SocketAddr]) {
+        let old = self.endpoint_stats.load();
+        let mut table: EndpointStatsTable = addrs
+            .iter()
+            .map(|addr| {
+                let stats = old
+                    .binary_search_by_key(addr, |(a, _)| *a)
+                    .map_or_else(|_| Arc::default(), |i| old[i].1.clone());
+                (*addr, stats)
+            })
+            .collect();
+        table.sort_by_key(|(addr, _)| *addr);
+        table.dedup_by_key(|(addr, _)| *addr);
+        self.endpoint_stats.store(Arc::new(table));
     }
 
     /// The addresses an ExternalName last resolved to, and for which name.
@@ -71,6 +118,7 @@ impl Backend {
 
     /// Installs freshly resolved addresses for the ExternalName `target`.
     pub fn set_resolved(&self, target: ExternalName, addrs: Vec<SocketAddr>) {
+        self.track_endpoints(&addrs);
         self.resolved.store(Arc::new(Resolved {
             target: Some(target),
             addrs,
@@ -133,6 +181,7 @@ impl Backend {
 mod tests {
     use super::*;
     use crate::upstream::PortRef;
+    use std::time::Duration;
 
     fn backend() -> Backend {
         Backend::new(BackendKey {
@@ -151,10 +200,39 @@ mod tests {
         ];
         b.set_endpoints(Arc::new(EndpointSet {
             addrs: addrs.clone(),
-            external: None,
+            ..EndpointSet::default()
         }));
         let picks: Vec<_> = (0..4).map(|_| b.pick().unwrap()).collect();
         assert_eq!(picks, vec![addrs[0], addrs[1], addrs[0], addrs[1]]);
+    }
+
+    #[test]
+    fn endpoint_counters_follow_the_endpoints_and_survive_changes() {
+        let b = backend();
+        let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let c: SocketAddr = "10.0.0.2:80".parse().unwrap();
+        let set = |addrs: Vec<SocketAddr>| {
+            Arc::new(EndpointSet {
+                addrs,
+                ..EndpointSet::default()
+            })
+        };
+        b.set_endpoints(set(vec![a]));
+        let get = Duration::from_millis(1);
+        b.record_endpoint(a, &http::Method::GET, 200, get);
+        // Not an endpoint: not counted, no panic.
+        b.record_endpoint(c, &http::Method::GET, 200, get);
+        b.set_endpoints(set(vec![a, c]));
+        b.record_endpoint(c, &http::Method::GET, 503, get);
+        let table = b.endpoint_stats();
+        let count = |addr| {
+            let i = table.binary_search_by_key(&addr, |(x, _)| *x).unwrap();
+            table[i].1.durations().1
+        };
+        assert_eq!(count(a), 1, "a kept its counters across the change");
+        assert_eq!(count(c), 1);
+        b.set_endpoints(set(vec![c]));
+        assert_eq!(b.endpoint_stats().len(), 1);
     }
 
     #[test]
@@ -173,6 +251,7 @@ mod tests {
             Arc::new(EndpointSet {
                 addrs: vec![],
                 external: Some(name(host)),
+                ..EndpointSet::default()
             })
         };
         b.set_endpoints(external("example.com"));

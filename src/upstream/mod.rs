@@ -18,7 +18,7 @@ mod tcp_pool;
 pub use balance::{Backend, Resolved};
 pub use body::UpstreamBody;
 pub use clients::{ClientKey, Clients, Verify};
-pub use endpoints::{EndpointSet, ExternalName};
+pub use endpoints::{EndpointCondition, EndpointSet, ExternalName};
 pub use h1::PooledBody;
 pub use pool::{
     BackendProtocol, BackendTls, PoolSettings, PoolStats, UpstreamClient, UpstreamError,

@@ -197,9 +197,11 @@ where
         endpoint: SocketAddr,
         start: Instant,
     ) {
+        let elapsed = start.elapsed();
         route
             .stats
-            .record(self.client.tls, &facts.method, code, start.elapsed());
+            .record(self.client.tls, &facts.method, code, elapsed);
+        route.record_endpoint(endpoint, &facts.method, code, elapsed);
         self.log_access(
             Some(facts),
             Some(route),
@@ -307,7 +309,10 @@ where
                 }
                 Err(e) => {
                     tracing::warn!(route = %route.name, %endpoint, error = %e, "forwarding failed");
-                    return self.refuse(e.into(), Some(facts), Some(route), start).await;
+                    let error = ProxyError::from(e);
+                    let status = error.status().as_u16();
+                    route.record_endpoint(endpoint, &facts.method, status, start.elapsed());
+                    return self.refuse(error, Some(facts), Some(route), start).await;
                 }
             },
         };
