@@ -271,6 +271,27 @@ pub struct RunArgs {
     /// Log only requests that took at least this long (e.g. `100ms`).
     #[arg(long, env = "SLUICE_ACCESS_LOG_MIN_DURATION", default_value = "0s", value_parser = humantime::parse_duration, global = true)]
     pub access_log_min_duration: Duration,
+    /// OpenTelemetry: the collector's OTLP/HTTP base URL (e.g. `http://otel-collector:4318`;
+    /// `/v1/traces` is appended). Tracing is off when unset.
+    #[arg(long, env = "SLUICE_TRACING_OTLP_ENDPOINT", global = true)]
+    pub tracing_otlp_endpoint: Option<String>,
+    /// The fraction of new traces sampled (0.0 to 1.0); a client's sampled
+    /// `traceparent` is always continued.
+    #[arg(
+        long,
+        env = "SLUICE_TRACING_SAMPLE_RATIO",
+        default_value_t = 1.0,
+        global = true
+    )]
+    pub tracing_sample_ratio: f64,
+    /// `service.name` of the exported traces.
+    #[arg(
+        long,
+        env = "SLUICE_TRACING_SERVICE_NAME",
+        default_value = "sluice",
+        global = true
+    )]
+    pub tracing_service_name: String,
     /// The engine for HTTP/1.1 clients: `native` (sluice's own forwarding path) or `hyper`.
     #[arg(
         long,
@@ -366,6 +387,14 @@ impl RunArgs {
             },
             status,
             access_log: self.access_log_settings()?,
+            tracing: sluice::telemetry::TracingSettings {
+                endpoint: self
+                    .tracing_otlp_endpoint
+                    .clone()
+                    .filter(|e| !e.trim().is_empty()),
+                sample_ratio: self.tracing_sample_ratio,
+                service_name: self.tracing_service_name.clone(),
+            },
         })
     }
 

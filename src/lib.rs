@@ -24,6 +24,7 @@ pub mod middleware;
 pub mod proxy;
 pub mod router;
 pub mod status;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 pub mod watch;

@@ -79,6 +79,8 @@ pub struct Entry<'a> {
     pub ingress: Option<(&'a str, &'a str)>,
     /// Retries made by the retry middleware.
     pub retry_attempts: u32,
+    /// The trace id, when tracing is on.
+    pub trace_id: Option<&'a str>,
     /// The request headers named by `--access-log-header`, as sent.
     pub headers: &'a [(&'a str, &'a str)],
 }
@@ -182,6 +184,8 @@ struct JsonLine<'a> {
     IngressNamespace: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     IngressName: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    TraceId: Option<&'a str>,
     level: &'a str,
     msg: &'a str,
     time: &'a str,
@@ -225,6 +229,7 @@ fn json(entry: &Entry<'_>) -> String {
         entryPointName: entry.entrypoint,
         IngressNamespace: entry.ingress.map(|(ns, _)| ns),
         IngressName: entry.ingress.map(|(_, n)| n),
+        TraceId: entry.trace_id,
         level: "info",
         msg: "",
         time: &started,
@@ -357,6 +362,7 @@ mod tests {
             server_scheme: "http",
             ingress: Some(("default", "app")),
             retry_attempts: 0,
+            trace_id: None,
             headers,
         }
     }

@@ -69,6 +69,8 @@ pub struct Settings {
     pub status: StatusConfig,
     /// The access log (`--access-log*`).
     pub access_log: crate::accesslog::AccessLogSettings,
+    /// OpenTelemetry tracing (`--tracing-*`).
+    pub tracing: crate::telemetry::TracingSettings,
 }
 
 /// Ingress status publishing: what to publish and the Lease that elects the
@@ -126,6 +128,9 @@ pub enum StartError {
     /// The access log cannot be opened.
     #[error(transparent)]
     AccessLog(#[from] crate::accesslog::AccessLogError),
+    /// Tracing cannot be set up.
+    #[error(transparent)]
+    Tracing(#[from] crate::telemetry::TracingError),
 }
 
 /// A running sluice: its bound addresses and the handle that stops it.
@@ -146,6 +151,7 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
     proxy_tasks: Vec<JoinHandle<()>>,
     state: Arc<AdminState>,
+    tracer: Option<Arc<crate::telemetry::Tracing>>,
 }
 
 impl Running {
@@ -166,6 +172,11 @@ impl Running {
         self.admin_stop.send_replace(true);
         for task in self.tasks {
             task.abort();
+        }
+        if let Some(tracer) = self.tracer {
+            // Flushing blocks until the exporter thread has sent the last
+            // batch, which it does from this runtime: keep a worker free.
+            let _ = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
         }
     }
 
@@ -296,11 +307,13 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         admin_stop_rx,
     )));
     let access_log = crate::accesslog::AccessLog::start(&settings.access_log)?.map(Arc::new);
+    let tracer = crate::telemetry::Tracing::start(&settings.tracing)?;
     let proxy = Arc::new(Proxy::new(
         table.clone(),
         unmatched,
         settings.https_redirect_port,
         access_log,
+        tracer.clone(),
     ));
     let tls = TlsEntry {
         acceptor: acceptor(&table, settings.tls.min_version)?,
@@ -342,6 +355,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         tasks,
         proxy_tasks,
         state,
+        tracer,
     })
 }
 

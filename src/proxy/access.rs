@@ -46,6 +46,8 @@ pub(crate) struct Outcome<'a> {
     pub server: Option<(SocketAddr, Instant)>,
     /// The user an authentication middleware accepted.
     pub user: Option<&'a str>,
+    /// The trace id, when tracing.
+    pub trace_id: Option<&'a str>,
 }
 
 impl RequestLog {
@@ -139,6 +141,7 @@ impl RequestLog {
                 )
             }),
             retry_attempts: 0,
+            trace_id: outcome.trace_id,
             headers: &headers,
         };
         log.record(&entry);
@@ -170,6 +173,8 @@ pub(crate) struct PendingLine {
     pub server: Option<(SocketAddr, Instant)>,
     /// The user an authentication middleware accepted.
     pub user: Option<String>,
+    /// The trace id, when tracing.
+    pub trace_id: Option<String>,
 }
 
 impl LoggedBody {
@@ -190,6 +195,7 @@ impl LoggedBody {
                 route: line.route.as_deref(),
                 server: line.server,
                 user: line.user.as_deref(),
+                trace_id: line.trace_id.as_deref(),
             };
             line.request.record(&line.log, &line.client, outcome);
         }

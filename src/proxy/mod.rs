@@ -78,6 +78,7 @@ use crate::exchange::BadRequest;
 use crate::metrics::RouteStats;
 use crate::middleware::{BoxFuture, Chain, Failure, Next, Outcome, RequestContext, Terminal};
 use crate::router::{EntryPoint, Route, RouteTable, Target};
+use crate::telemetry::{RequestFacts, ServerSpan, TraceParent, Tracing};
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 /// The body of every response the proxy sends.
@@ -92,6 +93,8 @@ pub struct Proxy {
     https_port: u16,
     /// The access log, when one is on.
     access_log: Option<Arc<AccessLog>>,
+    /// OpenTelemetry tracing, when on.
+    tracing: Option<Arc<Tracing>>,
 }
 
 /// The endpoint that served a response (kept in its extensions only while an
@@ -107,13 +110,20 @@ impl Proxy {
         unmatched: Arc<RouteStats>,
         https_port: u16,
         access_log: Option<Arc<AccessLog>>,
+        tracing: Option<Arc<Tracing>>,
     ) -> Self {
         Self {
             table,
             unmatched,
             https_port,
             access_log,
+            tracing,
         }
+    }
+
+    /// The tracer, when tracing is on.
+    pub(crate) fn tracing(&self) -> Option<&Arc<Tracing>> {
+        self.tracing.as_ref()
     }
 
     /// The access log, when one is on.
@@ -130,7 +140,8 @@ impl Proxy {
         let start = Instant::now();
         let method = req.method().clone();
         let log = self.access_log().map(|log| capture_request(log, &req));
-        let (route, result) = self.route_and_forward(req, client).await;
+        let mut span = self.tracing.as_ref().map(|t| server_span(t, &req, client));
+        let (route, result) = self.route_and_forward(req, client, span.as_mut()).await;
         let response = match result {
             Ok(resp) => resp,
             Err(err) => {
@@ -146,6 +157,10 @@ impl Proxy {
             response.status().as_u16(),
             start.elapsed(),
         );
+        let trace_id = span.as_ref().map(ServerSpan::trace_id);
+        if let Some(span) = span {
+            span.finish(response.status().as_u16());
+        }
         if let (Some(access), Some(request)) = (&self.access_log, log) {
             let server = response.extensions().get::<ServedBy>().map(|s| (s.0, s.1));
             let line = access::PendingLine {
@@ -159,6 +174,7 @@ impl Proxy {
                     .extensions()
                     .get::<crate::exchange::AuthenticatedUser>()
                     .map(|u| u.0.clone()),
+                trace_id,
             };
             let (parts, body) = response.into_parts();
             let body = ResponseBody::boxed(access::LoggedBody::new(body, line));
@@ -171,6 +187,7 @@ impl Proxy {
         &self,
         req: Request<ClientBody>,
         client: &ClientInfo,
+        span: Option<&mut ServerSpan>,
     ) -> (Option<Arc<Route>>, Result<Response<ProxyBody>, ProxyError>) {
         if let Err(bad) = request::check(&req) {
             return (None, Err(bad.into()));
@@ -199,6 +216,10 @@ impl Proxy {
         let Some(route) = route else {
             return (None, Err(ProxyError::NoRoute));
         };
+        if let Some(span) = span {
+            span.routed(&route);
+            parts.extensions.insert(span.parent());
+        }
         let body = RequestBody::Incoming(body);
         let result = self.forward(&route, parts, body, host, client).await;
         (Some(route), result)
@@ -274,18 +295,31 @@ async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
     let client_upgrade = req.extensions_mut().remove::<OnUpgrade>();
     let asked = Instant::now();
     let method = req.method().clone();
+    let span = req.extensions().get::<Arc<TraceParent>>().map(|parent| {
+        let target = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+        parent.client(method.as_str(), endpoint, target)
+    });
+    if let Some(span) = &span {
+        span.inject(req.headers_mut());
+    }
     let sent = send_to(&route.client, endpoint, req, client_upgrade).await;
     let elapsed = asked.elapsed();
     let (mut resp, tunnelled) = match sent {
         Ok(sent) => sent,
         Err(e) => {
             tracing::warn!(route = %route.name, %endpoint, error = %e, "forwarding failed");
+            if let Some(span) = span {
+                span.finish(Err(&e));
+            }
             let error = ProxyError::from(e);
             backend.record_endpoint(endpoint, &method, error.status().as_u16(), elapsed);
             return Err(error.into());
         }
     };
     backend.record_endpoint(endpoint, &method, resp.status().as_u16(), elapsed);
+    if let Some(span) = span {
+        span.finish(Ok(resp.status().as_u16()));
+    }
     if tunnelled {
         return Ok(resp);
     }
@@ -333,6 +367,40 @@ async fn send_to(
             Ok((resp.map(ResponseBody::Upstream), false))
         }
     }
+}
+
+/// Starts the server span of a request read by hyper.
+fn server_span(tracing: &Arc<Tracing>, req: &Request<ClientBody>, client: &ClientInfo) -> ServerSpan {
+    let target = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+    let host = req
+        .uri()
+        .authority()
+        .map(http::uri::Authority::as_str)
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or("");
+    let protocol = match req.version() {
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_10 => "1.0",
+        _ => "1.1",
+    };
+    let facts = RequestFacts {
+        method: req.method().as_str(),
+        target,
+        host,
+        tls: client.tls,
+        protocol,
+        client: client.remote,
+        user_agent: None,
+        traceparent: None,
+        tracestate: None,
+        start: std::time::SystemTime::now(),
+    }
+    .with_headers(
+        req.headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+    );
+    tracing.server(&facts)
 }
 
 /// What the access log keeps of a request read by hyper.

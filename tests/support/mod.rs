@@ -64,6 +64,7 @@ pub fn settings(manifests: &Path) -> Settings {
         data_plane: sluice::app::DataPlane::Shared,
         status: sluice::app::StatusConfig::default(),
         access_log: sluice::accesslog::AccessLogSettings::default(),
+        tracing: sluice::telemetry::TracingSettings::default(),
     }
 }
 

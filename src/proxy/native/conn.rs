@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::buffer::ReadBuf;
 use super::head::Framing;
-use super::prepare::{prepare, Facts, Prepared};
+use super::prepare::{prepare, Facts, Prepared, RequestSpans};
 use super::relay::{self, BodyError, Joined, Progress, RelayError, Relayed, ResponseContext};
 use super::timer::Deadline;
 use super::{bridge, Limits};
@@ -48,6 +48,8 @@ pub(super) struct Connection<R, W> {
     pub timers: Timers,
     /// Response body bytes of the last relayed exchange (for the access log).
     pub sent_body: u64,
+    /// The spans of the request being served, when tracing is on.
+    pub trace: Option<Box<RequestSpans>>,
 }
 
 /// The connection's reusable timers: one per kind of wait.
@@ -92,11 +94,12 @@ where
         let mut watcher = shutdown.clone();
         let mut stop = std::pin::pin!(crate::proxy::stopped(&mut watcher));
         loop {
-            let prepared = match self.next_request(first, stop.as_mut()).await {
+            let mut prepared = match self.next_request(first, stop.as_mut()).await {
                 Ok(prepared) => prepared,
                 Err(ended) => return ended,
             };
             first = false;
+            self.trace = prepared.take_trace();
             let keep_alive = match prepared {
                 Prepared::Partial => false,
                 Prepared::Handoff => return Ended::Handoff,
@@ -104,6 +107,7 @@ where
                     error,
                     facts,
                     route,
+                    ..
                 } => {
                     self.refuse(error, facts.as_ref(), route.as_deref(), Instant::now())
                         .await
@@ -112,12 +116,14 @@ where
                     facts,
                     route,
                     endpoint,
+                    ..
                 } => self.forward(&facts, &route, endpoint).await,
                 Prepared::Bridge {
                     facts,
                     route,
                     parts,
                     host,
+                    ..
                 } => bridge::serve(self, &facts, route, parts, host).await,
             };
             // The version moves only when shutdown starts (or its sender is gone).
@@ -190,7 +196,7 @@ where
 
     /// Counts a fast-path request that `endpoint` was asked for, and logs it.
     fn finished(
-        &self,
+        &mut self,
         facts: &Facts,
         route: &Route,
         code: u16,
@@ -211,29 +217,35 @@ where
         );
     }
 
-    /// Writes the access-log line of a finished request, when logging.
+    /// Writes the access-log line of a finished request, when logging, and
+    /// ends its spans, when tracing.
     pub(super) fn log_access(
-        &self,
+        &mut self,
         facts: Option<&Facts>,
         route: Option<&Route>,
         status: u16,
         server: Option<(SocketAddr, Instant)>,
         user: Option<&str>,
     ) {
-        let (Some(log), Some(entry)) = (
+        let trace = self.trace.take();
+        if let (Some(log), Some(entry)) = (
             self.proxy.access_log(),
             facts.and_then(|f| f.log.as_deref()),
-        ) else {
-            return;
-        };
-        let outcome = access::Outcome {
-            status,
-            size: self.sent_body,
-            route,
-            server,
-            user,
-        };
-        entry.record(log, &self.client, outcome);
+        ) {
+            let trace_id = trace.as_ref().map(|t| t.trace_id());
+            let outcome = access::Outcome {
+                status,
+                size: self.sent_body,
+                route,
+                server,
+                user,
+                trace_id: trace_id.as_deref(),
+            };
+            entry.record(log, &self.client, outcome);
+        }
+        if let Some(trace) = trace {
+            trace.finish(status);
+        }
     }
 
     /// Answers `error` and reports whether the connection stays open (only when

@@ -141,6 +141,7 @@ pub(super) async fn serve<S: ClientStream>(
         limits,
         timers: Timers::default(),
         sent_body: 0,
+        trace: None,
     };
     match conn.run(shared.shutdown.clone()).await {
         Ended::Closed => {

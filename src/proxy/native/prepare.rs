@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
@@ -20,6 +21,7 @@ use crate::middleware::Chain;
 use crate::proxy::access::RequestLog;
 use crate::proxy::{normalized_target, request, with_path, Proxy};
 use crate::router::{EntryPoint, Route, Target};
+use crate::telemetry::{ClientSpan, RequestFacts, ServerSpan, Tracing};
 
 /// What the connection loop needs of a request once its head is gone.
 #[derive(Debug, Clone)]
@@ -71,12 +73,14 @@ pub(super) enum Prepared {
         error: ProxyError,
         facts: Option<Facts>,
         route: Option<Arc<Route>>,
+        trace: Option<Box<RequestSpans>>,
     },
     /// The fast path: `out` holds the head to send to `endpoint`.
     Forward {
         facts: Facts,
         route: Arc<Route>,
         endpoint: SocketAddr,
+        trace: Option<Box<RequestSpans>>,
     },
     /// The `http`-types path through the middleware chain and hyper's clients.
     Bridge {
@@ -84,7 +88,65 @@ pub(super) enum Prepared {
         route: Arc<Route>,
         parts: Parts,
         host: Option<HeaderValue>,
+        trace: Option<Box<RequestSpans>>,
     },
+}
+
+impl Prepared {
+    /// Takes the request's spans out (the connection ends them with the status).
+    pub(super) fn take_trace(&mut self) -> Option<Box<RequestSpans>> {
+        match self {
+            Self::Refuse { trace, .. } | Self::Forward { trace, .. } | Self::Bridge { trace, .. } => {
+                trace.take()
+            }
+            Self::Partial | Self::Handoff => None,
+        }
+    }
+}
+
+/// The spans of one request on the native engine: the server span, and on
+/// the fast path the span of the backend attempt (the bridge's attempts get
+/// theirs in `proxy::to_backend`).
+#[derive(Debug)]
+pub(super) struct RequestSpans {
+    server: ServerSpan,
+    client: Option<ClientSpan>,
+}
+
+impl RequestSpans {
+    /// The trace id, as the access log writes it.
+    pub(super) fn trace_id(&self) -> String {
+        self.server.trace_id()
+    }
+
+    /// Ends both spans with the status sent to the client.
+    pub(super) fn finish(self, status: u16) {
+        if let Some(client) = self.client {
+            client.finish(Ok(status));
+        }
+        self.server.finish(status);
+    }
+}
+
+/// Starts the server span of a parsed head.
+fn server_span(tracing: &Arc<Tracing>, head: &RequestHead<'_>, client: &ClientInfo) -> Box<RequestSpans> {
+    let facts = RequestFacts {
+        method: head.method,
+        target: head.target,
+        host: head.host.unwrap_or(""),
+        tls: client.tls,
+        protocol: if head.http10 { "1.0" } else { "1.1" },
+        client: client.remote,
+        user_agent: None,
+        traceparent: None,
+        tracestate: None,
+        start: SystemTime::now(),
+    }
+    .with_headers(head.headers.iter().map(|h| (h.name, h.value)));
+    Box::new(RequestSpans {
+        server: tracing.server(&facts),
+        client: None,
+    })
 }
 
 /// Parses, routes and prepares the request at the front of `buf`.
@@ -99,7 +161,7 @@ pub(super) fn prepare(
     let head = match head::parse(buf, &mut slots, max_head) {
         Ok(Some(head)) => head,
         Ok(None) => return Prepared::Partial,
-        Err(bad) => return refuse(bad.into(), None, None),
+        Err(bad) => return refuse(bad.into(), None, None, None),
     };
     if head.upgrade.is_some() {
         return Prepared::Handoff;
@@ -108,6 +170,7 @@ pub(super) fn prepare(
     if let Some(log) = proxy.access_log() {
         facts.log = Some(capture(log, &head));
     }
+    let mut trace = proxy.tracing().map(|t| server_span(t, &head, client));
     let (path, query) = match head.path_and_query.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (head.path_and_query, None),
@@ -127,10 +190,13 @@ pub(super) fn prepare(
         )
         .cloned();
     let Some(route) = route else {
-        return refuse(ProxyError::NoRoute, Some(facts), None);
+        return refuse(ProxyError::NoRoute, Some(facts), None, trace);
     };
+    if let Some(trace) = &mut trace {
+        trace.server.routed(&route);
+    }
     if !fast_path_serves(&route, client) {
-        return bridge(&head, facts, route);
+        return bridge(&head, facts, route, trace);
     }
     let backend = match &route.target {
         Target::Backend(backend) => backend,
@@ -138,19 +204,29 @@ pub(super) fn prepare(
             let status = http::StatusCode::from_u16(*status)
                 .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE);
             let error = ProxyError::Unavailable(reason.clone(), status);
-            return refuse(error, Some(facts), Some(route));
+            return refuse(error, Some(facts), Some(route), trace);
         }
     };
     let Some(endpoint) = backend.pick() else {
-        return refuse(ProxyError::NoEndpoints, Some(facts), Some(route));
+        return refuse(ProxyError::NoEndpoints, Some(facts), Some(route), trace);
     };
     let target = forwarded_target(head.path_and_query, path, query);
     let endpoint_host = (!route.pass_host_header).then_some(endpoint);
-    rewrite::request_head(out, &head, &target, client, endpoint_host);
+    let context = trace.as_mut().map(|trace| {
+        let span = trace.server.client(head.method, endpoint, &target);
+        let fields = rewrite::TraceFields {
+            traceparent: span.traceparent(),
+            tracestate: span.tracestate(),
+        };
+        trace.client = Some(span);
+        fields
+    });
+    rewrite::request_head(out, &head, &target, client, endpoint_host, context.as_ref());
     Prepared::Forward {
         facts,
         route,
         endpoint,
+        trace,
     }
 }
 
@@ -174,11 +250,17 @@ fn capture(log: &AccessLog, head: &head::RequestHead<'_>) -> Box<RequestLog> {
     )
 }
 
-fn refuse(error: ProxyError, facts: Option<Facts>, route: Option<Arc<Route>>) -> Prepared {
+fn refuse(
+    error: ProxyError,
+    facts: Option<Facts>,
+    route: Option<Arc<Route>>,
+    trace: Option<Box<RequestSpans>>,
+) -> Prepared {
     Prepared::Refuse {
         error,
         facts,
         route,
+        trace,
     }
 }
 
@@ -207,18 +289,27 @@ fn forwarded_target<'a>(path_and_query: &'a str, path: &str, query: Option<&str>
 
 /// Builds the `http` request parts the middleware chain and hyper's clients
 /// take, exactly as hyper's server would have.
-fn bridge(head: &RequestHead<'_>, facts: Facts, route: Arc<Route>) -> Prepared {
+fn bridge(
+    head: &RequestHead<'_>,
+    facts: Facts,
+    route: Arc<Route>,
+    trace: Option<Box<RequestSpans>>,
+) -> Prepared {
     match bridge_parts(head, &facts) {
-        Ok(parts) => {
+        Ok(mut parts) => {
             let host = crate::proxy::host_value(&parts);
+            if let Some(trace) = &trace {
+                parts.extensions.insert(trace.server.parent());
+            }
             Prepared::Bridge {
                 facts,
                 route,
                 parts,
                 host,
+                trace,
             }
         }
-        Err(error) => refuse(error, Some(facts), Some(route)),
+        Err(error) => refuse(error, Some(facts), Some(route), trace),
     }
 }
 

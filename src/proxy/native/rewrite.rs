@@ -82,6 +82,19 @@ impl<'h, 'b> ConnectionFields<'h, 'b> {
     }
 }
 
+/// The W3C trace-context fields a traced request carries to the backend
+/// (the client's own are replaced).
+pub(super) struct TraceFields {
+    /// `traceparent`: sluice's client span.
+    pub traceparent: String,
+    /// `tracestate`, when the trace has one.
+    pub tracestate: Option<String>,
+}
+
+fn is_trace_context(name: &str) -> bool {
+    name.eq_ignore_ascii_case("traceparent") || name.eq_ignore_ascii_case("tracestate")
+}
+
 /// Writes the head a backend receives for `head` into `out` (cleared first).
 ///
 /// `target` is the path and query to send (dot-segments already removed);
@@ -93,6 +106,7 @@ pub(super) fn request_head(
     target: &str,
     client: &ClientInfo,
     endpoint_host: Option<SocketAddr>,
+    trace: Option<&TraceFields>,
 ) {
     out.clear();
     out.extend_from_slice(head.method.as_bytes());
@@ -105,8 +119,16 @@ pub(super) fn request_head(
         if header.name.eq_ignore_ascii_case("te") {
             trailers |= tokens(header.value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
         }
-        if !dropped_from_request(header.name, connection.as_slice()) {
+        if !dropped_from_request(header.name, connection.as_slice())
+            && !(trace.is_some() && is_trace_context(header.name))
+        {
             field(out, header.name.as_bytes(), header.value);
+        }
+    }
+    if let Some(trace) = trace {
+        field(out, b"traceparent", trace.traceparent.as_bytes());
+        if let Some(state) = &trace.tracestate {
+            field(out, b"tracestate", state.as_bytes());
         }
     }
     match endpoint_host {
@@ -257,7 +279,7 @@ mod tests {
             .expect("complete");
         let client = ClientInfo::new("192.0.2.7:5555".parse().expect("addr"), tls);
         let mut out = Vec::new();
-        request_head(&mut out, &head, head.path_and_query, &client, None);
+        request_head(&mut out, &head, head.path_and_query, &client, None, None);
         String::from_utf8(out).expect("utf-8")
     }
 
