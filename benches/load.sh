@@ -11,7 +11,7 @@
 #                        [--ingresses N] [--proxies "sluice nginx"] [--no-build]
 #                        [--https | --https-h1] [--middlewares]
 #                        [--engine native|hyper] [--workers N] [--unpinned]
-#                        [--access-log]
+#                        [--access-log] [--tracing]
 # The same settings as environment variables:
 #   ROUNDS=5 DURATION=10 WARMUP=2 CONNS="50 256" INGRESSES=0
 #   PROXIES="sluice nginx"   (also "direct": wrk straight at the backend, and
@@ -79,6 +79,12 @@
 # nginx access_log OUT_DIR/nginx-access.log combined buffer=64k. Compare the
 # CPU µs/request with a run without it to get each one's logging cost.
 #
+# TRACING=1 (--tracing): sluice exports OpenTelemetry traces of every request
+# (--tracing-otlp-endpoint http://127.0.0.1:BACKEND_PORT, the bench backend
+# acting as the collector; TRACING_RATIO=1.0 by default, as
+# --tracing-sample-ratio). nginx has no tracing here: compare sluice's CPU
+# µs/request with a run without it to get the cost of tracing.
+#
 # WORKERS=N (--workers N, default 1): sluice --workers N, nginx worker_processes
 # N. Pinned, all N share CPU 1. UNPINNED=1 (--unpinned): no taskset at all
 # (proxies, backend and wrk go where the scheduler puts them), for "2 workers on
@@ -119,6 +125,8 @@ HTTPS_H1=${HTTPS_H1:-0}
 WORKERS=${WORKERS:-1}
 UNPINNED=${UNPINNED:-0}
 ACCESS_LOG=${ACCESS_LOG:-0}
+TRACING=${TRACING:-0}
+TRACING_RATIO=${TRACING_RATIO:-1.0}
 SLUICE_HYPER_PORT=${SLUICE_HYPER_PORT:-8906}
 SLUICE_HYPER_TLS_PORT=${SLUICE_HYPER_TLS_PORT:-8907}
 SLUICE_HYPER_ADMIN_PORT=${SLUICE_HYPER_ADMIN_PORT:-8908}
@@ -140,6 +148,7 @@ while [ $# -gt 0 ]; do
         --workers) WORKERS=$2; shift ;;
         --unpinned) UNPINNED=1 ;;
         --access-log) ACCESS_LOG=1 ;;
+        --tracing) TRACING=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -689,6 +698,7 @@ start_sluice() {
     local name=$1 admin=$2 args=()
     [ "$HTTPS" = 1 ] && args+=(--default-cert-secret default/bench-tls)
     [ "$ACCESS_LOG" = 1 ] && args+=(--access-log "$OUT_DIR/$name-access.log" --access-log-format json)
+    [ "$TRACING" = 1 ] && args+=(--tracing-otlp-endpoint "http://127.0.0.1:$BACKEND_PORT" --tracing-sample-ratio "$TRACING_RATIO")
     "${PIN_PROXY[@]}" "$BIN/sluice" --manifests "$TMP/manifests" --workers "$WORKERS" \
         --http1-engine "${SLUICE_ENGINE[$name]}" "${args[@]}" \
         --http-addr "127.0.0.1:${HTTP_PORT[$name]}" --https-addr "127.0.0.1:${TLS_PORT[$name]}" \

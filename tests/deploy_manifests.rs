@@ -1,5 +1,6 @@
 //! Guards the install manifests in `deploy/` (without `deploy/crds/`, which
-//! `tests/deploy_crds.rs` covers).
+//! `tests/deploy_crds.rs` covers, and the `deploy/monitoring/` component,
+//! which `tests/monitoring_manifests.rs` covers).
 //!
 //! The test checks that:
 //! - every YAML document parses into its k8s-openapi type *strictly*: the
@@ -126,7 +127,8 @@ fn rel(path: &Path) -> String {
     )
 }
 
-/// The YAML files under `dir`, recursively, without `deploy/crds`.
+/// The YAML files under `dir`, recursively, without `deploy/crds` and
+/// `deploy/monitoring` (their own tests read them).
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
@@ -135,7 +137,8 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     entries.sort();
     for path in entries {
         if path.is_dir() {
-            if path != Path::new(DEPLOY_DIR).join("crds") {
+            let own_test = ["crds", "monitoring"].map(|d| Path::new(DEPLOY_DIR).join(d));
+            if !own_test.contains(&path) {
                 yaml_files(&path, out);
             }
         } else if path
@@ -276,6 +279,9 @@ struct Kustomization {
     patches: Vec<Patch>,
     #[serde(default)]
     images: Vec<Image>,
+    /// Kustomize Components (`deploy/monitoring`).
+    #[serde(default)]
+    components: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -557,6 +563,14 @@ fn kustomizations_name_existing_files_and_every_manifest() {
     let mut named = BTreeSet::new();
     for (file, k) in &m.kustomizations {
         let dir = file.parent().expect("has a directory");
+        for entry in &k.components {
+            let path = dir.join(entry.trim_end_matches('/'));
+            assert!(
+                path.join("kustomization.yaml").is_file(),
+                "{}: component {entry} is not a directory with a kustomization.yaml",
+                rel(file)
+            );
+        }
         for entry in k.resources.iter().chain(k.patches.iter().map(|p| &p.path)) {
             let path = dir.join(entry.trim_end_matches('/'));
             if path.is_dir() {

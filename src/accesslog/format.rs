@@ -70,7 +70,7 @@ pub struct Entry<'a> {
     /// The route (router) name.
     pub router: Option<&'a str>,
     /// The Service (`namespace/name`).
-    pub service: Option<&'a str>,
+    pub service: Option<(&'a str, &'a str)>,
     /// The endpoint that served it.
     pub server: Option<SocketAddr>,
     /// The backend's URL scheme (`http`, `https`).
@@ -91,9 +91,19 @@ const REDACTED: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 impl Format {
     /// The line for `entry`, without its newline.
     pub fn line(self, entry: &Entry<'_>) -> String {
+        let mut out = String::with_capacity(match self {
+            Self::Common => 192,
+            Self::Json => 768,
+        });
+        self.write(entry, &mut out);
+        out
+    }
+
+    /// Appends the line for `entry` (without its newline) to `out`.
+    pub fn write(self, entry: &Entry<'_>, out: &mut String) {
         match self {
-            Self::Common => common(entry),
-            Self::Json => json(entry),
+            Self::Common => common(entry, out),
+            Self::Json => json(entry, out),
         }
     }
 }
@@ -102,22 +112,14 @@ fn dash(value: Option<&str>) -> &str {
     value.filter(|v| !v.is_empty()).unwrap_or("-")
 }
 
-fn server_url(entry: &Entry<'_>) -> Option<String> {
-    entry
-        .server
-        .map(|addr| format!("{}://{addr}", entry.server_scheme))
-}
-
 /// `<ip> - <user> [<time>] "<method> <path> <proto>" <status> <size> "<referer>"
 /// "<agent>" <count> "<router>" "<server URL>" <ms>ms`, as Traefik writes it.
-fn common(entry: &Entry<'_>) -> String {
-    let mut line = String::with_capacity(256);
+fn common(entry: &Entry<'_>, line: &mut String) {
+    let _ = write!(line, "{} - {} [", entry.client.ip(), dash(entry.user));
+    clf_time(entry.start, line);
     let _ = write!(
         line,
-        "{} - {} [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" {} \"{}\" \"{}\" {}ms",
-        entry.client.ip(),
-        dash(entry.user),
-        clf_time(entry.start),
+        "] \"{} {} {}\" {} {} \"{}\" \"{}\" {} \"{}\" \"",
         entry.method,
         entry.target,
         entry.protocol,
@@ -127,137 +129,190 @@ fn common(entry: &Entry<'_>) -> String {
         dash(entry.user_agent),
         entry.request_count,
         dash(entry.router),
-        dash(server_url(entry).as_deref()),
-        entry.duration.as_millis(),
     );
-    line
+    match entry.server {
+        Some(addr) => {
+            let _ = write!(line, "{}://{addr}", entry.server_scheme);
+        }
+        None => line.push('-'),
+    }
+    let _ = write!(line, "\" {}ms", entry.duration.as_millis());
 }
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// One JSON line, serialised in one pass with no intermediate map.
-#[derive(serde::Serialize)]
-#[allow(non_snake_case)] // Traefik's field names
-struct JsonLine<'a> {
-    ClientAddr: String,
-    ClientHost: String,
-    ClientPort: String,
-    ClientUsername: &'a str,
-    DownstreamContentSize: u64,
-    DownstreamStatus: u16,
-    Duration: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    OriginContentSize: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    OriginDuration: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    OriginStatus: Option<u16>,
-    Overhead: u64,
-    RequestAddr: &'a str,
-    RequestContentSize: u64,
-    RequestCount: u64,
-    RequestHost: &'a str,
-    RequestMethod: &'a str,
-    RequestPath: &'a str,
-    RequestPort: String,
-    RequestProtocol: &'a str,
-    RequestScheme: &'a str,
-    RetryAttempts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    RouterName: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ServiceAddr: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ServiceName: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ServiceURL: Option<String>,
-    StartLocal: &'a str,
-    StartUTC: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    TLSVersion: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    TLSCipher: Option<&'a str>,
-    entryPointName: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    IngressNamespace: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    IngressName: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    TraceId: Option<&'a str>,
-    level: &'a str,
-    msg: &'a str,
-    time: &'a str,
+/// Writes a JSON object field by field, with no intermediate values.
+struct JsonWriter<'o> {
+    out: &'o mut String,
+    first: bool,
 }
 
-fn json(entry: &Entry<'_>) -> String {
+impl<'o> JsonWriter<'o> {
+    fn new(out: &'o mut String) -> Self {
+        out.push('{');
+        Self { out, first: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        self.separate();
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+    }
+
+    /// `"request_<Canonical-Name>":`, Traefik's key for a request header.
+    fn header_key(&mut self, name: &str) {
+        self.separate();
+        self.out.push_str("\"request_");
+        canonical_into(name, self.out);
+        self.out.push_str("\":");
+    }
+
+    fn separate(&mut self) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        escape(value, self.out);
+    }
+
+    fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.str(key, value);
+        }
+    }
+
+    fn num(&mut self, key: &str, value: impl std::fmt::Display) {
+        self.key(key);
+        let _ = write!(self.out, "{value}");
+    }
+
+    /// A string value written with `Display` (addresses, ports: nothing to escape).
+    fn display(&mut self, key: &str, value: impl std::fmt::Display) {
+        self.key(key);
+        let _ = write!(self.out, "\"{value}\"");
+    }
+
+    fn end(self) {
+        self.out.push('}');
+    }
+}
+
+/// `value` as a JSON string (quotes included), escaped as RFC 8259 requires.
+fn escape(value: &str, out: &mut String) {
+    out.push('"');
+    let bytes = value.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f | 0x7f => "",
+            _ => continue,
+        };
+        out.push_str(&value[plain..i]);
+        if escaped.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escaped);
+        }
+        plain = i + 1;
+    }
+    out.push_str(&value[plain..]);
+    out.push('"');
+}
+
+fn json(entry: &Entry<'_>, out: &mut String) {
     let (host, port) = split_authority(entry.authority, entry.tls.is_some());
-    let started = rfc3339(entry.start);
+    let mut started = [0u8; 30];
+    let started = rfc3339_into(entry.start, &mut started);
     let origin = entry.origin_duration.map(nanos);
     let duration = nanos(entry.duration);
-    let line = JsonLine {
-        ClientAddr: entry.client.to_string(),
-        ClientHost: entry.client.ip().to_string(),
-        ClientPort: entry.client.port().to_string(),
-        ClientUsername: dash(entry.user),
-        DownstreamContentSize: entry.downstream_size,
-        DownstreamStatus: entry.status,
-        Duration: duration,
-        OriginContentSize: entry.origin_status.map(|_| entry.downstream_size),
-        OriginDuration: origin,
-        OriginStatus: entry.origin_status,
-        Overhead: duration.saturating_sub(origin.unwrap_or(0)),
-        RequestAddr: entry.authority,
-        RequestContentSize: entry.request_size,
-        RequestCount: entry.request_count,
-        RequestHost: host,
-        RequestMethod: entry.method,
-        RequestPath: entry.target,
-        RequestPort: port,
-        RequestProtocol: entry.protocol,
-        RequestScheme: if entry.tls.is_some() { "https" } else { "http" },
-        RetryAttempts: entry.retry_attempts,
-        RouterName: entry.router,
-        ServiceAddr: entry.server.map(|a| a.to_string()),
-        ServiceName: entry.service,
-        ServiceURL: server_url(entry),
-        StartLocal: &started,
-        StartUTC: &started,
-        TLSVersion: entry.tls.map(|(v, _)| v),
-        TLSCipher: entry.tls.map(|(_, c)| c),
-        entryPointName: entry.entrypoint,
-        IngressNamespace: entry.ingress.map(|(ns, _)| ns),
-        IngressName: entry.ingress.map(|(_, n)| n),
-        TraceId: entry.trace_id,
-        level: "info",
-        msg: "",
-        time: &started,
-    };
-    let mut out = serde_json::to_string(&line).unwrap_or_default();
-    if !entry.headers.is_empty() && out.ends_with('}') {
-        out.pop();
-        for (name, value) in entry.headers {
-            let shown = if REDACTED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
-                "REDACTED"
-            } else {
-                value
-            };
-            let key = format!("request_{}", canonical(name));
-            out.push(',');
-            out.push_str(&serde_json::to_string(&key).unwrap_or_default());
-            out.push(':');
-            out.push_str(&serde_json::to_string(shown).unwrap_or_default());
-        }
-        out.push('}');
+    let mut w = JsonWriter::new(out);
+    w.display("ClientAddr", entry.client);
+    w.display("ClientHost", entry.client.ip());
+    w.display("ClientPort", entry.client.port());
+    w.str("ClientUsername", dash(entry.user));
+    w.num("DownstreamContentSize", entry.downstream_size);
+    w.num("DownstreamStatus", entry.status);
+    w.num("Duration", duration);
+    if entry.origin_status.is_some() {
+        w.num("OriginContentSize", entry.downstream_size);
     }
-    out
+    if let Some(origin) = origin {
+        w.num("OriginDuration", origin);
+    }
+    if let Some(status) = entry.origin_status {
+        w.num("OriginStatus", status);
+    }
+    w.num("Overhead", duration.saturating_sub(origin.unwrap_or(0)));
+    w.str("RequestAddr", entry.authority);
+    w.num("RequestContentSize", entry.request_size);
+    w.num("RequestCount", entry.request_count);
+    w.str("RequestHost", host);
+    w.str("RequestMethod", entry.method);
+    w.str("RequestPath", entry.target);
+    w.str("RequestPort", port);
+    w.str("RequestProtocol", entry.protocol);
+    w.str(
+        "RequestScheme",
+        if entry.tls.is_some() { "https" } else { "http" },
+    );
+    w.num("RetryAttempts", entry.retry_attempts);
+    w.opt_str("RouterName", entry.router);
+    if let Some(server) = entry.server {
+        w.display("ServiceAddr", server);
+    }
+    if let Some((namespace, name)) = entry.service {
+        w.key("ServiceName");
+        w.out.push('"');
+        let _ = write!(w.out, "{namespace}/{name}");
+        w.out.push('"');
+    }
+    if let Some(server) = entry.server {
+        w.key("ServiceURL");
+        let _ = write!(w.out, "\"{}://{server}\"", entry.server_scheme);
+    }
+    w.str("StartLocal", started);
+    w.str("StartUTC", started);
+    if let Some((version, cipher)) = entry.tls {
+        w.str("TLSVersion", version);
+        w.str("TLSCipher", cipher);
+    }
+    w.str("entryPointName", entry.entrypoint);
+    if let Some((namespace, name)) = entry.ingress {
+        w.str("IngressNamespace", namespace);
+        w.str("IngressName", name);
+    }
+    w.opt_str("TraceId", entry.trace_id);
+    w.str("level", "info");
+    w.str("msg", "");
+    w.str("time", started);
+    for (name, value) in entry.headers {
+        let shown = if REDACTED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+            "REDACTED"
+        } else {
+            value
+        };
+        w.header_key(name);
+        escape(shown, w.out);
+    }
+    w.end();
 }
 
 /// `Header-Name` capitalisation, as Go's canonical MIME header keys (Traefik's
-/// `request_User-Agent`).
-fn canonical(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
+/// `request_User-Agent`), appended to `out`. Header names are tokens: nothing
+/// to escape.
+fn canonical_into(name: &str, out: &mut String) {
     let mut upper = true;
     for c in name.chars() {
         out.push(if upper {
@@ -267,18 +322,17 @@ fn canonical(name: &str) -> String {
         });
         upper = c == '-';
     }
-    out
 }
 
 /// The host and the port of an authority (the scheme's default port when none).
-fn split_authority(authority: &str, tls: bool) -> (&str, String) {
+fn split_authority(authority: &str, tls: bool) -> (&str, &str) {
     let default = if tls { "443" } else { "80" };
     match crate::proxy::request::port_of(authority) {
         Some(port) => {
             let host = &authority[..authority.len() - port.len() - 1];
-            (host, port.to_owned())
+            (host, port)
         }
-        None => (authority, default.to_owned()),
+        None => (authority, default),
     }
 }
 
@@ -318,17 +372,45 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
-/// `02/Jan/2006:15:04:05 +0000`.
-fn clf_time(t: SystemTime) -> String {
+/// `02/Jan/2006:15:04:05 +0000`, appended to `out`.
+fn clf_time(t: SystemTime, out: &mut String) {
     let (y, mo, d, h, mi, s, _) = utc(t);
     let month = MONTHS[usize::try_from(mo.saturating_sub(1)).unwrap_or(0).min(11)];
-    format!("{d:02}/{month}/{y}:{h:02}:{mi:02}:{s:02} +0000")
+    let _ = write!(out, "{d:02}/{month}/{y}:{h:02}:{mi:02}:{s:02} +0000");
 }
 
 /// `2006-01-02T15:04:05.999999999Z`.
+#[cfg(test)]
 fn rfc3339(t: SystemTime) -> String {
+    let mut buf = [0u8; 30];
+    rfc3339_into(t, &mut buf).to_owned()
+}
+
+/// `2006-01-02T15:04:05.999999999Z` written into `buf` without allocating.
+fn rfc3339_into(t: SystemTime, buf: &mut [u8; 30]) -> &str {
     let (y, mo, d, h, mi, s, ns) = utc(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ns:09}Z")
+    let mut put = |at: usize, value: u64, width: usize| {
+        let mut v = value;
+        for i in (at..at + width).rev() {
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, u64::try_from(y.clamp(0, 9999)).unwrap_or(0), 4);
+    put(5, u64::from(mo), 2);
+    put(8, u64::from(d), 2);
+    put(11, h, 2);
+    put(14, mi, 2);
+    put(17, s, 2);
+    put(20, u64::from(ns), 9);
+    buf[4] = b'-';
+    buf[7] = b'-';
+    buf[10] = b'T';
+    buf[13] = b':';
+    buf[16] = b':';
+    buf[19] = b'.';
+    buf[29] = b'Z';
+    std::str::from_utf8(&buf[..]).unwrap_or("1970-01-01T00:00:00.000000000Z")
 }
 
 #[cfg(test)]
@@ -357,7 +439,7 @@ mod tests {
             user_agent: Some("curl/8.0"),
             request_count: 7,
             router: Some("default-app"),
-            service: Some("default/web"),
+            service: Some(("default", "web")),
             server: Some("10.0.0.9:8080".parse().expect("addr")),
             server_scheme: "http",
             ingress: Some(("default", "app")),

@@ -17,8 +17,8 @@ use prometheus_client::registry::Registry;
 use super::route_stats::DURATION_BUCKETS;
 use super::RouteStats;
 use super::{HandshakeStats, OpenConnections};
-use crate::router::{Registries, RouteTable};
-use crate::upstream::PoolStats;
+use crate::router::{Registries, RouteTable, Target};
+use crate::upstream::{Backend, PoolStats};
 
 /// Control-plane metrics that are updated as things happen (off the request path).
 #[derive(Debug, Default, Clone)]
@@ -158,6 +158,7 @@ impl Collector for DataPlaneCollector {
         rows.push(("", String::new(), &self.0.unmatched));
         encode_requests(&mut encoder, &rows)?;
         encode_durations(&mut encoder, &rows)?;
+        encode_ready_endpoints(&mut encoder, &table)?;
         self.encode_connections(&mut encoder)?;
         self.encode_pools(&mut encoder)?;
         if let Some(provider) = &self.0.provider {
@@ -253,6 +254,53 @@ impl DataPlaneCollector {
             ConstGauge::new(info.not_after).encode(m.encode_family(&labels)?)?;
         }
         Ok(())
+    }
+}
+
+/// `sluice_service_ready_endpoints{service}`: for every backend Service port a
+/// route of the table sends to (`service` as in `sluice_requests_total`), the
+/// endpoints requests can go to now. 0 when it has none (the routes answer
+/// 503), including a Service or port that does not exist.
+fn encode_ready_endpoints(encoder: &mut DescriptorEncoder, table: &RouteTable) -> fmt::Result {
+    let mut services: std::collections::BTreeMap<String, usize> = Default::default();
+    for route in table.all_routes() {
+        let Some(key) = &route.service else {
+            continue;
+        };
+        let ready = match &route.target {
+            Target::Backend(backend) => ready_endpoints(backend),
+            Target::Unavailable { .. } => 0,
+        };
+        let entry = services.entry(key.to_string()).or_default();
+        *entry = (*entry).max(ready);
+    }
+    let mut m = encoder.encode_descriptor(
+        "sluice_service_ready_endpoints",
+        "Ready endpoints of each backend Service port the routes use (0: its routes answer 503)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (service, ready) in &services {
+        let ready = i64::try_from(*ready).unwrap_or(i64::MAX);
+        ConstGauge::new(ready).encode(m.encode_family(&[("service", service.as_str())])?)?;
+    }
+    Ok(())
+}
+
+/// The endpoints [`Backend::pick`] chooses from now: the ready addresses, or
+/// for an ExternalName the addresses its current name resolved to.
+fn ready_endpoints(backend: &Backend) -> usize {
+    let set = backend.endpoints();
+    match &set.external {
+        None => set.addrs.len(),
+        Some(external) => {
+            let resolved = backend.resolved();
+            if resolved.target.as_ref() == Some(external) {
+                resolved.addrs.len()
+            } else {
+                0
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! recorded when its response has been sent.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,20 +18,23 @@ use crate::exchange::ClientInfo;
 use crate::router::Route;
 
 /// What the access log needs of a request, owned so it outlives the head's
-/// buffer; built only when an access log is on.
+/// buffer; built only when an access log is on. Every text field lives in one
+/// buffer (one allocation), addressed by ranges.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestLog {
     start: SystemTime,
     began: Instant,
     number: u64,
-    method: String,
-    target: String,
-    authority: String,
     protocol: &'static str,
-    referer: Option<String>,
-    user_agent: Option<String>,
-    headers: Vec<(String, String)>,
     request_size: u64,
+    text: String,
+    method: Range<u32>,
+    target: Range<u32>,
+    authority: Range<u32>,
+    referer: Option<Range<u32>>,
+    user_agent: Option<Range<u32>>,
+    /// Index into the log's `--access-log-header` names, and the value.
+    headers: Vec<(u16, Range<u32>)>,
 }
 
 /// The outcome of a request, for its log line.
@@ -50,6 +54,16 @@ pub(crate) struct Outcome<'a> {
     pub trace_id: Option<&'a str>,
 }
 
+/// Appends `bytes` (as text, lossily) to `text` and returns where they are.
+fn push(text: &mut String, bytes: &[u8]) -> Range<u32> {
+    let start = text.len();
+    match std::str::from_utf8(bytes) {
+        Ok(s) => text.push_str(s),
+        Err(_) => text.push_str(&String::from_utf8_lossy(bytes)),
+    }
+    u32::try_from(start).unwrap_or(u32::MAX)..u32::try_from(text.len()).unwrap_or(u32::MAX)
+}
+
 impl RequestLog {
     /// Captures a request's line fields; `headers` are all its header fields.
     pub(crate) fn capture<'h>(
@@ -61,35 +75,48 @@ impl RequestLog {
         request_size: u64,
         headers: impl Iterator<Item = (&'h str, &'h [u8])>,
     ) -> Box<Self> {
+        let mut text = String::with_capacity(method.len() + target.len() + authority.len() + 96);
+        let method = push(&mut text, method.as_bytes());
+        let target = push(&mut text, target.as_bytes());
+        let authority = push(&mut text, authority.as_bytes());
         let mut entry = Self {
             start: SystemTime::now(),
             began: Instant::now(),
             number: log.next_request(),
-            method: method.to_owned(),
-            target: target.to_owned(),
-            authority: authority.to_owned(),
             protocol,
+            request_size,
+            text,
+            method,
+            target,
+            authority,
             referer: None,
             user_agent: None,
             headers: Vec::new(),
-            request_size,
         };
+        let wanted = log.headers();
         for (name, value) in headers {
-            let text = || String::from_utf8_lossy(value).into_owned();
             if name.eq_ignore_ascii_case("referer") {
-                entry.referer = Some(text());
+                entry.referer = Some(push(&mut entry.text, value));
             } else if name.eq_ignore_ascii_case("user-agent") {
-                entry.user_agent = Some(text());
+                entry.user_agent = Some(push(&mut entry.text, value));
             }
-            if log
-                .headers()
+            if let Some(i) = wanted
                 .iter()
-                .any(|wanted| name.eq_ignore_ascii_case(wanted.as_str()))
+                .position(|w| name.eq_ignore_ascii_case(w.as_str()))
             {
-                entry.headers.push((name.to_ascii_lowercase(), text()));
+                let range = push(&mut entry.text, value);
+                entry
+                    .headers
+                    .push((u16::try_from(i).unwrap_or(u16::MAX), range));
             }
         }
         Box::new(entry)
+    }
+
+    fn get(&self, range: &Range<u32>) -> &str {
+        self.text
+            .get(range.start as usize..range.end as usize)
+            .unwrap_or("")
     }
 
     /// Records the line for this request.
@@ -98,42 +125,40 @@ impl RequestLog {
         if !log.wants(outcome.status, duration) {
             return;
         }
+        let names = log.headers();
+        // Collecting nothing allocates nothing: only lines with headers pay.
         let headers: Vec<(&str, &str)> = self
             .headers
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .filter_map(|(i, range)| Some((names.get(usize::from(*i))?.as_str(), self.get(range))))
             .collect();
-        let service = outcome
-            .route
-            .and_then(|r| r.service.as_ref())
-            .map(|s| format!("{}/{}", s.namespace, s.service));
-        let scheme = outcome.route.map_or_else(
-            || "http".to_owned(),
-            |r| r.client.scheme().as_str().to_owned(),
-        );
+        let scheme = outcome.route.map_or("http", |r| r.client.scheme_str());
         let entry = Entry {
             start: self.start,
             duration,
             origin_duration: outcome.server.map(|(_, since)| since.elapsed()),
             client: client.remote,
             user: outcome.user,
-            method: &self.method,
-            target: &self.target,
+            method: self.get(&self.method),
+            target: self.get(&self.target),
             protocol: self.protocol,
-            authority: &self.authority,
+            authority: self.get(&self.authority),
             tls: client.tls.then(|| client.tls_session.unwrap_or(("", ""))),
             entrypoint: if client.tls { "websecure" } else { "web" },
             status: outcome.status,
             origin_status: outcome.server.map(|_| outcome.status),
             downstream_size: outcome.size,
             request_size: self.request_size,
-            referer: self.referer.as_deref(),
-            user_agent: self.user_agent.as_deref(),
+            referer: self.referer.as_ref().map(|r| self.get(r)),
+            user_agent: self.user_agent.as_ref().map(|r| self.get(r)),
             request_count: self.number,
             router: outcome.route.map(|r| &*r.name),
-            service: service.as_deref(),
+            service: outcome
+                .route
+                .and_then(|r| r.service.as_ref())
+                .map(|s| (s.namespace.as_str(), s.service.as_str())),
             server: outcome.server.map(|(addr, _)| addr),
-            server_scheme: &scheme,
+            server_scheme: scheme,
             ingress: outcome.route.map(|r| {
                 (
                     r.ingress.namespace.as_deref().unwrap_or(""),

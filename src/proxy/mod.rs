@@ -370,7 +370,11 @@ async fn send_to(
 }
 
 /// Starts the server span of a request read by hyper.
-fn server_span(tracing: &Arc<Tracing>, req: &Request<ClientBody>, client: &ClientInfo) -> ServerSpan {
+fn server_span(
+    tracing: &Arc<Tracing>,
+    req: &Request<ClientBody>,
+    client: &ClientInfo,
+) -> ServerSpan {
     let target = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
     let host = req
         .uri()

@@ -218,6 +218,14 @@ impl UpstreamClient {
         }
     }
 
+    /// `http` or `https`, as the access log writes it.
+    pub fn scheme_str(&self) -> &'static str {
+        match self.protocol {
+            BackendProtocol::Http | BackendProtocol::H2c => "http",
+            BackendProtocol::Https | BackendProtocol::H2 => "https",
+        }
+    }
+
     /// The URI scheme requests to this client's backends use.
     pub fn scheme(&self) -> http::uri::Scheme {
         match self.protocol {

@@ -96,9 +96,9 @@ impl Prepared {
     /// Takes the request's spans out (the connection ends them with the status).
     pub(super) fn take_trace(&mut self) -> Option<Box<RequestSpans>> {
         match self {
-            Self::Refuse { trace, .. } | Self::Forward { trace, .. } | Self::Bridge { trace, .. } => {
-                trace.take()
-            }
+            Self::Refuse { trace, .. }
+            | Self::Forward { trace, .. }
+            | Self::Bridge { trace, .. } => trace.take(),
             Self::Partial | Self::Handoff => None,
         }
     }
@@ -129,7 +129,11 @@ impl RequestSpans {
 }
 
 /// Starts the server span of a parsed head.
-fn server_span(tracing: &Arc<Tracing>, head: &RequestHead<'_>, client: &ClientInfo) -> Box<RequestSpans> {
+fn server_span(
+    tracing: &Arc<Tracing>,
+    head: &RequestHead<'_>,
+    client: &ClientInfo,
+) -> Box<RequestSpans> {
     let facts = RequestFacts {
         method: head.method,
         target: head.target,

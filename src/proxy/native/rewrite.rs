@@ -120,7 +120,7 @@ pub(super) fn request_head(
             trailers |= tokens(header.value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
         }
         if !dropped_from_request(header.name, connection.as_slice())
-            && !(trace.is_some() && is_trace_context(header.name))
+            && (trace.is_none() || !is_trace_context(header.name))
         {
             field(out, header.name.as_bytes(), header.value);
         }
