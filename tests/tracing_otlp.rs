@@ -38,9 +38,7 @@ struct Got {
 
 impl Got {
     fn attr(&self, key: &str) -> &str {
-        self.attributes
-            .get(key)
-            .map_or("<missing>", String::as_str)
+        self.attributes.get(key).map_or("<missing>", String::as_str)
     }
 }
 
@@ -187,7 +185,10 @@ fn parts(traceparent: &str) -> (String, String, String) {
 
 async fn traced(ratio: f64, middlewares: bool) -> (Fixture, Arc<Mutex<Received>>) {
     let (collector, received) = receiver().await;
-    let rules = [("app.test", "/", "Prefix", "web"), ("", "/h2", "Prefix", "web")];
+    let rules = [
+        ("app.test", "/", "Prefix", "web"),
+        ("", "/h2", "Prefix", "web"),
+    ];
     let f = fixture(&["web"], &rules, |s| {
         s.tracing = TracingSettings {
             // A trailing slash is fine: /v1/traces is appended once.
@@ -238,7 +239,10 @@ async fn a_request_exports_a_server_span_and_a_client_span_and_the_backend_gets_
     let spans = spans_of(&received, &trace_id, 2).await;
     let server = one(&spans, SpanKind::Server);
     let client_span = one(&spans, SpanKind::Client);
-    assert_eq!(server.parent, "", "a new trace: the server span is its root");
+    assert_eq!(
+        server.parent, "",
+        "a new trace: the server span is its root"
+    );
     assert_eq!(client_span.parent, server.span_id);
     assert_eq!(
         parent_of_backend, client_span.span_id,
@@ -264,7 +268,11 @@ async fn a_request_exports_a_server_span_and_a_client_span_and_the_backend_gets_
     assert_eq!(client_span.attr("http.response.status_code"), "200");
     let r = received.lock().expect("lock");
     assert!(r.paths.iter().all(|p| p == "/v1/traces"), "{:?}", r.paths);
-    assert!(r.services.iter().all(|s| s == "edge-test"), "{:?}", r.services);
+    assert!(
+        r.services.iter().all(|s| s == "edge-test"),
+        "{:?}",
+        r.services
+    );
 }
 
 #[tokio::test]
@@ -288,7 +296,10 @@ async fn a_sampled_client_parent_is_continued_and_an_unsampled_one_is_not_export
     let report: serde_json::Value = serde_json::from_str(&answer.body).expect("json");
     let (backend_trace, backend_parent, flags) = parts(&backend_traceparent(&report));
     assert_eq!(backend_trace, trace_id, "the client's trace is continued");
-    assert_ne!(backend_parent, client_parent, "the backend's parent is sluice's span");
+    assert_ne!(
+        backend_parent, client_parent,
+        "the backend's parent is sluice's span"
+    );
     assert_eq!(flags, "01");
     assert_eq!(report["headers"]["tracestate"][0], "vendor=abc");
     assert_eq!(
@@ -310,7 +321,10 @@ async fn a_sampled_client_parent_is_continued_and_an_unsampled_one_is_not_export
         "/unsampled",
         &[
             ("accept", "application/json"),
-            ("traceparent", &format!("00-{unsampled}-b7ad6b7169203331-00")),
+            (
+                "traceparent",
+                &format!("00-{unsampled}-b7ad6b7169203331-00"),
+            ),
         ],
     )
     .await;
@@ -519,6 +533,9 @@ async fn every_retry_attempt_gets_its_own_client_span() {
     assert_eq!(clients[0].attr("server.port"), dead.port().to_string());
     assert_eq!(clients[1].attr("sluice.retry_attempt"), "1");
     assert_eq!(clients[1].attr("http.request.resend_count"), "1");
-    assert_eq!(clients[1].span_id, backend_parent, "the answering attempt's span is the backend's parent");
+    assert_eq!(
+        clients[1].span_id, backend_parent,
+        "the answering attempt's span is the backend's parent"
+    );
     assert!(clients.iter().all(|c| c.parent == server.span_id));
 }

@@ -178,7 +178,9 @@ fn explain(
             "{p:?} is the longest Prefix path ({} characters) that matches element by element",
             p.len()
         ),
-        (Some(PathKind::Regex), Some(p)) => format!("the path matches the regular expression {p:?}"),
+        (Some(PathKind::Regex), Some(p)) => {
+            format!("the path matches the regular expression {p:?}")
+        }
         _ => "no rule matched, so the default backend takes it".to_owned(),
     };
     let priority_part = priority

@@ -146,7 +146,9 @@ pub(super) fn route_health(
         }
     }
     if let Some(broken) = route.middlewares.broken() {
-        reasons.push(format!("middleware unavailable (requests get 500): {broken}"));
+        reasons.push(format!(
+            "middleware unavailable (requests get 500): {broken}"
+        ));
     }
     if live::too_many_errors(figures) {
         reasons.push(format!(
@@ -521,7 +523,8 @@ pub(super) fn middlewares(state: &AdminState) -> Vec<MiddlewareView> {
             d.object.name.clone(),
         );
         if let Some(view) = views.get_mut(&key) {
-            view.errors.push(format!("{}: {}", d.kind.as_str(), d.message));
+            view.errors
+                .push(format!("{}: {}", d.kind.as_str(), d.message));
         }
     }
     views

@@ -224,7 +224,10 @@ impl<'a> Resolver<'a> {
                     .get(&id)
                     .map(|e| legacy_addrs(e, &want))
                     .unwrap_or_default();
-                conditions = ready.iter().map(|a| condition(*a, true, true, false)).collect();
+                conditions = ready
+                    .iter()
+                    .map(|a| condition(*a, true, true, false))
+                    .collect();
                 ready
             }
         };
@@ -360,7 +363,12 @@ fn slice_conditions(slice: &EndpointSlice, want: &PortWant<'_>) -> Vec<EndpointC
             let ready = c.and_then(|c| c.ready) != Some(false);
             let serving = c.and_then(|c| c.serving).unwrap_or(ready);
             let terminating = c.and_then(|c| c.terminating) == Some(true);
-            Some(condition(SocketAddr::new(ip, port), ready, serving, terminating))
+            Some(condition(
+                SocketAddr::new(ip, port),
+                ready,
+                serving,
+                terminating,
+            ))
         })
         .collect()
 }

@@ -53,7 +53,9 @@ impl Default for TracingSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum TracingError {
     /// The endpoint is not an `http://` URL.
-    #[error("--tracing-otlp-endpoint {0:?} must be an http:// URL such as http://otel-collector:4318")]
+    #[error(
+        "--tracing-otlp-endpoint {0:?} must be an http:// URL such as http://otel-collector:4318"
+    )]
     Endpoint(String),
     /// The sample ratio is outside 0..=1.
     #[error("--tracing-sample-ratio {0} must be between 0 and 1")]

@@ -170,7 +170,10 @@ impl ServerSpan {
                     route.ingress.name
                 ),
             ),
-            KeyValue::new("k8s.namespace.name", route.ingress.namespace.clone().unwrap_or_default()),
+            KeyValue::new(
+                "k8s.namespace.name",
+                route.ingress.namespace.clone().unwrap_or_default(),
+            ),
         ];
         if let Some(service) = &route.service {
             attributes.push(KeyValue::new("sluice.service", service.to_string()));
@@ -206,8 +209,10 @@ impl ServerSpan {
 
     /// Ends the span with the status sent to the client (5xx marks it failed).
     pub fn finish(mut self, status: u16) {
-        self.span
-            .set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
+        self.span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
         if status >= 500 {
             self.span.set_status(Status::error(format!("{status}")));
         }
@@ -263,7 +268,10 @@ fn client_span(
         KeyValue::new("sluice.retry_attempt", i64::from(attempt)),
     ];
     if attempt > 0 {
-        attributes.push(KeyValue::new("http.request.resend_count", i64::from(attempt)));
+        attributes.push(KeyValue::new(
+            "http.request.resend_count",
+            i64::from(attempt),
+        ));
     }
     let span = tracing
         .tracer
@@ -315,8 +323,10 @@ impl ClientSpan {
     pub fn finish(mut self, outcome: Result<u16, &dyn std::fmt::Display>) {
         match outcome {
             Ok(status) => {
-                self.span
-                    .set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
+                self.span.set_attribute(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status),
+                ));
                 if status >= 400 {
                     self.span.set_status(Status::error(format!("{status}")));
                 }
