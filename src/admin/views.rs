@@ -254,28 +254,37 @@ pub(super) fn route_page(state: &AdminState, query: &RouteQuery) -> RoutePage {
         .split_whitespace()
         .map(str::to_ascii_lowercase)
         .collect();
-    let infos = table.routes();
-    let names: Vec<&str> = table.all_routes().map(|r| &*r.name).collect();
-    let figures = state.live.routes(names.into_iter());
+    let figures = state.live.routes(table.all_routes().map(|r| &*r.name));
     let limit = query.limit.clamp(1, 500);
     let mut total = 0;
     let mut failing = 0;
     let mut items = Vec::new();
-    for ((route, info), live) in table.all_routes().zip(infos).zip(figures) {
+    for ((route, priority), live) in table.routes_with_priority().zip(figures) {
         if !words.is_empty() {
             let text = haystack(route);
             if !words.iter().all(|w| text.contains(w.as_str())) {
                 continue;
             }
         }
-        let view = view_of(route, info, live, &index);
-        let is_failing = view.health.failing();
+        // Health for every match (the failing count and filter need it), the
+        // full view only for the routes of this page.
+        let diagnostics = route_diagnostics(route, &index);
+        let health = route_health(route, &live, &diagnostics);
+        let is_failing = health.failing();
         if query.failing.is_some_and(|want| want != is_failing) {
             continue;
         }
         failing += usize::from(is_failing);
         if total >= query.offset && items.len() < limit {
-            items.push(view);
+            items.push(RouteView {
+                info: RouteInfo {
+                    priority,
+                    ..route.info()
+                },
+                live,
+                health,
+                diagnostics,
+            });
         }
         total += 1;
     }

@@ -111,6 +111,11 @@ impl RouteTable {
         &self.certs
     }
 
+    /// Every route with its explicit priority, in the order of [`RouteTable::routes`].
+    pub fn routes_with_priority(&self) -> impl Iterator<Item = (&Arc<Route>, Option<i64>)> {
+        self.all.iter().zip(self.priorities.iter().copied())
+    }
+
     /// Every route and default backend, for the admin API.
     pub fn routes(&self) -> Vec<RouteInfo> {
         self.all
