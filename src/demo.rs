@@ -1,9 +1,15 @@
 //! `sluice demo`: bundled whoami backends plus the bundled `examples/` manifests.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -49,25 +55,124 @@ pub async fn run(mut args: RunArgs) -> Result<()> {
         args.manifests = Some(examples_dir());
     }
     let settings = args.settings()?;
-    print_instructions(&settings);
+    let traffic = traffic_target(&settings).filter(|_| traffic_wanted());
+    print_instructions(&settings, traffic.is_some());
+    let generator = traffic.map(|target| tokio::spawn(generate_traffic(target, stopped.clone())));
     let result = crate::serve_until_signal(settings).await;
     stop_backends.send_replace(true);
+    if let Some(generator) = generator {
+        // It stops at the first signal; this covers a start-up error.
+        generator.abort();
+        let _ = generator.await;
+    }
     for backend in backends {
         let _ = backend.await;
     }
     result
 }
 
-fn print_instructions(settings: &sluice::app::Settings) {
+/// `SLUICE_DEMO_TRAFFIC=0` (or `false`, `off`, `no`) turns the traffic generator off.
+fn traffic_wanted() -> bool {
+    match std::env::var("SLUICE_DEMO_TRAFFIC") {
+        Ok(v) => !matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "0" | "false" | "off" | "no"
+        ),
+        Err(_) => true,
+    }
+}
+
+/// Where the generator sends its requests: sluice's own HTTP port. `None`
+/// for an ephemeral port (its number is not known here).
+fn traffic_target(settings: &sluice::app::Settings) -> Option<SocketAddr> {
+    let addr = reachable(settings.http_addr);
+    (addr.port() != 0).then_some(addr)
+}
+
+/// `addr`, with loopback in place of "every address".
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+/// What the generator sends, in turn: (Host, path, Basic credentials).
+const TRAFFIC: [(&str, &str, Option<&str>); 8] = [
+    ("demo.localhost", "/", None),
+    ("demo.localhost", "/api/users", None),
+    ("demo.localhost", "/", None),
+    ("demo.localhost", "/admin/x", None), // 401: basicAuth
+    ("shop.apps.localhost", "/cart", None),
+    ("demo.localhost", "/api/users/42", None),
+    ("demo.localhost", "/admin/x", Some("ZGVtbzpkZW1v")), // demo:demo
+    ("shop.apps.localhost", "/no/such/page", None),
+];
+
+/// About 5 requests a second to the demo routes through sluice, so the
+/// dashboard's live figures move. Failures are ignored; stops on Ctrl-C or
+/// SIGTERM (before sluice drains) or when the backends stop.
+async fn generate_traffic(target: SocketAddr, mut stopped: watch::Receiver<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Let sluice bind its ports (and install its own signal handlers) first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let mut every = tokio::time::interval(Duration::from_millis(200));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for (host, path, credentials) in TRAFFIC.iter().cycle() {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let mut request = http::Request::get(format!("http://{target}{path}"))
+            .header(http::header::HOST, *host)
+            .header(http::header::USER_AGENT, "sluice-demo-traffic");
+        if let Some(credentials) = credentials {
+            request = request.header(http::header::AUTHORIZATION, format!("Basic {credentials}"));
+        }
+        let Ok(request) = request.body(Empty::new()) else {
+            continue;
+        };
+        let send = async {
+            if let Ok(response) = client.request(request).await {
+                // Read the body so the connection is kept alive.
+                let _ = response.into_body().collect().await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), send).await;
+    }
+}
+
+fn print_instructions(settings: &sluice::app::Settings, traffic: bool) {
     let port = settings.http_addr.port();
     let tls_port = settings.https_addr.port();
     let admin = settings.admin_addr;
+    let dashboard = format!("http://{}/dashboard/", reachable(admin));
     let manifests = match &settings.source {
         sluice::app::Source::Manifests(path) => path.display().to_string(),
         sluice::app::Source::Kube(_) => "the cluster".to_owned(),
     };
+    let traffic = if traffic {
+        "Background traffic: about 5 requests/s to the demo routes (some 401s), so the \
+         dashboard's figures move; SLUICE_DEMO_TRAFFIC=0 turns it off.\n"
+    } else {
+        "Background traffic: off (SLUICE_DEMO_TRAFFIC=0, or an ephemeral HTTP port).\n"
+    };
     println!(
-        "\nsluice demo: serving {} on port {port}, with whoami backends on {}\n\
+        "\nsluice demo: serving {} on port {port}, with whoami backends on {}\n\n  \
+         Dashboard:  {dashboard}\n\n\
+         {traffic}\
          Try:\n  \
          curl -H 'Host: demo.localhost' http://127.0.0.1:{port}/            # Prefix / -> web (round-robin web-1, web-2)\n  \
          curl -H 'Host: demo.localhost' http://127.0.0.1:{port}/api/users   # Prefix /api -> api\n  \
@@ -78,7 +183,7 @@ fn print_instructions(settings: &sluice::app::Settings) {
          curl -H 'Host: demo.localhost' -H 'Accept: application/json' http://127.0.0.1:{port}/\n  \
          curl -u demo:demo -H 'Host: demo.localhost' http://127.0.0.1:{port}/admin/x   # Traefik middlewares: basicAuth, stripPrefix, headers (401 without -u)\n  \
          curl -k --resolve demo.localhost:{tls_port}:127.0.0.1 https://demo.localhost:{tls_port}/   # HTTPS (generated default certificate)\n  \
-         curl http://{admin}/api/routes\n  \
+         curl http://{admin}/api/overview                              # the dashboard's JSON API (also /api/routes, /api/match?host=..&path=..)\n  \
          curl http://{admin}/metrics\n\
          Edit the files in {} and watch the routes change. Ctrl-C stops everything.\n",
         manifests,

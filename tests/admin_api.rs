@@ -344,4 +344,14 @@ async fn the_dashboard_is_served_from_the_binary_and_the_routes_page_pages_and_s
     assert_eq!(found["items"][0]["host"], "h13.test");
     let (_, ok) = admin(api, "/api/routes/page?state=failing").await;
     assert_eq!(ok["total"], 0);
+    // One route by its exact name (the detail page), not every route containing it.
+    let (_, one) = admin(api, "/api/routes/page?name=default-many-h1.test-/org1/app1").await;
+    assert_eq!(one["total"], 1, "{one:#}");
+    // A Service lists its first 100 routes and says how many there are.
+    let (_, services) = admin(api, "/api/services?id=default/web:80").await;
+    assert_eq!(services.as_array().map(Vec::len), Some(1));
+    assert_eq!(services[0]["route_count"], 250);
+    assert_eq!(services[0]["routes"].as_array().map(Vec::len), Some(100));
+    let (_, none) = admin(api, "/api/services?id=default/other:80").await;
+    assert_eq!(none.as_array().map(Vec::len), Some(0));
 }

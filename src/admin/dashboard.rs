@@ -13,7 +13,10 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
             "text/javascript; charset=utf-8",
             include_bytes!("dashboard/app.js"),
         ),
-        "style.css" => ("text/css; charset=utf-8", include_bytes!("dashboard/style.css")),
+        "style.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("dashboard/style.css"),
+        ),
         "favicon.svg" => ("image/svg+xml", include_bytes!("dashboard/favicon.svg")),
         _ => return None,
     })

@@ -89,14 +89,15 @@ impl AdminState {
     /// Records a publish that took `duration` (`kind`: `routes` or `endpoints`).
     pub fn reloaded(&self, kind: &'static str, duration: std::time::Duration) {
         self.last_reload.store(Arc::new(views::ReloadView {
-            at_unix: unix_now_f64(),
+            at_unix: unix_now(),
             duration_ms: duration.as_secs_f64() * 1e3,
             kind,
         }));
     }
 }
 
-fn unix_now_f64() -> f64 {
+/// Seconds since the Unix epoch, now.
+pub(crate) fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
@@ -178,14 +179,15 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>>
                     Some("ok") => Some(false),
                     _ => None,
                 },
+                name: query.get("name").map(str::to_owned),
                 offset: query.number("offset").unwrap_or(0),
                 limit: query.number("limit").unwrap_or(100),
             },
         )),
         "/api/overview" => json(&views::overview(state)),
-        "/api/services" => json(&views::services(state)),
+        "/api/services" => json(&views::services(state, query.get("id"))),
         "/api/middlewares" => json(&views::middlewares(state)),
-        "/api/tls" => json(&views::certificates(state, unix_now_f64() as i64)),
+        "/api/tls" => json(&views::certificates(state, unix_now() as i64)),
         "/api/errors" => json(&views::errors(state)),
         "/api/match" => match_route(state, &query),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),

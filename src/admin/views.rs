@@ -22,7 +22,7 @@ use crate::upstream::BackendKey;
 /// A verdict and why.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Health {
-    /// `ok` or `failing`.
+    /// `ok`, `warning` (certificates expiring within 14 days) or `failing`.
     pub state: &'static str,
     /// Each reason, in words, shown inline.
     pub reasons: Vec<String>,
@@ -36,9 +36,17 @@ impl Health {
         }
     }
 
-    /// Whether anything is wrong.
+    /// Serving, but something needs attention soon (a certificate close to expiry).
+    fn warning(reasons: Vec<String>) -> Self {
+        Self {
+            state: if reasons.is_empty() { "ok" } else { "warning" },
+            reasons,
+        }
+    }
+
+    /// Whether it is failing.
     pub fn failing(&self) -> bool {
-        !self.reasons.is_empty()
+        self.state == "failing"
     }
 }
 
@@ -210,6 +218,8 @@ pub struct RoutePage {
 /// What the routes page filters on.
 #[derive(Debug, Default)]
 pub struct RouteQuery {
+    /// Only the route with exactly this name (the route detail page).
+    pub name: Option<String>,
     /// Words that must each appear (case-insensitively) in the route's name,
     /// host, path, Ingress, Service or middlewares.
     pub search: String,
@@ -260,6 +270,9 @@ pub(super) fn route_page(state: &AdminState, query: &RouteQuery) -> RoutePage {
     let mut failing = 0;
     let mut items = Vec::new();
     for ((route, priority), live) in table.routes_with_priority().zip(figures) {
+        if query.name.as_deref().is_some_and(|n| n != &*route.name) {
+            continue;
+        }
         if !words.is_empty() {
             let text = haystack(route);
             if !words.iter().all(|w| text.contains(w.as_str())) {
@@ -325,8 +338,10 @@ pub struct ServiceView {
     pub name: String,
     /// The port as resolved (number, or name when unresolved).
     pub port: String,
-    /// The routes that send to it.
+    /// The routes that send to it (the first 100; `route_count` says how many).
     pub routes: Vec<String>,
+    /// How many routes send to it.
+    pub route_count: usize,
     /// Its endpoints.
     pub endpoints: Vec<EndpointView>,
     /// Ready endpoints.
@@ -340,12 +355,19 @@ pub struct ServiceView {
     pub live: LiveFigures,
 }
 
-/// Every Service port routes send to (or fail to find), with endpoints.
-pub(super) fn services(state: &AdminState) -> Vec<ServiceView> {
+/// How many route names a Service lists.
+const ROUTES_LISTED: usize = 100;
+
+/// Every Service port routes send to (or fail to find), with endpoints;
+/// only the one named `only` (`namespace/name:port`) when given.
+pub(super) fn services(state: &AdminState, only: Option<&str>) -> Vec<ServiceView> {
     let table = state.table.load();
     let mut by_key: BTreeMap<String, (BackendKey, Vec<&Arc<Route>>)> = BTreeMap::new();
     for route in table.all_routes() {
         if let Some(key) = &route.service {
+            if only.is_some_and(|id| id != key.to_string()) {
+                continue;
+            }
             by_key
                 .entry(key.to_string())
                 .or_insert_with(|| (key.clone(), Vec::new()))
@@ -436,7 +458,12 @@ fn service_view(
         namespace: key.namespace.clone(),
         name: key.service.clone(),
         port: key.port.to_string(),
-        routes: routes.iter().map(|r| r.name.to_string()).collect(),
+        routes: routes
+            .iter()
+            .take(ROUTES_LISTED)
+            .map(|r| r.name.to_string())
+            .collect(),
+        route_count: routes.len(),
         ready_endpoints: endpoints.iter().filter(|e| e.in_rotation).count(),
         endpoints,
         external_name,
@@ -564,7 +591,7 @@ pub struct CertificateView {
     pub default: bool,
     /// The Ingresses whose TLS sections install it.
     pub used_by: Vec<ObjectRef>,
-    /// The verdict: failing when expired; expiring within 14 days is a reason too.
+    /// The verdict: `failing` once expired, `warning` within 14 days of expiry.
     pub health: Health,
 }
 
@@ -576,12 +603,15 @@ pub(super) fn certificates(state: &AdminState, now_unix: i64) -> Vec<Certificate
         let key = (!info.is_default, info.secret.clone());
         let view = merged.entry(key).or_insert_with(|| {
             let days = (info.not_after - now_unix) as f64 / 86_400.0;
-            let mut reasons = Vec::new();
-            if days < 0.0 {
-                reasons.push("expired".to_owned());
+            let health = if days < 0.0 {
+                Health::of(vec![
+                    "expired (still served; clients will refuse it)".to_owned()
+                ])
             } else if days < 14.0 {
-                reasons.push(format!("expires in {days:.1} days"));
-            }
+                Health::warning(vec![format!("expires in {days:.1} days")])
+            } else {
+                Health::of(Vec::new())
+            };
             CertificateView {
                 secret: info.secret.as_ref().map(|(ns, n)| format!("{ns}/{n}")),
                 hosts: Vec::new(),
@@ -591,7 +621,7 @@ pub(super) fn certificates(state: &AdminState, now_unix: i64) -> Vec<Certificate
                 expires_in_days: (days * 10.0).round() / 10.0,
                 default: info.is_default,
                 used_by: Vec::new(),
-                health: Health::of(reasons),
+                health,
             }
         });
         for host in &info.hosts {
@@ -682,7 +712,8 @@ pub struct ReloadView {
     pub at_unix: f64,
     /// How long the compile and publish took, milliseconds.
     pub duration_ms: f64,
-    /// `routes` for a full compile, `endpoints` for an endpoint-only update.
+    /// `routes` for a full compile, `endpoints` for an endpoint-only update,
+    /// `diagnostics` when only the diagnostics changed.
     pub kind: &'static str,
 }
 
@@ -735,7 +766,8 @@ pub struct ConfigView {
 /// Something failing, for the overview's list.
 #[derive(Debug, Serialize)]
 pub struct FailingItem {
-    /// `route`, `service`.
+    /// `route`, `service`, `middleware` or `certificate` (a certificate
+    /// close to expiry is listed too, as a warning).
     pub kind: &'static str,
     /// Its name.
     pub name: String,
@@ -750,7 +782,9 @@ const FAILING_LISTED: usize = 25;
 pub(super) fn overview(state: &AdminState) -> Overview {
     let table = state.table.load();
     let routes = route_views(state, &table);
-    let services = services(state);
+    let services = services(state, None);
+    let middlewares = middlewares(state);
+    let certificates = certificates(state, crate::admin::unix_now() as i64);
     let diagnostics = state.diagnostics.load();
     let rejected: HashSet<&ObjectRef> = diagnostics
         .iter()
@@ -770,6 +804,20 @@ pub(super) fn overview(state: &AdminState) -> Overview {
             kind: "service",
             name: s.id.clone(),
             reasons: s.health.reasons.clone(),
+        });
+    }
+    for m in middlewares.iter().filter(|m| m.health.failing()) {
+        failing.push(FailingItem {
+            kind: "middleware",
+            name: format!("{}/{}", m.namespace, m.name),
+            reasons: m.health.reasons.clone(),
+        });
+    }
+    for c in certificates.iter().filter(|c| c.health.state != "ok") {
+        failing.push(FailingItem {
+            kind: "certificate",
+            name: c.secret.clone().unwrap_or_else(|| "default".to_owned()),
+            reasons: c.health.reasons.clone(),
         });
     }
     let failing_routes = routes.iter().filter(|r| r.health.failing()).count();
@@ -806,8 +854,8 @@ pub(super) fn overview(state: &AdminState) -> Overview {
             failing_routes,
             services: services.len(),
             failing_services,
-            middlewares: middlewares(state).len(),
-            certificates: certificates(state, 0).len(),
+            middlewares: middlewares.len(),
+            certificates: certificates.len(),
         },
         failing,
     }

@@ -452,6 +452,13 @@ impl Publisher {
             self.state.metrics.control.reload_failures.inc();
             return;
         };
+        // Only diagnostics changed (a file that no longer parses keeps its
+        // last good objects): say so rather than "endpoints".
+        let kind = if sets.is_empty() {
+            "diagnostics"
+        } else {
+            "endpoints"
+        };
         for (backend, set) in sets {
             backend.set_endpoints(set);
         }
@@ -462,7 +469,7 @@ impl Publisher {
         self.report(&all);
         self.state.diagnostics.store(Arc::new(all));
         self.state.metrics.control.endpoint_updates.inc();
-        self.state.reloaded("endpoints", started.elapsed());
+        self.state.reloaded(kind, started.elapsed());
         tracing::info!(elapsed = ?started.elapsed(), "endpoints updated without recompiling");
     }
 
