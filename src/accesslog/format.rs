@@ -188,20 +188,65 @@ impl<'o> JsonWriter<'o> {
         }
     }
 
-    fn num(&mut self, key: &str, value: impl std::fmt::Display) {
+    fn num(&mut self, key: &str, value: impl itoa::Integer) {
         self.key(key);
-        let _ = write!(self.out, "{value}");
+        self.out.push_str(itoa::Buffer::new().format(value));
     }
 
-    /// A string value written with `Display` (addresses, ports: nothing to escape).
-    fn display(&mut self, key: &str, value: impl std::fmt::Display) {
+    /// A number written as a JSON string (Traefik writes ports as strings).
+    fn num_str(&mut self, key: &str, value: impl itoa::Integer) {
         self.key(key);
-        let _ = write!(self.out, "\"{value}\"");
+        self.out.push('"');
+        self.out.push_str(itoa::Buffer::new().format(value));
+        self.out.push('"');
+    }
+
+    /// An address (`ip:port`, or just the IP with `port: None`) as a JSON string.
+    fn addr(&mut self, key: &str, ip: std::net::IpAddr, port: Option<u16>) {
+        self.key(key);
+        self.out.push('"');
+        match port {
+            Some(port) => push_socket(self.out, ip, port),
+            None => push_ip(self.out, ip),
+        }
+        self.out.push('"');
     }
 
     fn end(self) {
         self.out.push('}');
     }
+}
+
+/// An IP address as text: IPv4 digit by digit (the hot case), IPv6 by `Display`
+/// in brackets-free form, as `SocketAddr`'s IP part.
+fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(digits.format(octet));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// `ip:port`, with an IPv6 address in brackets (as `SocketAddr` writes it).
+fn push_socket(out: &mut String, ip: std::net::IpAddr, port: u16) {
+    if ip.is_ipv6() {
+        out.push('[');
+        push_ip(out, ip);
+        out.push(']');
+    } else {
+        push_ip(out, ip);
+    }
+    out.push(':');
+    out.push_str(itoa::Buffer::new().format(port));
 }
 
 /// `value` as a JSON string (quotes included), escaped as RFC 8259 requires.
@@ -238,9 +283,9 @@ fn json(entry: &Entry<'_>, out: &mut String) {
     let origin = entry.origin_duration.map(nanos);
     let duration = nanos(entry.duration);
     let mut w = JsonWriter::new(out);
-    w.display("ClientAddr", entry.client);
-    w.display("ClientHost", entry.client.ip());
-    w.display("ClientPort", entry.client.port());
+    w.addr("ClientAddr", entry.client.ip(), Some(entry.client.port()));
+    w.addr("ClientHost", entry.client.ip(), None);
+    w.num_str("ClientPort", entry.client.port());
     w.str("ClientUsername", dash(entry.user));
     w.num("DownstreamContentSize", entry.downstream_size);
     w.num("DownstreamStatus", entry.status);
@@ -270,17 +315,23 @@ fn json(entry: &Entry<'_>, out: &mut String) {
     w.num("RetryAttempts", entry.retry_attempts);
     w.opt_str("RouterName", entry.router);
     if let Some(server) = entry.server {
-        w.display("ServiceAddr", server);
+        w.addr("ServiceAddr", server.ip(), Some(server.port()));
     }
     if let Some((namespace, name)) = entry.service {
         w.key("ServiceName");
         w.out.push('"');
-        let _ = write!(w.out, "{namespace}/{name}");
+        w.out.push_str(namespace);
+        w.out.push('/');
+        w.out.push_str(name);
         w.out.push('"');
     }
     if let Some(server) = entry.server {
         w.key("ServiceURL");
-        let _ = write!(w.out, "\"{}://{server}\"", entry.server_scheme);
+        w.out.push('"');
+        w.out.push_str(entry.server_scheme);
+        w.out.push_str("://");
+        push_socket(w.out, server.ip(), server.port());
+        w.out.push('"');
     }
     w.str("StartLocal", started);
     w.str("StartUTC", started);
@@ -492,6 +543,20 @@ mod tests {
         assert_eq!(v["request_Authorization"], "REDACTED");
         assert_eq!(v["request_Cookie"], "REDACTED");
         assert!(v.get("TLSVersion").is_none());
+    }
+
+    #[test]
+    fn addresses_are_written_as_socket_addr_writes_them_and_strings_are_escaped() {
+        let mut e = entry(&[]);
+        e.client = "[2001:db8::1]:443".parse().expect("addr");
+        e.server = Some("[::1]:8080".parse().expect("addr"));
+        e.target = "/a\"b\\c\u{1}\n";
+        let v: Value = serde_json::from_str(&Format::Json.line(&e)).expect("valid JSON");
+        assert_eq!(v["ClientAddr"], "[2001:db8::1]:443");
+        assert_eq!(v["ClientHost"], "2001:db8::1");
+        assert_eq!(v["ServiceAddr"], "[::1]:8080");
+        assert_eq!(v["ServiceURL"], "http://[::1]:8080");
+        assert_eq!(v["RequestPath"], "/a\"b\\c\u{1}\n");
     }
 
     #[test]
