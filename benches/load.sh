@@ -244,6 +244,12 @@ cleanup() {
         kill -9 "$p" 2>/dev/null || true
     done
     rm -rf "$TMP"
+    # Access logs of a run reach gigabytes: keep the first lines as a sample.
+    local log
+    for log in "$OUT_DIR"/*-access.log; do
+        [ -f "$log" ] || continue
+        head -n 1000 "$log" >"$log.sample" && rm -f "$log"
+    done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -369,19 +369,26 @@ async fn send_to(
     }
 }
 
+/// The request target (path and query as sent) and the authority the client
+/// addressed (`:authority` or absolute target, else Host), as logs and spans show them.
+fn target_and_authority(req: &Request<ClientBody>) -> (&str, &str) {
+    let target = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+    let authority = req
+        .uri()
+        .authority()
+        .map(http::uri::Authority::as_str)
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or("");
+    (target, authority)
+}
+
 /// Starts the server span of a request read by hyper.
 fn server_span(
     tracing: &Arc<Tracing>,
     req: &Request<ClientBody>,
     client: &ClientInfo,
 ) -> ServerSpan {
-    let target = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
-    let host = req
-        .uri()
-        .authority()
-        .map(http::uri::Authority::as_str)
-        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
-        .unwrap_or("");
+    let (target, host) = target_and_authority(req);
     let protocol = match req.version() {
         http::Version::HTTP_2 => "2",
         http::Version::HTTP_10 => "1.0",
@@ -409,13 +416,7 @@ fn server_span(
 
 /// What the access log keeps of a request read by hyper.
 fn capture_request(log: &AccessLog, req: &Request<ClientBody>) -> Box<access::RequestLog> {
-    let target = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
-    let authority = req
-        .uri()
-        .authority()
-        .map(http::uri::Authority::as_str)
-        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
-        .unwrap_or("");
+    let (target, authority) = target_and_authority(req);
     let protocol = match req.version() {
         http::Version::HTTP_2 => "HTTP/2.0",
         http::Version::HTTP_10 => "HTTP/1.0",
