@@ -131,7 +131,78 @@ pub struct Session<'b, E: Environment> {
     building: Vec<(String, String)>,
 }
 
+/// A middleware that no `Middleware` object defines: built from an
+/// annotation (ingress-nginx's), with a name of its own for the admin API
+/// and for keeping its state across reloads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InlineStep {
+    /// A stable name, unique per Ingress and annotation group, e.g.
+    /// `nginx-auth` (shown in the route's middleware list as `<ns>/<ingress>/<name>`).
+    pub name: String,
+    /// The middleware type, as a `spec` section name (`basicAuth`, `ipAllowList`...).
+    pub kind: String,
+    /// Its configuration, as a `Middleware` object's section would hold it.
+    pub config: serde_json::Value,
+}
+
 impl<E: Environment> Session<'_, E> {
+    /// The chain for an Ingress in `namespace` named `owner`: the `inline`
+    /// steps first (its ingress-nginx annotations), then the references of
+    /// the `router.middlewares` annotation `value`. A step that cannot be
+    /// built makes the chain [`Chain::Broken`] (the route answers 500).
+    pub fn chain_with(
+        &mut self,
+        namespace: &str,
+        owner: &str,
+        inline: &[InlineStep],
+        value: Option<&str>,
+    ) -> (Chain, Option<BuildError>) {
+        if inline.is_empty() {
+            return match value {
+                Some(value) => self.chain(namespace, value),
+                None => (Chain::Empty, None),
+            };
+        }
+        let mut names: Vec<String> = inline
+            .iter()
+            .map(|step| format!("{namespace}/{owner}/{}", step.name))
+            .collect();
+        let mut steps = Vec::with_capacity(inline.len());
+        let mut failed = None;
+        for step in inline {
+            // The object name keeps built state apart per Ingress and step.
+            let object = format!("{owner}/{}", step.name);
+            match self.build_spec(namespace, &object, &step.kind, &step.config) {
+                Ok(built) => steps.push(built),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let (rest, rest_error) = match value {
+            Some(value) if failed.is_none() => self.chain(namespace, value),
+            _ => (Chain::Empty, None),
+        };
+        names.extend(rest.names().iter().cloned());
+        let names: Arc<[String]> = names.into();
+        if let Some(e) = failed.or(rest_error) {
+            let chain = Chain::Broken {
+                reason: e.to_string().into(),
+                names,
+            };
+            return (chain, Some(e));
+        }
+        if let Chain::Ready { steps: more, .. } = &rest {
+            steps.extend(more.iter().cloned());
+        }
+        let chain = Chain::Ready {
+            steps: steps.into(),
+            names,
+        };
+        (chain, None)
+    }
+
     /// The chain for an annotation value (`a@kubernetescrd,b@kubernetescrd`) on
     /// an object of `namespace`. Never fails: a reference that cannot be built
     /// makes a [`Chain::Broken`] (the route answers 500); the error is returned
@@ -220,6 +291,21 @@ impl<E: Environment> Session<'_, E> {
             return Err(BuildError::Sections(label.to_owned(), 0));
         };
         let (kind, config) = (kind.clone(), config.clone());
+        self.build_spec(ns, name, &kind, &config)
+    }
+
+    /// Builds one middleware section `kind: config` as the object `ns/name`
+    /// (reusing the instance built before for the same identity and spec).
+    fn build_spec(
+        &mut self,
+        ns: &str,
+        name: &str,
+        kind: &str,
+        config: &serde_json::Value,
+    ) -> Result<Arc<dyn Middleware>, BuildError> {
+        let label = format!("{ns}/{name}");
+        let label = label.as_str();
+        let (kind, config) = (kind.to_owned(), config.clone());
         let mut fingerprint = FxHasher::default();
         kind.hash(&mut fingerprint);
         config.to_string().hash(&mut fingerprint);

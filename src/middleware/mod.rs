@@ -56,7 +56,7 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 
-pub use build::{BuildError, Builder, Environment, ServiceTarget};
+pub use build::{BuildError, Builder, Environment, InlineStep, ServiceTarget};
 pub use chain::Chain;
 pub use object::MiddlewareObject;
 

@@ -10,6 +10,7 @@ use super::annotations;
 use super::backend::Resolver;
 use super::certs::Secrets;
 use super::ingress::Served;
+use super::nginx;
 use super::{Diagnostic, DiagnosticKind, Registries, Snapshot};
 use crate::middleware::{Chain, Environment, MiddlewareObject, ServiceTarget};
 use crate::upstream::{Backend, BackendKey, BackendProtocol, ClientKey, PortRef};
@@ -101,23 +102,52 @@ pub(super) fn chains(
 ) -> Vec<Chain> {
     let registries = env.registries;
     let mut session = registries.middlewares.session(env, allow_cross_namespace);
+    let none = std::collections::BTreeMap::new();
     served
         .iter()
         .map(|ing| {
-            let value = ing
-                .ingress
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(ROUTER_MIDDLEWARES));
-            let Some(value) = value else {
-                return Chain::Empty;
-            };
-            let (chain, error) = session.chain(ing.namespace, value);
+            let annotations = ing.ingress.metadata.annotations.as_ref().unwrap_or(&none);
+            let value = annotations.get(ROUTER_MIDDLEWARES).map(String::as_str);
+            let nginx = nginx::translate(annotations);
+            for (annotation, reason) in &nginx.ignored {
+                let message = format!("{annotation}: {reason}; the annotation is ignored");
+                tracing::warn!(object = %ing.object, "{message}");
+                diagnostics.push(Diagnostic::warning(
+                    ing.object.clone(),
+                    DiagnosticKind::InvalidAnnotation,
+                    message,
+                ));
+            }
+            if !nginx.refused.is_empty() {
+                // Fail closed: a protection that cannot be built is not skipped.
+                let mut reasons = Vec::new();
+                for (annotation, reason) in &nginx.refused {
+                    let message = format!(
+                        "{annotation}: {reason}; the Ingress's routes answer 500 until it is fixed"
+                    );
+                    tracing::warn!(object = %ing.object, "{message}");
+                    diagnostics.push(Diagnostic::error(
+                        ing.object.clone(),
+                        DiagnosticKind::InvalidAnnotation,
+                        message,
+                    ));
+                    reasons.push(format!("{annotation}: {reason}"));
+                }
+                return Chain::Broken {
+                    reason: reasons.join("; ").into(),
+                    names: nginx.refused.iter().map(|(a, _)| a.clone()).collect(),
+                };
+            }
+            let object = ing.ingress.metadata.name.as_deref().unwrap_or("");
+            let (chain, error) = session.chain_with(ing.namespace, object, &nginx.steps, value);
             if let Some(error) = error {
-                let message = format!(
-                    "{ROUTER_MIDDLEWARES}: {error}; the Ingress's routes answer 500 until it is fixed"
-                );
+                let source = if value.is_some() && nginx.steps.is_empty() {
+                    ROUTER_MIDDLEWARES
+                } else {
+                    "middlewares"
+                };
+                let message =
+                    format!("{source}: {error}; the Ingress's routes answer 500 until it is fixed");
                 tracing::warn!(object = %ing.object, "{message}");
                 diagnostics.push(Diagnostic::error(
                     ing.object.clone(),

@@ -13,6 +13,7 @@ mod endpoints;
 mod host;
 mod ingress;
 mod middlewares;
+pub mod nginx;
 #[cfg(test)]
 mod oracle;
 mod path;

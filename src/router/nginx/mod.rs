@@ -1,0 +1,124 @@
+//! ingress-nginx's annotations (`nginx.ingress.kubernetes.io/*`) on an
+//! Ingress, compiled into the same middlewares `Middleware` objects build
+//! (built once, state kept across reloads by the middleware builder), run
+//! before the Ingress's `router.middlewares` chain.
+//!
+//! Each group of annotations has a module that reads the annotations and
+//! pushes [`InlineStep`]s in ingress-nginx's phase order: redirects
+//! (rewrite phase), CORS preflight, request limits (preaccess), allow/deny
+//! lists and authentication (access, with `satisfy`), then request rewriting
+//! and headers.
+//!
+//! Fail closed: a value that cannot be used on an annotation that protects
+//! the route (auth, allow/deny lists, limits, snippets) is *refused*: the
+//! Ingress's routes answer 500 with an `invalid_annotation` diagnostic naming
+//! the annotation. A bad value on any other annotation is reported and the
+//! annotation ignored.
+
+mod access;
+
+use std::collections::BTreeMap;
+
+use crate::middleware::InlineStep;
+
+/// The prefix every ingress-nginx annotation shares.
+pub(super) const PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
+/// What an Ingress's ingress-nginx annotations compile to.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Translation {
+    /// Middlewares to run first, in ingress-nginx's phase order.
+    pub steps: Vec<InlineStep>,
+    /// (annotation, reason) of protection annotations whose value cannot be
+    /// used: the routes answer 500.
+    pub refused: Vec<(String, String)>,
+    /// (annotation, reason) of other annotations whose value cannot be used:
+    /// reported, then ignored.
+    pub ignored: Vec<(String, String)>,
+}
+
+/// The annotations of one Ingress, read by their name without the prefix.
+pub(crate) struct Annotations<'a> {
+    all: &'a BTreeMap<String, String>,
+}
+
+impl<'a> Annotations<'a> {
+    /// Wraps an Ingress's `metadata.annotations`.
+    pub(crate) fn new(all: &'a BTreeMap<String, String>) -> Self {
+        Self { all }
+    }
+
+    /// The trimmed value of `nginx.ingress.kubernetes.io/<name>`, if set.
+    pub(crate) fn get(&self, name: &str) -> Option<&'a str> {
+        self.all
+            .iter()
+            .find(|(k, _)| k.strip_prefix(PREFIX) == Some(name))
+            .map(|(_, v)| v.trim())
+    }
+
+    /// A boolean annotation as ingress-nginx parses it (`"true"`/`"false"`);
+    /// `Err` with the value for anything else.
+    pub(crate) fn flag(&self, name: &str) -> Option<Result<bool, &'a str>> {
+        self.get(name).map(|v| match v {
+            "true" | "True" | "TRUE" => Ok(true),
+            "false" | "False" | "FALSE" => Ok(false),
+            other => Err(other),
+        })
+    }
+}
+
+impl Translation {
+    /// Refuses the route over `annotation` (fail closed).
+    pub(crate) fn refuse(&mut self, annotation: &str, reason: impl Into<String>) {
+        self.refused
+            .push((format!("{PREFIX}{annotation}"), reason.into()));
+    }
+
+    /// Reports `annotation` as unusable and ignores it.
+    pub(crate) fn ignore(&mut self, annotation: &str, reason: impl Into<String>) {
+        self.ignored
+            .push((format!("{PREFIX}{annotation}"), reason.into()));
+    }
+
+    /// Adds a middleware step.
+    pub(crate) fn step(&mut self, name: &str, kind: &str, config: serde_json::Value) {
+        self.steps.push(InlineStep {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            config,
+        });
+    }
+}
+
+/// Compiles an Ingress's ingress-nginx annotations.
+pub(crate) fn translate(annotations: &BTreeMap<String, String>) -> Translation {
+    let mut out = Translation::default();
+    if !annotations.keys().any(|k| k.starts_with(PREFIX)) {
+        return out;
+    }
+    let a = Annotations::new(annotations);
+    access::translate(&a, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (format!("{PREFIX}{k}"), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn no_nginx_annotation_means_nothing_to_do() {
+        let mut other = BTreeMap::new();
+        other.insert(
+            "traefik.ingress.kubernetes.io/router.priority".to_owned(),
+            "3".to_owned(),
+        );
+        assert_eq!(translate(&other), Translation::default());
+    }
+}

@@ -1,0 +1,83 @@
+//! ingress-nginx annotations through a real sluice: real whoami backends,
+//! real HTTP clients, and the diagnostics read from the admin API.
+
+mod support;
+
+use support::*;
+
+const P: &str = "nginx.ingress.kubernetes.io/";
+
+/// Starts sluice with one Service `web` and one Ingress `app` (host `app.test`,
+/// Prefix `/`) carrying the ingress-nginx annotations `nginx` (names without the prefix).
+async fn app_with(nginx: &[(&str, &str)]) -> (Fixture, Vec<(String, String)>) {
+    let keys: Vec<(String, String)> = nginx
+        .iter()
+        .map(|(k, v)| (format!("{P}{k}"), (*v).to_owned()))
+        .collect();
+    let f = fixture(&["web"], &[], |_| {}).await;
+    let refs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    f.manifests.write(
+        "b.yaml",
+        &annotated_ingress(
+            "nginxed",
+            "default",
+            &refs,
+            &[("app.test", "/", "Prefix", "web")],
+        ),
+    );
+    let c = client();
+    let addr = f.sluice.http_addr;
+    wait_for("the annotated Ingress", || {
+        let c = c.clone();
+        async move { get(&c, addr, "app.test", "/", &[]).await.status != 404 }
+    })
+    .await;
+    (f, keys)
+}
+
+/// The `/api/errors` diagnostics as text.
+async fn diagnostics(f: &Fixture) -> String {
+    get(
+        &client(),
+        f.sluice.admin_addr,
+        "localhost",
+        "/api/errors",
+        &[],
+    )
+    .await
+    .body
+}
+
+#[tokio::test]
+async fn allow_lists_admit_listed_clients_only_and_bad_values_fail_closed() {
+    let c = client();
+    let (f, _) = app_with(&[("whitelist-source-range", "127.0.0.1/32")]).await;
+    assert_eq!(
+        get(&c, f.sluice.http_addr, "app.test", "/", &[])
+            .await
+            .status,
+        200
+    );
+
+    let (f, _) = app_with(&[("allowlist-source-range", "10.0.0.0/8,192.168.0.0/16")]).await;
+    assert_eq!(
+        get(&c, f.sluice.http_addr, "app.test", "/", &[])
+            .await
+            .status,
+        403
+    );
+
+    let (f, _) = app_with(&[("whitelist-source-range", "10.0.0.0/40")]).await;
+    assert_eq!(
+        get(&c, f.sluice.http_addr, "app.test", "/", &[])
+            .await
+            .status,
+        500,
+        "an allow-list that cannot be read does not open the route"
+    );
+    let d = diagnostics(&f).await;
+    assert!(
+        d.contains("invalid_annotation") && d.contains("whitelist-source-range"),
+        "{d}"
+    );
+}
