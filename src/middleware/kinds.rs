@@ -36,6 +36,13 @@ pub(super) fn build(
         "retry" => super::retry::build(config, cx),
         "stripPrefix" => super::strip_prefix::build(config, cx),
         "stripPrefixRegex" => super::strip_prefix_regex::build(config, cx),
+        nginx if nginx.starts_with("nginx") => super::nginx::build(nginx, config, cx)
+            .unwrap_or_else(|| {
+                Err(BuildError::UnknownKind(
+                    format!("{}/?", cx.namespace()),
+                    nginx.to_owned(),
+                ))
+            }),
         other => Err(BuildError::UnknownKind(
             format!("{}/?", cx.namespace()),
             other.to_owned(),

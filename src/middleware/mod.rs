@@ -17,6 +17,7 @@
 pub mod build;
 mod chain;
 mod kinds;
+mod nginx;
 mod nested;
 pub mod object;
 pub mod reference;

@@ -16,6 +16,14 @@
 //! annotation ignored.
 
 mod access;
+mod auth;
+mod body;
+mod cors;
+mod headers;
+mod limits;
+mod redirects;
+mod rewrite;
+mod snippets;
 
 use std::collections::BTreeMap;
 
@@ -97,7 +105,18 @@ pub(crate) fn translate(annotations: &BTreeMap<String, String>) -> Translation {
         return out;
     }
     let a = Annotations::new(annotations);
+    // ingress-nginx's phases: rewrite (redirects, snippets' returns), the
+    // CORS preflight, preaccess (limits), access (allow/deny, auth, with
+    // `satisfy`), then the request as forwarded (rewrite-target, body, headers).
+    redirects::translate(&a, &mut out);
+    snippets::translate(&a, &mut out);
+    cors::translate(&a, &mut out);
+    limits::translate(&a, &mut out);
     access::translate(&a, &mut out);
+    auth::translate(&a, &mut out);
+    rewrite::translate(&a, &mut out);
+    body::translate(&a, &mut out);
+    headers::translate(&a, &mut out);
     out
 }
 

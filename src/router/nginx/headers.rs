@@ -1,0 +1,6 @@
+//! ingress-nginx annotations: the `headers` group (see the parent module).
+
+use super::{Annotations, Translation};
+
+/// Reads this group's annotations into `out`.
+pub(super) fn translate(_a: &Annotations<'_>, _out: &mut Translation) {}
