@@ -81,3 +81,88 @@ async fn allow_lists_admit_listed_clients_only_and_bad_values_fail_closed() {
         "{d}"
     );
 }
+
+#[tokio::test]
+async fn use_regex_turns_every_path_of_the_host_into_case_insensitive_prefix_regexes() {
+    let f = fixture(&["web", "api"], &[], |_| {}).await;
+    let regex = format!("{P}use-regex");
+    f.manifests.write(
+        "b.yaml",
+        &[
+            annotated_ingress(
+                "regexed",
+                "default",
+                &[(regex.as_str(), "true")],
+                &[
+                    ("app.test", "/api/v[0-9]+", "ImplementationSpecific", "api"),
+                    ("app.test", "/api/v[0-9]+/admin.*", "Prefix", "web"),
+                    ("app.test", "/exact", "Exact", "web"),
+                ],
+            ),
+            // No annotation: its paths on the same host become regexes too, as in nginx.
+            annotated_ingress(
+                "plain",
+                "default",
+                &[],
+                &[("app.test", "/static", "Prefix", "web")],
+            ),
+            annotated_ingress(
+                "elsewhere",
+                "default",
+                &[],
+                &[("other.test", "/static", "Prefix", "web")],
+            ),
+        ]
+        .concat(),
+    );
+    let c = client();
+    let addr = f.sluice.http_addr;
+    wait_for("the regex routes", || {
+        let c = c.clone();
+        async move { get(&c, addr, "app.test", "/api/v2", &[]).await.status == 200 }
+    })
+    .await;
+    let backend_of = |path: &'static str, host: &'static str| {
+        let c = c.clone();
+        async move {
+            let answer = get(&c, addr, host, path, &[("accept", "application/json")]).await;
+            if answer.status != 200 {
+                return format!("{}", answer.status);
+            }
+            let v: serde_json::Value = serde_json::from_str(&answer.body).expect("json");
+            v["name"].as_str().unwrap_or("?").to_owned()
+        }
+    };
+    assert_eq!(
+        backend_of("/api/v2/users", "app.test").await,
+        "api",
+        "a prefix match"
+    );
+    assert_eq!(
+        backend_of("/API/V12", "app.test").await,
+        "api",
+        "case-insensitive"
+    );
+    assert_eq!(
+        backend_of("/api/v3/administer", "app.test").await,
+        "web",
+        "the longer regex wins"
+    );
+    assert_eq!(backend_of("/api/vx", "app.test").await, "404");
+    assert_eq!(
+        backend_of("/STATIC/app.js", "app.test").await,
+        "web",
+        "spread to the host's other Ingresses"
+    );
+    assert_eq!(
+        backend_of("/STATIC/app.js", "other.test").await,
+        "404",
+        "other hosts keep Prefix semantics"
+    );
+    assert_eq!(backend_of("/exact", "app.test").await, "web");
+    assert_eq!(
+        backend_of("/exact/more", "app.test").await,
+        "404",
+        "Exact stays exact"
+    );
+}

@@ -9,6 +9,7 @@ use super::backend::{Inputs, Resolver, Unresolved};
 use super::host::HostPattern;
 use super::ingress::{self, Served};
 use super::middlewares;
+use super::nginx;
 use super::path::match_path;
 use super::rank::{self, Rank, RuleRoute};
 use super::route_table::HostTables;
@@ -237,9 +238,11 @@ impl Context<'_> {
     fn rule_routes(&mut self, served: &[Served<'_>]) -> Vec<RuleRoute> {
         let mut claims: HashMap<Claim, &ObjectRef> = HashMap::default();
         let mut routes = Vec::new();
+        let regex_hosts = nginx::regex_hosts(served);
         for (index, ing) in served.iter().enumerate() {
             let opts = self.options_of(ing);
-            for rule in ingress::rules(ing, opts.path_matcher, &mut self.diagnostics) {
+            let rules = ingress::rules(ing, opts.path_matcher, &mut self.diagnostics);
+            for rule in nginx::regex_rules(rules, &regex_hosts) {
                 let regex = match rule.kind {
                     PathKind::Regex => match rank::compile_regex(&rule.path) {
                         Ok(regex) => Some(regex),

@@ -22,12 +22,16 @@ mod cors;
 mod headers;
 mod limits;
 mod redirects;
+mod regex_paths;
 mod rewrite;
 mod snippets;
 
 use std::collections::BTreeMap;
 
 use crate::middleware::InlineStep;
+
+pub use regex_paths::location_pattern;
+pub(in crate::router) use regex_paths::{regex_hosts, regex_rules};
 
 /// The prefix every ingress-nginx annotation shares.
 pub(super) const PREFIX: &str = "nginx.ingress.kubernetes.io/";
