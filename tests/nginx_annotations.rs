@@ -166,3 +166,89 @@ async fn use_regex_turns_every_path_of_the_host_into_case_insensitive_prefix_reg
         "Exact stays exact"
     );
 }
+
+#[tokio::test]
+async fn cookie_affinity_pins_a_client_to_one_endpoint_with_nginxs_cookie() {
+    let one = whoami("one").await;
+    let two = whoami("two").await;
+    let f = fixture(&[], &[], |_| {}).await;
+    let affinity = format!("{P}affinity");
+    let samesite = format!("{P}session-cookie-samesite");
+    f.manifests.write(
+        "b.yaml",
+        &[
+            service("pool", &[one.addr, two.addr]),
+            annotated_ingress(
+                "sticky",
+                "default",
+                &[(affinity.as_str(), "cookie"), (samesite.as_str(), "Lax")],
+                &[("app.test", "/shop", "Prefix", "pool")],
+            ),
+        ]
+        .concat(),
+    );
+    let c = client();
+    let addr = f.sluice.http_addr;
+    wait_for("the sticky route", || {
+        let c = c.clone();
+        async move { get(&c, addr, "app.test", "/shop", &[]).await.status == 200 }
+    })
+    .await;
+    let first = get(
+        &c,
+        addr,
+        "app.test",
+        "/shop/cart",
+        &[("accept", "application/json")],
+    )
+    .await;
+    let set = first
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session cookie")
+        .to_owned();
+    assert!(set.starts_with("INGRESSCOOKIE="), "{set}");
+    assert!(
+        set.contains("Path=/shop") && set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().expect("name=value").to_owned();
+    let pinned: serde_json::Value = serde_json::from_str(&first.body).expect("json");
+    for _ in 0..6 {
+        let next = get(
+            &c,
+            addr,
+            "app.test",
+            "/shop/cart",
+            &[("accept", "application/json"), ("cookie", &cookie)],
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&next.body).expect("json");
+        assert_eq!(v["name"], pinned["name"], "the cookie pins the endpoint");
+    }
+}
+
+#[tokio::test]
+async fn server_alias_serves_the_ingress_on_more_hosts() {
+    let (f, _) = app_with(&[("server-alias", "alias.test, www.alias.test, bad..alias")]).await;
+    let c = client();
+    for host in ["app.test", "alias.test", "www.alias.test"] {
+        assert_eq!(
+            get(&c, f.sluice.http_addr, host, "/x", &[]).await.status,
+            200,
+            "{host}"
+        );
+    }
+    assert_eq!(
+        get(&c, f.sluice.http_addr, "other.test", "/x", &[])
+            .await
+            .status,
+        404
+    );
+    let d = diagnostics(&f).await;
+    assert!(
+        d.contains("server-alias") && d.contains("bad..alias"),
+        "{d}"
+    );
+}

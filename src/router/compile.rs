@@ -242,6 +242,14 @@ impl Context<'_> {
         for (index, ing) in served.iter().enumerate() {
             let opts = self.options_of(ing);
             let rules = ingress::rules(ing, opts.path_matcher, &mut self.diagnostics);
+            let (rules, bad_aliases) = nginx::with_aliases(ing, rules);
+            for reason in bad_aliases {
+                self.diagnostics.push(Diagnostic::warning(
+                    ing.object.clone(),
+                    DiagnosticKind::InvalidAnnotation,
+                    format!("{reason}; the alias is left out"),
+                ));
+            }
             for rule in nginx::regex_rules(rules, &regex_hosts) {
                 let regex = match rule.kind {
                     PathKind::Regex => match rank::compile_regex(&rule.path) {
@@ -396,6 +404,22 @@ impl Context<'_> {
         };
         let (path, kind) = path.unzip();
         let (sticky, pass_host_header) = self.service_options(&key);
+        // ingress-nginx's cookie affinity on the Ingress wins over the Service's.
+        let sticky = match nginx::affinity::cookie(
+            ing.ingress.metadata.annotations.as_ref(),
+            path.as_deref(),
+        ) {
+            Ok(Some(cookie)) => Some(Arc::new(cookie)),
+            Ok(None) => sticky,
+            Err(reason) => {
+                self.diagnostics.push(Diagnostic::warning(
+                    ing.object.clone(),
+                    DiagnosticKind::InvalidAnnotation,
+                    format!("nginx.ingress.kubernetes.io/{reason}; the annotation is ignored"),
+                ));
+                sticky
+            }
+        };
         let middlewares = self.chains.get(index).cloned().unwrap_or_default();
         let old = self.previous.routes.remove(&*name);
         let route = match old {

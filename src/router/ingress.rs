@@ -39,7 +39,7 @@ impl Served<'_> {
 }
 
 /// One rule path: host, path and type, and the backend it names.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Rule<'a> {
     /// The rule's host.
     pub host: HostPattern,

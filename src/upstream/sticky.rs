@@ -40,6 +40,33 @@ pub struct StickyCookie {
 }
 
 impl StickyCookie {
+    /// A cookie named `name` (sanitised) sent with `attributes`, each a
+    /// `(name, value)` pair (`value` empty for a flag such as `HttpOnly`),
+    /// checked for characters that would end the header or the attribute.
+    pub fn with_attributes(name: &str, attributes: &[(&str, &str)]) -> Result<Self, String> {
+        let mut text = String::new();
+        for (key, value) in attributes {
+            if value.contains([';', '\r', '\n', ',']) || value.bytes().any(|b| b.is_ascii_control())
+            {
+                return Err(format!("{value:?} is not a valid cookie {key}"));
+            }
+            text.push_str("; ");
+            text.push_str(key);
+            if !value.is_empty() {
+                text.push('=');
+                text.push_str(value);
+            }
+        }
+        let name = sanitize_name(name);
+        if name.is_empty() {
+            return Err("the cookie name is empty".to_owned());
+        }
+        Ok(Self {
+            name,
+            attributes: text,
+        })
+    }
+
     /// Reads the sticky annotations through `get`; `Ok(None)` when stickiness is
     /// off. `service_name` is Traefik's full service name
     /// (`<ns>-<service>-<port>@kubernetes`), from which the default cookie name

@@ -16,6 +16,8 @@
 //! annotation ignored.
 
 mod access;
+pub(crate) mod affinity;
+mod aliases;
 mod auth;
 mod body;
 mod cors;
@@ -30,6 +32,7 @@ use std::collections::BTreeMap;
 
 use crate::middleware::InlineStep;
 
+pub(in crate::router) use aliases::with_aliases;
 pub use regex_paths::location_pattern;
 pub(in crate::router) use regex_paths::{regex_hosts, regex_rules};
 
