@@ -252,3 +252,34 @@ async fn server_alias_serves_the_ingress_on_more_hosts() {
         "{d}"
     );
 }
+
+#[tokio::test]
+async fn proxy_read_timeout_bounds_the_wait_for_the_backends_answer() {
+    let (f, _) = app_with(&[("proxy-read-timeout", "1"), ("proxy-connect-timeout", "2")]).await;
+    let c = client();
+    let started = std::time::Instant::now();
+    let slow = get(&c, f.sluice.http_addr, "app.test", "/?wait=3s", &[]).await;
+    assert_eq!(slow.status, 504);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        get(&c, f.sluice.http_addr, "app.test", "/?wait=200ms", &[])
+            .await
+            .status,
+        200
+    );
+
+    let (f, _) = app_with(&[("proxy-read-timeout", "soon")]).await;
+    assert_eq!(
+        get(&c, f.sluice.http_addr, "app.test", "/", &[])
+            .await
+            .status,
+        200,
+        "a bad value is ignored"
+    );
+    let d = diagnostics(&f).await;
+    assert!(d.contains("proxy-read-timeout"), "{d}");
+}

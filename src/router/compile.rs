@@ -24,7 +24,7 @@ use super::annotations::{self, IngressOptions};
 use super::certs::{self, CompiledCerts, Secrets};
 use crate::tls::LoadedCert;
 use crate::upstream::{
-    Backend, BackendKey, BackendProtocol, ClientKey, Clients, EndpointSet, PoolSettings,
+    Backend, BackendKey, BackendProtocol, ClientKey, Clients, EndpointSet, PoolSettings, Timeouts,
     UpstreamClient, Upstreams, Verify,
 };
 
@@ -501,7 +501,19 @@ impl Context<'_> {
             }
             _ => None,
         };
-        if verify.is_none() {
+        let (timeouts, problems) = nginx::timeouts::read(ing.ingress.metadata.annotations.as_ref());
+        for problem in problems {
+            let diagnostic = Diagnostic::warning(
+                ing.object.clone(),
+                DiagnosticKind::InvalidAnnotation,
+                problem,
+            );
+            if !self.diagnostics.contains(&diagnostic) {
+                self.diagnostics.push(diagnostic);
+            }
+        }
+        let shared = verify.is_none() && timeouts == Timeouts::default();
+        if shared {
             if let Some(client) = self.plain_clients.get(&protocol) {
                 return Ok(client.clone());
             }
@@ -512,9 +524,10 @@ impl Context<'_> {
             .get(&ClientKey {
                 protocol: protocol.clone(),
                 verify: verify.clone(),
+                timeouts,
             })
             .map_err(|e| format!("backend verification for {}: {e}", ing.object))?;
-        if verify.is_none() {
+        if shared {
             self.plain_clients.insert(protocol, client.clone());
         }
         Ok(client)

@@ -86,6 +86,7 @@ impl Environment for Env<'_, '_> {
             .get(&ClientKey {
                 protocol,
                 verify: None,
+                timeouts: Default::default(),
             })
             .map_err(|e| e.to_string())?;
         Ok(ServiceTarget { backend, client })

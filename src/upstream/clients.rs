@@ -22,6 +22,19 @@ pub struct ClientKey {
     pub protocol: BackendProtocol,
     /// Certificate verification for the TLS protocols (`None`: not verified).
     pub verify: Option<Verify>,
+    /// Timeouts that differ from the defaults (ingress-nginx's `proxy-*-timeout`).
+    pub timeouts: Timeouts,
+}
+
+/// Per-route overrides of the `--connect-timeout` and
+/// `--response-header-timeout` defaults; routes that set them get a client
+/// (and pool) of their own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Timeouts {
+    /// Backend connect.
+    pub connect: Option<std::time::Duration>,
+    /// Waiting for the backend's response head.
+    pub response_header: Option<std::time::Duration>,
 }
 
 impl ClientKey {
@@ -30,6 +43,7 @@ impl ClientKey {
         Self {
             protocol: BackendProtocol::Http,
             verify: None,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -65,9 +79,15 @@ impl Clients {
                 server_name: None,
             }),
         };
-        let settings = &self.settings;
+        let mut settings = self.settings.clone();
+        if let Some(connect) = key.timeouts.connect {
+            settings.connect_timeout = connect;
+        }
+        if let Some(head) = key.timeouts.response_header {
+            settings.response_header_timeout = head;
+        }
         Ok(self.clients.get_or_insert_with(key, || {
-            UpstreamClient::with_protocol(settings, key.protocol.clone(), tls)
+            UpstreamClient::with_protocol(&settings, key.protocol.clone(), tls)
         }))
     }
 

@@ -17,7 +17,7 @@ mod tcp_pool;
 
 pub use balance::{Backend, Resolved};
 pub use body::UpstreamBody;
-pub use clients::{ClientKey, Clients, Verify};
+pub use clients::{ClientKey, Clients, Timeouts, Verify};
 pub use endpoints::{EndpointCondition, EndpointSet, ExternalName};
 pub use h1::PooledBody;
 pub use pool::{

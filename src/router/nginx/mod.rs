@@ -27,6 +27,7 @@ mod redirects;
 mod regex_paths;
 mod rewrite;
 mod snippets;
+pub(crate) mod timeouts;
 
 use std::collections::BTreeMap;
 
