@@ -42,6 +42,29 @@ pub enum Command {
     },
     /// Runs sluice on the bundled examples/ manifests with bundled whoami backends.
     Demo,
+    /// Reports, per Ingress, the annotations sluice would ignore, refuse or read
+    /// differently from ingress-nginx or Traefik, unknown annotation keys, and the
+    /// compiler's diagnostics, for the objects of `--manifests` or of the
+    /// Kubernetes API (`--kubeconfig`, in-cluster). Changes nothing and opens no
+    /// listener. Exit status: 0 nothing would change, 1 something would, 2 the
+    /// objects could not be loaded.
+    Check {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        output: CheckOutput,
+        /// How long to wait for the Kubernetes API to list every object.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+}
+
+/// The format of `sluice check`'s report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckOutput {
+    /// Lines for a terminal.
+    Text,
+    /// One JSON document.
+    Json,
 }
 
 /// Where the proxy runs (see `--data-plane`).

@@ -17,6 +17,7 @@ pub mod accesslog;
 pub mod admin;
 pub mod app;
 pub mod body;
+pub mod check;
 pub mod exchange;
 pub mod identity;
 pub mod metrics;

@@ -10,11 +10,14 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
-use cli::{Cli, Command, LogFormat, RunArgs};
+use cli::{CheckOutput, Cli, Command, LogFormat, RunArgs};
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.run.log_format);
+    if let Some(Command::Check { output, timeout }) = cli.command {
+        std::process::exit(check(&cli.run, output, timeout));
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     // The per-core data plane runs on its own threads; this runtime then only
@@ -38,12 +41,53 @@ fn main() -> Result<()> {
                     .context("whoami failed")
             }
             Some(Command::Demo) => demo::run(cli.run).await,
+            Some(Command::Check { .. }) => unreachable!("handled before the runtime starts"),
             None => run(cli.run).await,
         }
     });
     // Blocking work such as a DNS lookup must not hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
+}
+
+/// `sluice check`: loads the objects the server would read, prints the report
+/// and returns the exit status (0 nothing would change, 1 something would,
+/// 2 the objects could not be loaded). Opens no listener.
+fn check(args: &RunArgs, output: CheckOutput, timeout: std::time::Duration) -> i32 {
+    let run = || -> Result<sluice::check::Report> {
+        let settings = args.settings()?;
+        let options = sluice::check::compile_options(&settings)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let loaded = runtime.block_on(sluice::check::load(&settings.source, timeout))?;
+        let report = runtime.block_on(async { sluice::check::check(&loaded, &options) });
+        runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        Ok(report)
+    };
+    match run() {
+        Ok(report) => {
+            let text = match output {
+                CheckOutput::Text => report.to_text(),
+                CheckOutput::Json => report.to_json() + "\n",
+            };
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            if stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                return 2;
+            }
+            report.exit_code()
+        }
+        Err(e) => {
+            eprintln!("sluice check: {e:#}");
+            2
+        }
+    }
 }
 
 /// Runs the ingress controller until SIGTERM or SIGINT, then shuts down gracefully.

@@ -283,3 +283,119 @@ async fn proxy_read_timeout_bounds_the_wait_for_the_backends_answer() {
     let d = diagnostics(&f).await;
     assert!(d.contains("proxy-read-timeout"), "{d}");
 }
+
+#[tokio::test]
+async fn canary_ingresses_take_requests_by_header_cookie_and_weight_in_nginxs_order() {
+    let f = fixture(&["stable", "fresh"], &[], |_| {}).await;
+    let canary = |weight: &str, extra: &[(&str, &str)]| {
+        let mut pairs: Vec<(String, String)> = vec![
+            (format!("{P}canary"), "true".to_owned()),
+            (format!("{P}canary-weight"), weight.to_owned()),
+        ];
+        pairs.extend(
+            extra
+                .iter()
+                .map(|(k, v)| (format!("{P}{k}"), (*v).to_owned())),
+        );
+        pairs
+    };
+    let write = |pairs: Vec<(String, String)>| {
+        let refs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        f.manifests.write(
+            "b.yaml",
+            &[
+                annotated_ingress(
+                    "main",
+                    "default",
+                    &[],
+                    &[("shop.test", "/", "Prefix", "stable")],
+                ),
+                annotated_ingress(
+                    "main-canary",
+                    "default",
+                    &refs,
+                    &[("shop.test", "/", "Prefix", "fresh")],
+                ),
+            ]
+            .concat(),
+        );
+    };
+    let c = client();
+    let addr = f.sluice.http_addr;
+    let served_by = |headers: Vec<(&'static str, &'static str)>| {
+        let c = c.clone();
+        async move {
+            let mut all = vec![("accept", "application/json")];
+            all.extend(headers);
+            let answer = get(&c, addr, "shop.test", "/", &all).await;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            let v: serde_json::Value = serde_json::from_str(&answer.body).expect("json");
+            v["name"].as_str().unwrap_or("?").to_owned()
+        }
+    };
+    write(canary(
+        "0",
+        &[
+            ("canary-by-header", "X-Canary"),
+            ("canary-by-cookie", "use_canary"),
+        ],
+    ));
+    wait_for("the main route", || {
+        let c = c.clone();
+        async move { get(&c, addr, "shop.test", "/", &[]).await.status == 200 }
+    })
+    .await;
+    // The canary Ingress does not conflict with the main one and makes no route of its own.
+    let d = diagnostics(&f).await;
+    assert!(!d.contains("conflict"), "{d}");
+    assert_eq!(served_by(vec![]).await, "stable", "weight 0");
+    assert_eq!(served_by(vec![("x-canary", "always")]).await, "fresh");
+    assert_eq!(
+        served_by(vec![("x-canary", "never"), ("cookie", "use_canary=always")]).await,
+        "stable",
+        "the header wins over the cookie"
+    );
+    assert_eq!(
+        served_by(vec![("cookie", "a=b; use_canary=always")]).await,
+        "fresh"
+    );
+    assert_eq!(
+        served_by(vec![("x-canary", "other"), ("cookie", "use_canary=never")]).await,
+        "stable"
+    );
+
+    write(canary(
+        "100",
+        &[
+            ("canary-by-header", "X-Canary"),
+            ("canary-by-header-value", "v2"),
+        ],
+    ));
+    wait_for("weight 100", || async move {
+        served_by(vec![]).await == "fresh"
+    })
+    .await;
+    assert_eq!(served_by(vec![("x-canary", "v2")]).await, "fresh");
+    for _ in 0..5 {
+        assert_eq!(served_by(vec![]).await, "fresh", "weight 100 of 100");
+    }
+
+    // A weight out of a total: about a third of 300 requests.
+    write(canary("1", &[("canary-weight-total", "3")]));
+    wait_for("weight 1 of 3", || async move {
+        let mut fresh = 0;
+        for _ in 0..30 {
+            fresh += usize::from(served_by(vec![]).await == "fresh");
+        }
+        fresh > 0 && fresh < 30
+    })
+    .await;
+    let mut fresh = 0;
+    for _ in 0..300 {
+        fresh += usize::from(served_by(vec![]).await == "fresh");
+    }
+    assert!((60..=140).contains(&fresh), "{fresh} of 300 to the canary");
+}

@@ -352,7 +352,7 @@ fn reason_response(status: StatusCode, reason: StatusCode) -> Response<ResponseB
 }
 
 /// Removes hop-by-hop headers from the error Service's response (RFC 9110 §7.6.1).
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

@@ -240,6 +240,10 @@ impl Context<'_> {
         let mut routes = Vec::new();
         let regex_hosts = nginx::regex_hosts(served);
         for (index, ing) in served.iter().enumerate() {
+            if nginx::canary::is_canary(ing) {
+                // Served through the main Ingress of its host and path.
+                continue;
+            }
             let opts = self.options_of(ing);
             let rules = ingress::rules(ing, opts.path_matcher, &mut self.diagnostics);
             let (rules, bad_aliases) = nginx::with_aliases(ing, rules);
@@ -327,6 +331,9 @@ impl Context<'_> {
             let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) else {
                 continue;
             };
+            if nginx::canary::is_canary(ing) {
+                continue;
+            }
             let Some(key) = self.backend_key(ing, backend) else {
                 continue;
             };

@@ -109,7 +109,21 @@ pub(super) fn chains(
         .map(|ing| {
             let annotations = ing.ingress.metadata.annotations.as_ref().unwrap_or(&none);
             let value = annotations.get(ROUTER_MIDDLEWARES).map(String::as_str);
-            let nginx = nginx::translate(annotations);
+            let mut nginx = nginx::translate(annotations);
+            let (canary, canary_problems) = nginx::canary::step_for(ing, served);
+            for problem in canary_problems {
+                diagnostics.push(Diagnostic::warning(
+                    ing.object.clone(),
+                    DiagnosticKind::InvalidAnnotation,
+                    format!("{problem}; the canary is left out"),
+                ));
+            }
+            if let Some(step) = canary {
+                // Last of the annotation steps: canary requests pass the main
+                // Ingress's auth, limits and rewrites first, as they share its
+                // nginx location in ingress-nginx.
+                nginx.steps.push(step);
+            }
             for (annotation, reason) in &nginx.ignored {
                 let message = format!("{annotation}: {reason}; the annotation is ignored");
                 tracing::warn!(object = %ing.object, "{message}");

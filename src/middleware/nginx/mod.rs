@@ -5,6 +5,7 @@
 
 mod access_kinds;
 mod http_kinds;
+mod traffic_kinds;
 
 use std::sync::Arc;
 
@@ -19,5 +20,7 @@ pub(super) fn build(
     config: &Value,
     cx: &mut dyn Context,
 ) -> Option<Result<Arc<dyn Middleware>, BuildError>> {
-    access_kinds::build(kind, config, cx).or_else(|| http_kinds::build(kind, config, cx))
+    access_kinds::build(kind, config, cx)
+        .or_else(|| http_kinds::build(kind, config, cx))
+        .or_else(|| traffic_kinds::build(kind, config, cx))
 }

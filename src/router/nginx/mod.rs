@@ -20,6 +20,7 @@ pub(crate) mod affinity;
 mod aliases;
 mod auth;
 mod body;
+pub(in crate::router) mod canary;
 mod cors;
 mod headers;
 mod limits;

@@ -1,0 +1,563 @@
+//! Every annotation sluice knows of: all of ingress-nginx's
+//! (`nginx.ingress.kubernetes.io/*`, as documented for ingress-nginx v1.15 and
+//! read by its `internal/ingress/annotations/` parsers) and Traefik's Kubernetes
+//! Ingress provider's (`traefik.ingress.kubernetes.io/router.*`, `service.*`),
+//! each with what sluice does with it.
+//!
+//! This table is the single source of truth: `sluice check` reports from it
+//! and the table in `docs/annotations.md` is rendered from it (a unit test
+//! keeps them equal). To record that an annotation is now implemented, change
+//! its status on its one line, e.g. `Ignored("...")` to `Supported`, then run
+//! `SLUICE_BLESS=1 cargo test --lib check::` to rewrite the docs.
+//!
+//! Statuses describe valid values; a value sluice cannot use is reported by
+//! the compiler (`invalid_annotation`), which `sluice check` shows as well.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// What sluice does with an annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Honoured, with ingress-nginx's (or Traefik's, for its own annotations) semantics.
+    Supported,
+    /// Honoured, but it behaves differently; the reason says how.
+    Differs(&'static str),
+    /// The Ingress's routes fail closed (answer 500); the reason says when.
+    Refused(&'static str),
+    /// Not implemented: no effect; the reason says what is lost.
+    Ignored(&'static str),
+}
+
+impl Status {
+    /// The status's stable lowercase name (`supported`, `differs`, `refused`, `ignored`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Supported => "supported",
+            Self::Differs(_) => "differs",
+            Self::Refused(_) => "refused",
+            Self::Ignored(_) => "ignored",
+        }
+    }
+
+    /// The reason, empty for [`Status::Supported`].
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Supported => "",
+            Self::Differs(r) | Self::Refused(r) | Self::Ignored(r) => r,
+        }
+    }
+
+    /// Whether an Ingress carrying it behaves as it did under its previous controller.
+    pub fn is_supported(self) -> bool {
+        self == Self::Supported
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// How Traefik's ingress-nginx provider treats an ingress-nginx annotation
+/// (its documentation as of Traefik v3.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traefik {
+    /// Supported, no caveat documented.
+    Supported,
+    /// Supported with a documented limitation or difference.
+    Partial(&'static str),
+    /// Not supported (listed as unsupported, or not listed at all).
+    Unsupported,
+    /// One of Traefik's own Ingress-provider annotations.
+    Own,
+}
+
+impl fmt::Display for Traefik {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Supported => f.write_str("supported"),
+            Self::Partial(note) => write!(f, "partly: {note}"),
+            Self::Unsupported => f.write_str("not supported"),
+            Self::Own => f.write_str("Traefik's own annotation"),
+        }
+    }
+}
+
+/// The kind of object an annotation belongs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum On {
+    /// The Ingress.
+    Ingress,
+    /// The backend Service.
+    Service,
+}
+
+/// One annotation and what sluice does with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// The full key, exactly as ingress-nginx or Traefik spells it (Traefik's
+    /// `router.tls.domains.n.*` stand for any index `n`).
+    pub key: &'static str,
+    /// The object it belongs on.
+    pub on: On,
+    /// What sluice does with it.
+    pub status: Status,
+    /// How Traefik's ingress-nginx provider treats it.
+    pub traefik: Traefik,
+}
+
+impl Entry {
+    /// The key without its `nginx.ingress.kubernetes.io/` or
+    /// `traefik.ingress.kubernetes.io/` prefix.
+    pub fn short_name(&self) -> &'static str {
+        self.key
+            .strip_prefix(NGINX_PREFIX)
+            .or_else(|| self.key.strip_prefix(TRAEFIK_PREFIX))
+            .unwrap_or(self.key)
+    }
+
+    /// Whether it is one of ingress-nginx's annotations.
+    pub fn is_nginx(&self) -> bool {
+        self.key.starts_with(NGINX_PREFIX)
+    }
+
+    /// The status for one value: the entry's status, unless [`VALUE_NOTES`]
+    /// says this value behaves differently.
+    pub fn status_for(&self, value: &str) -> Status {
+        VALUE_NOTES
+            .iter()
+            .find(|(key, v, _)| *key == self.key && v.eq_ignore_ascii_case(value.trim()))
+            .map_or(self.status, |(_, _, status)| *status)
+    }
+}
+
+/// The prefix of ingress-nginx's annotations.
+pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
+/// The prefix of Traefik's Kubernetes Ingress provider's annotations.
+pub const TRAEFIK_PREFIX: &str = "traefik.ingress.kubernetes.io/";
+
+/// The entry for an annotation key, if the key is one sluice knows of
+/// (`router.tls.domains.0.main` finds `router.tls.domains.n.main`).
+pub fn lookup(annotation_key: &str) -> Option<&'static Entry> {
+    if let Some(entry) = CATALOG.iter().find(|e| e.key == annotation_key) {
+        return Some(entry);
+    }
+    let rest = annotation_key.strip_prefix(TRAEFIK_PREFIX)?;
+    let index = rest.strip_prefix("router.tls.domains.")?;
+    let (n, field) = index.split_once('.')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    CATALOG
+        .iter()
+        .find(|e| e.key.strip_prefix(TRAEFIK_PREFIX_DOMAINS) == Some(field))
+}
+
+const TRAEFIK_PREFIX_DOMAINS: &str = "traefik.ingress.kubernetes.io/router.tls.domains.n.";
+
+/// Every entry: ingress-nginx's annotations first (alphabetically), then Traefik's.
+pub fn all() -> &'static [Entry] {
+    CATALOG
+}
+
+/// ingress-nginx's annotations only.
+pub fn nginx() -> impl Iterator<Item = &'static Entry> {
+    CATALOG.iter().filter(|e| e.is_nginx())
+}
+
+/// Values of a supported annotation that behave differently: (key, value, status).
+pub static VALUE_NOTES: &[(&str, &str, Status)] = &[
+    (
+        "nginx.ingress.kubernetes.io/backend-protocol",
+        "AUTO_HTTP",
+        Differs("AUTO_HTTP always speaks plain HTTP to the backend; ingress-nginx uses the client's scheme (HTTPS clients, HTTPS backend)"),
+    ),
+];
+
+macro_rules! nginx {
+    ($name:literal) => {
+        concat!("nginx.ingress.kubernetes.io/", $name)
+    };
+}
+
+macro_rules! traefik {
+    ($name:literal) => {
+        concat!("traefik.ingress.kubernetes.io/", $name)
+    };
+}
+
+const fn ing(key: &'static str, status: Status, traefik: Traefik) -> Entry {
+    Entry {
+        key,
+        on: On::Ingress,
+        status,
+        traefik,
+    }
+}
+
+const fn svc(key: &'static str, status: Status) -> Entry {
+    Entry {
+        key,
+        on: On::Service,
+        status,
+        traefik: Traefik::Own,
+    }
+}
+
+use Status::{Differs, Ignored, Supported};
+use Traefik::{Own, Partial, Unsupported};
+/// Traefik's provider supports it (short alias for the table).
+const YES: Traefik = Traefik::Supported;
+const NO: Traefik = Unsupported;
+
+// Reasons shared by several annotations.
+const BASIC_AUTH: &str = "not implemented: the route is served WITHOUT authentication; use a basicAuth or digestAuth Middleware (same htpasswd Secret) in router.middlewares";
+const EXTERNAL_AUTH: &str = "not implemented: the route is served WITHOUT external authentication; use a forwardAuth Middleware in router.middlewares";
+const EXTERNAL_AUTH_PART: &str = "not implemented (part of auth-url external authentication): the route is served WITHOUT external authentication; use a forwardAuth Middleware";
+const CLIENT_CERT: &str = "not implemented: no client certificate is requested or verified; the route is served WITHOUT mTLS client authentication";
+const RATE_LIMIT: &str =
+    "not implemented: the route is served WITHOUT rate limiting; use a rateLimit Middleware";
+const SNIPPET: &str = "never run (sluice has no nginx configuration): the route is served WITHOUT whatever the snippet did (access rules, headers, redirects)";
+const CANARY: &str = "not implemented: a canary Ingress is served as a normal Ingress, so its rules CONFLICT with the main Ingress's (the older wins) instead of taking a share of the traffic";
+const AFFINITY: &str = "not implemented here: no sticky sessions; put traefik.ingress.kubernetes.io/service.sticky.cookie on the Service";
+const CORS: &str = "not implemented: no CORS headers are added and preflight requests reach the backend; use a headers Middleware (accessControl* fields)";
+const BUFFERS: &str =
+    "no effect: sluice streams bodies through small fixed buffers and never spools to disk";
+const TIMEOUT: &str = "not read per route: --connect-timeout, --response-header-timeout and --body-read-timeout apply to every route";
+const NEXT_UPSTREAM: &str = "not read: no per-route retry policy; use a retry Middleware";
+const BACKEND_TLS: &str = "not read: backend TLS uses rustls' defaults (TLS 1.2 and 1.3, its cipher suites, no chain depth limit)";
+const CLIENT_TLS: &str = "not read: client TLS uses rustls' cipher suites for every host (--tls-min-version sets the lowest version)";
+const REDIRECT: &str = "not implemented: requests are proxied to the backend instead of redirected; use a redirectRegex Middleware";
+const TRACING: &str = "not read per route: tracing is global (--tracing-otlp-endpoint) and an incoming traceparent is always continued";
+const WAF: &str = "no WAF: the route is served WITHOUT ModSecurity inspection";
+const MIRROR: &str = "not implemented: requests are not mirrored";
+const HASH: &str = "not implemented: requests are balanced round-robin, not by a consistent hash";
+const FASTCGI: &str =
+    "not implemented: no FastCGI backends (backend-protocol FCGI is reported as invalid)";
+const ERRORS: &str = "not implemented: backend error responses are passed through unchanged; use an errors Middleware";
+const OWN_TLS: &str = "not implemented: certificates come only from the Ingress's spec.tls Secrets (use cert-manager)";
+const OWN_OBSERVABILITY: &str =
+    "not read: access logs, metrics and tracing are configured globally by flags";
+
+/// The catalog. One line per annotation: flip its status here.
+#[rustfmt::skip]
+static CATALOG: &[Entry] = &[
+    ing(nginx!("affinity"), Ignored(AFFINITY), YES),
+    ing(nginx!("affinity-canary-behavior"), Ignored(AFFINITY), Partial("only the sticky behaviour")),
+    ing(nginx!("affinity-mode"), Ignored(AFFINITY), Partial("only persistent mode")),
+    ing(nginx!("allowlist-source-range"), Ignored("not implemented: the route is served to EVERY client address, WITHOUT the source-range restriction; use an ipAllowList Middleware"), YES),
+    ing(nginx!("app-root"), Ignored("not implemented: / is not redirected to the app root; use a redirectRegex Middleware"), YES),
+    ing(nginx!("auth-always-set-cookie"), Ignored(EXTERNAL_AUTH_PART), NO),
+    ing(nginx!("auth-cache-duration"), Ignored(EXTERNAL_AUTH_PART), NO),
+    ing(nginx!("auth-cache-key"), Ignored(EXTERNAL_AUTH_PART), NO),
+    ing(nginx!("auth-keepalive"), Ignored(EXTERNAL_AUTH_PART), NO),
+    ing(nginx!("auth-keepalive-requests"), Ignored(EXTERNAL_AUTH_PART), NO),
+    ing(nginx!("auth-keepalive-share-vars"), Ignored(EXTERNAL_AUTH_PART), NO),
+    ing(nginx!("auth-keepalive-timeout"), Ignored(EXTERNAL_AUTH_PART), NO),
+    ing(nginx!("auth-method"), Ignored(EXTERNAL_AUTH_PART), YES),
+    ing(nginx!("auth-proxy-set-headers"), Ignored(EXTERNAL_AUTH_PART), NO),
+    ing(nginx!("auth-realm"), Ignored(BASIC_AUTH), YES),
+    ing(nginx!("auth-request-redirect"), Ignored(EXTERNAL_AUTH_PART), NO),
+    ing(nginx!("auth-response-headers"), Ignored(EXTERNAL_AUTH_PART), YES),
+    ing(nginx!("auth-secret"), Ignored(BASIC_AUTH), YES),
+    ing(nginx!("auth-secret-type"), Ignored(BASIC_AUTH), YES),
+    ing(nginx!("auth-signin"), Ignored(EXTERNAL_AUTH_PART), Partial("redirects to the sign-in URL on 401")),
+    ing(nginx!("auth-signin-redirect-param"), Ignored(EXTERNAL_AUTH_PART), NO),
+    ing(nginx!("auth-snippet"), Ignored(SNIPPET), Partial("a few directives, with allowSnippetAnnotations")),
+    ing(nginx!("auth-tls-error-page"), Ignored(CLIENT_CERT), NO),
+    ing(nginx!("auth-tls-match-cn"), Ignored(CLIENT_CERT), NO),
+    ing(nginx!("auth-tls-pass-certificate-to-upstream"), Ignored("not implemented: no client certificate is requested, so none is passed to the backend; the route is served WITHOUT mTLS client authentication"), YES),
+    ing(nginx!("auth-tls-secret"), Ignored(CLIENT_CERT), Partial("a failed verification ends the TLS handshake instead of answering 400")),
+    ing(nginx!("auth-tls-verify-client"), Ignored(CLIENT_CERT), Partial("a failed verification ends the TLS handshake instead of answering 400")),
+    ing(nginx!("auth-tls-verify-depth"), Ignored(CLIENT_CERT), Partial("no depth limit")),
+    ing(nginx!("auth-type"), Ignored(BASIC_AUTH), YES),
+    ing(nginx!("auth-url"), Ignored(EXTERNAL_AUTH), Partial("forwards the original request instead of an nginx subrequest")),
+    ing(nginx!("backend-protocol"), Supported, Partial("no FCGI, no AUTO_HTTP")),
+    ing(nginx!("canary"), Ignored(CANARY), YES),
+    ing(nginx!("canary-by-cookie"), Ignored(CANARY), YES),
+    ing(nginx!("canary-by-header"), Ignored(CANARY), YES),
+    ing(nginx!("canary-by-header-pattern"), Ignored(CANARY), YES),
+    ing(nginx!("canary-by-header-value"), Ignored(CANARY), YES),
+    ing(nginx!("canary-weight"), Ignored(CANARY), YES),
+    ing(nginx!("canary-weight-total"), Ignored(CANARY), YES),
+    ing(nginx!("client-body-buffer-size"), Ignored(BUFFERS), YES),
+    ing(nginx!("configuration-snippet"), Ignored(SNIPPET), Partial("a few directives, with allowSnippetAnnotations")),
+    ing(nginx!("connection-proxy-header"), Ignored("not read: sluice sets the backend's Connection header itself (hop-by-hop rules)"), NO),
+    ing(nginx!("cors-allow-credentials"), Ignored(CORS), YES),
+    ing(nginx!("cors-allow-headers"), Ignored(CORS), YES),
+    ing(nginx!("cors-allow-methods"), Ignored(CORS), YES),
+    ing(nginx!("cors-allow-origin"), Ignored(CORS), YES),
+    ing(nginx!("cors-expose-headers"), Ignored(CORS), YES),
+    ing(nginx!("cors-max-age"), Ignored(CORS), YES),
+    ing(nginx!("custom-headers"), Ignored("not implemented: the ConfigMap's headers are not added to responses; use a headers Middleware"), Partial("no header allowlist")),
+    ing(nginx!("custom-http-errors"), Ignored(ERRORS), YES),
+    ing(nginx!("default-backend"), Ignored("not read: use spec.defaultBackend, or an errors Middleware for error pages"), Partial("used only when the backend has no endpoint")),
+    ing(nginx!("denylist-source-range"), Ignored("not implemented: the route is served WITHOUT the deny list: the listed addresses are NOT blocked"), NO),
+    ing(nginx!("disable-proxy-intercept-errors"), Ignored(ERRORS), NO),
+    ing(nginx!("enable-access-log"), Ignored("not read per route: --access-log applies to every route"), Partial("opts routes out of (or in to) the global access log")),
+    ing(nginx!("enable-cors"), Ignored(CORS), Partial("preflight and plain requests get different headers")),
+    ing(nginx!("enable-global-auth"), Ignored("not read: sluice has no global external authentication"), YES),
+    ing(nginx!("enable-modsecurity"), Ignored(WAF), NO),
+    ing(nginx!("enable-opentelemetry"), Ignored(TRACING), NO),
+    ing(nginx!("enable-owasp-core-rules"), Ignored(WAF), NO),
+    ing(nginx!("enable-rewrite-log"), Ignored("no effect: sluice has no nginx rewrite log"), NO),
+    ing(nginx!("fastcgi-index"), Ignored(FASTCGI), NO),
+    ing(nginx!("fastcgi-params-configmap"), Ignored(FASTCGI), NO),
+    ing(nginx!("force-ssl-redirect"), Supported, Partial("cannot be turned off per route when enabled globally")),
+    ing(nginx!("from-to-www-redirect"), Ignored("not implemented: no redirect between www.host and host; use a redirectRegex Middleware"), Partial("no wildcard hosts")),
+    ing(nginx!("http2-push-preload"), Ignored("no effect: sluice does no HTTP/2 server push"), NO),
+    ing(nginx!("limit-allowlist"), Ignored(RATE_LIMIT), NO),
+    ing(nginx!("limit-burst-multiplier"), Ignored(RATE_LIMIT), Partial("429 instead of 503")),
+    ing(nginx!("limit-connections"), Ignored("not implemented: the route is served WITHOUT a connection limit; use an inFlightReq Middleware"), Partial("429 instead of 503")),
+    ing(nginx!("limit-rate"), Ignored("not implemented: responses are sent WITHOUT a bandwidth limit"), NO),
+    ing(nginx!("limit-rate-after"), Ignored("not implemented: responses are sent WITHOUT a bandwidth limit"), NO),
+    ing(nginx!("limit-rpm"), Ignored(RATE_LIMIT), Partial("429 instead of 503")),
+    ing(nginx!("limit-rps"), Ignored(RATE_LIMIT), Partial("429 instead of 503")),
+    ing(nginx!("limit-whitelist"), Ignored(RATE_LIMIT), NO),
+    ing(nginx!("load-balance"), Ignored("not read: endpoints are always picked round-robin (no ewma)"), NO),
+    ing(nginx!("mirror-host"), Ignored(MIRROR), NO),
+    ing(nginx!("mirror-request-body"), Ignored(MIRROR), NO),
+    ing(nginx!("mirror-target"), Ignored(MIRROR), NO),
+    ing(nginx!("modsecurity-snippet"), Ignored(WAF), NO),
+    ing(nginx!("modsecurity-transaction-id"), Ignored(WAF), NO),
+    ing(nginx!("opentelemetry-operation-name"), Ignored(TRACING), NO),
+    ing(nginx!("opentelemetry-trust-incoming-span"), Ignored(TRACING), NO),
+    ing(nginx!("permanent-redirect"), Ignored(REDIRECT), Partial("301 by default")),
+    ing(nginx!("permanent-redirect-code"), Ignored(REDIRECT), Partial("3xx codes only")),
+    ing(nginx!("preserve-trailing-slash"), Ignored("not read: HTTPS redirects always keep the path as requested, trailing slash included"), NO),
+    ing(nginx!("proxy-body-size"), Ignored("not implemented: request bodies are NOT size-limited (ingress-nginx limits them to 1m by default); use a buffering Middleware (maxRequestBodyBytes)"), YES),
+    ing(nginx!("proxy-buffer-size"), Ignored(BUFFERS), YES),
+    ing(nginx!("proxy-buffering"), Ignored("not read: responses are always streamed (as with ingress-nginx's default, off)"), YES),
+    ing(nginx!("proxy-buffers-number"), Ignored(BUFFERS), Partial("computes the size of one buffer")),
+    ing(nginx!("proxy-busy-buffers-size"), Ignored(BUFFERS), NO),
+    ing(nginx!("proxy-connect-timeout"), Ignored(TIMEOUT), YES),
+    ing(nginx!("proxy-cookie-domain"), Ignored("not implemented: Set-Cookie domains from the backend are passed unchanged"), NO),
+    ing(nginx!("proxy-cookie-path"), Ignored("not implemented: Set-Cookie paths from the backend are passed unchanged"), NO),
+    ing(nginx!("proxy-http-version"), Ignored("not read: plain-HTTP backends get HTTP/1.1 (backend-protocol selects HTTP/2)"), Partial("1.1 only")),
+    ing(nginx!("proxy-max-temp-file-size"), Ignored(BUFFERS), YES),
+    ing(nginx!("proxy-next-upstream"), Ignored(NEXT_UPSTREAM), Partial("a retry may reach the same server")),
+    ing(nginx!("proxy-next-upstream-timeout"), Ignored(NEXT_UPSTREAM), YES),
+    ing(nginx!("proxy-next-upstream-tries"), Ignored(NEXT_UPSTREAM), Partial("0 (unlimited) is capped to the number of servers")),
+    ing(nginx!("proxy-read-timeout"), Ignored(TIMEOUT), YES),
+    ing(nginx!("proxy-redirect-from"), Ignored("not implemented: Location headers from the backend are passed unchanged"), NO),
+    ing(nginx!("proxy-redirect-to"), Ignored("not implemented: Location headers from the backend are passed unchanged"), NO),
+    ing(nginx!("proxy-request-buffering"), Ignored("not read: request bodies are always streamed to the backend (ingress-nginx buffers them by default)"), YES),
+    ing(nginx!("proxy-send-timeout"), Ignored(TIMEOUT), YES),
+    ing(nginx!("proxy-ssl-ciphers"), Ignored(BACKEND_TLS), NO),
+    ing(nginx!("proxy-ssl-name"), Supported, YES),
+    ing(nginx!("proxy-ssl-protocols"), Ignored(BACKEND_TLS), NO),
+    ing(nginx!("proxy-ssl-secret"), Differs("only ca.crt is used: a tls.crt/tls.key in the Secret is NOT presented to the backend as a client certificate (ingress-nginx does mTLS with it)"), YES),
+    ing(nginx!("proxy-ssl-server-name"), Ignored("not read: with proxy-ssl-verify on, the verified name is always sent as SNI; without verification no SNI is sent"), YES),
+    ing(nginx!("proxy-ssl-verify"), Supported, YES),
+    ing(nginx!("proxy-ssl-verify-depth"), Ignored(BACKEND_TLS), NO),
+    ing(nginx!("relative-redirects"), Ignored("not read: sluice's own redirects are absolute"), NO),
+    ing(nginx!("rewrite-target"), Ignored("not implemented: the path is forwarded unchanged; use a stripPrefix or replacePathRegex Middleware"), YES),
+    ing(nginx!("satisfy"), Ignored("not implemented: the auth and source-range annotations it combines are themselves ignored, so the route is served WITHOUT either protection"), NO),
+    ing(nginx!("server-alias"), Ignored("not read: the alias hosts get no route; add them as rules of the Ingress"), Partial("Ingress host rules win over aliases")),
+    ing(nginx!("server-snippet"), Ignored(SNIPPET), Partial("a few directives, with allowSnippetAnnotations")),
+    ing(nginx!("service-upstream"), Ignored("not read: requests go to the pod endpoints; put traefik.ingress.kubernetes.io/service.nativelb on the Service"), YES),
+    ing(nginx!("session-cookie-change-on-failure"), Ignored(AFFINITY), NO),
+    ing(nginx!("session-cookie-conditional-samesite-none"), Ignored(AFFINITY), NO),
+    ing(nginx!("session-cookie-domain"), Ignored(AFFINITY), YES),
+    ing(nginx!("session-cookie-expires"), Ignored(AFFINITY), YES),
+    ing(nginx!("session-cookie-max-age"), Ignored(AFFINITY), YES),
+    ing(nginx!("session-cookie-name"), Ignored(AFFINITY), YES),
+    ing(nginx!("session-cookie-path"), Ignored(AFFINITY), YES),
+    ing(nginx!("session-cookie-samesite"), Ignored(AFFINITY), YES),
+    ing(nginx!("session-cookie-secure"), Ignored(AFFINITY), YES),
+    ing(nginx!("ssl-ciphers"), Ignored(CLIENT_TLS), NO),
+    ing(nginx!("ssl-passthrough"), Ignored("not implemented: sluice terminates TLS with the Ingress's certificates; the backend never sees the client's TLS"), Partial("SNI and default backend handling differ")),
+    ing(nginx!("ssl-prefer-server-ciphers"), Ignored(CLIENT_TLS), NO),
+    ing(nginx!("ssl-redirect"), Supported, Partial("cannot be turned off per route when enabled globally")),
+    ing(nginx!("stream-snippet"), Ignored(SNIPPET), NO),
+    ing(nginx!("temporal-redirect"), Ignored(REDIRECT), Partial("302 by default; wins over permanent-redirect")),
+    ing(nginx!("temporal-redirect-code"), Ignored(REDIRECT), Partial("3xx codes only")),
+    ing(nginx!("upstream-hash-by"), Ignored(HASH), Partial("a few nginx variables")),
+    ing(nginx!("upstream-hash-by-subset"), Ignored(HASH), NO),
+    ing(nginx!("upstream-hash-by-subset-size"), Ignored(HASH), NO),
+    ing(nginx!("upstream-vhost"), Ignored("not implemented: the backend gets the client's Host (service.passhostheader: false sends its own address)"), YES),
+    ing(nginx!("use-port-in-redirects"), Ignored("not read: redirects name the port of --https-redirect-port"), NO),
+    ing(nginx!("use-regex"), Ignored("not implemented: paths are not regular expressions; ImplementationSpecific paths match as prefixes (router.pathmatcher: PathRegexp for regexes)"), YES),
+    ing(nginx!("whitelist-source-range"), Ignored("not implemented: the route is served to EVERY client address, WITHOUT the source-range restriction; use an ipAllowList Middleware"), YES),
+    ing(nginx!("x-forwarded-prefix"), Ignored("not implemented: no X-Forwarded-Prefix header is sent; use a headers Middleware"), YES),
+    // Traefik's Kubernetes Ingress provider.
+    ing(traefik!("router.entrypoints"), Supported, Own),
+    ing(traefik!("router.middlewares"), Supported, Own),
+    ing(traefik!("router.observability.accesslogs"), Ignored(OWN_OBSERVABILITY), Own),
+    ing(traefik!("router.observability.metrics"), Ignored(OWN_OBSERVABILITY), Own),
+    ing(traefik!("router.observability.traceVerbosity"), Ignored(OWN_OBSERVABILITY), Own),
+    ing(traefik!("router.observability.tracing"), Ignored(OWN_OBSERVABILITY), Own),
+    ing(traefik!("router.pathmatcher"), Supported, Own),
+    ing(traefik!("router.priority"), Supported, Own),
+    ing(traefik!("router.rulesyntax"), Ignored("not read: rules are built from the Ingress, in one syntax"), Own),
+    ing(traefik!("router.tls"), Supported, Own),
+    ing(traefik!("router.tls.certresolver"), Ignored(OWN_TLS), Own),
+    ing(traefik!("router.tls.domains.n.main"), Ignored(OWN_TLS), Own),
+    ing(traefik!("router.tls.domains.n.sans"), Ignored(OWN_TLS), Own),
+    ing(traefik!("router.tls.options"), Ignored("not read: TLS options are global (--tls-min-version)"), Own),
+    svc(traefik!("service.middlewares"), Ignored("not implemented: use router.middlewares on the Ingress")),
+    svc(traefik!("service.nativelb"), Supported),
+    svc(traefik!("service.nodeportlb"), Ignored("not implemented: requests go to the pod endpoints (service.nativelb for the ClusterIP)")),
+    svc(traefik!("service.passhostheader"), Supported),
+    svc(traefik!("service.serversscheme"), Supported),
+    svc(traefik!("service.serverstransport"), Ignored("not implemented: no ServersTransport; verify backends with the proxy-ssl-* annotations")),
+    svc(traefik!("service.sticky.cookie"), Supported),
+    svc(traefik!("service.sticky.cookie.domain"), Supported),
+    svc(traefik!("service.sticky.cookie.httponly"), Supported),
+    svc(traefik!("service.sticky.cookie.maxage"), Supported),
+    svc(traefik!("service.sticky.cookie.name"), Supported),
+    svc(traefik!("service.sticky.cookie.path"), Supported),
+    svc(traefik!("service.sticky.cookie.samesite"), Supported),
+    svc(traefik!("service.sticky.cookie.secure"), Supported),
+];
+
+/// The Markdown table of ingress-nginx's annotations that docs/annotations.md
+/// carries between its `nginx-annotations` markers.
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| annotation (`nginx.ingress.kubernetes.io/`) | sluice | difference from ingress-nginx | Traefik's provider |\n|---|---|---|---|\n",
+    );
+    for entry in nginx() {
+        let mut difference = entry.status.reason().to_owned();
+        for (key, value, status) in VALUE_NOTES {
+            if *key == entry.key && *status != entry.status {
+                if !difference.is_empty() {
+                    difference.push_str("; ");
+                }
+                difference.push_str(&format!("`{value}` {}: {}", status.name(), status.reason()));
+            }
+        }
+        if difference.is_empty() {
+            difference.push('—');
+        }
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            entry.short_name(),
+            entry.status,
+            difference,
+            entry.traefik
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_sorted_and_reasons_fit_a_table_cell() {
+        let mut seen = HashSet::new();
+        for entry in all() {
+            assert!(seen.insert(entry.key), "{} twice", entry.key);
+            assert!(
+                entry.key.starts_with(NGINX_PREFIX) || entry.key.starts_with(TRAEFIK_PREFIX),
+                "{}",
+                entry.key
+            );
+            assert!(!entry.status.reason().contains('|'), "{}", entry.key);
+            assert!(!entry.status.reason().contains('\n'), "{}", entry.key);
+            if let Traefik::Partial(note) = entry.traefik {
+                assert!(!note.contains('|'), "{}", entry.key);
+            }
+            match entry.status {
+                Status::Supported => {}
+                other => assert!(!other.reason().is_empty(), "{}", entry.key),
+            }
+        }
+        let names: Vec<&str> = nginx().map(Entry::short_name).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted, "ingress-nginx entries stay alphabetical");
+    }
+
+    #[test]
+    fn every_ingress_nginx_annotation_is_listed() {
+        // ingress-nginx v1.15's documented annotations plus those its parsers
+        // read under another name (aliases, FastCGI, redirects).
+        assert!(nginx().count() >= 131, "{}", nginx().count());
+        for name in [
+            "whitelist-source-range",
+            "allowlist-source-range",
+            "limit-whitelist",
+            "limit-allowlist",
+            "configuration-snippet",
+            "auth-type",
+            "canary-weight-total",
+            "proxy-ssl-server-name",
+            "x-forwarded-prefix",
+        ] {
+            assert!(lookup(&format!("{NGINX_PREFIX}{name}")).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn lookup_finds_full_keys_and_indexed_traefik_domains() {
+        let entry = lookup("nginx.ingress.kubernetes.io/ssl-redirect").expect("listed");
+        assert_eq!(entry.short_name(), "ssl-redirect");
+        assert!(entry.is_nginx());
+        assert!(lookup("nginx.ingress.kubernetes.io/foo-bar").is_none());
+        assert!(
+            lookup("ssl-redirect").is_none(),
+            "the prefix is part of the key"
+        );
+        let domain = lookup("traefik.ingress.kubernetes.io/router.tls.domains.3.sans")
+            .expect("indexed domains");
+        assert_eq!(domain.key, traefik!("router.tls.domains.n.sans"));
+        assert!(lookup("traefik.ingress.kubernetes.io/router.tls.domains.x.sans").is_none());
+        assert_eq!(
+            lookup(traefik!("service.sticky.cookie")).map(|e| e.on),
+            Some(On::Service)
+        );
+    }
+
+    #[test]
+    fn today_s_support_matches_the_router() {
+        // What src/router/annotations.rs implements; flipping an entry is
+        // checked by the tests of the code that implements it.
+        for name in [
+            "ssl-redirect",
+            "force-ssl-redirect",
+            "backend-protocol",
+            "proxy-ssl-verify",
+            "proxy-ssl-name",
+        ] {
+            let entry = lookup(&format!("{NGINX_PREFIX}{name}")).expect("listed");
+            assert!(entry.status.is_supported(), "{name}");
+        }
+        let protocol = lookup(nginx!("backend-protocol")).expect("listed");
+        assert!(protocol.status_for("HTTPS").is_supported());
+        assert_eq!(protocol.status_for(" auto_http ").name(), "differs");
+    }
+
+    #[test]
+    fn security_annotations_say_what_is_lost() {
+        for entry in nginx() {
+            let name = entry.short_name();
+            let protective = name.starts_with("auth-")
+                || name.ends_with("-source-range")
+                || name.starts_with("limit-")
+                || name == "satisfy"
+                || name.ends_with("snippet");
+            if protective {
+                if let Status::Ignored(reason) = entry.status {
+                    assert!(
+                        reason.contains("WITHOUT") || reason.contains("NOT"),
+                        "{name}: {reason}"
+                    );
+                }
+            }
+        }
+    }
+}
