@@ -177,6 +177,14 @@ impl Collector for DataPlaneCollector {
             None,
             MetricType::Counter,
         )?)?;
+        ConstCounter::new(crate::middleware::redis_store::redis_fallbacks()).encode(
+            encoder.encode_descriptor(
+                "sluice_rate_limit_redis_fallbacks",
+                "Rate-limited requests decided by the per-instance buckets because Redis did not answer",
+                None,
+                MetricType::Counter,
+            )?,
+        )?;
         self.encode_tls(&mut encoder, &table)
     }
 }

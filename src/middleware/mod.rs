@@ -37,6 +37,7 @@ mod htpasswd;
 mod in_flight;
 mod ip_allow_list;
 mod rate_limit;
+pub mod redis_store;
 mod redirect_regex;
 mod redirect_scheme;
 mod replace_path;

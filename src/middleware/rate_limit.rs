@@ -13,6 +13,19 @@
 //! that has refilled completely is indistinguishable from a new one and is
 //! dropped first; past 65536 sources the least recently seen ones go, so a
 //! flood of distinct clients cannot grow memory without bound.
+//!
+//! With `redis`, the buckets live in Redis instead ([`super::redis_store`]):
+//! every sluice instance pointed at the same Redis enforces one limit, with
+//! Traefik's bucket maths, one atomic script per request. Keys are
+//! `sluice:rate:<namespace>/<name>:<source>`, so two Middlewares never share
+//! buckets. When Redis does not answer (within `readTimeout`), the request is
+//! decided by this instance's in-memory bucket instead, counted in
+//! `sluice_rate_limit_redis_fallbacks_total`; Redis is used again as soon as it
+//! answers. Options: `endpoints`, `secret` (a Secret of the Middleware's
+//! namespace with `username`/`password`), `db`, `poolSize`, `minIdleConns`,
+//! `maxActiveConns`, `dialTimeout`, `readTimeout`, `writeTimeout` and `tls`
+//! (`caSecret`/`certSecret` as in `forwardAuth`, or `ca`/`cert`/`key` as PEM
+//! text or file paths, and `insecureSkipVerify`).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -24,6 +37,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::build::{decode, BuildError, Context};
+use super::redis_store::{RedisOptions, RedisStore, RedisTls};
 use super::source::{
     reply, DefaultSource, Shards, Source, SourceCriterionConfig, SourceKey, SHARDS,
 };
@@ -50,7 +64,182 @@ struct Config {
     #[serde(default)]
     source_criterion: Option<SourceCriterionConfig>,
     #[serde(default)]
-    redis: Option<Value>,
+    redis: Option<RedisConfig>,
+}
+
+/// `rateLimit.redis`, as Traefik's CRD writes it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RedisConfig {
+    #[serde(default)]
+    endpoints: Vec<String>,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    db: i64,
+    #[serde(default)]
+    pool_size: i64,
+    #[serde(default)]
+    min_idle_conns: i64,
+    #[serde(default)]
+    max_active_conns: i64,
+    #[serde(default, deserialize_with = "support::optional_duration")]
+    dial_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "support::optional_duration")]
+    read_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "support::optional_duration")]
+    write_timeout: Option<Duration>,
+    #[serde(default)]
+    tls: Option<RedisTlsConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RedisTlsConfig {
+    #[serde(default)]
+    ca: Option<String>,
+    #[serde(default)]
+    cert: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    ca_secret: Option<String>,
+    #[serde(default)]
+    cert_secret: Option<String>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+    #[serde(default)]
+    #[allow(dead_code)]
+    ca_optional: Option<bool>,
+}
+
+/// PEM text as is, anything else as a file path to read.
+fn pem_or_file(what: &str, value: &str) -> Result<Vec<u8>, String> {
+    if value.contains("-----BEGIN") {
+        return Ok(value.as_bytes().to_vec());
+    }
+    std::fs::read(value).map_err(|e| format!("redis.tls.{what}: cannot read {value:?}: {e}"))
+}
+
+/// The value of the first of `keys` present in `secret`.
+fn secret_value(secret: &k8s_openapi::api::core::v1::Secret, keys: &[&str]) -> Option<Vec<u8>> {
+    let data = secret.data.as_ref()?;
+    keys.iter().find_map(|k| data.get(*k)).map(|v| v.0.clone())
+}
+
+/// Turns `rateLimit.redis` into store options, reading its Secrets.
+fn redis_options(config: &RedisConfig, cx: &mut dyn Context) -> Result<RedisOptions, BuildError> {
+    let count = |what: &str, n: i64| {
+        usize::try_from(n).map_err(|_| cx.invalid(format!("redis.{what} {n} is negative")))
+    };
+    let pool_size = count("poolSize", config.pool_size)?;
+    let min_idle_conns = count("minIdleConns", config.min_idle_conns)?;
+    let max_active_conns = count("maxActiveConns", config.max_active_conns)?;
+    if config.db < 0 {
+        return Err(cx.invalid(format!("redis.db {} is negative", config.db)));
+    }
+    for endpoint in &config.endpoints {
+        super::redis_store::parse_endpoint(endpoint)
+            .map_err(|e| cx.invalid(format!("redis.endpoints: {e}")))?;
+    }
+    let defaults = RedisOptions::default();
+    let mut options = RedisOptions {
+        endpoints: config.endpoints.clone(),
+        db: config.db,
+        pool_size,
+        min_idle_conns,
+        max_active_conns,
+        dial_timeout: config.dial_timeout.unwrap_or(defaults.dial_timeout),
+        read_timeout: config.read_timeout.unwrap_or(defaults.read_timeout),
+        write_timeout: config.write_timeout.unwrap_or(defaults.write_timeout),
+        ..defaults
+    };
+    if let Some(name) = config.secret.as_deref().filter(|s| !s.is_empty()) {
+        let secret = cx
+            .secret(name)
+            .ok_or_else(|| cx.invalid(format!("redis.secret {name:?} not found")))?;
+        let text = |key: &str| {
+            secret_value(&secret, &[key]).map(|v| {
+                String::from_utf8_lossy(&v)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned()
+            })
+        };
+        options.username = text("username");
+        options.password = text("password");
+        if options.username.is_none() && options.password.is_none() {
+            return Err(cx.invalid(format!(
+                "redis.secret {name:?} has neither a \"username\" nor a \"password\" key"
+            )));
+        }
+    }
+    if let Some(tls) = &config.tls {
+        let mut out = RedisTls {
+            insecure_skip_verify: tls.insecure_skip_verify,
+            ..RedisTls::default()
+        };
+        if let Some(name) = tls.ca_secret.as_deref().filter(|s| !s.is_empty()) {
+            let secret = cx
+                .secret(name)
+                .ok_or_else(|| cx.invalid(format!("redis.tls.caSecret {name:?} not found")))?;
+            out.ca = Some(
+                secret_value(&secret, &["tls.ca", "ca.crt"])
+                    .or_else(|| {
+                        let data = secret.data.as_ref()?;
+                        (data.len() == 1).then(|| data.values().next().map(|v| v.0.clone()))?
+                    })
+                    .ok_or_else(|| {
+                        cx.invalid(format!(
+                            "redis.tls.caSecret {name:?} has no \"tls.ca\" or \"ca.crt\" key"
+                        ))
+                    })?,
+            );
+        } else if let Some(ca) = tls.ca.as_deref().filter(|s| !s.is_empty()) {
+            out.ca = Some(pem_or_file("ca", ca).map_err(|e| cx.invalid(e))?);
+        }
+        if let Some(name) = tls.cert_secret.as_deref().filter(|s| !s.is_empty()) {
+            let secret = cx
+                .secret(name)
+                .ok_or_else(|| cx.invalid(format!("redis.tls.certSecret {name:?} not found")))?;
+            match (
+                secret_value(&secret, &["tls.crt"]),
+                secret_value(&secret, &["tls.key"]),
+            ) {
+                (Some(cert), Some(key)) => out.client_cert = Some((cert, key)),
+                _ => {
+                    return Err(cx.invalid(format!(
+                        "redis.tls.certSecret {name:?} needs \"tls.crt\" and \"tls.key\""
+                    )))
+                }
+            }
+        } else {
+            match (
+                tls.cert.as_deref().filter(|s| !s.is_empty()),
+                tls.key.as_deref().filter(|s| !s.is_empty()),
+            ) {
+                (Some(cert), Some(key)) => {
+                    out.client_cert = Some((
+                        pem_or_file("cert", cert).map_err(|e| cx.invalid(e))?,
+                        pem_or_file("key", key).map_err(|e| cx.invalid(e))?,
+                    ));
+                }
+                (None, None) => {}
+                _ => return Err(cx.invalid("redis.tls: cert and key go together".to_owned())),
+            }
+        }
+        options.tls = Some(out);
+    }
+    Ok(options)
+}
+
+/// The `sluice:rate:<namespace>/<name>:` prefix of this middleware's Redis keys.
+fn key_prefix(cx: &dyn Context) -> Vec<u8> {
+    // The label (`<namespace>/<name>`) is only exposed through the errors.
+    let label = match cx.invalid(String::new()) {
+        BuildError::Invalid { middleware, .. } => middleware,
+        _ => cx.namespace().to_owned(),
+    };
+    format!("sluice:rate:{label}:").into_bytes()
 }
 
 /// Builds a `rateLimit` middleware from its config section.
@@ -64,12 +253,17 @@ pub(super) fn build(
     }
     let source = Source::build(config.source_criterion.as_ref(), DefaultSource::RemoteAddr)
         .map_err(|e| cx.invalid(e))?;
-    if config.redis.is_some() {
-        tracing::warn!(
-            middleware = cx.namespace(),
-            "rateLimit.redis is not supported: buckets are kept per sluice instance"
-        );
-    }
+    let redis = match &config.redis {
+        Some(redis) => {
+            let options = redis_options(redis, cx)?;
+            let store = RedisStore::new(options).map_err(|e| cx.invalid(format!("redis: {e}")))?;
+            Some(Redis {
+                store,
+                prefix: key_prefix(cx),
+            })
+        }
+        None => None,
+    };
     if config.average == 0 {
         return Ok(Arc::new(Unlimited));
     }
@@ -82,6 +276,7 @@ pub(super) fn build(
     Ok(Arc::new(RateLimit {
         source,
         limiter: Limiter::new(limits),
+        redis,
     }))
 }
 
@@ -211,11 +406,69 @@ impl Limiter {
     }
 }
 
+/// The Redis side of a `rateLimit.redis`.
+#[derive(Debug)]
+struct Redis {
+    store: RedisStore,
+    /// `sluice:rate:<namespace>/<name>:`.
+    prefix: Vec<u8>,
+}
+
+impl Redis {
+    /// The Redis key of `source`'s bucket.
+    fn key(&self, source: &SourceKey) -> Vec<u8> {
+        let mut key = self.prefix.clone();
+        match source {
+            SourceKey::Ip(ip) => {
+                let _ = write!(VecWriter(&mut key), "{ip}");
+            }
+            SourceKey::Text(text) => {
+                key.push(b'=');
+                key.extend_from_slice(text);
+            }
+        }
+        key
+    }
+}
+
+/// `fmt::Write` into a byte vector.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for VecWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// The built `rateLimit`.
 #[derive(Debug)]
 struct RateLimit {
     source: Source,
+    /// The buckets of this instance (the fallback when Redis is used).
     limiter: Limiter,
+    redis: Option<Redis>,
+}
+
+impl RateLimit {
+    /// Redis's verdict, or this instance's when Redis does not answer.
+    async fn reserve_shared(&self, redis: &Redis, key: SourceKey) -> Result<Duration, Duration> {
+        let limits = &self.limiter.limits;
+        let answer = redis
+            .store
+            .allow_with_delay(
+                &redis.key(&key),
+                limits.rate,
+                limits.burst,
+                limits.max_delay,
+            )
+            .await;
+        match answer {
+            Ok(decision) if decision.allowed => Ok(decision.wait),
+            Ok(decision) => Err(decision.wait),
+            Err(_) => self.limiter.reserve(key, Instant::now()),
+        }
+    }
 }
 
 impl Middleware for RateLimit {
@@ -226,6 +479,22 @@ impl Middleware for RateLimit {
         next: Next<'a>,
     ) -> BoxFuture<'a, Outcome> {
         let key = self.source.key(&req, &cx.client);
+        if let Some(redis) = &self.redis {
+            return Box::pin(async move {
+                match self.reserve_shared(redis, key).await {
+                    Ok(wait) => {
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                        }
+                        next.run(req, cx).await
+                    }
+                    Err(wait) => {
+                        tracing::debug!(client = %cx.client.remote, route = %cx.route.name, ?wait, "rateLimit: refused");
+                        Ok(too_many_requests(wait))
+                    }
+                }
+            });
+        }
         match self.limiter.reserve(key, Instant::now()) {
             Ok(wait) if wait.is_zero() => next.run(req, cx),
             Ok(wait) => Box::pin(async move {
@@ -562,6 +831,158 @@ mod tests {
             &mut FakeBuild::default()
         )
         .is_ok());
+    }
+
+    fn redis_section(redis: serde_json::Value) -> RedisConfig {
+        serde_json::from_value(redis).expect("redis section")
+    }
+
+    #[test]
+    fn redis_options_are_parsed_with_traefik_names() {
+        let mut cx = FakeBuild::default().with_secret(
+            "auth",
+            None,
+            &[("username", b"limiter"), ("password", b"pw\n")],
+        );
+        let options = redis_options(
+            &redis_section(serde_json::json!({
+                "endpoints": ["redis-a:6379", "[::1]:6380"],
+                "secret": "auth",
+                "db": 2,
+                "poolSize": 4,
+                "minIdleConns": 1,
+                "maxActiveConns": 8,
+                "dialTimeout": "2s",
+                "readTimeout": "250ms",
+                "writeTimeout": 1,
+                "tls": {"insecureSkipVerify": true},
+            })),
+            &mut cx,
+        )
+        .expect("options");
+        assert_eq!(options.endpoints, ["redis-a:6379", "[::1]:6380"]);
+        assert_eq!(options.username.as_deref(), Some("limiter"));
+        assert_eq!(options.password.as_deref(), Some("pw"));
+        assert_eq!(options.db, 2);
+        assert_eq!(
+            (
+                options.pool_size,
+                options.min_idle_conns,
+                options.max_active_conns
+            ),
+            (4, 1, 8)
+        );
+        assert_eq!(options.dial_timeout, Duration::from_secs(2));
+        assert_eq!(options.read_timeout, Duration::from_millis(250));
+        assert_eq!(options.write_timeout, Duration::from_secs(1));
+        assert!(options.tls.as_ref().is_some_and(|t| t.insecure_skip_verify));
+
+        // Defaults: Traefik's (go-redis's) timeouts, no credentials.
+        let options = redis_options(
+            &redis_section(serde_json::json!({})),
+            &mut FakeBuild::default(),
+        )
+        .expect("options");
+        assert_eq!(options.read_timeout, Duration::from_secs(3));
+        assert_eq!(options.dial_timeout, Duration::from_secs(5));
+        assert!(options.username.is_none() && options.password.is_none());
+    }
+
+    #[test]
+    fn bad_redis_options_are_refused_with_a_reason() {
+        for (redis, reason) in [
+            (serde_json::json!({"endpoints": ["redis"]}), "not host:port"),
+            (
+                serde_json::json!({"endpoints": ["redis:0"]}),
+                "no valid port",
+            ),
+            (serde_json::json!({"endpoints": [":6379"]}), "no valid host"),
+            (serde_json::json!({"readTimeout": "soon"}), "soon"),
+            (serde_json::json!({"dialTimeout": "-1s"}), "-1s"),
+            (serde_json::json!({"db": -1}), "redis.db"),
+            (serde_json::json!({"minIdleConns": -1}), "minIdleConns"),
+            (
+                serde_json::json!({"secret": "nope"}),
+                "redis.secret \"nope\" not found",
+            ),
+            (serde_json::json!({"secret": "empty"}), "neither"),
+            (serde_json::json!({"tls": {"caSecret": "nope"}}), "caSecret"),
+            (
+                serde_json::json!({"tls": {"cert": "-----BEGIN x"}}),
+                "cert and key",
+            ),
+            (
+                serde_json::json!({"tls": {"ca": "/nonexistent/ca.pem"}}),
+                "cannot read",
+            ),
+            (
+                serde_json::json!({"endpoint": "redis:6379"}),
+                "unknown field",
+            ),
+        ] {
+            let config = serde_json::json!({"average": 5, "redis": redis});
+            let mut cx = FakeBuild::default().with_secret("empty", None, &[("token", b"x")]);
+            let err = build(&config, &mut cx).expect_err("refused");
+            assert!(
+                matches!(&err, BuildError::Invalid { .. }) && err.to_string().contains(reason),
+                "{redis}: {err}"
+            );
+        }
+        // Valid options build without any Redis running (connections are lazy).
+        assert!(build(
+            &serde_json::json!({"average": 5, "redis": {"endpoints": ["127.0.0.1:1"]}}),
+            &mut FakeBuild::default()
+        )
+        .is_ok());
+    }
+
+    #[tokio::test]
+    async fn without_redis_the_local_bucket_decides() {
+        // Nothing listens on the port: every request falls back at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let mw = rate_limit(serde_json::json!({
+            "average": 2, "period": "1h", "burst": 2,
+            "redis": {"endpoints": [format!("127.0.0.1:{port}")], "readTimeout": "200ms"},
+        }));
+        let backend = Recorder::default();
+        let cx = context_at("192.0.2.1:1", false);
+        let before = crate::middleware::redis_store::redis_fallbacks();
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(
+                read(run_in(&mw, &backend, get("/", &[]), &cx).await)
+                    .await
+                    .0,
+            );
+        }
+        assert_eq!(
+            statuses,
+            [
+                StatusCode::OK,
+                StatusCode::OK,
+                StatusCode::TOO_MANY_REQUESTS
+            ]
+        );
+        assert!(crate::middleware::redis_store::redis_fallbacks() >= before + 3);
+    }
+
+    #[test]
+    fn redis_keys_carry_the_middleware_identity() {
+        let redis = Redis {
+            store: RedisStore::new(RedisOptions::default()).expect("store"),
+            prefix: key_prefix(&FakeBuild::default()),
+        };
+        assert_eq!(
+            redis.key(&SourceKey::Ip("192.0.2.1".parse().expect("ip"))),
+            b"sluice:rate:default/test:192.0.2.1"
+        );
+        assert_eq!(
+            redis.key(&SourceKey::Text(b"k".to_vec().into())),
+            b"sluice:rate:default/test:=k"
+        );
     }
 
     /// The compiler's [`super::super::build::Environment`], with Middleware objects only.
