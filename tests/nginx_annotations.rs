@@ -160,10 +160,11 @@ async fn use_regex_turns_every_path_of_the_host_into_case_insensitive_prefix_reg
         "other hosts keep Prefix semantics"
     );
     assert_eq!(backend_of("/exact", "app.test").await, "web");
+    // ingress-nginx's buildLocation makes every path type a regex, Exact included.
     assert_eq!(
-        backend_of("/exact/more", "app.test").await,
-        "404",
-        "Exact stays exact"
+        backend_of("/EXACT/more", "app.test").await,
+        "web",
+        "Exact becomes a prefix regex too"
     );
 }
 
@@ -398,4 +399,100 @@ async fn canary_ingresses_take_requests_by_header_cookie_and_weight_in_nginxs_or
         fresh += usize::from(served_by(vec![]).await == "fresh");
     }
     assert!((60..=140).contains(&fresh), "{fresh} of 300 to the canary");
+}
+
+#[tokio::test]
+async fn rewrite_target_with_capture_groups_routes_and_rewrites_as_ingress_nginxs_example() {
+    // The example of ingress-nginx's rewrite documentation.
+    let f = fixture(&["web"], &[], |_| {}).await;
+    let target = format!("{P}rewrite-target");
+    let regex = format!("{P}use-regex");
+    f.manifests.write(
+        "b.yaml",
+        &annotated_ingress(
+            "rewrite",
+            "default",
+            &[(target.as_str(), "/$2"), (regex.as_str(), "true")],
+            &[(
+                "rewrite.bar.com",
+                "/something(/|$)(.*)",
+                "ImplementationSpecific",
+                "web",
+            )],
+        ),
+    );
+    let c = client();
+    let addr = f.sluice.http_addr;
+    wait_for("the rewrite route", || {
+        let c = c.clone();
+        async move {
+            get(&c, addr, "rewrite.bar.com", "/something", &[])
+                .await
+                .status
+                == 200
+        }
+    })
+    .await;
+    for (sent, received) in [
+        ("/something", "/"),
+        ("/something/", "/"),
+        ("/something/new", "/new"),
+        ("/SOMETHING/new?x=1", "/new?x=1"),
+    ] {
+        let v = whoami_json(&c, addr, "rewrite.bar.com", sent).await;
+        assert_eq!(v["uri"], received, "{sent}");
+    }
+    assert_eq!(
+        get(&c, addr, "rewrite.bar.com", "/other", &[]).await.status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn proxy_next_upstream_retries_a_refused_endpoint_on_the_next() {
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let live = whoami("live").await;
+    let f = fixture(&[], &[], |_| {}).await;
+    let next = format!("{P}proxy-next-upstream");
+    let tries = format!("{P}proxy-next-upstream-tries");
+    let write = |annotations: &[(&str, &str)]| {
+        f.manifests.write(
+            "b.yaml",
+            &[
+                service("flaky", &[dead, live.addr]),
+                annotated_ingress(
+                    "retried",
+                    "default",
+                    annotations,
+                    &[("retry.test", "/", "Prefix", "flaky")],
+                ),
+            ]
+            .concat(),
+        );
+    };
+    write(&[(next.as_str(), "error timeout"), (tries.as_str(), "3")]);
+    let c = client();
+    let addr = f.sluice.http_addr;
+    wait_for("the retried route", || {
+        let c = c.clone();
+        async move { get(&c, addr, "retry.test", "/", &[]).await.status == 200 }
+    })
+    .await;
+    for _ in 0..6 {
+        assert_eq!(
+            get(&c, addr, "retry.test", "/", &[]).await.status,
+            200,
+            "the dead endpoint is skipped"
+        );
+    }
+    // `off`: a request that lands on the dead endpoint fails.
+    write(&[(next.as_str(), "off")]);
+    wait_for("retries off", || {
+        let c = c.clone();
+        async move { get(&c, addr, "retry.test", "/", &[]).await.status == 502 }
+    })
+    .await;
 }

@@ -17,8 +17,8 @@
 pub mod build;
 mod chain;
 mod kinds;
-mod nginx;
 mod nested;
+mod nginx;
 pub mod object;
 pub mod reference;
 
@@ -37,9 +37,9 @@ mod htpasswd;
 mod in_flight;
 mod ip_allow_list;
 mod rate_limit;
-pub mod redis_store;
 mod redirect_regex;
 mod redirect_scheme;
+pub mod redis_store;
 mod replace_path;
 mod replace_path_regex;
 mod retry;

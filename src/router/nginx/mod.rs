@@ -29,6 +29,7 @@ mod regex_paths;
 mod rewrite;
 mod snippets;
 pub(crate) mod timeouts;
+mod upstream;
 
 use std::collections::BTreeMap;
 
@@ -126,6 +127,7 @@ pub(crate) fn translate(annotations: &BTreeMap<String, String>) -> Translation {
     rewrite::translate(&a, &mut out);
     body::translate(&a, &mut out);
     headers::translate(&a, &mut out);
+    upstream::translate(&a, &mut out);
     out
 }
 

@@ -4,8 +4,10 @@
 //! to every Ingress that shares the host: nginx has one server block per host,
 //! so one Ingress turning its locations into regexes turns them all.
 //!
-//! `Exact` paths stay exact (`location = <path>`). Among regex paths the
-//! longer rule wins, as ingress-nginx orders its locations longest first.
+//! Every path type becomes a regex, `Exact` included: ingress-nginx's
+//! `buildLocation` writes `~* "^<path>"` before it looks at the path type.
+//! Among regex paths the longer rule wins, as ingress-nginx orders its
+//! locations longest first.
 
 use std::collections::HashSet;
 
@@ -55,10 +57,7 @@ pub(in crate::router) fn regex_rules<'a>(
     rules
         .into_iter()
         .map(|mut rule| {
-            if hosts.contains(&rule.host)
-                && rule.kind != PathKind::Exact
-                && rule.kind != PathKind::Regex
-            {
+            if hosts.contains(&rule.host) && rule.kind != PathKind::Regex {
                 rule.kind = PathKind::Regex;
                 rule.path = format!("(?i)^{}", rule.path);
                 rule.written = true;
