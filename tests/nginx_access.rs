@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::nginx::*;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,46 +25,18 @@ use md5::{Digest as _, Md5};
 use support::*;
 use tokio::net::TcpListener;
 
-const P: &str = "nginx.ingress.kubernetes.io/";
-
 /// Starts sluice with one Service `web` and one Ingress `nginxed` (host
 /// `app.test`, Prefix `/`) carrying the ingress-nginx annotations `nginx`
 /// (names without the prefix), written together with `extra` (Secrets).
 async fn app_with(nginx: &[(&str, &str)], extra: &str) -> Fixture {
-    let keys: Vec<(String, String)> = nginx
-        .iter()
-        .map(|(k, v)| (format!("{P}{k}"), (*v).to_owned()))
-        .collect();
-    let f = fixture(&["web"], &[], |_| {}).await;
-    let refs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let ing = annotated_ingress(
-        "nginxed",
-        "default",
-        &refs,
-        &[("app.test", "/", "Prefix", "web")],
-    );
-    f.manifests.write("b.yaml", &format!("{extra}\n---\n{ing}"));
-    let c = client();
-    let addr = f.sluice.http_addr;
-    wait_for("the annotated Ingress", || {
-        let c = c.clone();
-        async move { get(&c, addr, "app.test", "/", &[]).await.status != 404 }
-    })
-    .await;
-    f
-}
-
-/// The `/api/errors` diagnostics as text.
-async fn diagnostics(f: &Fixture) -> String {
-    get(
-        &client(),
-        f.sluice.admin_addr,
-        "localhost",
-        "/api/errors",
+    nginx_app(
+        nginx,
         &[],
+        &[("app.test", "/", "Prefix", "web")],
+        extra,
+        "/",
     )
     .await
-    .body
 }
 
 /// GET `path` on `app.test` with `headers`.

@@ -3,55 +3,21 @@
 
 mod support;
 
+use support::nginx::*;
+
 use support::*;
 
-const P: &str = "nginx.ingress.kubernetes.io/";
-
-/// Starts sluice with one Service `web` and one Ingress `app` (host `app.test`,
-/// Prefix `/`) carrying the ingress-nginx annotations `nginx` (names without the prefix).
-async fn app_with(nginx: &[(&str, &str)]) -> (Fixture, Vec<(String, String)>) {
-    let keys: Vec<(String, String)> = nginx
-        .iter()
-        .map(|(k, v)| (format!("{P}{k}"), (*v).to_owned()))
-        .collect();
-    let f = fixture(&["web"], &[], |_| {}).await;
-    let refs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    f.manifests.write(
-        "b.yaml",
-        &annotated_ingress(
-            "nginxed",
-            "default",
-            &refs,
-            &[("app.test", "/", "Prefix", "web")],
-        ),
-    );
-    let c = client();
-    let addr = f.sluice.http_addr;
-    wait_for("the annotated Ingress", || {
-        let c = c.clone();
-        async move { get(&c, addr, "app.test", "/", &[]).await.status != 404 }
-    })
-    .await;
-    (f, keys)
-}
-
-/// The `/api/errors` diagnostics as text.
-async fn diagnostics(f: &Fixture) -> String {
-    get(
-        &client(),
-        f.sluice.admin_addr,
-        "localhost",
-        "/api/errors",
-        &[],
-    )
-    .await
-    .body
+/// Starts sluice with one Service `web` and one Ingress (host `app.test`,
+/// Prefix `/`) carrying the ingress-nginx annotations `nginx` (names without
+/// the prefix).
+async fn app_with(nginx: &[(&str, &str)]) -> Fixture {
+    nginx_app(nginx, &[], &[("app.test", "/", "Prefix", "web")], "", "/").await
 }
 
 #[tokio::test]
 async fn allow_lists_admit_listed_clients_only_and_bad_values_fail_closed() {
     let c = client();
-    let (f, _) = app_with(&[("whitelist-source-range", "127.0.0.1/32")]).await;
+    let f = app_with(&[("whitelist-source-range", "127.0.0.1/32")]).await;
     assert_eq!(
         get(&c, f.sluice.http_addr, "app.test", "/", &[])
             .await
@@ -59,7 +25,7 @@ async fn allow_lists_admit_listed_clients_only_and_bad_values_fail_closed() {
         200
     );
 
-    let (f, _) = app_with(&[("allowlist-source-range", "10.0.0.0/8,192.168.0.0/16")]).await;
+    let f = app_with(&[("allowlist-source-range", "10.0.0.0/8,192.168.0.0/16")]).await;
     assert_eq!(
         get(&c, f.sluice.http_addr, "app.test", "/", &[])
             .await
@@ -67,7 +33,7 @@ async fn allow_lists_admit_listed_clients_only_and_bad_values_fail_closed() {
         403
     );
 
-    let (f, _) = app_with(&[("whitelist-source-range", "10.0.0.0/40")]).await;
+    let f = app_with(&[("whitelist-source-range", "10.0.0.0/40")]).await;
     assert_eq!(
         get(&c, f.sluice.http_addr, "app.test", "/", &[])
             .await
@@ -232,7 +198,7 @@ async fn cookie_affinity_pins_a_client_to_one_endpoint_with_nginxs_cookie() {
 
 #[tokio::test]
 async fn server_alias_serves_the_ingress_on_more_hosts() {
-    let (f, _) = app_with(&[("server-alias", "alias.test, www.alias.test, bad..alias")]).await;
+    let f = app_with(&[("server-alias", "alias.test, www.alias.test, bad..alias")]).await;
     let c = client();
     for host in ["app.test", "alias.test", "www.alias.test"] {
         assert_eq!(
@@ -256,7 +222,7 @@ async fn server_alias_serves_the_ingress_on_more_hosts() {
 
 #[tokio::test]
 async fn proxy_read_timeout_bounds_the_wait_for_the_backends_answer() {
-    let (f, _) = app_with(&[("proxy-read-timeout", "1"), ("proxy-connect-timeout", "2")]).await;
+    let f = app_with(&[("proxy-read-timeout", "1"), ("proxy-connect-timeout", "2")]).await;
     let c = client();
     let started = std::time::Instant::now();
     let slow = get(&c, f.sluice.http_addr, "app.test", "/?wait=3s", &[]).await;
@@ -273,7 +239,7 @@ async fn proxy_read_timeout_bounds_the_wait_for_the_backends_answer() {
         200
     );
 
-    let (f, _) = app_with(&[("proxy-read-timeout", "soon")]).await;
+    let f = app_with(&[("proxy-read-timeout", "soon")]).await;
     assert_eq!(
         get(&c, f.sluice.http_addr, "app.test", "/", &[])
             .await

@@ -4,67 +4,27 @@
 
 mod support;
 
+use support::nginx::*;
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use support::*;
 
-const P: &str = "nginx.ingress.kubernetes.io/";
-
-/// Starts sluice with one Service `web` and one Ingress `nginxed` with
-/// `rules` (`(host, path, pathType, service)`) carrying the ingress-nginx
-/// annotations `nginx` (names without the prefix) and the `extra` ones
-/// (full names), and waits until `host` `probe` stops answering 404.
+/// [`nginx_app`] with no extra documents.
 async fn app_with_rules(
     nginx: &[(&str, &str)],
     extra: &[(&str, &str)],
     rules: &[(&str, &str, &str, &str)],
     probe: &str,
 ) -> Fixture {
-    let mut keys: Vec<(String, String)> = nginx
-        .iter()
-        .map(|(k, v)| (format!("{P}{k}"), (*v).to_owned()))
-        .collect();
-    keys.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    let f = fixture(&["web"], &[], |_| {}).await;
-    let refs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    f.manifests.write(
-        "b.yaml",
-        &annotated_ingress("nginxed", "default", &refs, rules),
-    );
-    let c = client();
-    let addr = f.sluice.http_addr;
-    let host = rules[0].0.to_owned();
-    let probe = probe.to_owned();
-    wait_for("the annotated Ingress", || {
-        let (c, host, probe) = (c.clone(), host.clone(), probe.clone());
-        async move { get(&c, addr, &host, &probe, &[]).await.status != 404 }
-    })
-    .await;
-    f
+    nginx_app(nginx, extra, rules, "", probe).await
 }
 
 /// [`app_with_rules`] with host `app.test`, Prefix `/`.
 async fn app_with(nginx: &[(&str, &str)]) -> Fixture {
     app_with_rules(nginx, &[], &[("app.test", "/", "Prefix", "web")], "/").await
-}
-
-/// The `/api/errors` diagnostics as text.
-async fn diagnostics(f: &Fixture) -> String {
-    get(
-        &client(),
-        f.sluice.admin_addr,
-        "localhost",
-        "/api/errors",
-        &[],
-    )
-    .await
-    .body
 }
 
 /// Sends `method path` with `headers` and `body` to `app.test`.
