@@ -462,3 +462,55 @@ async fn proxy_next_upstream_retries_a_refused_endpoint_on_the_next() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn from_to_www_redirect_answers_the_other_name_unless_an_ingress_serves_it() {
+    let f = nginx_app(
+        &[("from-to-www-redirect", "true")],
+        &[],
+        &[
+            ("foo.test", "/", "Prefix", "web"),
+            ("www.bar.test", "/", "Prefix", "web"),
+        ],
+        "",
+        "/",
+    )
+    .await;
+    let c = client();
+    let addr = f.sluice.http_addr;
+    wait_for("the www alias", || {
+        let c = c.clone();
+        async move { get(&c, addr, "www.foo.test", "/a/", &[]).await.status == 308 }
+    })
+    .await;
+    let answer = get(&c, addr, "www.foo.test", "/a/?q=1", &[]).await;
+    assert_eq!(answer.status, 308);
+    let location = answer.headers["location"].to_str().expect("text");
+    assert_eq!(location, "http://foo.test:80/a/?q=1");
+    let bare = get(&c, addr, "bar.test", "/x", &[]).await;
+    assert_eq!(bare.status, 308);
+    assert!(
+        bare.headers["location"]
+            .to_str()
+            .is_ok_and(|l| l.starts_with("http://www.bar.test:80/x")),
+        "{:?}",
+        bare.headers
+    );
+    assert_eq!(get(&c, addr, "foo.test", "/a", &[]).await.status, 200);
+
+    // Another Ingress serving the other name keeps it.
+    f.manifests.write(
+        "c.yaml",
+        &annotated_ingress(
+            "www",
+            "default",
+            &[],
+            &[("www.foo.test", "/", "Prefix", "web")],
+        ),
+    );
+    wait_for("the www Ingress", || {
+        let c = c.clone();
+        async move { get(&c, addr, "www.foo.test", "/a", &[]).await.status == 200 }
+    })
+    .await;
+}

@@ -303,7 +303,7 @@ static CATALOG: &[Entry] = &[
     ing(nginx!("fastcgi-index"), Ignored(FASTCGI), NO),
     ing(nginx!("fastcgi-params-configmap"), Ignored(FASTCGI), NO),
     ing(nginx!("force-ssl-redirect"), Supported, Partial("cannot be turned off per route when enabled globally")),
-    ing(nginx!("from-to-www-redirect"), Ignored("read, but the other name gets no route yet: add it as a rule (or server-alias) of the Ingress"), Partial("no wildcard hosts")),
+    ing(nginx!("from-to-www-redirect"), Supported, Partial("no wildcard hosts")),
     ing(nginx!("http2-push-preload"), Ignored("no effect: sluice does no HTTP/2 server push"), NO),
     ing(nginx!("limit-allowlist"), Supported, NO),
     ing(nginx!("limit-burst-multiplier"), Supported, Partial("429 instead of 503")),

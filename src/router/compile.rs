@@ -239,6 +239,7 @@ impl Context<'_> {
         let mut claims: HashMap<Claim, &ObjectRef> = HashMap::default();
         let mut routes = Vec::new();
         let regex_hosts = nginx::regex_hosts(served);
+        let taken_hosts = nginx::taken_hosts(served);
         for (index, ing) in served.iter().enumerate() {
             if nginx::canary::is_canary(ing) {
                 // Served through the main Ingress of its host and path.
@@ -246,7 +247,7 @@ impl Context<'_> {
             }
             let opts = self.options_of(ing);
             let rules = ingress::rules(ing, opts.path_matcher, &mut self.diagnostics);
-            let (rules, bad_aliases) = nginx::with_aliases(ing, rules);
+            let (rules, bad_aliases) = nginx::with_aliases(ing, rules, &taken_hosts);
             for reason in bad_aliases {
                 self.diagnostics.push(Diagnostic::warning(
                     ing.object.clone(),

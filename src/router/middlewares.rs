@@ -110,6 +110,26 @@ pub(super) fn chains(
             let annotations = ing.ingress.metadata.annotations.as_ref().unwrap_or(&none);
             let value = annotations.get(ROUTER_MIDDLEWARES).map(String::as_str);
             let mut nginx = nginx::translate(annotations);
+            for step in nginx
+                .steps
+                .iter_mut()
+                .filter(|s| s.kind == "nginxWwwRedirect")
+            {
+                // The redirect targets are the Ingress's own hosts (the router
+                // also serves their other names on its routes).
+                let hosts: Vec<String> = ing
+                    .ingress
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.rules.as_deref())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|r| r.host.as_deref())
+                    .filter(|h| !h.starts_with('*'))
+                    .map(str::to_ascii_lowercase)
+                    .collect();
+                step.config = serde_json::json!({ "hosts": hosts });
+            }
             let (canary, canary_problems) = nginx::canary::step_for(ing, served);
             for problem in canary_problems {
                 diagnostics.push(Diagnostic::warning(

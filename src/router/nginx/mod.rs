@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 
 use crate::middleware::InlineStep;
 
-pub(in crate::router) use aliases::with_aliases;
+pub(in crate::router) use aliases::{taken_hosts, with_aliases};
 pub use regex_paths::location_pattern;
 pub(in crate::router) use regex_paths::{regex_hosts, regex_rules};
 

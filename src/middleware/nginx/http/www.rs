@@ -25,15 +25,25 @@ pub(super) fn build(
     config: &Value,
     cx: &mut dyn Context,
 ) -> Result<Arc<dyn Middleware>, BuildError> {
-    if !(config.is_null() || config.as_object().is_some_and(|o| o.is_empty())) {
-        return Err(cx.invalid("nginxWwwRedirect takes no configuration".to_owned()));
-    }
-    Ok(Arc::new(WwwRedirect))
+    let hosts = match config.get("hosts") {
+        None => Vec::new(),
+        Some(Value::Array(hosts)) => hosts
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_ascii_lowercase)
+            .collect(),
+        Some(other) => return Err(cx.invalid(format!("hosts: {other} is not a list"))),
+    };
+    Ok(Arc::new(WwwRedirect { hosts }))
 }
 
 /// The built `nginxWwwRedirect`.
 #[derive(Debug)]
-struct WwwRedirect;
+struct WwwRedirect {
+    /// The Ingress's own hosts; requests for their other names (which the
+    /// router serves on this Ingress's routes too) are redirected to them.
+    hosts: Vec<String>,
+}
 
 /// The other name of `host`: `www.` added or removed.
 pub(crate) fn other_name(host: &str) -> String {
@@ -56,9 +66,19 @@ impl Middleware for WwwRedirect {
             };
             let vars = Vars::of(&req, cx.client.tls);
             let route_host = route_host.to_ascii_lowercase();
-            if vars.host() != other_name(&route_host) {
+            let asked = vars.host();
+            // The route may be the alias (the other name) the router added:
+            // the target is the Ingress's own host whose other name was asked for.
+            let target = if self.hosts.is_empty() {
+                (asked == other_name(&route_host)).then(|| route_host.clone())
+            } else if self.hosts.contains(&asked) {
+                None
+            } else {
+                self.hosts.iter().find(|h| other_name(h) == asked).cloned()
+            };
+            let Some(route_host) = target else {
                 return next.run(req, cx).await;
-            }
+            };
             let port = match vars
                 .http_host
                 .strip_prefix(host_without_port(vars.http_host))
