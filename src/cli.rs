@@ -315,6 +315,15 @@ pub struct RunArgs {
         global = true
     )]
     pub tracing_service_name: String,
+    /// Redis endpoints (`host:port`, comma-separated) that ingress-nginx's
+    /// `limit-rps` / `limit-rpm` share between replicas; per replica when unset.
+    #[arg(
+        long,
+        env = "SLUICE_RATE_LIMIT_REDIS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub rate_limit_redis: Vec<String>,
     /// The engine for HTTP/1.1 clients: `native` (sluice's own forwarding path) or `hyper`.
     #[arg(
         long,
@@ -410,6 +419,7 @@ impl RunArgs {
             },
             status,
             access_log: self.access_log_settings()?,
+            rate_limit_redis: self.rate_limit_redis.clone(),
             tracing: sluice::telemetry::TracingSettings {
                 endpoint: self
                     .tracing_otlp_endpoint

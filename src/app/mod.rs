@@ -71,6 +71,8 @@ pub struct Settings {
     pub access_log: crate::accesslog::AccessLogSettings,
     /// OpenTelemetry tracing (`--tracing-*`).
     pub tracing: crate::telemetry::TracingSettings,
+    /// `--rate-limit-redis`: Redis endpoints ingress-nginx's request limits share.
+    pub rate_limit_redis: Vec<String>,
 }
 
 /// Ingress status publishing: what to publish and the Lease that elects the
@@ -308,6 +310,19 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     )));
     let access_log = crate::accesslog::AccessLog::start(&settings.access_log)?.map(Arc::new);
     let tracer = crate::telemetry::Tracing::start(&settings.tracing)?;
+    if !settings.rate_limit_redis.is_empty() {
+        let options = crate::middleware::redis_store::RedisOptions {
+            endpoints: settings.rate_limit_redis.clone(),
+            ..Default::default()
+        };
+        let store = crate::middleware::redis_store::RedisStore::new(options)
+            .map_err(|e| StartError::Runtime(format!("--rate-limit-redis: {e}")))?;
+        if !crate::middleware::redis_store::install_global(store) {
+            tracing::warn!(
+                "--rate-limit-redis: a store is already installed in this process; keeping it"
+            );
+        }
+    }
     let proxy = Arc::new(Proxy::new(
         table.clone(),
         unmatched,

@@ -258,6 +258,21 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// The store `--rate-limit-redis` names, shared by ingress-nginx's
+/// `limit-rps`/`limit-rpm` on every route (set once at start).
+static GLOBAL: std::sync::OnceLock<RedisStore> = std::sync::OnceLock::new();
+
+/// Installs the `--rate-limit-redis` store; a second call is ignored (and
+/// says so by returning false).
+pub fn install_global(store: RedisStore) -> bool {
+    GLOBAL.set(store).is_ok()
+}
+
+/// The `--rate-limit-redis` store, when one is configured.
+pub fn global() -> Option<&'static RedisStore> {
+    GLOBAL.get()
+}
+
 impl RedisStore {
     /// Checks `options` and prepares the clients; connects only later (or in
     /// the background for `min_idle_conns`, when a tokio runtime is running).

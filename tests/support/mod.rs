@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod nginx;
+pub mod redis_server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,7 @@ pub fn settings(manifests: &Path) -> Settings {
         status: sluice::app::StatusConfig::default(),
         access_log: sluice::accesslog::AccessLogSettings::default(),
         tracing: sluice::telemetry::TracingSettings::default(),
+        rate_limit_redis: Vec::new(),
     }
 }
 

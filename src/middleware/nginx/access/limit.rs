@@ -161,6 +161,50 @@ impl Drop for Slot {
     }
 }
 
+impl NginxLimit {
+    /// `limit-rps`/`limit-rpm` through the `--rate-limit-redis` store: one
+    /// bucket per Ingress, limit and client shared by every replica; the
+    /// replica's own bucket decides while Redis does not answer.
+    async fn handle_shared<'a>(
+        &'a self,
+        store: &'static crate::middleware::redis_store::RedisStore,
+        ip: IpAddr,
+        req: Request<RequestBody>,
+        cx: &'a RequestContext,
+        next: Next<'a>,
+    ) -> Outcome {
+        let ingress = &cx.route.ingress;
+        let now = Instant::now();
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            let key = format!(
+                "sluice:nginx-limit:{}/{}:{i}:{ip}",
+                ingress.namespace.as_deref().unwrap_or(""),
+                ingress.name
+            );
+            // Thousandths to requests; the leaky bucket's 1 + burst at once.
+            let (rate, burst) = (bucket.rate / 1000.0, bucket.burst / 1000.0 + 1.0);
+            let allowed = match store.allow(key.as_bytes(), rate, burst).await {
+                Ok(decision) => decision.allowed,
+                Err(_) => match bucket.check(ip, now) {
+                    Some(excess) => {
+                        bucket.commit(ip, now, excess);
+                        true
+                    }
+                    None => false,
+                },
+            };
+            if !allowed {
+                tracing::debug!(client = %ip, route = %cx.route.name, "nginx limit-rps/rpm (shared): refused");
+                return unavailable().await;
+            }
+        }
+        if self.connections == 0 {
+            return next.run(req, cx).await;
+        }
+        self.with_connection_limit(ip, req, cx, next).await
+    }
+}
+
 impl Middleware for NginxLimit {
     fn handle<'a>(
         &'a self,
@@ -171,6 +215,12 @@ impl Middleware for NginxLimit {
         let ip = cx.client.remote.ip().to_canonical();
         if self.allowlist.iter().any(|n| n.contains(&ip)) {
             return next.run(req, cx);
+        }
+        if let (Some(store), false) = (
+            crate::middleware::redis_store::global(),
+            self.buckets.is_empty(),
+        ) {
+            return Box::pin(self.handle_shared(store, ip, req, cx, next));
         }
         let now = Instant::now();
         // As nginx's limit_req with several zones: a refused request counts in none.
@@ -190,28 +240,43 @@ impl Middleware for NginxLimit {
         if self.connections == 0 {
             return next.run(req, cx);
         }
-        {
+        Box::pin(self.with_connection_limit(ip, req, cx, next))
+    }
+}
+
+impl NginxLimit {
+    /// `limit-connections`: the request runs while `ip` has fewer than the
+    /// limit in progress (its slot is freed when it ends or is dropped).
+    async fn with_connection_limit<'a>(
+        &'a self,
+        ip: IpAddr,
+        req: Request<RequestBody>,
+        cx: &'a RequestContext,
+        next: Next<'a>,
+    ) -> Outcome {
+        let refused = {
             let mut table = self
                 .in_flight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let n = table.entry(ip).or_insert(0);
-            if *n >= self.connections {
-                tracing::debug!(client = %ip, route = %cx.route.name, "nginx limit-connections: refused");
-                drop(table);
-                return unavailable();
+            let refused = *n >= self.connections;
+            if !refused {
+                *n += 1;
             }
-            *n += 1;
+            refused
+        };
+        if refused {
+            tracing::debug!(client = %ip, route = %cx.route.name, "nginx limit-connections: refused");
+            return unavailable().await;
         }
         let slot = Slot {
             ip,
             table: Arc::clone(&self.in_flight),
         };
-        Box::pin(async move {
-            let out = next.run(req, cx).await;
-            drop(slot);
-            out
-        })
+        let out = next.run(req, cx).await;
+        drop(slot);
+        out
     }
 }
 
