@@ -184,6 +184,10 @@ pub struct RunArgs {
     /// Let Ingresses reference Middlewares of other namespaces (`<ns>-<name>@kubernetescrd`).
     #[arg(long, env = "SLUICE_ALLOW_CROSS_NAMESPACE", global = true)]
     pub allow_cross_namespace: bool,
+    /// `namespace/name` of an ingress-nginx controller ConfigMap whose global settings
+    /// (proxy-body-size, proxy-*-timeout, hsts, ssl-redirect, ...) apply to every Ingress.
+    #[arg(long, env = "SLUICE_NGINX_CONFIGMAP", global = true)]
+    pub nginx_configmap: Option<String>,
     /// Lowest TLS version accepted from clients: 1.2 or 1.3.
     #[arg(
         long,
@@ -335,9 +339,24 @@ pub struct RunArgs {
     pub http1_engine: Http1EngineMode,
 }
 
+/// A `namespace/name` flag value.
+fn namespaced(flag: &str, value: &str) -> Result<(String, String)> {
+    match value.trim().split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => anyhow::bail!("{flag} {value:?}: expected namespace/name"),
+    }
+}
+
 impl RunArgs {
     /// The app settings: the file provider with `--manifests`, else the Kubernetes API.
     pub fn settings(&self) -> Result<Settings> {
+        let nginx_configmap = self
+            .nginx_configmap
+            .as_deref()
+            .map(|v| namespaced("--nginx-configmap", v))
+            .transpose()?;
         let source = match &self.manifests {
             Some(manifests) => Source::Manifests(manifests.clone()),
             None => Source::Kube(KubeSettings {
@@ -350,19 +369,16 @@ impl RunArgs {
                     .filter(|ns| !ns.is_empty())
                     .collect(),
                 ingress_label_selector: self.ingress_label_selector.clone(),
+                nginx_configmap: nginx_configmap.clone(),
                 debounce: self.debounce,
                 ..KubeSettings::default()
             }),
         };
-        let publish_service = match self.publish_service.as_deref() {
-            None => None,
-            Some(value) => match value.split_once('/') {
-                Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
-                    Some((ns.to_owned(), name.to_owned()))
-                }
-                _ => anyhow::bail!("--publish-service {value:?}: expected namespace/name"),
-            },
-        };
+        let publish_service = self
+            .publish_service
+            .as_deref()
+            .map(|v| namespaced("--publish-service", v))
+            .transpose()?;
         let status = StatusConfig {
             publish: StatusSettings {
                 publish_service,
@@ -388,6 +404,7 @@ impl RunArgs {
                 ingress_class: self.ingress_class.clone(),
                 default_cert_secret: None,
                 allow_cross_namespace: self.allow_cross_namespace,
+                nginx_configmap,
             },
             shutdown_grace: self.shutdown_grace,
             connections: ConnectionSettings {

@@ -89,6 +89,8 @@ const SLUICE_API_CALLS: &[(Scope, &str, &str, &[&str])] = &[
         &["list", "watch"],
     ),
     (Scope::Cluster, "", "secrets", &["list", "watch"]),
+    // The ConfigMaps ingress-nginx annotations and --nginx-configmap name.
+    (Scope::Cluster, "", "configmaps", &["list", "watch"]),
     (
         Scope::Cluster,
         "traefik.io",

@@ -594,6 +594,100 @@ async fn only_tls_secrets_and_secrets_middlewares_reference_are_kept() {
         secrets(s) == ["apps/unrelated", "apps/web-tls"]
     })
     .await;
+    // So are the user list of ingress-nginx's auth-type basic (auth-secret)
+    // and a client-certificate CA (auth-tls-secret).
+    let mut guarded = ingress("apps", "guarded", "guarded.example", "web");
+    guarded["metadata"]["annotations"] = json!({
+        "nginx.ingress.kubernetes.io/auth-type": "basic",
+        "nginx.ingress.kubernetes.io/auth-secret": "users",
+    });
+    api.apply(guarded);
+    until(&mut p.updates, "the auth-secret an Ingress names", |s| {
+        secrets(s) == ["apps/unrelated", "apps/users", "apps/web-tls"]
+    })
+    .await;
+}
+
+/// The ConfigMaps of a snapshot, as `namespace/name`, sorted.
+fn config_maps(s: &Snapshot) -> Vec<String> {
+    let mut out: Vec<String> = s
+        .config_maps
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m.metadata.namespace.as_deref().unwrap_or(""),
+                m.metadata.name.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn config_map(ns: &str, name: &str, data: Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": ns},
+        "data": data,
+    })
+}
+
+#[tokio::test]
+async fn only_configmaps_named_by_the_flag_or_an_ingress_are_watched() {
+    let api = FakeApi::start_new().await;
+    api.apply(config_map(
+        "ingress-nginx",
+        "controller",
+        json!({"proxy-body-size": "8m", "add-headers": "ingress-nginx/response"}),
+    ));
+    api.apply(config_map("ingress-nginx", "response", json!({"X-A": "1"})));
+    api.apply(config_map("apps", "headers", json!({"X-B": "2"})));
+    api.apply(config_map("apps", "unrelated", json!({"big": "data"})));
+    let settings = KubeSettings {
+        nginx_configmap: Some(("ingress-nginx".into(), "controller".into())),
+        ..fast_settings()
+    };
+    let mut p = start(&api, settings);
+    until(&mut p.updates, "the controller ConfigMap and what it names", |s| {
+        config_maps(s) == ["ingress-nginx/controller", "ingress-nginx/response"]
+    })
+    .await;
+    // An Ingress's custom-headers starts a watch of that ConfigMap only.
+    let mut annotated = ingress("apps", "web", "web.example", "web");
+    annotated["metadata"]["annotations"] =
+        json!({"nginx.ingress.kubernetes.io/custom-headers": "headers"});
+    api.apply(annotated);
+    until(&mut p.updates, "the ConfigMap an Ingress names", |s| {
+        config_maps(s)
+            == [
+                "apps/headers",
+                "ingress-nginx/controller",
+                "ingress-nginx/response",
+            ]
+    })
+    .await;
+    // Its changes arrive.
+    api.apply(config_map("apps", "headers", json!({"X-B": "3"})));
+    until(&mut p.updates, "the new header value", |s| {
+        s.config_maps.iter().any(|m| {
+            m.metadata.name.as_deref() == Some("headers")
+                && m.data.as_ref().is_some_and(|d| d["X-B"] == "3")
+        })
+    })
+    .await;
+    // The controller ConfigMap stops naming `response`: it is dropped.
+    api.apply(config_map(
+        "ingress-nginx",
+        "controller",
+        json!({"proxy-body-size": "8m"}),
+    ));
+    until(&mut p.updates, "no response-headers ConfigMap", |s| {
+        config_maps(s) == ["apps/headers", "ingress-nginx/controller"]
+    })
+    .await;
+    assert!(api.lists("configmaps") >= 3);
 }
 
 #[tokio::test]

@@ -574,6 +574,8 @@ async fn bad_external_auth_fails_closed_and_configmaps_are_reported() {
     let f = app_with(&[("auth-url", "http://127.0.0.1:1/check")], "").await;
     assert_eq!(status(&f, "/", &[]).await, 500);
 
+    // auth-proxy-set-headers naming a missing ConfigMap: ingress-nginx
+    // denies the location (the auth service would miss those headers).
     let auth = auth_server().await;
     let url = format!("http://{}/check", auth.addr);
     let f = app_with(
@@ -584,12 +586,46 @@ async fn bad_external_auth_fails_closed_and_configmaps_are_reported() {
         "",
     )
     .await;
-    assert_eq!(status(&f, "/", &[("authorization", "good")]).await, 200);
+    fails_closed(&f, "invalid_annotation", "auth-proxy-set-headers").await;
+    assert_eq!(status(&f, "/", &[("authorization", "good")]).await, 500);
     let d = diagnostics(&f).await;
-    assert!(
-        d.contains("auth-proxy-set-headers") && d.contains("ConfigMap"),
-        "{d}"
+    assert!(d.contains("no ConfigMap default/extra"), "{d}");
+}
+
+#[tokio::test]
+async fn auth_proxy_set_headers_adds_the_configmaps_headers_to_the_auth_request() {
+    let auth = auth_server().await;
+    let url = format!("http://{}/check", auth.addr);
+    let extra = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: default\ndata:\n  X-Tenant: blue\n  X-Wanted: \"$scheme://$host$request_uri\"\n";
+    let f = app_with(
+        &[
+            ("auth-url", &url),
+            ("auth-proxy-set-headers", "extra"),
+        ],
+        extra,
+    )
+    .await;
+    assert_eq!(
+        status(&f, "/page?x=1", &[("authorization", "good"), ("x-tenant", "red")]).await,
+        200
     );
+    {
+        let seen = auth.seen.lock().expect("lock");
+        let (_, headers) = seen.last().expect("asked");
+        assert_eq!(headers["x-tenant"], "blue", "the ConfigMap's value replaces the client's");
+        assert_eq!(headers["x-wanted"], "http://app.test/page?x=1");
+    }
+    // A header name ingress-nginx rejects denies the location.
+    let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: default\ndata:\n  \"X Bad\": v\n";
+    let f = app_with(
+        &[
+            ("auth-url", &url),
+            ("auth-proxy-set-headers", "default/extra"),
+        ],
+        bad,
+    )
+    .await;
+    fails_closed(&f, "invalid_annotation", "auth-proxy-set-headers").await;
 }
 
 #[tokio::test]

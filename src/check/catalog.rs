@@ -230,7 +230,6 @@ const CLIENT_TLS: &str = "not read: client TLS uses rustls' cipher suites for ev
 const TRACING: &str = "not read per route: tracing is global (--tracing-otlp-endpoint) and an incoming traceparent is always continued";
 const WAF: &str = "no WAF: the route is served WITHOUT ModSecurity inspection";
 const MIRROR: &str = "not implemented: requests are not mirrored";
-const HASH: &str = "not implemented: requests are balanced round-robin, not by a consistent hash";
 const FASTCGI: &str =
     "not implemented: no FastCGI backends (backend-protocol FCGI is reported as invalid)";
 const ERRORS: &str = "not implemented: backend error responses are passed through unchanged; use an errors Middleware";
@@ -254,7 +253,7 @@ static CATALOG: &[Entry] = &[
     ing(nginx!("auth-keepalive-share-vars"), Ignored(EXTERNAL_AUTH_PART), NO),
     ing(nginx!("auth-keepalive-timeout"), Ignored(EXTERNAL_AUTH_PART), NO),
     ing(nginx!("auth-method"), Supported, YES),
-    ing(nginx!("auth-proxy-set-headers"), Ignored("not read: ConfigMaps are not loaded; the auth request is sent WITHOUT those extra headers"), NO),
+    ing(nginx!("auth-proxy-set-headers"), Differs("values may use $scheme, $host, $http_host, $request_uri, $uri, $args and $is_args; another nginx variable, a missing ConfigMap or a bad header name fails the route closed (500; ingress-nginx denies it with 503)"), NO),
     ing(nginx!("auth-realm"), Differs("an empty realm becomes `traefik`, where nginx sends realm=\"\""), YES),
     ing(nginx!("auth-request-redirect"), Supported, NO),
     ing(nginx!("auth-response-headers"), Supported, YES),
@@ -288,7 +287,7 @@ static CATALOG: &[Entry] = &[
     ing(nginx!("cors-allow-origin"), Differs("matched anchored at both ends (nginx anchors only the end)"), YES),
     ing(nginx!("cors-expose-headers"), Supported, YES),
     ing(nginx!("cors-max-age"), Supported, YES),
-    ing(nginx!("custom-headers"), Ignored("not read: ConfigMaps are not loaded; use a headers Middleware"), Partial("no header allowlist")),
+    ing(nginx!("custom-headers"), Differs("global-allowed-response-headers is enforced only with --nginx-configmap (without it every header may be set); a missing ConfigMap or a header that is not allowed answers 500 where ingress-nginx denies with 503"), Partial("no header allowlist")),
     ing(nginx!("custom-http-errors"), Ignored(ERRORS), YES),
     ing(nginx!("default-backend"), Ignored("not read: use spec.defaultBackend, or an errors Middleware for error pages"), Partial("used only when the backend has no endpoint")),
     ing(nginx!("denylist-source-range"), Supported, NO),
@@ -313,7 +312,7 @@ static CATALOG: &[Entry] = &[
     ing(nginx!("limit-rpm"), Supported, Partial("429 instead of 503")),
     ing(nginx!("limit-rps"), Supported, Partial("429 instead of 503")),
     ing(nginx!("limit-whitelist"), Supported, NO),
-    ing(nginx!("load-balance"), Ignored("not read: endpoints are always picked round-robin (no ewma)"), NO),
+    ing(nginx!("load-balance"), Differs("round_robin and ewma (other values are reported and balanced round-robin); ewma scores the time to the response head, not the whole response, and does not skip endpoints proxy-next-upstream already tried; per route, where nginx applies the first Ingress's value to the whole Service"), NO),
     ing(nginx!("mirror-host"), Ignored(MIRROR), NO),
     ing(nginx!("mirror-request-body"), Ignored(MIRROR), NO),
     ing(nginx!("mirror-target"), Ignored(MIRROR), NO),
@@ -371,9 +370,9 @@ static CATALOG: &[Entry] = &[
     ing(nginx!("stream-snippet"), Ignored("configures TCP servers, not HTTP routes: NOT run, reported and ignored (sluice serves no TCP routes)"), NO),
     ing(nginx!("temporal-redirect"), Supported, Partial("302 by default; wins over permanent-redirect")),
     ing(nginx!("temporal-redirect-code"), Supported, Partial("3xx codes only")),
-    ing(nginx!("upstream-hash-by"), Ignored(HASH), Partial("a few nginx variables")),
-    ing(nginx!("upstream-hash-by-subset"), Ignored(HASH), NO),
-    ing(nginx!("upstream-hash-by-subset-size"), Ignored(HASH), NO),
+    ing(nginx!("upstream-hash-by"), Differs("variables are read from the request as forwarded (after rewrite-target, upstream-vhost and header steps; nginx reads $request_uri, $host and $http_* as the client sent them); an unknown variable is reported and the annotation ignored (nginx hashes it as empty); per route, where nginx applies the first Ingress's value to the whole Service; with affinity: cookie, new clients are hashed then pinned"), Partial("a few nginx variables")),
+    ing(nginx!("upstream-hash-by-subset"), Supported, NO),
+    ing(nginx!("upstream-hash-by-subset-size"), Differs("a size above the endpoint count uses every endpoint once (nginx repeats endpoints to fill the subset)"), NO),
     ing(nginx!("upstream-vhost"), Supported, YES),
     ing(nginx!("use-port-in-redirects"), Ignored("not read: redirects name the port of --https-redirect-port"), NO),
     ing(nginx!("use-regex"), Supported, YES),

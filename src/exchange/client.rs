@@ -1,8 +1,11 @@
 //! What the data plane knows about the client connection a request came on.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use http::header::HeaderValue;
+
+use crate::tls::PeerCertificate;
 
 /// Facts about the client connection that the forwarded headers carry.
 #[derive(Debug, Clone)]
@@ -15,6 +18,11 @@ pub struct ClientInfo {
     ip: HeaderValue,
     /// Over TLS: the protocol version (`1.3`) and cipher suite names, for access logs.
     pub tls_session: Option<(&'static str, &'static str)>,
+    /// Over TLS: whether the client named a server (SNI) in its handshake.
+    pub sni: bool,
+    /// Over TLS, on hosts that ask for one (ingress-nginx `auth-tls-*`): the
+    /// client certificate the handshake brought, as verified right after it.
+    pub client_cert: Option<Arc<PeerCertificate>>,
 }
 
 impl ClientInfo {
@@ -25,7 +33,21 @@ impl ClientInfo {
             tls,
             ip: ip_header_value(remote.ip()),
             tls_session: None,
+            sni: false,
+            client_cert: None,
         }
+    }
+
+    /// The same client, whose handshake named a server (SNI) or not.
+    pub fn with_sni(mut self, sni: bool) -> Self {
+        self.sni = sni;
+        self
+    }
+
+    /// The same client, with the client certificate its handshake was asked for.
+    pub fn with_client_cert(mut self, cert: Arc<PeerCertificate>) -> Self {
+        self.client_cert = Some(cert);
+        self
     }
 
     /// The same client, with the TLS version and cipher suite it negotiated.

@@ -28,6 +28,7 @@ use serde_json::Value;
 use super::build::{decode, BuildError, Context, ServiceTarget};
 use super::{BoxFuture, Middleware, Next, Outcome, RequestContext};
 use crate::body::{RequestBody, ResponseBody};
+use crate::exchange::ProxyError;
 use crate::upstream::PortRef;
 
 /// Inclusive status code ranges, written as Traefik does: `"500"`, `"500-599"`,
@@ -307,32 +308,53 @@ impl Errors {
             }
         }
         *req.headers_mut() = original.headers;
-        for name in [
-            header::CONTENT_LENGTH,
-            header::TRANSFER_ENCODING,
-            header::TRAILER,
-            header::EXPECT,
-        ] {
-            req.headers_mut().remove(name);
+        strip_body_headers(req.headers_mut());
+        match send_to_service(&self.target, req).await {
+            Ok(mut resp) => {
+                *resp.status_mut() = shown;
+                resp
+            }
+            Err(failed) => reason_response(shown, failed.status()),
         }
-        let client = &self.target.client;
-        *req.version_mut() = client.version();
-        let Some(endpoint) = self.target.backend.pick() else {
-            tracing::warn!(service = %self.target.backend.key(), "error page: no ready endpoint");
-            return reason_response(shown, StatusCode::SERVICE_UNAVAILABLE);
-        };
-        match client.send(endpoint, req).await {
-            Ok(resp) => {
-                let (mut parts, body) = resp.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                parts.status = shown;
-                Response::from_parts(parts, ResponseBody::Upstream(body))
-            }
-            Err(e) => {
-                tracing::warn!(service = %self.target.backend.key(), %endpoint, error = %e, "error page: request failed");
-                let failed = crate::exchange::ProxyError::from(e).status();
-                reason_response(shown, failed)
-            }
+    }
+}
+
+/// Removes the fields that describe a request body, for a bodiless request
+/// built from another request's headers (an error page request).
+pub(super) fn strip_body_headers(headers: &mut HeaderMap) {
+    for name in [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::TRAILER,
+        header::EXPECT,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Sends `req` to one ready endpoint of `target`, in the HTTP version its
+/// client speaks, and returns the answer without its hop-by-hop fields: how
+/// the middlewares that answer from another Service (this one's error pages,
+/// ingress-nginx's default backend) reach it. No ready endpoint is
+/// [`ProxyError::NoEndpoints`]; a failed exchange is logged.
+pub(super) async fn send_to_service(
+    target: &ServiceTarget,
+    mut req: Request<RequestBody>,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let Some(endpoint) = target.backend.pick() else {
+        tracing::warn!(service = %target.backend.key(), "no ready endpoint");
+        return Err(ProxyError::NoEndpoints);
+    };
+    *req.version_mut() = target.client.version();
+    match target.client.send(endpoint, req).await {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Ok(Response::from_parts(parts, ResponseBody::Upstream(body)))
+        }
+        Err(e) => {
+            tracing::warn!(service = %target.backend.key(), %endpoint, error = %e, "request failed");
+            Err(ProxyError::from(e))
         }
     }
 }

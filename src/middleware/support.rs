@@ -33,6 +33,7 @@ pub fn detached_route(name: &str) -> Arc<Route> {
         redirect_https: false,
         middlewares: super::Chain::default(),
         sticky: None,
+        balance: None,
         pass_host_header: true,
         stats: Arc::default(),
     })

@@ -14,6 +14,7 @@ use super::connection::{self, ConnState, Limits, Shared};
 use super::framing::Guarded;
 use super::{ClientInfo, Proxy};
 pub use crate::metrics::{HandshakeStats, OpenConnections};
+use crate::tls::HostClientAuth;
 
 /// Limits applied to every client connection.
 #[derive(Debug, Clone)]
@@ -191,9 +192,9 @@ async fn handshake_then_serve(
     remote: std::net::SocketAddr,
     guard: ConnectionGuard,
 ) {
-    let accept = tls.acceptor.accept(stream);
-    let stream = match tokio::time::timeout(shared.limits.first_request, accept).await {
-        Ok(Ok(stream)) => stream,
+    let accept = accept_tls(&shared, &tls, stream);
+    let (stream, client_auth) = match tokio::time::timeout(shared.limits.first_request, accept).await {
+        Ok(Ok(accepted)) => accepted,
         Ok(Err(e)) => {
             tls.stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%remote, error = %e, "TLS handshake failed");
@@ -221,13 +222,53 @@ async fn handshake_then_serve(
         .negotiated_cipher_suite()
         .and_then(|suite| suite.suite().as_str())
         .unwrap_or("");
-    let client = ClientInfo::new(remote, true).with_tls_session(version, cipher);
+    let mut client = ClientInfo::new(remote, true)
+        .with_tls_session(version, cipher)
+        .with_sni(session.server_name().is_some());
+    if let Some(auth) = client_auth {
+        let sni = session.server_name().unwrap_or("");
+        let chain = session.peer_certificates();
+        let verified = auth.verify(sni, chain, rustls::pki_types::UnixTime::now());
+        client = client.with_client_cert(Arc::new(verified));
+    }
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if shared.engine == Http1Engine::Native && !h2 {
         return super::native::serve(shared, stream, client, guard).await;
     }
     let state = Arc::new(ConnState::new(client));
     connection::drive(shared, Guarded::new(stream), state, guard).await;
+}
+
+/// The TLS handshake. While no host asks for client certificates it is the
+/// listener's acceptor as is; otherwise the ClientHello is read first and
+/// a host that asks for one (by SNI) gets its own config, whose client
+/// authentication is returned beside the stream.
+async fn accept_tls(
+    shared: &Shared,
+    tls: &TlsEntry,
+    stream: tokio::net::TcpStream,
+) -> std::io::Result<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    Option<Arc<HostClientAuth>>,
+)> {
+    if !shared.proxy.table.load().certs().has_client_auth() {
+        return Ok((tls.acceptor.accept(stream).await?, None));
+    }
+    let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+    let start = acceptor.await?;
+    let auth = shared
+        .proxy
+        .table
+        .load()
+        .certs()
+        .client_auth(start.client_hello().server_name())
+        .cloned();
+    let base = tls.acceptor.config();
+    let config = match &auth {
+        Some(auth) => auth.server_config(base),
+        None => base.clone(),
+    };
+    Ok((start.into_stream(config).await?, auth))
 }
 
 /// Waits until every connection has finished, or `grace` has passed.

@@ -79,6 +79,7 @@ use crate::metrics::RouteStats;
 use crate::middleware::{BoxFuture, Chain, Failure, Next, Outcome, RequestContext, Terminal};
 use crate::router::{EntryPoint, Route, RouteTable, Target};
 use crate::telemetry::{RequestFacts, ServerSpan, TraceParent, Tracing};
+use crate::upstream::hash_key::Peer;
 use crate::upstream::{UpstreamClient, UpstreamError};
 
 /// The body of every response the proxy sends.
@@ -242,7 +243,7 @@ impl Proxy {
         let req = Request::from_parts(parts, body);
         match &route.middlewares {
             // No middlewares: straight to the backend, no boxing, no context.
-            Chain::Empty => to_backend(route, req).await.map_err(|f| f.error),
+            Chain::Empty => to_backend(route, req, client).await.map_err(|f| f.error),
             Chain::Broken { reason, .. } => Err(ProxyError::MiddlewareUnavailable(reason.clone())),
             Chain::Ready { steps, .. } => {
                 let cx = RequestContext {
@@ -267,13 +268,15 @@ impl Terminal for Backend {
         req: Request<RequestBody>,
         cx: &'a RequestContext,
     ) -> BoxFuture<'a, Outcome> {
-        Box::pin(to_backend(&cx.route, req))
+        Box::pin(to_backend(&cx.route, req, &cx.client))
     }
 }
 
 /// Sends a prepared request to one of the route's endpoints and relays the
-/// answer (tunnelling an accepted Upgrade).
-async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
+/// answer (tunnelling an accepted Upgrade). The endpoint: the one a sticky
+/// cookie names if it is still there, else the route's balancing policy's
+/// pick (round-robin without one).
+async fn to_backend(route: &Route, mut req: Request<RequestBody>, client: &ClientInfo) -> Outcome {
     let backend = match &route.target {
         Target::Backend(backend) => backend,
         Target::Unavailable { status, reason } => {
@@ -287,7 +290,16 @@ async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
         .and_then(|sticky| sticky.wanted(req.headers()))
         .and_then(|id| backend.pick_sticky(id));
     let endpoint = pinned
-        .or_else(|| backend.pick())
+        .or_else(|| match route.balance.as_deref() {
+            None => backend.pick(),
+            Some(balance) => {
+                let peer = Peer {
+                    remote: client.remote,
+                    tls: client.tls,
+                };
+                balance.pick(&req, peer)
+            }
+        })
         .ok_or(Failure::from(ProxyError::NoEndpoints))?;
     if !route.pass_host_header {
         forward::set_host_to_endpoint(req.headers_mut(), endpoint);
@@ -304,6 +316,9 @@ async fn to_backend(route: &Route, mut req: Request<RequestBody>) -> Outcome {
     }
     let sent = send_to(&route.client, endpoint, req, client_upgrade).await;
     let elapsed = asked.elapsed();
+    if let Some(balance) = route.balance.as_deref() {
+        balance.observe(endpoint, elapsed);
+    }
     let (mut resp, tunnelled) = match sent {
         Ok(sent) => sent,
         Err(e) => {

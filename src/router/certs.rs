@@ -89,6 +89,7 @@ pub(super) fn compile_certs(
         }
         covered.push(hosts_of_ingress);
     }
+    super::nginx::client_cert::Plan::new(served, secrets).install(&mut builder);
     install_default(
         &mut builder,
         secrets,

@@ -40,6 +40,9 @@ pub struct CompileOptions {
     pub default_cert_secret: Option<(String, String)>,
     /// `--allow-cross-namespace`: Ingresses may name Middlewares of other namespaces.
     pub allow_cross_namespace: bool,
+    /// `--nginx-configmap`: (namespace, name) of the ingress-nginx controller
+    /// ConfigMap whose settings apply to every Ingress.
+    pub nginx_configmap: Option<(String, String)>,
 }
 
 impl Default for CompileOptions {
@@ -48,6 +51,7 @@ impl Default for CompileOptions {
             ingress_class: "sluice".to_owned(),
             default_cert_secret: None,
             allow_cross_namespace: false,
+            nginx_configmap: None,
         }
     }
 }
@@ -123,6 +127,21 @@ pub struct Compiled {
     pub endpoints: Vec<(Arc<Backend>, Arc<EndpointSet>)>,
 }
 
+/// `snapshot` with the controller ConfigMap's annotation defaults written
+/// into every Ingress (an Ingress's own annotation wins), so that every
+/// reader of annotations sees them.
+fn nginx_defaults(snapshot: &Snapshot, global: &nginx::Global) -> Snapshot {
+    let mut out = snapshot.clone();
+    for ingress in &mut out.ingresses {
+        if let Some(merged) = global.with_defaults(ingress.metadata.annotations.as_ref()) {
+            let mut copy = (**ingress).clone();
+            copy.metadata.annotations = Some(merged);
+            *ingress = Arc::new(copy);
+        }
+    }
+    out
+}
+
 /// Compiles a snapshot into a routing table.
 ///
 /// Pure and total: every problem becomes a [`Diagnostic`] and only the faulty
@@ -136,6 +155,14 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
             .unwrap_or_else(PoisonError::into_inner),
     );
     let mut diagnostics = Vec::new();
+    let global = nginx::Global::read(snapshot, options.nginx_configmap.as_ref(), &mut diagnostics);
+    let with_defaults;
+    let snapshot = if global.enabled {
+        with_defaults = nginx_defaults(snapshot, &global);
+        &with_defaults
+    } else {
+        snapshot
+    };
     let served = ingress::served(snapshot, options, &mut diagnostics);
     let secrets = certs::index_secrets(snapshot);
     let now = std::time::SystemTime::now()
@@ -184,7 +211,12 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         cx.chains = middlewares::chains(
             &served,
             &mut env,
-            options.allow_cross_namespace,
+            &nginx::Env {
+                namespace: "",
+                snapshot,
+                global: &global,
+                allow_cross_namespace: options.allow_cross_namespace,
+            },
             &mut cx.diagnostics,
         );
     }
@@ -428,6 +460,19 @@ impl Context<'_> {
                 sticky
             }
         };
+        // ingress-nginx's upstream-hash-by / load-balance (a sticky cookie wins over both).
+        let (wanted, problems) = nginx::balance::wanted(ing.ingress.metadata.annotations.as_ref());
+        for problem in problems {
+            let diagnostic = Diagnostic::warning(
+                ing.object.clone(),
+                DiagnosticKind::InvalidAnnotation,
+                problem,
+            );
+            if !self.diagnostics.contains(&diagnostic) {
+                self.diagnostics.push(diagnostic);
+            }
+        }
+        let balance = nginx::balance::policy(wanted, &target);
         let middlewares = self.chains.get(index).cloned().unwrap_or_default();
         let old = self.previous.routes.remove(&*name);
         let route = match old {
@@ -443,6 +488,7 @@ impl Context<'_> {
                     && old.redirect_https == redirect_https
                     && old.middlewares.same_as(&middlewares)
                     && old.sticky == sticky
+                    && old.balance == balance
                     && old.pass_host_header == pass_host_header =>
             {
                 old
@@ -465,6 +511,7 @@ impl Context<'_> {
                     redirect_https,
                     middlewares,
                     sticky,
+                    balance,
                     pass_host_header,
                     stats,
                 })

@@ -20,6 +20,7 @@ pub fn only_endpoints_changed(before: &Snapshot, after: &Snapshot) -> bool {
         && same(&before.services, &after.services)
         && same(&before.secrets, &after.secrets)
         && same(&before.middlewares, &after.middlewares)
+        && same(&before.config_maps, &after.config_maps)
 }
 
 fn same<T: PartialEq>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {

@@ -98,18 +98,29 @@ impl Environment for Env<'_, '_> {
 pub(super) fn chains(
     served: &[Served<'_>],
     env: &mut Env<'_, '_>,
-    allow_cross_namespace: bool,
+    nginx_env: &nginx::Env<'_>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Chain> {
     let registries = env.registries;
-    let mut session = registries.middlewares.session(env, allow_cross_namespace);
+    let client_certs = nginx::client_cert::Plan::new(served, env.secrets);
+    let mut session = registries
+        .middlewares
+        .session(env, nginx_env.allow_cross_namespace);
     let none = std::collections::BTreeMap::new();
     served
         .iter()
-        .map(|ing| {
+        .enumerate()
+        .map(|(index, ing)| {
             let annotations = ing.ingress.metadata.annotations.as_ref().unwrap_or(&none);
             let value = annotations.get(ROUTER_MIDDLEWARES).map(String::as_str);
-            let mut nginx = nginx::translate(annotations);
+            let mut nginx = nginx::translate_in(
+                annotations,
+                &nginx::Env {
+                    namespace: ing.namespace,
+                    ..*nginx_env
+                },
+            );
+            client_certs.apply(index, &mut nginx);
             for step in nginx
                 .steps
                 .iter_mut()

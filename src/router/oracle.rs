@@ -41,6 +41,7 @@ fn make(name: String, host: Option<&str>, path: Option<(&str, PathKind)>) -> Arc
         redirect_https: false,
         middlewares: crate::middleware::Chain::default(),
         sticky: None,
+        balance: None,
         pass_host_header: true,
         stats: Arc::default(),
     })

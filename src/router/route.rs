@@ -8,7 +8,7 @@ use super::ObjectRef;
 use crate::metrics::RouteStats;
 use crate::middleware::Chain;
 use crate::upstream::sticky::StickyCookie;
-use crate::upstream::{Backend, BackendKey, BackendProtocol, UpstreamClient};
+use crate::upstream::{Backend, BackendKey, BackendProtocol, Balance, UpstreamClient};
 
 /// How a rule path matches: the Ingress path types, with `ImplementationSpecific`
 /// already mapped by Traefik's `router.pathmatcher` (`PathPrefix` by default).
@@ -114,6 +114,10 @@ pub struct Route {
     pub middlewares: Chain,
     /// Sticky sessions by cookie (the Service's `service.sticky.cookie` annotations).
     pub sticky: Option<Arc<StickyCookie>>,
+    /// How an endpoint is picked when no sticky cookie pins one
+    /// (ingress-nginx's `upstream-hash-by`, `load-balance: ewma`); `None`:
+    /// round-robin.
+    pub balance: Option<Arc<Balance>>,
     /// Whether the client's Host goes to the backend (`service.passhostheader`,
     /// default true); when false the backend gets its own address as Host.
     pub pass_host_header: bool,
@@ -149,6 +153,9 @@ pub struct RouteInfo {
     /// The sticky cookie's name, when sessions are sticky.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sticky_cookie: Option<String>,
+    /// The balancing policy, when not round-robin (`chash <key>`, `ewma`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_balance: Option<String>,
     /// False when the backend gets its own address as Host.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub pass_host_header_off: bool,
@@ -216,6 +223,7 @@ impl Route {
             redirect_https: self.redirect_https,
             backend_protocol: self.client.protocol().clone(),
             sticky_cookie: self.sticky.as_ref().map(|s| s.name.clone()),
+            load_balance: self.balance.as_ref().map(|b| b.describe()),
             pass_host_header_off: !self.pass_host_header,
             middlewares: self.middlewares.names().to_vec(),
             middleware_error: self.middlewares.broken().map(str::to_owned),

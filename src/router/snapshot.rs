@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
@@ -30,4 +30,8 @@ pub struct Snapshot {
     pub secrets: Vec<Arc<Secret>>,
     /// Traefik `Middleware` objects (`traefik.io/v1alpha1`).
     pub middlewares: Vec<Arc<MiddlewareObject>>,
+    /// `v1` ConfigMaps: the ingress-nginx controller ConfigMap
+    /// (`--nginx-configmap`) and the header lists ingress-nginx annotations
+    /// name (`custom-headers`, `auth-proxy-set-headers`).
+    pub config_maps: Vec<Arc<ConfigMap>>,
 }

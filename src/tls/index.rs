@@ -7,6 +7,8 @@ use std::sync::Arc;
 use rustls::sign::CertifiedKey;
 use serde::Serialize;
 
+use super::client_auth::HostClientAuth;
+
 /// Longest DNS name we look up; longer SNI values cannot be hosts and get the default.
 const MAX_HOST: usize = 253;
 
@@ -19,6 +21,10 @@ pub struct CertIndex {
     wildcard: HashMap<Box<str>, Arc<CertifiedKey>>,
     default: Option<Arc<CertifiedKey>>,
     infos: Vec<CertInfo>,
+    /// Hosts whose handshakes ask for a client certificate (ingress-nginx
+    /// `auth-tls-*`), matched like certificates: exact names, then `*.suffix`.
+    client_auth: HashMap<Box<str>, Arc<HostClientAuth>>,
+    client_auth_wildcard: HashMap<Box<str>, Arc<HostClientAuth>>,
 }
 
 /// What the admin API shows about one installed certificate.
@@ -70,6 +76,30 @@ impl CertIndex {
         self.wildcard.get(suffix).cloned()
     }
 
+    /// Whether any host asks for client certificates (when none does, the
+    /// listener skips the per-SNI config choice).
+    pub fn has_client_auth(&self) -> bool {
+        !self.client_auth.is_empty() || !self.client_auth_wildcard.is_empty()
+    }
+
+    /// The client-certificate authentication of the host a ClientHello's SNI
+    /// names (exact, then `*.suffix`); none without SNI. No allocation for
+    /// lowercase names, no lock.
+    pub fn client_auth(&self, sni: Option<&str>) -> Option<&Arc<HostClientAuth>> {
+        let name = sni?;
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let mut buf = [0u8; MAX_HOST];
+        let host = lowercase(name, &mut buf)?;
+        if let Some(auth) = self.client_auth.get(host) {
+            return Some(auth);
+        }
+        let (label, suffix) = host.split_once('.')?;
+        if label.is_empty() {
+            return None;
+        }
+        self.client_auth_wildcard.get(suffix)
+    }
+
     /// What is installed, for the admin API.
     pub fn infos(&self) -> &[CertInfo] {
         &self.infos
@@ -112,6 +142,24 @@ impl CertIndexBuilder {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(key);
+                true
+            }
+        }
+    }
+
+    /// Makes handshakes for `host` (`a.example.com` or `*.example.com`) ask
+    /// for a client certificate as `auth` says. Returns false (and keeps the
+    /// earlier one) when the host already has one.
+    pub fn client_auth(&mut self, host: &str, auth: Arc<HostClientAuth>) -> bool {
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        let (map, name) = match host.strip_prefix("*.") {
+            Some(suffix) => (&mut self.index.client_auth_wildcard, suffix.to_owned()),
+            None => (&mut self.index.client_auth, host),
+        };
+        match map.entry(name.into_boxed_str()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(auth);
                 true
             }
         }
@@ -192,6 +240,39 @@ mod tests {
         assert!(index.is_empty());
         assert!(index.resolve(Some("a.example.com")).is_none());
         assert!(index.resolve(None).is_none());
+    }
+
+    #[test]
+    fn client_auth_is_found_by_sni_like_certificates() {
+        let ca = crate::tls::fixtures::ca("client CA");
+        let client_ca =
+            crate::tls::client_auth::ClientCa::from_pem(ca.pem().as_bytes(), None).expect("CA");
+        let auth = || {
+            Arc::new(HostClientAuth::new(
+                client_ca.clone(),
+                1,
+                crate::tls::client_auth::VerifyClient::On,
+            ))
+        };
+        let (exact, wild) = (auth(), auth());
+        assert!(!CertIndex::builder().build().has_client_auth());
+        let mut builder = CertIndex::builder();
+        assert!(builder.client_auth("Secure.Example.com.", exact.clone()));
+        assert!(!builder.client_auth("secure.example.com", auth()));
+        assert!(builder.client_auth("*.apps.example.com", wild.clone()));
+        let index = builder.build();
+        assert!(index.has_client_auth());
+        // Client authentication alone installs no certificate.
+        assert!(index.is_empty());
+        let found = |sni| index.client_auth(sni).cloned();
+        assert!(found(Some("SECURE.example.com.")).is_some_and(|a| Arc::ptr_eq(&a, &exact)));
+        assert!(found(Some("web.apps.example.com")).is_some_and(|a| Arc::ptr_eq(&a, &wild)));
+        assert!(found(Some("x.web.apps.example.com")).is_none());
+        assert!(found(Some("apps.example.com")).is_none());
+        assert!(found(Some("other.example.com")).is_none());
+        let long = "a".repeat(300);
+        assert!(found(Some(&long)).is_none());
+        assert!(found(None).is_none());
     }
 
     #[test]

@@ -2,10 +2,11 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use rustls::crypto::ring::{default_provider, Ticketer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, NoClientAuth, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::version::{TLS12, TLS13};
 use rustls::{ServerConfig, SupportedProtocolVersion};
@@ -100,16 +101,67 @@ pub fn server_config(
     resolver: Arc<dyn ResolvesServerCert>,
     min_version: TlsVersion,
 ) -> Result<ServerConfig, CertError> {
+    remember_min_version(&resolver, min_version);
+    build(resolver, min_version, Arc::new(NoClientAuth))
+}
+
+/// A listener config like `base` (same certificates, versions, ALPN) whose
+/// handshakes ask for a client certificate through `verifier`. It has
+/// session tickets and a session cache of its own, so a session made
+/// without a certificate request never resumes on it.
+pub fn with_client_auth(
+    base: &ServerConfig,
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<ServerConfig, CertError> {
+    let min_version = min_version_of(&base.cert_resolver);
+    let mut config = build(base.cert_resolver.clone(), min_version, verifier)?;
+    config.alpn_protocols.clone_from(&base.alpn_protocols);
+    config.ignore_client_order = base.ignore_client_order;
+    config.max_fragment_size = base.max_fragment_size;
+    Ok(config)
+}
+
+fn build(
+    resolver: Arc<dyn ResolvesServerCert>,
+    min_version: TlsVersion,
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<ServerConfig, CertError> {
     let fail = |e: rustls::Error| CertError::Generate(format!("TLS server config: {e}"));
     let mut config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
         .with_protocol_versions(min_version.protocol_versions())
         .map_err(fail)?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_cert_resolver(resolver);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     // Ticket keys rotate every 6 hours; the builder already installed a session cache.
     config.ticketer = Ticketer::new().map_err(fail)?;
     Ok(config)
+}
+
+/// The minimum version each listener config was built with, by its
+/// certificate resolver: rustls does not say which versions a config
+/// enables, and a config for client authentication must keep them.
+type MinVersions = Vec<(Weak<dyn ResolvesServerCert>, TlsVersion)>;
+
+static MIN_VERSIONS: Mutex<MinVersions> = Mutex::new(Vec::new());
+
+fn remember_min_version(resolver: &Arc<dyn ResolvesServerCert>, min_version: TlsVersion) {
+    let mut known = MIN_VERSIONS.lock().unwrap_or_else(PoisonError::into_inner);
+    known.retain(|(weak, _)| weak.strong_count() > 0);
+    known.push((Arc::downgrade(resolver), min_version));
+}
+
+/// The minimum version of the listener config whose resolver is
+/// `resolver`: the strictest one it was built with, TLS 1.2 when unknown.
+fn min_version_of(resolver: &Arc<dyn ResolvesServerCert>) -> TlsVersion {
+    let target = Arc::as_ptr(resolver).cast::<()>();
+    let known = MIN_VERSIONS.lock().unwrap_or_else(PoisonError::into_inner);
+    known
+        .iter()
+        .filter(|(weak, _)| weak.strong_count() > 0 && weak.as_ptr().cast::<()>() == target)
+        .map(|(_, v)| *v)
+        .max_by_key(|v| matches!(v, TlsVersion::V1_3))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -169,6 +221,29 @@ mod tests {
         assert_eq!(any.version, Some(ProtocolVersion::TLSv1_3));
         let strict = server_config(fixed(key), TlsVersion::V1_3).expect("config");
         assert!(handshake(strict, tls12_only(), "a.test").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn client_auth_configs_keep_the_listener_versions_and_alpn() {
+        let key = self_signed_default().expect("generates").key;
+        let verifier = || -> Arc<dyn ClientCertVerifier> { Arc::new(NoClientAuth) };
+        let tls12_only = || insecure_with_versions(&[b"h2"], &[&TLS12]);
+        let strict = server_config(fixed(key.clone()), TlsVersion::V1_3).expect("config");
+        let derived = with_client_auth(&strict, verifier()).expect("derived");
+        assert!(handshake(derived.clone(), tls12_only(), "a.test")
+            .await
+            .is_err());
+        let shook = handshake(derived, insecure_client_config(&[b"h2"]), "a.test")
+            .await
+            .expect("1.3 ok");
+        assert_eq!(shook.alpn.as_deref(), Some(&b"h2"[..]));
+        let lenient = server_config(fixed(key), TlsVersion::V1_2).expect("config");
+        let derived = with_client_auth(&lenient, verifier()).expect("derived");
+        let shook = handshake(derived, tls12_only(), "a.test")
+            .await
+            .expect("1.2 ok");
+        assert_eq!(shook.version, Some(ProtocolVersion::TLSv1_2));
+        assert_eq!(shook.alpn.as_deref(), Some(&b"h2"[..]));
     }
 
     #[tokio::test]

@@ -2,10 +2,12 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
+use super::ewma::Ewma;
+use super::policy::{Grouping, InUse, Ring};
 use super::{BackendKey, EndpointSet, ExternalName};
 use crate::metrics::EntryStats;
 
@@ -35,6 +37,9 @@ pub struct Backend {
     /// Counters of each current endpoint; an endpoint that stays across an
     /// endpoint change keeps its counters.
     endpoint_stats: ArcSwap<EndpointStatsTable>,
+    /// The hash rings and EWMA scores routes of this backend use (held
+    /// weakly, rebuilt on endpoint changes; never touched on the request path).
+    policies: Mutex<InUse>,
 }
 
 impl Backend {
@@ -45,7 +50,42 @@ impl Backend {
             resolved: ArcSwap::from_pointee(Resolved::default()),
             next: AtomicUsize::new(0),
             endpoint_stats: ArcSwap::from_pointee(Vec::new()),
+            policies: Mutex::default(),
         }
+    }
+
+    /// The consistent-hash ring for `grouping` over this backend's endpoints
+    /// (the one routes already use, if any), kept in step with the endpoints.
+    pub fn ring(&self, grouping: Grouping) -> Arc<Ring> {
+        let mut policies = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
+        policies.ring(grouping, &self.current_addrs())
+    }
+
+    /// The EWMA scores of this backend's endpoints (the ones routes already
+    /// use, if any), kept in step with the endpoints.
+    pub fn ewma(&self) -> Arc<Ewma> {
+        let mut policies = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
+        policies.ewma(&self.current_addrs())
+    }
+
+    /// Rebuilds the rings and EWMA tables in use for the current endpoints.
+    fn sync_policies(&self) {
+        let mut policies = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
+        policies.sync(&self.current_addrs());
+    }
+
+    /// The addresses requests may go to now (an ExternalName's resolved
+    /// addresses, only for the current name).
+    fn current_addrs(&self) -> Vec<SocketAddr> {
+        let set = self.endpoints.load();
+        if set.external.is_some() {
+            let resolved = self.resolved.load();
+            if resolved.target != set.external {
+                return Vec::new();
+            }
+            return resolved.addrs.clone();
+        }
+        set.addrs.clone()
     }
 
     /// The backend's identity.
@@ -63,6 +103,7 @@ impl Backend {
         if **self.endpoints.load() != *set {
             self.track_endpoints(&set.addrs);
             self.endpoints.store(set);
+            self.sync_policies();
         }
     }
 
@@ -123,6 +164,7 @@ impl Backend {
             target: Some(target),
             addrs,
         }));
+        self.sync_policies();
     }
 
     /// The next endpoint to forward to, round-robin; `None` when no endpoint is ready.
@@ -233,6 +275,40 @@ mod tests {
         assert_eq!(count(c), 1);
         b.set_endpoints(set(vec![c]));
         assert_eq!(b.endpoint_stats().len(), 1);
+    }
+
+    #[test]
+    fn rings_and_scores_follow_the_endpoints_and_external_names() {
+        let b = backend();
+        let ring = b.ring(Grouping::Single);
+        let ewma = b.ewma();
+        assert_eq!(ring.pick(1), None);
+        assert_eq!(ewma.pick(), None);
+        let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        b.set_endpoints(Arc::new(EndpointSet {
+            addrs: vec![a],
+            ..EndpointSet::default()
+        }));
+        assert_eq!(ring.pick(1), Some(a));
+        assert_eq!(ewma.pick(), Some(a));
+        assert!(
+            Arc::ptr_eq(&ring, &b.ring(Grouping::Single)),
+            "shared while in use"
+        );
+        assert!(Arc::ptr_eq(&ewma, &b.ewma()));
+        let name = ExternalName {
+            host: "example.com".into(),
+            port: 80,
+        };
+        b.set_endpoints(Arc::new(EndpointSet {
+            external: Some(name.clone()),
+            ..EndpointSet::default()
+        }));
+        assert_eq!(ring.pick(1), None, "not resolved yet");
+        let resolved: SocketAddr = "192.0.2.1:80".parse().unwrap();
+        b.set_resolved(name, vec![resolved]);
+        assert_eq!(ring.pick(1), Some(resolved));
+        assert_eq!(ewma.pick(), Some(resolved));
     }
 
     #[test]

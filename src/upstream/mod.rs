@@ -10,7 +10,11 @@ mod balance;
 mod body;
 mod clients;
 mod endpoints;
+pub mod ewma;
 mod h1;
+pub mod hash_key;
+pub mod hash_ring;
+pub mod policy;
 mod pool;
 pub mod sticky;
 mod tcp_pool;
@@ -20,6 +24,7 @@ pub use body::UpstreamBody;
 pub use clients::{ClientKey, Clients, Timeouts, Verify};
 pub use endpoints::{EndpointCondition, EndpointSet, ExternalName};
 pub use h1::PooledBody;
+pub use policy::{Balance, Grouping};
 pub use pool::{
     BackendProtocol, BackendTls, PoolSettings, PoolStats, UpstreamClient, UpstreamError,
 };

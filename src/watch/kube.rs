@@ -88,6 +88,9 @@ pub struct KubeSettings {
     pub namespaces: Vec<String>,
     /// A label selector Ingresses must match (`app=web,tier!=internal`).
     pub ingress_label_selector: Option<String>,
+    /// `--nginx-configmap`: the ingress-nginx controller ConfigMap to watch
+    /// (namespace, name), with the ConfigMaps it names.
+    pub nginx_configmap: Option<(String, String)>,
     /// How long the objects must stay quiet after a change before publishing.
     pub debounce: Duration,
     /// The longest wait from the first change to the publish, even if changes keep coming.
@@ -110,6 +113,7 @@ impl Default for KubeSettings {
             context: None,
             namespaces: Vec::new(),
             ingress_label_selector: None,
+            nginx_configmap: None,
             debounce: Duration::from_millis(20),
             max_delay: Duration::from_millis(200),
             backoff_min: Duration::from_millis(800),

@@ -200,6 +200,7 @@ fn known_kind(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
         ("discovery.k8s.io/v1", "EndpointSlice") => ("EndpointSlice", true),
         ("v1", "Endpoints") => ("Endpoints", true),
         ("v1", "Secret") => ("Secret", true),
+        ("v1", "ConfigMap") => ("ConfigMap", true),
         (version, middleware::object::KIND)
             if middleware::object::API_VERSIONS.contains(&version) =>
         {
@@ -297,6 +298,7 @@ fn decode_object(kind: &str, value: Value) -> Result<Object, serde_json::Error> 
         "EndpointSlice" => Object::EndpointSlice(decode(value)?),
         "Endpoints" => Object::Endpoints(decode(value)?),
         "Middleware" => Object::Middleware(decode(value)?),
+        "ConfigMap" => Object::ConfigMap(decode(value)?),
         _ => Object::Secret(Arc::new(merge_string_data(serde_json::from_value(value)?))),
     })
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
@@ -27,6 +27,8 @@ pub enum Object {
     Secret(Arc<Secret>),
     /// A Traefik `Middleware` custom resource.
     Middleware(Arc<MiddlewareObject>),
+    /// A `v1` ConfigMap (ingress-nginx's controller settings and header lists).
+    ConfigMap(Arc<ConfigMap>),
 }
 
 impl Object {
@@ -40,6 +42,7 @@ impl Object {
             Self::Endpoints(o) => snapshot.endpoints.push(Arc::clone(o)),
             Self::Secret(o) => snapshot.secrets.push(Arc::clone(o)),
             Self::Middleware(o) => snapshot.middlewares.push(Arc::clone(o)),
+            Self::ConfigMap(o) => snapshot.config_maps.push(Arc::clone(o)),
         }
     }
 }

@@ -62,7 +62,7 @@ pub struct Resource {
 }
 
 /// Every resource the fake serves.
-pub const RESOURCES: [Resource; 8] = [
+pub const RESOURCES: [Resource; 9] = [
     Resource {
         api_version: "networking.k8s.io/v1",
         kind: "Ingress",
@@ -91,6 +91,12 @@ pub const RESOURCES: [Resource; 8] = [
         api_version: "v1",
         kind: "Secret",
         plural: "secrets",
+        namespaced: true,
+    },
+    Resource {
+        api_version: "v1",
+        kind: "ConfigMap",
+        plural: "configmaps",
         namespaced: true,
     },
     Resource {

@@ -14,7 +14,7 @@ mod nginx_return;
 #[path = "http/rewrite.rs"]
 mod rewrite;
 #[path = "http/vars.rs"]
-mod vars;
+pub(in crate::middleware::nginx) mod vars;
 #[path = "http/www.rs"]
 mod www;
 

@@ -4,6 +4,8 @@
 //! with nginx's semantics.
 
 mod access_kinds;
+mod client_cert_kind;
+mod errors_kinds;
 mod http_kinds;
 mod traffic_kinds;
 
@@ -23,4 +25,6 @@ pub(super) fn build(
     access_kinds::build(kind, config, cx)
         .or_else(|| http_kinds::build(kind, config, cx))
         .or_else(|| traffic_kinds::build(kind, config, cx))
+        .or_else(|| client_cert_kind::build(kind, config, cx))
+        .or_else(|| errors_kinds::build(kind, config, cx))
 }

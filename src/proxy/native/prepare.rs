@@ -269,10 +269,12 @@ fn refuse(
 }
 
 /// Routes the fast path serves alone: no middlewares, no sticky cookie, no
+/// balancing policy (hash keys and EWMA are read and fed on the bridge), no
 /// HTTPS redirect to answer, and a plain HTTP/1.1 backend.
 fn fast_path_serves(route: &Route, client: &ClientInfo) -> bool {
     matches!(route.middlewares, Chain::Empty)
         && route.sticky.is_none()
+        && route.balance.is_none()
         && (client.tls || !route.redirect_https)
         && route.client.tcp_pool().is_some()
 }

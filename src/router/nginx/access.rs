@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use super::{Annotations, Translation};
 
 /// The access-phase annotations (lists, `satisfy`, authentication).
-pub(super) fn translate(a: &Annotations<'_>, out: &mut Translation) {
+pub(super) fn translate(a: &Annotations<'_>, env: &super::Env<'_>, out: &mut Translation) {
     let refused_before = out.refused.len();
     let allow = list(
         a,
@@ -33,7 +33,7 @@ pub(super) fn translate(a: &Annotations<'_>, out: &mut Translation) {
         }
     };
     let basic = super::auth::basic(a, out);
-    let external = super::auth::external(a, out);
+    let external = super::auth::external(a, env, out);
     if out.refused.len() > refused_before {
         return;
     }

@@ -88,7 +88,11 @@ fn secret_name_ok(value: &str) -> bool {
 }
 
 /// The external-auth section of `nginxAccess`, `None` when not configured or refused.
-pub(super) fn external(a: &Annotations<'_>, out: &mut Translation) -> Option<Value> {
+pub(super) fn external(
+    a: &Annotations<'_>,
+    env: &super::Env<'_>,
+    out: &mut Translation,
+) -> Option<Value> {
     let dependent = [
         "auth-method",
         "auth-signin",
@@ -222,11 +226,22 @@ pub(super) fn external(a: &Annotations<'_>, out: &mut Translation) -> Option<Val
             refuse(out, "auth-cache-duration", reason);
         }
     }
-    if a.get("auth-proxy-set-headers").is_some() {
-        out.ignore(
-            "auth-proxy-set-headers",
-            "it names a ConfigMap and sluice does not read ConfigMaps; no extra headers are sent to the auth service",
-        );
+    if let Some(name) = a.get("auth-proxy-set-headers").filter(|n| !n.is_empty()) {
+        // ingress-nginx denies the location when the ConfigMap is missing or
+        // names an invalid header: the auth request would lack them.
+        match env.config_map(name) {
+            Ok(data) => match data.keys().find(|h| !super::global::valid_header_name(h)) {
+                Some(bad) => refuse(
+                    out,
+                    "auth-proxy-set-headers",
+                    format!("{bad:?} in ConfigMap {name} is not a header name"),
+                ),
+                None => {
+                    config.insert("proxySetHeaders".into(), json!(data));
+                }
+            },
+            Err(reason) => refuse(out, "auth-proxy-set-headers", reason),
+        }
     }
     (!refused).then_some(Value::Object(config))
 }
@@ -364,11 +379,9 @@ mod tests {
             ("auth-request-redirect", "/after"),
             ("auth-cache-key", "$http_authorization"),
             ("auth-cache-duration", "200 1m, 401 10s"),
-            ("auth-proxy-set-headers", "default/extra"),
         ]));
         assert!(t.refused.is_empty(), "{:?}", t.refused);
-        assert_eq!(t.ignored.len(), 1, "{:?}", t.ignored);
-        assert!(t.ignored[0].0.ends_with("auth-proxy-set-headers"));
+        assert!(t.ignored.is_empty(), "{:?}", t.ignored);
         let e = &t.steps[0].config["external"];
         assert_eq!(e["method"], "POST");
         assert_eq!(

@@ -14,7 +14,7 @@ use super::access::cidrs;
 use super::{Annotations, Translation};
 
 /// Reads the limit annotations into `out`.
-pub(super) fn translate(a: &Annotations<'_>, out: &mut Translation) {
+pub(super) fn translate(a: &Annotations<'_>, env: &super::Env<'_>, out: &mut Translation) {
     let refused_before = out.refused.len();
     let mut number = |name: &str| -> u64 {
         let Some(value) = a.get(name) else { return 0 };
@@ -61,6 +61,9 @@ pub(super) fn translate(a: &Annotations<'_>, out: &mut Translation) {
     }
     if let Some(list) = allowlist {
         config.insert("allowlist".into(), json!(list));
+    }
+    if let Some(status) = env.global.limit_status {
+        config.insert("status".into(), json!(status));
     }
     out.step("nginx-limits", "nginxLimit", Value::Object(config));
 }

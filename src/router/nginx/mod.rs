@@ -19,9 +19,14 @@ mod access;
 pub(crate) mod affinity;
 mod aliases;
 mod auth;
+pub(crate) mod balance;
 mod body;
 pub(in crate::router) mod canary;
+pub(in crate::router) mod client_cert;
+mod config_headers;
 mod cors;
+mod errors;
+pub(crate) mod global;
 mod headers;
 mod limits;
 mod redirects;
@@ -34,6 +39,10 @@ mod upstream;
 use std::collections::BTreeMap;
 
 use crate::middleware::InlineStep;
+use crate::router::Snapshot;
+
+pub use global::references as global_references;
+pub(crate) use global::Global;
 
 pub(in crate::router) use aliases::{taken_hosts, with_aliases};
 pub use regex_paths::location_pattern;
@@ -108,8 +117,54 @@ impl Translation {
     }
 }
 
-/// Compiles an Ingress's ingress-nginx annotations.
+/// What the translation reads besides an Ingress's annotations.
+pub(crate) struct Env<'a> {
+    /// The Ingress's namespace.
+    pub namespace: &'a str,
+    /// The objects being compiled (the ConfigMaps annotations name).
+    pub snapshot: &'a Snapshot,
+    /// The controller ConfigMap's settings (`--nginx-configmap`).
+    pub global: &'a Global,
+    /// `--allow-cross-namespace`: annotations may name objects of other namespaces.
+    pub allow_cross_namespace: bool,
+}
+
+impl Env<'_> {
+    /// The data of the ConfigMap an annotation names (`namespace/name`, or a
+    /// name in the Ingress's namespace), or why it cannot be used.
+    pub(crate) fn config_map(&self, value: &str) -> Result<&BTreeMap<String, String>, String> {
+        let (namespace, name) = global::split_name(value, self.namespace)
+            .ok_or_else(|| format!("{value:?} is not a ConfigMap name or namespace/name"))?;
+        if namespace != self.namespace && !self.allow_cross_namespace {
+            return Err(format!(
+                "the ConfigMap {namespace}/{name} is in another namespace (allowed only with --allow-cross-namespace, as ingress-nginx's allow-cross-namespace-resources)"
+            ));
+        }
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        global::config_map(self.snapshot, &namespace, &name)
+            .map(|m| m.data.as_ref().unwrap_or(&EMPTY))
+            .ok_or_else(|| format!("no ConfigMap {namespace}/{name}"))
+    }
+}
+
+/// Compiles an Ingress's ingress-nginx annotations, with no ConfigMap.
+#[cfg(test)]
 pub(crate) fn translate(annotations: &BTreeMap<String, String>) -> Translation {
+    let snapshot = Snapshot::default();
+    let global = Global::default();
+    translate_in(
+        annotations,
+        &Env {
+            namespace: "default",
+            snapshot: &snapshot,
+            global: &global,
+            allow_cross_namespace: false,
+        },
+    )
+}
+
+/// Compiles an Ingress's ingress-nginx annotations in `env`.
+pub(crate) fn translate_in(annotations: &BTreeMap<String, String>, env: &Env<'_>) -> Translation {
     let mut out = Translation::default();
     if !annotations.keys().any(|k| k.starts_with(PREFIX)) {
         return out;
@@ -121,13 +176,17 @@ pub(crate) fn translate(annotations: &BTreeMap<String, String>) -> Translation {
     redirects::translate(&a, &mut out);
     snippets::translate(&a, &mut out);
     cors::translate(&a, &mut out);
-    limits::translate(&a, &mut out);
-    access::translate(&a, &mut out);
+    limits::translate(&a, env, &mut out);
+    access::translate(&a, env, &mut out);
     auth::translate(&a, &mut out);
     rewrite::translate(&a, &mut out);
     body::translate(&a, &mut out);
     headers::translate(&a, &mut out);
+    config_headers::translate(&a, env, &mut out);
     upstream::translate(&a, &mut out);
+    // Last: the default backend stands in for the backend, and the
+    // custom-errors step it puts first covers every answer (`error_page`).
+    errors::translate(&a, env, &mut out);
     out
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ::kube::api::DynamicObject;
 use ::kube::Resource;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -132,6 +132,14 @@ impl Watched for Secret {
             }
         }
         finish(self, Object::Secret)
+    }
+}
+
+impl Watched for ConfigMap {
+    const KIND: &'static str = "ConfigMap";
+
+    fn into_object(self) -> Option<(ObjectKey, Object)> {
+        finish(self, Object::ConfigMap)
     }
 }
 

@@ -37,7 +37,8 @@ mod dirty {
     pub const SLICES: u8 = 8;
     pub const SECRETS: u8 = 16;
     pub const MIDDLEWARES: u8 = 32;
-    pub const ALL: u8 = 63;
+    pub const CONFIG_MAPS: u8 = 64;
+    pub const ALL: u8 = 127;
 }
 
 fn bit(target: &Target) -> u8 {
@@ -48,6 +49,7 @@ fn bit(target: &Target) -> u8 {
         Target::EndpointSlices(_) => dirty::SLICES,
         Target::TlsSecrets(_) | Target::NamedSecret(..) => dirty::SECRETS,
         Target::Middlewares(_) => dirty::MIDDLEWARES,
+        Target::NamedConfigMap(..) => dirty::CONFIG_MAPS,
     }
 }
 
@@ -55,8 +57,9 @@ struct State {
     spawner: Spawner,
     settings: Arc<KubeSettings>,
     partitions: BTreeMap<StreamId, Partition>,
-    /// The watcher of each Secret a Middleware references.
-    named: BTreeMap<(String, String), StreamId>,
+    /// The watcher of each Secret and ConfigMap referenced by name
+    /// ([`Target::NamedSecret`], [`Target::NamedConfigMap`]).
+    named: BTreeMap<Target, StreamId>,
     next_id: StreamId,
     /// Lists that changed since the last publish.
     dirty: u8,
@@ -222,46 +225,64 @@ impl State {
         };
         if changed {
             self.dirty |= bit;
-            if bit == dirty::MIDDLEWARES || bit == dirty::INGRESSES {
-                self.reconcile_named_secrets();
+            if bit == dirty::MIDDLEWARES || bit == dirty::INGRESSES || bit == dirty::CONFIG_MAPS {
+                self.reconcile_named();
             }
         }
         changed
     }
 
-    /// Starts a watcher for each Secret the Middlewares (and the Ingresses'
-    /// `nginx.ingress.kubernetes.io/proxy-ssl-secret`) reference and stops the
-    /// watchers of Secrets no longer referenced.
-    fn reconcile_named_secrets(&mut self) {
+    /// Starts a watcher for each Secret and ConfigMap referenced by name (by
+    /// the Middlewares, the Ingresses' ingress-nginx annotations, and
+    /// `--nginx-configmap` and the ConfigMaps it names) and stops the watchers
+    /// of those no longer referenced.
+    fn reconcile_named(&mut self) {
         let watched: Option<BTreeSet<&String>> = (!self.settings.namespaces.is_empty())
             .then(|| self.settings.namespaces.iter().collect());
-        let mut wanted = BTreeSet::new();
+        let in_scope = |(ns, _): &(String, String)| watched.as_ref().is_none_or(|w| w.contains(ns));
+        let mut wanted: BTreeSet<Target> = BTreeSet::new();
+        let mut config_maps: BTreeSet<(String, String)> = BTreeSet::new();
+        if let Some(global) = &self.settings.nginx_configmap {
+            // The controller's own ConfigMap is read wherever it lives.
+            config_maps.insert(global.clone());
+        }
         for partition in self.partitions.values() {
-            if matches!(partition.target, Target::Ingresses(_)) {
-                for object in partition.objects.values() {
-                    if let Object::Ingress(ingress) = object {
-                        wanted.extend(
-                            proxy_ssl_secret(ingress)
-                                .filter(|(ns, _)| watched.as_ref().is_none_or(|w| w.contains(ns))),
-                        );
-                    }
-                }
-                continue;
-            }
-            if !matches!(partition.target, Target::Middlewares(_)) {
-                continue;
-            }
             for object in partition.objects.values() {
-                if let Object::Middleware(middleware) = object {
-                    wanted.extend(
+                match object {
+                    Object::Ingress(ingress) => {
+                        let refs = nginx_references(ingress);
+                        wanted.extend(
+                            refs.secrets
+                                .into_iter()
+                                .filter(in_scope)
+                                .map(|(ns, name)| Target::NamedSecret(ns, name)),
+                        );
+                        config_maps.extend(refs.config_maps.into_iter().filter(in_scope));
+                    }
+                    Object::Middleware(middleware) => wanted.extend(
                         referenced_secrets(middleware)
                             .into_iter()
-                            .filter(|(ns, _)| watched.as_ref().is_none_or(|w| w.contains(ns))),
-                    );
+                            .filter(in_scope)
+                            .map(|(ns, name)| Target::NamedSecret(ns, name)),
+                    ),
+                    Object::ConfigMap(map)
+                        if self.settings.nginx_configmap.as_ref().is_some_and(|(ns, name)| {
+                            map.metadata.namespace.as_deref() == Some(ns.as_str())
+                                && map.metadata.name.as_deref() == Some(name.as_str())
+                        }) =>
+                    {
+                        config_maps.extend(crate::router::nginx::global_references(map));
+                    }
+                    _ => {}
                 }
             }
         }
-        let gone: Vec<(String, String)> = self
+        wanted.extend(
+            config_maps
+                .into_iter()
+                .map(|(ns, name)| Target::NamedConfigMap(ns, name)),
+        );
+        let gone: Vec<Target> = self
             .named
             .keys()
             .filter(|key| !wanted.contains(*key))
@@ -272,14 +293,14 @@ impl State {
                 if let Some(partition) = self.partitions.remove(&id) {
                     partition.task.abort();
                     if !partition.objects.is_empty() {
-                        self.dirty |= dirty::SECRETS;
+                        self.dirty |= bit(&key);
                     }
                 }
             }
         }
         for key in wanted {
             if !self.named.contains_key(&key) {
-                let id = self.start(Target::NamedSecret(key.0.clone(), key.1.clone()));
+                let id = self.start(key.clone());
                 self.named.insert(key, id);
             }
         }
@@ -331,6 +352,7 @@ impl State {
         list!(endpoint_slices, dirty::SLICES, EndpointSlice);
         list!(secrets, dirty::SECRETS, Secret);
         list!(middlewares, dirty::MIDDLEWARES, Middleware);
+        list!(config_maps, dirty::CONFIG_MAPS, ConfigMap);
         self.dirty = 0;
         if let Some(prev) = previous {
             if same_snapshot(prev, &snapshot) {
@@ -387,6 +409,7 @@ fn same_object(a: &Object, b: &Object) -> bool {
         (Object::Endpoints(x), Object::Endpoints(y)) => Arc::ptr_eq(x, y),
         (Object::Secret(x), Object::Secret(y)) => Arc::ptr_eq(x, y),
         (Object::Middleware(x), Object::Middleware(y)) => Arc::ptr_eq(x, y),
+        (Object::ConfigMap(x), Object::ConfigMap(y)) => Arc::ptr_eq(x, y),
         _ => false,
     }
 }
@@ -403,27 +426,48 @@ fn same_snapshot(a: &Snapshot, b: &Snapshot) -> bool {
         && same_list(&a.endpoints, &b.endpoints)
         && same_list(&a.secrets, &b.secrets)
         && same_list(&a.middlewares, &b.middlewares)
+        && same_list(&a.config_maps, &b.config_maps)
 }
 
-/// The CA Secret an Ingress names for backend TLS verification
-/// (`nginx.ingress.kubernetes.io/proxy-ssl-secret: namespace/name`, or a bare
-/// name in the Ingress's namespace); usually an Opaque Secret, so the
-/// `kubernetes.io/tls` watcher does not see it.
-fn proxy_ssl_secret(
-    ingress: &k8s_openapi::api::networking::v1::Ingress,
-) -> Option<(String, String)> {
-    let value = ingress
-        .metadata
-        .annotations
-        .as_ref()?
-        .get("nginx.ingress.kubernetes.io/proxy-ssl-secret")?
-        .trim();
+/// The Secrets and ConfigMaps an Ingress's ingress-nginx annotations name.
+struct NginxReferences {
+    secrets: Vec<(String, String)>,
+    config_maps: Vec<(String, String)>,
+}
+
+/// What an Ingress's ingress-nginx annotations name by `namespace/name` (or a
+/// bare name in the Ingress's namespace): the auth user list (`auth-secret`),
+/// the CA of client (`auth-tls-secret`) and backend (`proxy-ssl-secret`)
+/// certificates, usually Opaque Secrets the `kubernetes.io/tls` watcher does
+/// not see; and the header lists (`custom-headers`, `auth-proxy-set-headers`).
+fn nginx_references(ingress: &k8s_openapi::api::networking::v1::Ingress) -> NginxReferences {
+    let mut refs = NginxReferences {
+        secrets: Vec::new(),
+        config_maps: Vec::new(),
+    };
+    let Some(annotations) = ingress.metadata.annotations.as_ref() else {
+        return refs;
+    };
     let own = ingress.metadata.namespace.as_deref().unwrap_or("default");
-    match value.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
-            Some((ns.to_owned(), name.to_owned()))
+    let named = |key: &str| {
+        let value = annotations
+            .get(&format!("nginx.ingress.kubernetes.io/{key}"))?
+            .trim();
+        match value.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                Some((ns.to_owned(), name.to_owned()))
+            }
+            None if !value.is_empty() => Some((own.to_owned(), value.to_owned())),
+            _ => None,
         }
-        None if !value.is_empty() => Some((own.to_owned(), value.to_owned())),
-        _ => None,
-    }
+    };
+    refs.secrets = ["auth-secret", "auth-tls-secret", "proxy-ssl-secret"]
+        .into_iter()
+        .filter_map(named)
+        .collect();
+    refs.config_maps = ["custom-headers", "auth-proxy-set-headers"]
+        .into_iter()
+        .filter_map(named)
+        .collect();
+    refs
 }

@@ -10,7 +10,7 @@ use ::kube::runtime::watcher::{self, Event};
 use ::kube::runtime::WatchStreamExt;
 use ::kube::Client;
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use tokio::sync::mpsc;
@@ -64,6 +64,9 @@ pub(super) enum Target {
     Middlewares(Option<String>),
     /// One Secret a Middleware references (namespace, name), unless it is a TLS Secret.
     NamedSecret(String, String),
+    /// One ConfigMap (namespace, name): `--nginx-configmap`, or one an
+    /// Ingress's `custom-headers`/`auth-proxy-set-headers` names.
+    NamedConfigMap(String, String),
 }
 
 /// The `traefik.io/v1alpha1` `Middleware` resource.
@@ -129,6 +132,11 @@ impl Spawner {
             Target::NamedSecret(ns, name) => {
                 let api: Api<Secret> = Api::namespaced(client.clone(), ns);
                 let fields = format!("metadata.name={name},type!=kubernetes.io/tls");
+                self.start(stream, target, api, base.fields(&fields))
+            }
+            Target::NamedConfigMap(ns, name) => {
+                let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+                let fields = format!("metadata.name={name}");
                 self.start(stream, target, api, base.fields(&fields))
             }
             Target::Middlewares(ns) => {

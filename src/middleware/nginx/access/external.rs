@@ -40,6 +40,7 @@ use crate::body::{RequestBody, ResponseBody};
 use crate::middleware::build::{decode, BuildError, Context};
 use crate::middleware::forward_auth::AUTH_TIMEOUT;
 use crate::middleware::source::reply;
+use crate::middleware::nginx::http_kinds::vars;
 use crate::middleware::{BoxFuture, Middleware, Next, Outcome, RequestContext};
 
 /// How many cached answers one middleware keeps at most.
@@ -68,6 +69,10 @@ struct Config {
     /// `"<codes> <duration>"` entries; `["200 202 401 5m"]` when empty.
     #[serde(default)]
     cache_duration: Vec<String>,
+    /// `auth-proxy-set-headers`: the ConfigMap's headers for the auth
+    /// request; values may hold the nginx variables `vars` evaluates.
+    #[serde(default)]
+    proxy_set_headers: std::collections::BTreeMap<String, String>,
 }
 
 /// Builds an `nginxExternalAuth` middleware.
@@ -126,6 +131,18 @@ pub(crate) fn build(
         }),
         None => None,
     };
+    let proxy_set_headers = config
+        .proxy_set_headers
+        .iter()
+        .map(|(name, value)| {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                cx.invalid(format!("auth-proxy-set-headers: {name:?} is not a header name"))
+            })?;
+            let pieces = vars::parse(value, false)
+                .map_err(|e| cx.invalid(format!("auth-proxy-set-headers: {name}: {e}")))?;
+            Ok((name, pieces))
+        })
+        .collect::<Result<Vec<_>, BuildError>>()?;
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
@@ -147,6 +164,7 @@ pub(crate) fn build(
         response_headers,
         request_redirect,
         cache,
+        proxy_set_headers,
     }))
 }
 
@@ -356,6 +374,8 @@ struct ExternalAuth {
     response_headers: Vec<HeaderName>,
     request_redirect: Option<HeaderValue>,
     cache: Option<Cache>,
+    /// Extra headers of the auth request (`auth-proxy-set-headers`).
+    proxy_set_headers: Vec<(HeaderName, Vec<vars::Piece>)>,
 }
 
 impl std::fmt::Debug for ExternalAuth {
@@ -512,6 +532,20 @@ impl ExternalAuth {
                 headers.insert(X_ORIGINAL_URI.clone(), v);
             }
             headers.insert(X_SCHEME.clone(), HeaderValue::from_static(f.scheme));
+        }
+        if !self.proxy_set_headers.is_empty() {
+            let values = vars::Vars::of(req, cx.client.tls);
+            for (name, pieces) in &self.proxy_set_headers {
+                match HeaderValue::from_str(&values.eval(pieces, &[])) {
+                    // nginx passes no header whose value is empty.
+                    Ok(v) if !v.is_empty() => {
+                        headers.insert(name.clone(), v);
+                    }
+                    _ => {
+                        headers.remove(name);
+                    }
+                }
+            }
         }
         let mut auth_req = Request::new(Full::new(Bytes::new()));
         *auth_req.method_mut() = method;

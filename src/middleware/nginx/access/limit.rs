@@ -49,6 +49,9 @@ struct Config {
     connections: u64,
     #[serde(default)]
     allowlist: Vec<String>,
+    /// The status of a refusal (`limit-req-status-code`), 503 when unset.
+    #[serde(default)]
+    status: Option<u16>,
 }
 
 /// Builds an `nginxLimit` middleware.
@@ -78,7 +81,13 @@ pub(crate) fn build(
     if buckets.is_empty() && config.connections == 0 {
         return Err(cx.invalid("nginxLimit needs rps, rpm or connections".to_owned()));
     }
+    let status = match config.status {
+        None => StatusCode::SERVICE_UNAVAILABLE,
+        Some(code) => StatusCode::from_u16(code)
+            .map_err(|_| cx.invalid(format!("limit status {code} is not an HTTP status")))?,
+    };
     Ok(Arc::new(NginxLimit {
+        status,
         buckets,
         connections: config.connections,
         in_flight: Arc::new(Mutex::new(HashMap::new())),
@@ -137,6 +146,8 @@ impl Bucket {
 /// The built `nginxLimit`.
 #[derive(Debug)]
 struct NginxLimit {
+    /// What a refused request answers.
+    status: StatusCode,
     buckets: Vec<Bucket>,
     connections: u64,
     in_flight: Arc<Mutex<HashMap<IpAddr, u64>>>,
@@ -195,7 +206,7 @@ impl NginxLimit {
             };
             if !allowed {
                 tracing::debug!(client = %ip, route = %cx.route.name, "nginx limit-rps/rpm (shared): refused");
-                return unavailable().await;
+                return self.refusal().await;
             }
         }
         if self.connections == 0 {
@@ -230,7 +241,7 @@ impl Middleware for NginxLimit {
                 Some(next) => *slot = next,
                 None => {
                     tracing::debug!(client = %ip, route = %cx.route.name, "nginx limit-rps/rpm: refused");
-                    return unavailable();
+                    return self.refusal();
                 }
             }
         }
@@ -268,7 +279,7 @@ impl NginxLimit {
         };
         if refused {
             tracing::debug!(client = %ip, route = %cx.route.name, "nginx limit-connections: refused");
-            return unavailable().await;
+            return self.refusal().await;
         }
         let slot = Slot {
             ip,
@@ -280,12 +291,19 @@ impl NginxLimit {
     }
 }
 
-fn unavailable() -> BoxFuture<'static, Outcome> {
-    let resp = reply(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Service Temporarily Unavailable",
-    );
-    Box::pin(async move { Ok(resp) })
+impl NginxLimit {
+    /// The answer to a refused request: 503 unless the controller ConfigMap's
+    /// `limit-req-status-code` says otherwise.
+    fn refusal(&self) -> BoxFuture<'static, Outcome> {
+        // nginx's own wording for its 503 page.
+        let text = if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            "Service Temporarily Unavailable"
+        } else {
+            self.status.canonical_reason().unwrap_or("Limited")
+        };
+        let resp = reply(self.status, text);
+        Box::pin(async move { Ok(resp) })
+    }
 }
 
 #[cfg(test)]

@@ -334,6 +334,7 @@ mod tests {
             redirect_https: false,
             middlewares: crate::middleware::Chain::default(),
             sticky: None,
+            balance: None,
             pass_host_header: true,
             stats: Arc::default(),
         };

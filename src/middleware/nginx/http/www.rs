@@ -126,6 +126,7 @@ mod tests {
             redirect_https: false,
             middlewares: crate::middleware::Chain::default(),
             sticky: None,
+            balance: None,
             pass_host_header: true,
             stats: Arc::default(),
         })
