@@ -846,3 +846,28 @@ async fn a_rule_without_host_is_refused() {
     assert!(errors.contains("without a host"), "{errors}");
     assert_eq!(http_status(&a.sluice, "open.test").await, 200);
 }
+
+#[tokio::test]
+async fn the_oldest_ingress_of_a_host_sets_its_client_authentication() {
+    let root = ca("Client CA");
+    // Same age (no timestamps): namespace/name order, so `secure` is older
+    // than `zz-later`, whose `optional` is reported and not applied.
+    let later = annotated_ingress(
+        "zz-later",
+        "default",
+        &[
+            (&format!("{P}auth-tls-secret"), "client-ca"),
+            (&format!("{P}auth-tls-verify-client"), "optional"),
+        ],
+        &[("secure.test", "/later", "Prefix", "web")],
+    );
+    let a = app(&root, &[("auth-tls-secret", "client-ca")], &later).await;
+    let (mut conn, _) = connect(&a.sluice, "secure.test", &["http/1.1"], None).await;
+    assert_eq!(conn.get("secure.test", "/later", &[]).await.status, 400);
+    assert_eq!(conn.get("secure.test", "/", &[]).await.status, 400);
+    let errors = errors(&a.sluice).await;
+    assert!(
+        errors.contains("zz-later") && errors.contains("which is older"),
+        "{errors}"
+    );
+}

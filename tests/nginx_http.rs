@@ -531,14 +531,3 @@ async fn upstream_vhost_sets_the_backend_host() {
     assert!(diagnostics(&f).await.contains("upstream-vhost"));
 }
 
-#[tokio::test]
-async fn custom_headers_are_reported_as_unsupported() {
-    let f = app_with(&[("custom-headers", "default/resp-headers")]).await;
-    let a = get(&client(), f.sluice.http_addr, "app.test", "/", &[]).await;
-    assert_eq!(a.status, 200);
-    let d = diagnostics(&f).await;
-    assert!(
-        d.contains("custom-headers") && d.contains("ConfigMap"),
-        "{d}"
-    );
-}

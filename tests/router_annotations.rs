@@ -258,3 +258,39 @@ async fn native_lb_sends_to_the_cluster_ip_and_service_port() {
     wait_who(addr, "n.test", "/plain", "native").await;
     assert_eq!(who(addr, "n.test", "/").await, "native");
 }
+
+/// ingress-nginx's `service-upstream: "true"` on the Ingress: the Services
+/// of that Ingress are reached at their ClusterIP and port, while another
+/// Ingress naming the same Service still uses its endpoints.
+#[tokio::test]
+async fn nginx_service_upstream_sends_one_ingress_to_the_cluster_ip() {
+    let backend = whoami("clusterip").await;
+    let port = backend.addr.port();
+    let dead = dead_addr();
+    let m = Manifests::new();
+    m.write(
+        "svc.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  clusterIP: 127.0.0.1\n  \
+             ports:\n  - name: http\n    port: {port}\n    targetPort: {}\n{}",
+            dead.port(),
+            endpoint_slice("web", "web-0", dead, true)
+        ),
+    );
+    let ingress = |name: &str, host: &str, value: &str| {
+        format!(
+            "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  \
+             annotations:\n    nginx.ingress.kubernetes.io/service-upstream: \"{value}\"\nspec:\n  \
+             rules:\n  - host: {host}\n    http:\n      paths:\n{}",
+            rule("/", "web", port)
+        )
+    };
+    m.write(
+        "ing.yaml",
+        &[ingress("up", "up.test", "true"), ingress("pods", "pods.test", "false")].concat(),
+    );
+    let sluice = start(settings(&m.path())).await;
+    let addr = sluice.http_addr;
+    assert_eq!(who(addr, "up.test", "/").await, "clusterip");
+    assert_eq!(who(addr, "pods.test", "/").await, "502", "the pod IP is dead");
+}

@@ -787,6 +787,14 @@ async fn force_ssl_redirect_answers_308_with_the_https_url() {
     let r = http_get(&sluice, "force.test", "/plain").await;
     assert_eq!(r.status, 308);
     assert_eq!(r.header("location"), Some("https://force.test/plain"));
+    // As ingress-nginx, one trailing slash of the request URI is dropped
+    // (preserve-trailing-slash keeps it, below); a query protects it.
+    let r = http_get(&sluice, "force.test", "/dir/").await;
+    assert_eq!(r.header("location"), Some("https://force.test/dir"));
+    let r = http_get(&sluice, "force.test", "/").await;
+    assert_eq!(r.header("location"), Some("https://force.test"));
+    let r = http_get(&sluice, "force.test", "/dir/?q=1").await;
+    assert_eq!(r.header("location"), Some("https://force.test/dir/?q=1"));
     // 308 keeps the method: a POST is redirected the same way.
     let mut conn = HttpConn::http1(sluice.http_addr).await;
     let post = conn
@@ -807,6 +815,48 @@ async fn force_ssl_redirect_answers_308_with_the_https_url() {
     let r = http_get(&sluice, "force.test", "/a?b=c").await;
     assert_eq!(r.status, 308);
     assert_eq!(r.header("location"), Some("https://force.test:8443/a?b=c"));
+
+    // preserve-trailing-slash: "true" keeps it; a bad value is reported.
+    m.write(
+        "b.yaml",
+        &tls_ingress(
+            "kept",
+            &[
+                (FORCE_SSL_REDIRECT, "true"),
+                ("nginx.ingress.kubernetes.io/preserve-trailing-slash", "true"),
+            ],
+            &[],
+            &[("kept.test", "/", "Prefix", "web")],
+        ),
+    );
+    let s = &sluice;
+    wait_for("the preserve-trailing-slash Ingress", || async move {
+        http_get(s, "kept.test", "/dir/").await.status == 308
+    })
+    .await;
+    let r = http_get(&sluice, "kept.test", "/dir/").await;
+    assert_eq!(r.header("location"), Some("https://kept.test:8443/dir/"));
+    m.write(
+        "b.yaml",
+        &tls_ingress(
+            "kept",
+            &[
+                (FORCE_SSL_REDIRECT, "true"),
+                ("nginx.ingress.kubernetes.io/preserve-trailing-slash", "yes"),
+            ],
+            &[],
+            &[("kept.test", "/", "Prefix", "web")],
+        ),
+    );
+    wait_for("the bad value reported", || async move {
+        api_errors(s.admin_addr)
+            .await
+            .iter()
+            .any(|e| e["message"].as_str().is_some_and(|m| m.contains("preserve-trailing-slash")))
+    })
+    .await;
+    let r = http_get(&sluice, "kept.test", "/dir/").await;
+    assert_eq!(r.header("location"), Some("https://kept.test:8443/dir"));
 }
 
 #[tokio::test]

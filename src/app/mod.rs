@@ -29,6 +29,8 @@ mod resolver;
 pub use data_plane::DataPlane;
 
 /// Where the Kubernetes objects come from.
+// Built once at start and read by reference: the size of the Kube variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Source {
     /// `--manifests`: a directory or file of manifests, reloaded on change.

@@ -221,7 +221,6 @@ const NO: Traefik = Unsupported;
 
 // Reasons shared by several annotations.
 const EXTERNAL_AUTH_PART: &str = "not implemented (part of auth-url external authentication): the route is served WITHOUT external authentication; use a forwardAuth Middleware";
-const CLIENT_CERT: &str = "not implemented: no client certificate is requested or verified; the route is served WITHOUT mTLS client authentication";
 const AFFINITY: &str = "not implemented here: no sticky sessions; put traefik.ingress.kubernetes.io/service.sticky.cookie on the Service";
 const BUFFERS: &str =
     "no effect: sluice streams bodies through small fixed buffers and never spools to disk";
@@ -232,7 +231,6 @@ const WAF: &str = "no WAF: the route is served WITHOUT ModSecurity inspection";
 const MIRROR: &str = "not implemented: requests are not mirrored";
 const FASTCGI: &str =
     "not implemented: no FastCGI backends (backend-protocol FCGI is reported as invalid)";
-const ERRORS: &str = "not implemented: backend error responses are passed through unchanged; use an errors Middleware";
 const OWN_TLS: &str = "not implemented: certificates come only from the Ingress's spec.tls Secrets (use cert-manager)";
 const OWN_OBSERVABILITY: &str =
     "not read: access logs, metrics and tracing are configured globally by flags";
@@ -262,12 +260,12 @@ static CATALOG: &[Entry] = &[
     ing(nginx!("auth-signin"), Supported, Partial("redirects to the sign-in URL on 401")),
     ing(nginx!("auth-signin-redirect-param"), Supported, NO),
     ing(nginx!("auth-snippet"), Refused("runs inside nginx's auth subrequest, which sluice does not have: the route answers 500 rather than serve without it"), Partial("a few directives, with allowSnippetAnnotations")),
-    ing(nginx!("auth-tls-error-page"), Ignored(CLIENT_CERT), NO),
-    ing(nginx!("auth-tls-match-cn"), Ignored(CLIENT_CERT), NO),
-    ing(nginx!("auth-tls-pass-certificate-to-upstream"), Ignored("not implemented: no client certificate is requested, so none is passed to the backend; the route is served WITHOUT mTLS client authentication"), YES),
-    ing(nginx!("auth-tls-secret"), Ignored(CLIENT_CERT), Partial("a failed verification ends the TLS handshake instead of answering 400")),
-    ing(nginx!("auth-tls-verify-client"), Ignored(CLIENT_CERT), Partial("a failed verification ends the TLS handshake instead of answering 400")),
-    ing(nginx!("auth-tls-verify-depth"), Ignored(CLIENT_CERT), Partial("no depth limit")),
+    ing(nginx!("auth-tls-error-page"), Differs("a path on the same host (`/page`) is answered with a 302 to it and a request for exactly that path skips the certificate check (nginx serves it by an internal redirect); an `@named` location fails the route closed (500)"), NO),
+    ing(nginx!("auth-tls-match-cn"), Differs("a Rust regex on the RFC 2253 subject (as $ssl_client_s_dn prints it); PCRE-only syntax (look-around, backreferences) fails the route closed (500)"), NO),
+    ing(nginx!("auth-tls-pass-certificate-to-upstream"), Differs("an ssl-client-cert header sent by the client is removed even when false (nginx passes it on)"), YES),
+    ing(nginx!("auth-tls-secret"), Differs("an unusable Secret (missing, no ca.crt, not a CA, another namespace) fails every route of the host closed with 500 (ingress-nginx answers 403, and serves without mTLS when ca.crt is missing); a rule without a host is refused (500); every certificate of ca.crt is a trust anchor (OpenSSL needs a path to a self-signed root)"), Partial("a failed verification ends the TLS handshake instead of answering 400")),
+    ing(nginx!("auth-tls-verify-client"), Differs("plain-HTTP requests to the host are checked too: with `on` they get 400 (nginx's port-80 server checks nothing; its ssl-redirect usually answers first)"), Partial("a failed verification ends the TLS handshake instead of answering 400")),
+    ing(nginx!("auth-tls-verify-depth"), Supported, Partial("no depth limit")),
     ing(nginx!("auth-type"), Supported, YES),
     ing(nginx!("auth-url"), Differs("https auth URLs are not certificate-verified (nginx's proxy_ssl_verify off default); nginx variables in the URL are refused"), Partial("forwards the original request instead of an nginx subrequest")),
     ing(nginx!("backend-protocol"), Supported, Partial("no FCGI, no AUTO_HTTP")),
@@ -288,10 +286,10 @@ static CATALOG: &[Entry] = &[
     ing(nginx!("cors-expose-headers"), Supported, YES),
     ing(nginx!("cors-max-age"), Supported, YES),
     ing(nginx!("custom-headers"), Differs("global-allowed-response-headers is enforced only with --nginx-configmap (without it every header may be set); a missing ConfigMap or a header that is not allowed answers 500 where ingress-nginx denies with 503"), Partial("no header allowlist")),
-    ing(nginx!("custom-http-errors"), Ignored(ERRORS), YES),
-    ing(nginx!("default-backend"), Ignored("not read: use spec.defaultBackend, or an errors Middleware for error pages"), Partial("used only when the backend has no endpoint")),
+    ing(nginx!("custom-http-errors"), Differs("without a usable default-backend annotation the listed statuses get sluice's 404, as ingress-nginx's built-in default backend answers (there is no --default-backend-service); the request body is not sent to the error backend"), YES),
+    ing(nginx!("default-backend"), Differs("while it stands in for a Service without endpoints, canary Ingresses and the Ingress's router.middlewares are skipped; X-Service-Port is the port number"), Partial("used only when the backend has no endpoint")),
     ing(nginx!("denylist-source-range"), Supported, NO),
-    ing(nginx!("disable-proxy-intercept-errors"), Ignored(ERRORS), NO),
+    ing(nginx!("disable-proxy-intercept-errors"), Differs("only the proxy's own 502/503/504 still get the error page; answers of the Ingress's other annotations (401, 403, limits' 503) pass unchanged"), NO),
     ing(nginx!("enable-access-log"), Ignored("not read per route: --access-log applies to every route"), Partial("opts routes out of (or in to) the global access log")),
     ing(nginx!("enable-cors"), Differs("origins are matched anchored at both ends; with no usable origin CORS stays off instead of falling back to *"), Partial("preflight and plain requests get different headers")),
     ing(nginx!("enable-global-auth"), Ignored("not read: sluice has no global external authentication"), YES),
@@ -322,7 +320,7 @@ static CATALOG: &[Entry] = &[
     ing(nginx!("opentelemetry-trust-incoming-span"), Ignored(TRACING), NO),
     ing(nginx!("permanent-redirect"), Supported, Partial("301 by default")),
     ing(nginx!("permanent-redirect-code"), Supported, Partial("3xx codes only")),
-    ing(nginx!("preserve-trailing-slash"), Ignored("not read: HTTPS redirects always keep the path as requested, trailing slash included"), NO),
+    ing(nginx!("preserve-trailing-slash"), Supported, NO),
     ing(nginx!("proxy-body-size"), Differs("applied only where the annotation is set (ingress-nginx limits every Ingress to 1m by default); a chunked body may reach the backend before the 413"), YES),
     ing(nginx!("proxy-buffer-size"), Ignored(BUFFERS), YES),
     ing(nginx!("proxy-buffering"), Ignored("`on` has no effect: responses are always streamed (ingress-nginx's default, off)"), YES),
@@ -353,7 +351,7 @@ static CATALOG: &[Entry] = &[
     ing(nginx!("satisfy"), Differs("with both auth-type and auth-url set, both must pass even under `any`"), NO),
     ing(nginx!("server-alias"), Differs("every rule of the Ingress is also served on each alias; other Ingresses' paths on the main host are not"), Partial("Ingress host rules win over aliases")),
     ing(nginx!("server-snippet"), Differs("never run as nginx configuration: more_set_headers, more_set_input_headers, add_header, proxy_set_header, return and rewrite (redirect, permanent or break) become middlewares; any other directive makes the route answer 500"), Partial("a few directives, with allowSnippetAnnotations")),
-    ing(nginx!("service-upstream"), Ignored("not read: requests go to the pod endpoints; put traefik.ingress.kubernetes.io/service.nativelb on the Service"), YES),
+    ing(nginx!("service-upstream"), Supported, YES),
     ing(nginx!("session-cookie-change-on-failure"), Differs("always on: a client whose endpoint is gone is moved to another"), NO),
     ing(nginx!("session-cookie-conditional-samesite-none"), Ignored(AFFINITY), NO),
     ing(nginx!("session-cookie-domain"), Supported, YES),

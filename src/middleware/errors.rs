@@ -554,6 +554,7 @@ mod tests {
         let upstreams = Upstreams::new();
         let backend = upstreams.backend(&BackendKey {
             namespace: "default".into(),
+            cluster_ip: false,
             service: "pages".into(),
             port: PortRef::Number(80),
         });

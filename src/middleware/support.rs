@@ -31,6 +31,7 @@ pub fn detached_route(name: &str) -> Arc<Route> {
         client: Arc::new(UpstreamClient::new(&PoolSettings::default())),
         entrypoints: EntryPoints::ALL,
         redirect_https: false,
+        redirect_keeps_trailing_slash: false,
         middlewares: super::Chain::default(),
         sticky: None,
         balance: None,

@@ -237,7 +237,12 @@ impl Proxy {
         client: &ClientInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         if route.redirect_https && !client.tls {
-            return Ok(redirect::to_https(&parts, host.as_ref(), self.https_port));
+            return Ok(redirect::to_https(
+                &parts,
+                host.as_ref(),
+                self.https_port,
+                route.redirect_keeps_trailing_slash,
+            ));
         }
         prepare_headers(&mut parts, host.as_ref(), client);
         let req = Request::from_parts(parts, body);

@@ -7,10 +7,20 @@ use http::{Response, StatusCode};
 
 use super::ProxyBody;
 
-/// A 308 to the same URL over `https` (308 keeps the method and body, as ingress-nginx does).
-pub fn to_https(parts: &Parts, host: Option<&HeaderValue>, https_port: u16) -> Response<ProxyBody> {
+/// A 308 to the same URL over `https` (308 keeps the method and body, as
+/// ingress-nginx does). As ingress-nginx, one trailing `/` of the request URI
+/// is dropped unless `keep_trailing_slash` (`preserve-trailing-slash`).
+pub fn to_https(
+    parts: &Parts,
+    host: Option<&HeaderValue>,
+    https_port: u16,
+    keep_trailing_slash: bool,
+) -> Response<ProxyBody> {
     let host = host.and_then(|h| h.to_str().ok()).unwrap_or("");
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if !keep_trailing_slash {
+        target = target.strip_suffix('/').unwrap_or(target);
+    }
     let location = location(host, https_port, target);
     let mut resp = Response::new(ProxyBody::full(Bytes::from_static(
         b"308 permanent redirect\n",

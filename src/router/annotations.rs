@@ -12,6 +12,7 @@
 //! | `nginx.ingress.kubernetes.io/backend-protocol: HTTP\|HTTPS\|GRPC\|GRPCS\|H2C` | backend protocol (wins over the Service's) |
 //! | `nginx.ingress.kubernetes.io/force-ssl-redirect: "true"` | plain HTTP answers 308 to `https` |
 //! | `nginx.ingress.kubernetes.io/ssl-redirect: "true"\|"false"` | 308 when the Ingress's TLS section covers the host |
+//! | `nginx.ingress.kubernetes.io/preserve-trailing-slash: "true"` | the HTTPS redirect keeps a trailing `/` of the request URI (dropped by default, as ingress-nginx does) |
 //! | `nginx.ingress.kubernetes.io/proxy-ssl-verify: "on"` + `proxy-ssl-secret: ns/name` (+ `proxy-ssl-name`) | verify HTTPS backends against the Secret's `ca.crt` |
 //!
 //! An Ingress with any `nginx.ingress.kubernetes.io/` annotation is read in
@@ -31,6 +32,7 @@ const ROUTER_PRIORITY: &str = "traefik.ingress.kubernetes.io/router.priority";
 const ROUTER_PATHMATCHER: &str = "traefik.ingress.kubernetes.io/router.pathmatcher";
 const FORCE_SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/force-ssl-redirect";
 const SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
+const PRESERVE_TRAILING_SLASH: &str = "nginx.ingress.kubernetes.io/preserve-trailing-slash";
 const BACKEND_PROTOCOL: &str = "nginx.ingress.kubernetes.io/backend-protocol";
 const PROXY_SSL_VERIFY: &str = "nginx.ingress.kubernetes.io/proxy-ssl-verify";
 const PROXY_SSL_SECRET: &str = "nginx.ingress.kubernetes.io/proxy-ssl-secret";
@@ -61,6 +63,9 @@ pub(super) struct IngressOptions {
     pub force_ssl_redirect: bool,
     /// `ssl-redirect`, when set.
     pub ssl_redirect: Option<bool>,
+    /// `preserve-trailing-slash: "true"`: the HTTPS redirect keeps a
+    /// trailing `/` (ingress-nginx drops it by default).
+    pub preserve_trailing_slash: bool,
     /// Whether any ingress-nginx annotation is present.
     pub nginx_style: bool,
     /// `backend-protocol`, when set.
@@ -80,6 +85,7 @@ impl Default for IngressOptions {
             entrypoints: EntryPoints::ALL,
             force_ssl_redirect: false,
             ssl_redirect: None,
+            preserve_trailing_slash: false,
             nginx_style: false,
             backend_protocol: None,
             proxy_ssl: None,
@@ -152,6 +158,8 @@ pub(super) fn ingress_options(
     };
     let force_ssl_redirect = flag(FORCE_SSL_REDIRECT, "force-ssl-redirect").unwrap_or(false);
     let ssl_redirect = flag(SSL_REDIRECT, "ssl-redirect");
+    let preserve_trailing_slash =
+        flag(PRESERVE_TRAILING_SLASH, "preserve-trailing-slash").unwrap_or(false);
     let backend_protocol = a.get(BACKEND_PROTOCOL).and_then(|value| {
         let parsed = nginx_protocol(value);
         if parsed.is_none() {
@@ -189,6 +197,7 @@ pub(super) fn ingress_options(
         entrypoints,
         force_ssl_redirect,
         ssl_redirect,
+        preserve_trailing_slash,
         nginx_style: a.keys().any(|k| k.starts_with(NGINX)),
         backend_protocol,
         proxy_ssl,

@@ -187,7 +187,7 @@ impl<'a> Resolver<'a> {
         let Some(port) = port else {
             return Err(missing_port(key));
         };
-        if self.native_lb(key) {
+        if key.cluster_ip || self.native_lb(key) {
             return native(key, spec.and_then(|s| s.cluster_ip.as_deref()), port);
         }
         let single_unnamed = ports.len() == 1 && port.name.as_deref().unwrap_or("").is_empty();

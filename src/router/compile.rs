@@ -486,6 +486,7 @@ impl Context<'_> {
                     && Arc::ptr_eq(&old.client, &client)
                     && old.entrypoints == opts.entrypoints
                     && old.redirect_https == redirect_https
+                    && old.redirect_keeps_trailing_slash == opts.preserve_trailing_slash
                     && old.middlewares.same_as(&middlewares)
                     && old.sticky == sticky
                     && old.balance == balance
@@ -509,6 +510,7 @@ impl Context<'_> {
                     client,
                     entrypoints: opts.entrypoints,
                     redirect_https,
+                    redirect_keeps_trailing_slash: opts.preserve_trailing_slash,
                     middlewares,
                     sticky,
                     balance,

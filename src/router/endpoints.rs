@@ -212,6 +212,7 @@ mod tests {
         let upstreams = Upstreams::new();
         let key = |svc: &str| BackendKey {
             namespace: "default".into(),
+            cluster_ip: false,
             service: svc.into(),
             port: PortRef::Number(80),
         };
@@ -253,6 +254,7 @@ mod tests {
         let upstreams = Upstreams::new();
         let key = |svc: &str| BackendKey {
             namespace: "default".into(),
+            cluster_ip: false,
             service: svc.into(),
             port: PortRef::Number(80),
         };
@@ -291,6 +293,7 @@ mod tests {
         let upstreams = Upstreams::new();
         let key = BackendKey {
             namespace: "default".into(),
+            cluster_ip: false,
             service: "native".into(),
             port: PortRef::Number(80),
         };

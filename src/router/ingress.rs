@@ -247,7 +247,21 @@ pub(super) fn backend_key(
         namespace: served.namespace.to_owned(),
         service: service.name.clone(),
         port,
+        cluster_ip: service_upstream(served),
     })
+}
+
+/// ingress-nginx's `service-upstream: "true"`: the Ingress's backends are
+/// its Services' ClusterIPs (a bad value reads as false; `sluice check` and
+/// the compiler report it).
+fn service_upstream(served: &Served<'_>) -> bool {
+    served
+        .ingress
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("nginx.ingress.kubernetes.io/service-upstream"))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
 fn invalid(served: &Served<'_>, message: String) -> Diagnostic {

@@ -71,6 +71,7 @@ impl Environment for Env<'_, '_> {
     ) -> Result<ServiceTarget, String> {
         let key = self.resolver.canonical(BackendKey {
             namespace: namespace.to_owned(),
+            cluster_ip: false,
             service: name.to_owned(),
             port: port.clone(),
         });

@@ -39,6 +39,7 @@ fn make(name: String, host: Option<&str>, path: Option<(&str, PathKind)>) -> Arc
         client: Arc::new(UpstreamClient::new(&PoolSettings::default())),
         entrypoints: EntryPoints::ALL,
         redirect_https: false,
+        redirect_keeps_trailing_slash: false,
         middlewares: crate::middleware::Chain::default(),
         sticky: None,
         balance: None,

@@ -110,6 +110,9 @@ pub struct Route {
     pub entrypoints: EntryPoints,
     /// Plain-HTTP requests get a 308 to the `https` URL instead of being forwarded.
     pub redirect_https: bool,
+    /// The HTTPS redirect keeps a trailing `/` of the request URI
+    /// (`preserve-trailing-slash`); ingress-nginx drops it by default.
+    pub redirect_keeps_trailing_slash: bool,
     /// The middlewares requests run through before the backend.
     pub middlewares: Chain,
     /// Sticky sessions by cookie (the Service's `service.sticky.cookie` annotations).

@@ -228,6 +228,7 @@ mod tests {
     fn backend() -> Backend {
         Backend::new(BackendKey {
             namespace: "default".into(),
+            cluster_ip: false,
             service: "web".into(),
             port: PortRef::Number(80),
         })

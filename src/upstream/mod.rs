@@ -65,11 +65,19 @@ pub struct BackendKey {
     pub service: String,
     /// The Service port, as the Ingress names it.
     pub port: PortRef,
+    /// Send to the Service's ClusterIP and port instead of its endpoints
+    /// (ingress-nginx's `service-upstream` on the Ingress).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_ip: bool,
 }
 
 impl fmt::Display for BackendKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}:{}", self.namespace, self.service, self.port)
+        write!(f, "{}/{}:{}", self.namespace, self.service, self.port)?;
+        if self.cluster_ip {
+            f.write_str(" (ClusterIP)")?;
+        }
+        Ok(())
     }
 }
 

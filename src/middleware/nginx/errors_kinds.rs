@@ -359,6 +359,7 @@ mod tests {
     fn fake() -> FakeBuild {
         let backend = Upstreams::new().backend(&BackendKey {
             namespace: "default".into(),
+            cluster_ip: false,
             service: "pages".into(),
             port: PortRef::Number(8080),
         });

@@ -332,6 +332,7 @@ mod tests {
             client: base.client.clone(),
             entrypoints: base.entrypoints,
             redirect_https: false,
+            redirect_keeps_trailing_slash: false,
             middlewares: crate::middleware::Chain::default(),
             sticky: None,
             balance: None,

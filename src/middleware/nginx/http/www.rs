@@ -124,6 +124,7 @@ mod tests {
             client: Arc::new(UpstreamClient::new(&PoolSettings::default())),
             entrypoints: EntryPoints::ALL,
             redirect_https: false,
+            redirect_keeps_trailing_slash: false,
             middlewares: crate::middleware::Chain::default(),
             sticky: None,
             balance: None,
