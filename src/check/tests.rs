@@ -5,26 +5,29 @@ use super::*;
 const BEGIN: &str = "<!-- nginx-annotations:begin -->";
 const END: &str = "<!-- nginx-annotations:end -->";
 
-/// docs/annotations.md carries the table rendered from the catalog, verbatim,
-/// between its markers; `SLUICE_BLESS=1` rewrites it.
+/// README.md ("Moving from ingress-nginx") and docs/annotations.md carry the
+/// table rendered from the catalog, verbatim, between their markers;
+/// `SLUICE_BLESS=1` rewrites them.
 #[test]
 fn docs_table_is_rendered_from_the_catalog() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/annotations.md");
-    let doc = std::fs::read_to_string(&path).expect("docs/annotations.md");
     let block = format!("{BEGIN}\n\n{}\n{END}", catalog::markdown_table());
-    if std::env::var("SLUICE_BLESS").as_deref() == Ok("1") {
-        let start = doc.find(BEGIN).expect("the begin marker is in the docs");
-        let stop = doc.find(END).expect("the end marker is in the docs") + END.len();
-        assert!(start < stop, "markers out of order");
-        let blessed = format!("{}{block}{}", &doc[..start], &doc[stop..]);
-        std::fs::write(&path, blessed).expect("rewrite docs/annotations.md");
-        return;
+    for file in ["docs/annotations.md", "README.md"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let doc = std::fs::read_to_string(&path).expect("the document");
+        if std::env::var("SLUICE_BLESS").as_deref() == Ok("1") {
+            let start = doc.find(BEGIN).expect("the begin marker is in the document");
+            let stop = doc.find(END).expect("the end marker is in the document") + END.len();
+            assert!(start < stop, "markers out of order in {file}");
+            let blessed = format!("{}{block}{}", &doc[..start], &doc[stop..]);
+            std::fs::write(&path, blessed).expect("rewrite the document");
+            continue;
+        }
+        assert!(
+            doc.contains(&block),
+            "{file} does not carry the catalog's table between {BEGIN} and {END}; \
+             run `SLUICE_BLESS=1 cargo test --lib check::` to rewrite it"
+        );
     }
-    assert!(
-        doc.contains(&block),
-        "docs/annotations.md does not carry the catalog's table between {BEGIN} and {END}; \
-         run `SLUICE_BLESS=1 cargo test --lib check::` to rewrite it"
-    );
 }
 
 fn load(yaml: &str) -> Loaded {
