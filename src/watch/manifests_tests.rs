@@ -82,9 +82,17 @@ fn empty_documents_are_skipped_silently() {
 
 #[test]
 fn other_kinds_are_ignored() {
-    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata: {name: r}\n---\napiVersion: example.com/v1\nkind: Middleware\nmetadata: {name: m}\n---\napiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: old}\n";
+    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: c}\n---\napiVersion: traefik.io/v1alpha1\nkind: IngressRoute\nmetadata: {name: r}\n---\napiVersion: example.com/v1\nkind: Middleware\nmetadata: {name: m}\n---\napiVersion: extensions/v1beta1\nkind: Ingress\nmetadata: {name: old}\n";
     let parsed = parse_manifests("a.yaml", text.as_bytes());
     assert_eq!(parsed, ParsedFile::default());
+}
+
+#[test]
+fn config_maps_load_for_the_ingress_nginx_annotations() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: ingress-nginx}\ndata:\n  proxy-body-size: 8m\n";
+    let parsed = parse_manifests("cm.yaml", text.as_bytes());
+    assert!(!parsed.has_errors(), "{parsed:?}");
+    assert_eq!(names(&parsed), ["ConfigMap ingress-nginx/c"]);
 }
 
 #[test]
