@@ -414,6 +414,18 @@ impl Context<'_> {
         )
     }
 
+    /// Reports each annotation problem of `object` once (a problem read per
+    /// rule of an Ingress would otherwise repeat).
+    fn warn_once(&mut self, object: &ObjectRef, problems: Vec<String>) {
+        for problem in problems {
+            let diagnostic =
+                Diagnostic::warning(object.clone(), DiagnosticKind::InvalidAnnotation, problem);
+            if !self.diagnostics.contains(&diagnostic) {
+                self.diagnostics.push(diagnostic);
+            }
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn route(
         &mut self,
@@ -462,16 +474,7 @@ impl Context<'_> {
         };
         // ingress-nginx's upstream-hash-by / load-balance (a sticky cookie wins over both).
         let (wanted, problems) = nginx::balance::wanted(ing.ingress.metadata.annotations.as_ref());
-        for problem in problems {
-            let diagnostic = Diagnostic::warning(
-                ing.object.clone(),
-                DiagnosticKind::InvalidAnnotation,
-                problem,
-            );
-            if !self.diagnostics.contains(&diagnostic) {
-                self.diagnostics.push(diagnostic);
-            }
-        }
+        self.warn_once(&ing.object, problems);
         let balance = nginx::balance::policy(wanted, &target);
         let middlewares = self.chains.get(index).cloned().unwrap_or_default();
         let old = self.previous.routes.remove(&*name);
@@ -559,16 +562,7 @@ impl Context<'_> {
             _ => None,
         };
         let (timeouts, problems) = nginx::timeouts::read(ing.ingress.metadata.annotations.as_ref());
-        for problem in problems {
-            let diagnostic = Diagnostic::warning(
-                ing.object.clone(),
-                DiagnosticKind::InvalidAnnotation,
-                problem,
-            );
-            if !self.diagnostics.contains(&diagnostic) {
-                self.diagnostics.push(diagnostic);
-            }
-        }
+        self.warn_once(&ing.object, problems);
         let shared = verify.is_none() && timeouts == Timeouts::default();
         if shared {
             if let Some(client) = self.plain_clients.get(&protocol) {
