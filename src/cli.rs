@@ -393,7 +393,8 @@ impl RunArgs {
             lease: LeaseSettings::new(
                 std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".to_owned()),
                 self.election_id.clone(),
-                pod_identity(),
+                // Built once per process: settings are built once.
+                sluice::status::unique_identity(),
             ),
         };
         Ok(Settings {
@@ -471,19 +472,4 @@ impl RunArgs {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
             .max(1)
     }
-}
-
-/// This replica's identity in the leader election: `POD_NAME` (set from the
-/// downward API in deploy/), else the host name, else the process id.
-fn pod_identity() -> String {
-    std::env::var("POD_NAME")
-        .ok()
-        .filter(|n| !n.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-                .filter(|h| !h.is_empty())
-        })
-        .unwrap_or_else(|| format!("sluice-{}", std::process::id()))
 }

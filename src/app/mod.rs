@@ -91,7 +91,11 @@ impl Default for StatusConfig {
     fn default() -> Self {
         Self {
             publish: StatusSettings::default(),
-            lease: LeaseSettings::new("default".into(), "sluice-leader".into(), "sluice".into()),
+            lease: LeaseSettings::new(
+                "default".into(),
+                "sluice-leader".into(),
+                crate::status::unique_identity(),
+            ),
         }
     }
 }

@@ -26,7 +26,9 @@ pub struct LeaseSettings {
     pub namespace: String,
     /// The Lease's name (`--election-id`).
     pub name: String,
-    /// This replica's identity (the pod name).
+    /// This replica's identity, the Lease's `holderIdentity` while it leads:
+    /// unique per process (see [`unique_identity`]), never just a pod or host
+    /// name two processes could share.
     pub identity: String,
     /// How long a Lease stays valid without renewal.
     pub lease_duration: Duration,
@@ -50,6 +52,38 @@ impl LeaseSettings {
     }
 }
 
+/// This process's identity in the leader election, `<name>_<suffix>`: the
+/// name is `POD_NAME` (set from the downward API in deploy/), else the host
+/// name, else `sluice-<pid>`; the suffix is 16 random hex digits (64 bits
+/// from `rand`'s thread-local generator, a CSPRNG seeded by the operating
+/// system). Each call draws a new suffix: call it once per process.
+///
+/// The name alone is not unique: two sluice processes on one host without
+/// `POD_NAME` would share the host name, both see themselves as the Lease's
+/// holder, and both write status. client-go's users add a UUID for the same
+/// reason. The cost: a restarted process is a new candidate and does not
+/// resume its predecessor's Lease, which a graceful stop releases and a crash
+/// leaves to lapse.
+pub fn unique_identity() -> String {
+    let name = std::env::var("POD_NAME")
+        .ok()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| format!("sluice-{}", std::process::id()));
+    with_random_suffix(&name)
+}
+
+/// `name` plus `_` and 16 random hex digits.
+fn with_random_suffix(name: &str) -> String {
+    format!("{name}_{:016x}", rand::random::<u64>())
+}
+
 /// What one attempt found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Attempt {
@@ -69,6 +103,7 @@ pub async fn run_election(
     mut stop: watch::Receiver<bool>,
 ) {
     let api: Api<Lease> = Api::namespaced(client, &settings.namespace);
+    tracing::info!(identity = %settings.identity, lease = %settings.name, namespace = %settings.namespace, "leader election: running for the lease");
     let mut last_renewed: Option<tokio::time::Instant> = None;
     loop {
         match try_acquire_or_renew(&api, &settings).await {
@@ -233,5 +268,17 @@ mod tests {
             ..LeaseSpec::default()
         };
         assert!(expired(&never_renewed, renewed, &s));
+    }
+
+    #[test]
+    fn identities_keep_the_name_and_differ_per_call() {
+        let a = with_random_suffix("node-1");
+        let b = with_random_suffix("node-1");
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            let suffix = id.strip_prefix("node-1_").expect("the name, then _");
+            assert_eq!(suffix.len(), 16, "{id}");
+            assert!(suffix.bytes().all(|c| c.is_ascii_hexdigit()), "{id}");
+        }
     }
 }

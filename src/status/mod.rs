@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::router::{served_ingresses, CompileOptions};
 use crate::watch::ProviderUpdate;
 
-pub use leader::{run_election, LeaseSettings};
+pub use leader::{run_election, unique_identity, LeaseSettings};
 
 /// Where the published address comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
