@@ -650,9 +650,11 @@ async fn only_configmaps_named_by_the_flag_or_an_ingress_are_watched() {
         ..fast_settings()
     };
     let mut p = start(&api, settings);
-    until(&mut p.updates, "the controller ConfigMap and what it names", |s| {
-        config_maps(s) == ["ingress-nginx/controller", "ingress-nginx/response"]
-    })
+    until(
+        &mut p.updates,
+        "the controller ConfigMap and what it names",
+        |s| config_maps(s) == ["ingress-nginx/controller", "ingress-nginx/response"],
+    )
     .await;
     // An Ingress's custom-headers starts a watch of that ConfigMap only.
     let mut annotated = ingress("apps", "web", "web.example", "web");

@@ -287,10 +287,18 @@ async fn nginx_service_upstream_sends_one_ingress_to_the_cluster_ip() {
     };
     m.write(
         "ing.yaml",
-        &[ingress("up", "up.test", "true"), ingress("pods", "pods.test", "false")].concat(),
+        &[
+            ingress("up", "up.test", "true"),
+            ingress("pods", "pods.test", "false"),
+        ]
+        .concat(),
     );
     let sluice = start(settings(&m.path())).await;
     let addr = sluice.http_addr;
     assert_eq!(who(addr, "up.test", "/").await, "clusterip");
-    assert_eq!(who(addr, "pods.test", "/").await, "502", "the pod IP is dead");
+    assert_eq!(
+        who(addr, "pods.test", "/").await,
+        "502",
+        "the pod IP is dead"
+    );
 }

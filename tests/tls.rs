@@ -823,7 +823,10 @@ async fn force_ssl_redirect_answers_308_with_the_https_url() {
             "kept",
             &[
                 (FORCE_SSL_REDIRECT, "true"),
-                ("nginx.ingress.kubernetes.io/preserve-trailing-slash", "true"),
+                (
+                    "nginx.ingress.kubernetes.io/preserve-trailing-slash",
+                    "true",
+                ),
             ],
             &[],
             &[("kept.test", "/", "Prefix", "web")],
@@ -849,10 +852,11 @@ async fn force_ssl_redirect_answers_308_with_the_https_url() {
         ),
     );
     wait_for("the bad value reported", || async move {
-        api_errors(s.admin_addr)
-            .await
-            .iter()
-            .any(|e| e["message"].as_str().is_some_and(|m| m.contains("preserve-trailing-slash")))
+        api_errors(s.admin_addr).await.iter().any(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("preserve-trailing-slash"))
+        })
     })
     .await;
     let r = http_get(&sluice, "kept.test", "/dir/").await;

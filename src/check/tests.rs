@@ -15,7 +15,9 @@ fn docs_table_is_rendered_from_the_catalog() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         let doc = std::fs::read_to_string(&path).expect("the document");
         if std::env::var("SLUICE_BLESS").as_deref() == Ok("1") {
-            let start = doc.find(BEGIN).expect("the begin marker is in the document");
+            let start = doc
+                .find(BEGIN)
+                .expect("the begin marker is in the document");
             let stop = doc.find(END).expect("the end marker is in the document") + END.len();
             assert!(start < stop, "markers out of order in {file}");
             let blessed = format!("{}{block}{}", &doc[..start], &doc[stop..]);

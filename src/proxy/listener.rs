@@ -193,19 +193,20 @@ async fn handshake_then_serve(
     guard: ConnectionGuard,
 ) {
     let accept = accept_tls(&shared, &tls, stream);
-    let (stream, client_auth) = match tokio::time::timeout(shared.limits.first_request, accept).await {
-        Ok(Ok(accepted)) => accepted,
-        Ok(Err(e)) => {
-            tls.stats.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%remote, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tls.stats.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%remote, "TLS handshake timed out");
-            return;
-        }
-    };
+    let (stream, client_auth) =
+        match tokio::time::timeout(shared.limits.first_request, accept).await {
+            Ok(Ok(accepted)) => accepted,
+            Ok(Err(e)) => {
+                tls.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tls.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%remote, "TLS handshake timed out");
+                return;
+            }
+        };
     match stream.get_ref().1.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => {
             tls.stats.ok_tls13.fetch_add(1, Ordering::Relaxed)
@@ -254,7 +255,8 @@ async fn accept_tls(
     if !shared.proxy.table.load().certs().has_client_auth() {
         return Ok((tls.acceptor.accept(stream).await?, None));
     }
-    let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+    let acceptor =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
     let start = acceptor.await?;
     let auth = shared
         .proxy

@@ -881,7 +881,10 @@ mod tests {
             unknown_issuer: false,
         };
         let d0 = auth(&root.pem, 0);
-        assert_eq!(verdict(&d0, std::slice::from_ref(&direct)), Verdict::Success);
+        assert_eq!(
+            verdict(&d0, std::slice::from_ref(&direct)),
+            Verdict::Success
+        );
         assert_eq!(verdict(&d0, &[one.clone(), mid1.der.clone()]), too_long);
         let d1 = auth(&root.pem, 1);
         assert_eq!(

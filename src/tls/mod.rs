@@ -24,6 +24,6 @@ mod fixtures;
 
 pub use certs::{load_pem, load_tls_secret, self_signed_default, CertError, LoadedCert};
 pub use client::{insecure_client_config, insecure_with_versions, verifying_client_config};
-pub use index::{CertIndex, CertIndexBuilder, CertInfo};
 pub use client_auth::{ClientCa, HostClientAuth, PeerCertificate, VerifyClient};
+pub use index::{CertIndex, CertIndexBuilder, CertInfo};
 pub use server::{server_config, SniResolver, TlsVersion};

@@ -281,7 +281,9 @@ fn hsts(
         Some("true") => true,
         Some("false") => false,
         Some(other) => {
-            warn(format!("{key}: {other:?} is not true or false; {default} is used"));
+            warn(format!(
+                "{key}: {other:?} is not true or false; {default} is used"
+            ));
             default
         }
     };
@@ -339,7 +341,11 @@ mod tests {
                     ],
                 ),
                 map("ingress-nginx", "resp", &[("X-Frame-Options", "DENY")]),
-                map("ingress-nginx", "req", &[("X-Env", "prod"), ("X-Bad", "$host")]),
+                map(
+                    "ingress-nginx",
+                    "req",
+                    &[("X-Env", "prod"), ("X-Bad", "$host")],
+                ),
             ],
             ..Snapshot::default()
         };

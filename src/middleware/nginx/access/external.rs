@@ -39,8 +39,8 @@ use serde_json::Value;
 use crate::body::{RequestBody, ResponseBody};
 use crate::middleware::build::{decode, BuildError, Context};
 use crate::middleware::forward_auth::AUTH_TIMEOUT;
-use crate::middleware::source::reply;
 use crate::middleware::nginx::http_kinds::vars;
+use crate::middleware::source::reply;
 use crate::middleware::{BoxFuture, Middleware, Next, Outcome, RequestContext};
 
 /// How many cached answers one middleware keeps at most.
@@ -136,7 +136,9 @@ pub(crate) fn build(
         .iter()
         .map(|(name, value)| {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                cx.invalid(format!("auth-proxy-set-headers: {name:?} is not a header name"))
+                cx.invalid(format!(
+                    "auth-proxy-set-headers: {name:?} is not a header name"
+                ))
             })?;
             let pieces = vars::parse(value, false)
                 .map_err(|e| cx.invalid(format!("auth-proxy-set-headers: {name}: {e}")))?;
