@@ -19,6 +19,7 @@ pub mod app;
 pub mod body;
 pub mod check;
 pub mod exchange;
+pub mod gateway;
 pub mod identity;
 pub mod metrics;
 pub mod middleware;

@@ -1,6 +1,7 @@
 //! Guards the install manifests in `deploy/` (without `deploy/crds/`, which
-//! `tests/deploy_crds.rs` covers, and the `deploy/monitoring/` component,
-//! which `tests/monitoring_manifests.rs` covers).
+//! `tests/deploy_crds.rs` covers, the `deploy/monitoring/` component, which
+//! `tests/monitoring_manifests.rs` covers, and `deploy/examples/`, which
+//! `tests/deploy_examples.rs` covers).
 //!
 //! The test checks that:
 //! - every YAML document parses into its k8s-openapi type *strictly*: the
@@ -97,6 +98,41 @@ const SLUICE_API_CALLS: &[(Scope, &str, &str, &[&str])] = &[
         "middlewares",
         &["list", "watch"],
     ),
+    // Namespace labels, for Gateway listeners' allowedRoutes selectors.
+    (Scope::Cluster, "", "namespaces", &["list", "watch"]),
+    // The Gateway API kinds (ReferenceGrant through v1 or v1beta1: one
+    // resource for RBAC). Their status subresources join when the status
+    // writer makes those calls.
+    (
+        Scope::Cluster,
+        "gateway.networking.k8s.io",
+        "gatewayclasses",
+        &["list", "watch"],
+    ),
+    (
+        Scope::Cluster,
+        "gateway.networking.k8s.io",
+        "gateways",
+        &["list", "watch"],
+    ),
+    (
+        Scope::Cluster,
+        "gateway.networking.k8s.io",
+        "httproutes",
+        &["list", "watch"],
+    ),
+    (
+        Scope::Cluster,
+        "gateway.networking.k8s.io",
+        "referencegrants",
+        &["list", "watch"],
+    ),
+    (
+        Scope::Cluster,
+        "gateway.networking.k8s.io",
+        "backendtlspolicies",
+        &["list", "watch"],
+    ),
     (
         Scope::OwnNamespace,
         "coordination.k8s.io",
@@ -129,8 +165,8 @@ fn rel(path: &Path) -> String {
     )
 }
 
-/// The YAML files under `dir`, recursively, without `deploy/crds` and
-/// `deploy/monitoring` (their own tests read them).
+/// The YAML files under `dir`, recursively, without `deploy/crds`,
+/// `deploy/monitoring` and `deploy/examples` (their own tests read them).
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
@@ -139,7 +175,8 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     entries.sort();
     for path in entries {
         if path.is_dir() {
-            let own_test = ["crds", "monitoring"].map(|d| Path::new(DEPLOY_DIR).join(d));
+            let own_test =
+                ["crds", "monitoring", "examples"].map(|d| Path::new(DEPLOY_DIR).join(d));
             if !own_test.contains(&path) {
                 yaml_files(&path, out);
             }

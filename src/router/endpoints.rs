@@ -21,6 +21,12 @@ pub fn only_endpoints_changed(before: &Snapshot, after: &Snapshot) -> bool {
         && same(&before.secrets, &after.secrets)
         && same(&before.middlewares, &after.middlewares)
         && same(&before.config_maps, &after.config_maps)
+        && same(&before.gateway_classes, &after.gateway_classes)
+        && same(&before.gateways, &after.gateways)
+        && same(&before.http_routes, &after.http_routes)
+        && same(&before.reference_grants, &after.reference_grants)
+        && same(&before.backend_tls_policies, &after.backend_tls_policies)
+        && same(&before.namespaces, &after.namespaces)
 }
 
 fn same<T: PartialEq>(a: &[Arc<T>], b: &[Arc<T>]) -> bool {
@@ -205,6 +211,39 @@ mod tests {
             )
             .expect("slice"),
         )
+    }
+
+    #[test]
+    fn gateway_api_and_namespace_changes_are_not_endpoint_only() {
+        use crate::gateway::{BackendTlsPolicy, Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+        use k8s_openapi::api::core::v1::Namespace;
+        let before = Snapshot {
+            endpoint_slices: vec![slice("a", "10.0.0.1")],
+            ..Snapshot::default()
+        };
+        let mut slices_only = before.clone();
+        slices_only.endpoint_slices = vec![slice("a", "10.0.0.2")];
+        assert!(only_endpoints_changed(&before, &slices_only));
+        let changes: [fn(&mut Snapshot); 6] = [
+            |s| s.gateway_classes.push(Arc::new(GatewayClass::default())),
+            |s| s.gateways.push(Arc::new(Gateway::default())),
+            |s| s.http_routes.push(Arc::new(HttpRoute::default())),
+            |s| s.reference_grants.push(Arc::new(ReferenceGrant::default())),
+            |s| {
+                s.backend_tls_policies
+                    .push(Arc::new(BackendTlsPolicy::default()))
+            },
+            |s| s.namespaces.push(Arc::new(Namespace::default())),
+        ];
+        for (i, change) in changes.into_iter().enumerate() {
+            let mut after = slices_only.clone();
+            change(&mut after);
+            assert!(!only_endpoints_changed(&before, &after), "list {i}");
+            // An equal object that is not the same Arc still compares equal.
+            let mut again = before.clone();
+            change(&mut again);
+            assert!(only_endpoints_changed(&after, &again), "list {i} by value");
+        }
     }
 
     #[test]

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
+use crate::gateway::{BackendTlsPolicy, Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use crate::middleware::MiddlewareObject;
 
 /// Every Kubernetes object the compiler may read, as one consistent view.
@@ -34,4 +35,18 @@ pub struct Snapshot {
     /// (`--nginx-configmap`) and the header lists ingress-nginx annotations
     /// name (`custom-headers`, `auth-proxy-set-headers`).
     pub config_maps: Vec<Arc<ConfigMap>>,
+    /// Gateway API `GatewayClass`es (cluster scoped), of every controller
+    /// (the compiler picks sluice's, `crate::gateway::CONTROLLER_NAME`).
+    pub gateway_classes: Vec<Arc<GatewayClass>>,
+    /// Gateway API `Gateway`s, of every class.
+    pub gateways: Vec<Arc<Gateway>>,
+    /// Gateway API `HTTPRoute`s.
+    pub http_routes: Vec<Arc<HttpRoute>>,
+    /// Gateway API `ReferenceGrant`s (read as `v1` or `v1beta1`).
+    pub reference_grants: Vec<Arc<ReferenceGrant>>,
+    /// Gateway API `BackendTLSPolicy`s (`v1`).
+    pub backend_tls_policies: Vec<Arc<BackendTlsPolicy>>,
+    /// `v1` Namespaces, with only their name and labels (for a listener's
+    /// `allowedRoutes.namespaces.selector`; cluster scoped).
+    pub namespaces: Vec<Arc<Namespace>>,
 }

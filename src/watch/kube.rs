@@ -30,12 +30,24 @@
 //!
 //! Ingress (`--ingress-label-selector` applies here), IngressClass, Service,
 //! EndpointSlice (`discovery.k8s.io/v1`; the compiler reads each endpoint's
-//! `ready`/`terminating` conditions), Secret (see below) and
-//! `traefik.io/v1alpha1` Middleware. A cluster without the Middleware CRD
-//! lists nothing for that kind (404): it counts as synced and empty, and the
-//! list is tried again every `crd_recheck`, so a CRD installed later is picked
-//! up without a restart (and one removed later empties the kind). Legacy
-//! `v1` Endpoints are not watched: EndpointSlices replace them.
+//! `ready`/`terminating` conditions), Secret (see below),
+//! `traefik.io/v1alpha1` Middleware, and the Gateway API
+//! (`gateway.networking.k8s.io`): GatewayClass, Gateway, HTTPRoute,
+//! BackendTLSPolicy (`v1`) and ReferenceGrant (`v1`, else `v1beta1` on a
+//! cluster with older CRDs), decoded by [`crate::gateway::decode`] with the
+//! same defaults as a file's (an object that does not decode is logged and
+//! left out rather than failing its whole list). Namespaces are watched for
+//! their labels (a listener's `allowedRoutes` selector), all of them, or with
+//! `--watch-namespace` only the watched ones by name.
+//!
+//! A cluster without a CRD (Middleware, or any Gateway API kind) lists
+//! nothing for that kind (404): it counts as synced and empty, and the list
+//! is tried again every `crd_recheck`, so a CRD installed later is picked up
+//! without a restart (and one removed later empties the kind). A `403` on a
+//! Gateway API kind or on Namespaces (the ClusterRole of an older install)
+//! is treated the same way, logged as a warning and counted as a watch
+//! error, so Ingresses keep being served; the core kinds wait for their list.
+//! Legacy `v1` Endpoints are not watched: EndpointSlices replace them.
 //!
 //! # Secrets and memory
 //!
@@ -53,6 +65,8 @@
 //!   forwardAuth TLS), by one small watcher with the field selector
 //!   `metadata.name=<name>,type!=kubernetes.io/tls` in the Middleware's
 //!   namespace, started and stopped as Middlewares change. These are few.
+//!   The same goes for the CA bundles a BackendTLSPolicy names
+//!   (`caCertificateRefs`: Secrets this way, ConfigMaps by name likewise).
 //!
 //! Memory is then proportional to the Secrets routing can use, not to the
 //! cluster. The cost is one watch per referenced Secret; a new reference
@@ -99,7 +113,7 @@ pub struct KubeSettings {
     pub backoff_min: Duration,
     /// The longest retry delay after watch errors.
     pub backoff_max: Duration,
-    /// How often a missing Middleware CRD is looked for again.
+    /// How often a missing CRD (Middleware, Gateway API kinds) is looked for again.
     pub crd_recheck: Duration,
     /// After the first publish, how long a newly started Secret watcher may
     /// hold publishing while it lists.
@@ -130,7 +144,7 @@ pub struct KubeStats {
     /// True once every watched kind has listed and the first update was published.
     pub synced: AtomicBool,
     /// Errors returned by watchers (failed lists and watches, error events,
-    /// `410 Gone`); a missing Middleware CRD is not one.
+    /// `410 Gone`); a missing CRD is not one.
     pub watch_errors: AtomicU64,
     /// Times a watcher delivered events again after failing.
     pub reconnects: AtomicU64,

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::object::{Loaded, Object, ObjectKey, Source};
+use crate::gateway::{self, GatewayKind};
 use crate::middleware;
 use crate::router::{Diagnostic, DiagnosticKind, ObjectRef};
 
@@ -201,6 +202,22 @@ fn known_kind(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
         ("v1", "Endpoints") => ("Endpoints", true),
         ("v1", "Secret") => ("Secret", true),
         ("v1", "ConfigMap") => ("ConfigMap", true),
+        ("v1", "Namespace") => ("Namespace", false),
+        (version, "GatewayClass") if gateway::GatewayClass::reads_api_version(version) => {
+            (gateway::GatewayClass::KIND, false)
+        }
+        (version, "Gateway") if gateway::Gateway::reads_api_version(version) => {
+            (gateway::Gateway::KIND, true)
+        }
+        (version, "HTTPRoute") if gateway::HttpRoute::reads_api_version(version) => {
+            (gateway::HttpRoute::KIND, true)
+        }
+        (version, "ReferenceGrant") if gateway::ReferenceGrant::reads_api_version(version) => {
+            (gateway::ReferenceGrant::KIND, true)
+        }
+        (version, "BackendTLSPolicy") if gateway::BackendTlsPolicy::reads_api_version(version) => {
+            (gateway::BackendTlsPolicy::KIND, true)
+        }
         (version, middleware::object::KIND)
             if middleware::object::API_VERSIONS.contains(&version) =>
         {
@@ -219,10 +236,21 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// The label that ties an EndpointSlice to its Service: the only label read.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// The Gateway API kinds, whose `metadata.generation` is kept too (the
+/// `observedGeneration` of the conditions the admin API shows).
+const GATEWAY_KINDS: [&str; 5] = [
+    gateway::GatewayClass::KIND,
+    gateway::Gateway::KIND,
+    gateway::HttpRoute::KIND,
+    gateway::ReferenceGrant::KIND,
+    gateway::BackendTlsPolicy::KIND,
+];
+
 /// Drops what no routing decision reads, so 10,000s of objects stay small:
 /// every `status`, `metadata` fields other than [`KEPT_METADATA`] (labels too,
-/// except an EndpointSlice's `kubernetes.io/service-name`), kubectl's
-/// last-applied copy, and a Service's `selector` (endpoints come from slices).
+/// except an EndpointSlice's `kubernetes.io/service-name` and a Namespace's,
+/// which `allowedRoutes` selectors match), kubectl's last-applied copy, a
+/// Service's `selector` (endpoints come from slices) and a Namespace's `spec`.
 /// Two versions of an object that differ only there are the same object.
 fn strip_unread(value: &mut Value, kind: &str) {
     let Value::Object(object) = value else { return };
@@ -232,18 +260,24 @@ fn strip_unread(value: &mut Value, kind: &str) {
             spec.remove("selector");
         }
     }
+    if kind == "Namespace" {
+        object.remove("spec");
+    }
     let Some(Value::Object(metadata)) = object.get_mut("metadata") else {
         return;
     };
-    let service_name = match metadata.get("labels") {
+    let labels = match metadata.get("labels") {
         Some(Value::Object(labels)) if kind == "EndpointSlice" => labels
             .get(SERVICE_NAME_LABEL)
-            .map(|v| (SERVICE_NAME_LABEL.to_owned(), v.clone())),
+            .map(|v| serde_json::Map::from_iter([(SERVICE_NAME_LABEL.to_owned(), v.clone())])),
+        Some(Value::Object(labels)) if kind == "Namespace" => Some(labels.clone()),
         _ => None,
     };
-    metadata.retain(|field, _| KEPT_METADATA.contains(&field.as_str()));
-    if let Some(label) = service_name {
-        let labels = serde_json::Map::from_iter([label]);
+    let generation = GATEWAY_KINDS.contains(&kind);
+    metadata.retain(|field, _| {
+        KEPT_METADATA.contains(&field.as_str()) || (generation && field == "generation")
+    });
+    if let Some(labels) = labels {
         metadata.insert("labels".to_owned(), Value::Object(labels));
     }
     if let Some(Value::Object(annotations)) = metadata.get_mut("annotations") {
@@ -278,6 +312,8 @@ fn prepare(
         metadata.insert("namespace".to_owned(), Value::String(namespace.clone()));
         Some(namespace)
     } else {
+        // A cluster-scoped object has no namespace (the API server drops one).
+        metadata.remove("namespace");
         None
     };
     Ok((
@@ -299,12 +335,26 @@ fn decode_object(kind: &str, value: Value) -> Result<Object, serde_json::Error> 
         "Endpoints" => Object::Endpoints(decode(value)?),
         "Middleware" => Object::Middleware(decode(value)?),
         "ConfigMap" => Object::ConfigMap(decode(value)?),
+        "Namespace" => Object::Namespace(decode(value)?),
+        "GatewayClass" => Object::GatewayClass(decode_gateway(value)?),
+        "Gateway" => Object::Gateway(decode_gateway(value)?),
+        "HTTPRoute" => Object::HttpRoute(decode_gateway(value)?),
+        "ReferenceGrant" => Object::ReferenceGrant(decode_gateway(value)?),
+        "BackendTLSPolicy" => Object::BackendTlsPolicy(decode_gateway(value)?),
         _ => Object::Secret(Arc::new(merge_string_data(serde_json::from_value(value)?))),
     })
 }
 
 fn decode<T: DeserializeOwned>(value: Value) -> Result<Arc<T>, serde_json::Error> {
     serde_json::from_value(value).map(Arc::new)
+}
+
+/// A Gateway API object, with the API server's defaults applied (files get
+/// none from anyone else).
+fn decode_gateway<K: GatewayKind>(value: Value) -> Result<Arc<K>, serde_json::Error> {
+    gateway::decode(value)
+        .map(Arc::new)
+        .map_err(|err| err.source)
 }
 
 /// Moves `stringData` into `data` as the API server does; `stringData` wins on a clash.

@@ -261,3 +261,158 @@ endpoints: []
         ["kubernetes.io/service-name"]
     );
 }
+
+const GATEWAY_API: &str = "\
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: sluice, namespace: ignored}
+spec: {controllerName: sluice.dev/gateway-controller}
+status:
+  conditions: [{type: Accepted, status: 'False', reason: Pending}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra, generation: 3, uid: abc}
+spec:
+  gatewayClassName: sluice
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, creationTimestamp: '2025-01-01T00:00:00Z'}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  rules:
+  - backendRefs: [{name: web, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ReferenceGrant
+metadata: {name: new, namespace: backends}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}]
+  to: [{group: '', kind: Service}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: old, namespace: backends}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: infra}]
+  to: [{group: '', kind: Secret}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {name: tls, namespace: default}
+spec:
+  targetRefs: [{group: '', kind: Service, name: web}]
+  validation: {caCertificateRefs: [{group: '', kind: ConfigMap, name: ca}], hostname: web.example}
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: apps
+  labels: {kubernetes.io/metadata.name: apps, shared: 'true'}
+  annotations: {kubectl.kubernetes.io/last-applied-configuration: '{}'}
+spec: {finalizers: [kubernetes]}
+status: {phase: Active}
+";
+
+#[test]
+fn gateway_api_kinds_and_namespaces_load() {
+    let parsed = parse_manifests("gateway.yaml", GATEWAY_API.as_bytes());
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    assert_eq!(
+        names(&parsed),
+        [
+            "GatewayClass sluice",
+            "Gateway infra/gw",
+            "HTTPRoute default/web",
+            "ReferenceGrant backends/new",
+            "ReferenceGrant backends/old",
+            "BackendTLSPolicy default/tls",
+            "Namespace apps",
+        ]
+    );
+    let mut snapshot = crate::router::Snapshot::default();
+    for loaded in &parsed.objects {
+        loaded.object.push_into(&mut snapshot);
+    }
+    let class = &snapshot.gateway_classes[0];
+    assert_eq!(class.spec.controller_name, crate::gateway::CONTROLLER_NAME);
+    assert_eq!(class.metadata.namespace, None, "cluster scoped");
+    let gateway = &snapshot.gateways[0];
+    assert_eq!(gateway.metadata.generation, Some(3), "generation is kept");
+    assert_eq!(gateway.metadata.uid, None);
+    assert_eq!(
+        gateway.spec.listeners[0].allowed_routes.namespaces.from,
+        crate::gateway::types::FromNamespaces::Same
+    );
+    let route = &snapshot.http_routes[0];
+    assert_eq!(route.namespace(), "default");
+    assert!(route.metadata.creation_timestamp.is_some());
+    assert_eq!(route.spec.parent_refs[0].kind, "Gateway");
+    assert_eq!(route.spec.rules[0].backend_refs[0].weight, 1);
+    assert_eq!(
+        route.spec.rules[0].matches,
+        [crate::gateway::types::HttpRouteMatch::default()],
+        "defaulting is applied on load"
+    );
+    assert_eq!(snapshot.reference_grants.len(), 2);
+    assert_eq!(snapshot.reference_grants[1].spec.to[0].kind, "Secret");
+    assert_eq!(
+        snapshot.backend_tls_policies[0].spec.validation.hostname,
+        "web.example"
+    );
+    let namespace = &snapshot.namespaces[0];
+    let labels = namespace.metadata.labels.as_ref().expect("labels kept");
+    assert_eq!(labels["shared"], "true");
+    assert_eq!(namespace.metadata.namespace, None);
+    assert!(namespace.spec.is_none() && namespace.status.is_none());
+    assert_eq!(namespace.metadata.annotations, Some(Default::default()));
+}
+
+#[test]
+fn gateway_api_status_writes_do_not_change_the_object() {
+    let without = GATEWAY_API.replace(
+        "status:\n  conditions: [{type: Accepted, status: 'False', reason: Pending}]\n",
+        "",
+    );
+    assert_ne!(without, GATEWAY_API);
+    assert_eq!(
+        parse_manifests("a.yaml", GATEWAY_API.as_bytes()).objects[0].object,
+        parse_manifests("a.yaml", without.as_bytes()).objects[0].object
+    );
+}
+
+#[test]
+fn gateway_api_versions_and_bad_objects() {
+    let text = "\
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: HTTPRoute
+metadata: {name: old}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: BackendTLSPolicy
+metadata: {name: old}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {name: tcp}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bad, namespace: apps}
+spec: {rules: [{backendRefs: [{name: web, weight: heavy}]}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {namespace: apps}
+";
+    let parsed = parse_manifests("a.yaml", text.as_bytes());
+    assert!(parsed.objects.is_empty(), "{:?}", names(&parsed));
+    assert_eq!(error_sources(&parsed), ["a.yaml#3", "a.yaml#4"]);
+    let message = &parsed.diagnostics[0].message;
+    assert!(message.starts_with("HTTPRoute apps/bad: "), "{message}");
+    assert!(message.contains("invalid type"), "{message}");
+    assert!(parsed.diagnostics[1].message.contains("metadata.name"));
+}

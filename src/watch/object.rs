@@ -3,10 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
+use crate::gateway::{BackendTlsPolicy, Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use crate::middleware::MiddlewareObject;
 use crate::router::{ObjectRef, Snapshot};
 
@@ -29,6 +30,18 @@ pub enum Object {
     Middleware(Arc<MiddlewareObject>),
     /// A `v1` ConfigMap (ingress-nginx's controller settings and header lists).
     ConfigMap(Arc<ConfigMap>),
+    /// A Gateway API `GatewayClass` (cluster scoped).
+    GatewayClass(Arc<GatewayClass>),
+    /// A Gateway API `Gateway`.
+    Gateway(Arc<Gateway>),
+    /// A Gateway API `HTTPRoute`.
+    HttpRoute(Arc<HttpRoute>),
+    /// A Gateway API `ReferenceGrant` (`v1` or `v1beta1`).
+    ReferenceGrant(Arc<ReferenceGrant>),
+    /// A Gateway API `BackendTLSPolicy`.
+    BackendTlsPolicy(Arc<BackendTlsPolicy>),
+    /// A `v1` Namespace (cluster scoped), name and labels only.
+    Namespace(Arc<Namespace>),
 }
 
 impl Object {
@@ -43,9 +56,33 @@ impl Object {
             Self::Secret(o) => snapshot.secrets.push(Arc::clone(o)),
             Self::Middleware(o) => snapshot.middlewares.push(Arc::clone(o)),
             Self::ConfigMap(o) => snapshot.config_maps.push(Arc::clone(o)),
+            Self::GatewayClass(o) => snapshot.gateway_classes.push(Arc::clone(o)),
+            Self::Gateway(o) => snapshot.gateways.push(Arc::clone(o)),
+            Self::HttpRoute(o) => snapshot.http_routes.push(Arc::clone(o)),
+            Self::ReferenceGrant(o) => snapshot.reference_grants.push(Arc::clone(o)),
+            Self::BackendTlsPolicy(o) => snapshot.backend_tls_policies.push(Arc::clone(o)),
+            Self::Namespace(o) => snapshot.namespaces.push(Arc::clone(o)),
         }
     }
 }
+
+macro_rules! from_arc {
+    ($($variant:ident($type:ty)),* $(,)?) => {$(
+        impl From<Arc<$type>> for Object {
+            fn from(object: Arc<$type>) -> Self {
+                Self::$variant(object)
+            }
+        }
+    )*};
+}
+
+from_arc!(
+    GatewayClass(GatewayClass),
+    Gateway(Gateway),
+    HttpRoute(HttpRoute),
+    ReferenceGrant(ReferenceGrant),
+    BackendTlsPolicy(BackendTlsPolicy),
+);
 
 /// The identity of an object: two objects with equal keys are the same object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

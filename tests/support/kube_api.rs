@@ -23,9 +23,23 @@
 //!   [`FakeApi::delete`]), [`FakeApi::expire`] (410 to open watches and
 //!   compaction), [`FakeApi::compact`], [`FakeApi::drop_connections`],
 //!   [`FakeApi::stop`]/[`FakeApi::start`] (an outage on the same port),
+//!   [`FakeApi::fail`] (500) and [`FakeApi::forbid`] (403, as RBAC answers),
 //!   [`FakeApi::set_crd`] (the Middleware CRD absent: 404, as for an
-//!   uninstalled CRD), and [`FakeApi::writes`] (recorded `PATCH`/`PUT` to
+//!   uninstalled CRD), [`FakeApi::set_gateway_crds`] and
+//!   [`FakeApi::set_served`] (the same for the Gateway API kinds, or for one
+//!   version of one kind, such as a cluster whose ReferenceGrant CRD serves
+//!   only `v1beta1`), and [`FakeApi::writes`] (recorded `PATCH`/`PUT` to
 //!   `.../status`, applied to the object like a real server).
+//!
+//! CRDs are modelled by their effect on the resource paths only: an
+//! uninstalled (or unserved) resource answers 404 to lists and watches, and
+//! its open watches end, which is how sluice finds out. There are no
+//! discovery documents (`/apis`, `/apis/{group}/{version}`): sluice does not
+//! read them. The Gateway API CRDs and the Middleware CRD start installed.
+//!
+//! The two versions of ReferenceGrant (`v1`, `v1beta1`) are one resource with
+//! one set of objects, each served with the apiVersion of the path it is read
+//! through, as the API server converts them.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -62,7 +76,7 @@ pub struct Resource {
 }
 
 /// Every resource the fake serves.
-pub const RESOURCES: [Resource; 9] = [
+pub const RESOURCES: [Resource; 16] = [
     Resource {
         api_version: "networking.k8s.io/v1",
         kind: "Ingress",
@@ -118,7 +132,55 @@ pub const RESOURCES: [Resource; 9] = [
         plural: "leases",
         namespaced: true,
     },
+    Resource {
+        api_version: "v1",
+        kind: "Namespace",
+        plural: "namespaces",
+        namespaced: false,
+    },
+    // The Gateway API (standard channel CRDs).
+    Resource {
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "GatewayClass",
+        plural: "gatewayclasses",
+        namespaced: false,
+    },
+    Resource {
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "Gateway",
+        plural: "gateways",
+        namespaced: true,
+    },
+    Resource {
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "HTTPRoute",
+        plural: "httproutes",
+        namespaced: true,
+    },
+    // Objects are applied through the first entry of a kind (v1); both
+    // versions serve the same objects.
+    Resource {
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "ReferenceGrant",
+        plural: "referencegrants",
+        namespaced: true,
+    },
+    Resource {
+        api_version: "gateway.networking.k8s.io/v1beta1",
+        kind: "ReferenceGrant",
+        plural: "referencegrants",
+        namespaced: true,
+    },
+    Resource {
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "BackendTLSPolicy",
+        plural: "backendtlspolicies",
+        namespaced: true,
+    },
 ];
+
+/// The API group of the Gateway API resources.
+const GATEWAY_GROUP: &str = "gateway.networking.k8s.io/";
 
 fn resource_by_kind(kind: &str) -> &'static Resource {
     RESOURCES
@@ -162,8 +224,9 @@ enum Broadcast {
     Change(Arc<Change>),
     /// Every open watch gets `410 Gone` and ends.
     Expire,
-    /// Watches of this resource end (its CRD went away).
-    Close(&'static str),
+    /// Watches of this resource version (api_version, plural) end (its CRD
+    /// went away, or stopped serving that version).
+    Close(&'static str, &'static str),
 }
 
 type Key = (String, String);
@@ -175,7 +238,8 @@ struct State {
     history: Vec<Arc<Change>>,
     /// Watches starting before this version get 410.
     oldest_rv: u64,
-    crd_absent: bool,
+    /// Resource versions (api_version, plural) that answer 404.
+    unserved: Vec<(&'static str, &'static str)>,
     writes: Vec<Write>,
     continues: HashMap<String, (u64, Vec<Value>)>,
     next_continue: u64,
@@ -183,6 +247,7 @@ struct State {
     watches: HashMap<&'static str, u64>,
     requests: HashMap<&'static str, u64>,
     failing: Vec<&'static str>,
+    forbidden: Vec<&'static str>,
     next_uid: u64,
     calls: Vec<Call>,
 }
@@ -411,9 +476,34 @@ impl FakeApi {
     /// Installs (`true`) or removes the Middleware CRD: without it, Middleware
     /// paths answer 404 and open Middleware watches end.
     pub fn set_crd(&self, present: bool) {
-        self.shared.lock().crd_absent = !present;
-        if !present {
-            let _ = self.shared.events.send(Broadcast::Close("middlewares"));
+        self.set_served("traefik.io/v1alpha1", "middlewares", present);
+    }
+
+    /// Installs (`true`) or removes every Gateway API CRD (all versions).
+    pub fn set_gateway_crds(&self, present: bool) {
+        for resource in RESOURCES
+            .iter()
+            .filter(|r| r.api_version.starts_with(GATEWAY_GROUP))
+        {
+            self.set_served(resource.api_version, resource.plural, present);
+        }
+    }
+
+    /// Serves (`true`) or stops serving one version of one resource
+    /// (`gateway.networking.k8s.io/v1`, `referencegrants`): unserved, its
+    /// paths answer 404 and its open watches end. Objects are kept.
+    pub fn set_served(&self, api_version: &str, plural: &str, served: bool) {
+        let resource = RESOURCES
+            .iter()
+            .find(|r| r.api_version == api_version && r.plural == plural)
+            .unwrap_or_else(|| panic!("the fake API serves no {api_version} {plural}"));
+        let key = (resource.api_version, resource.plural);
+        let mut state = self.shared.lock();
+        state.unserved.retain(|k| *k != key);
+        if !served {
+            state.unserved.push(key);
+            drop(state);
+            let _ = self.shared.events.send(Broadcast::Close(key.0, key.1));
         }
     }
 
@@ -457,6 +547,20 @@ impl FakeApi {
         state.failing.retain(|p| *p != resource.plural);
         if failing {
             state.failing.push(resource.plural);
+        }
+    }
+
+    /// Makes every request for a resource fail with `403 Forbidden` (`true`),
+    /// as RBAC does for a verb the ClusterRole does not grant, or work again.
+    pub fn forbid(&self, plural: &str, forbidden: bool) {
+        let resource = RESOURCES
+            .iter()
+            .find(|r| r.plural == plural)
+            .expect("a served resource");
+        let mut state = self.shared.lock();
+        state.forbidden.retain(|p| *p != resource.plural);
+        if forbidden {
+            state.forbidden.push(resource.plural);
         }
     }
 
@@ -742,8 +846,15 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     {
         let mut state = shared.lock();
         *state.requests.entry(target.resource.plural).or_default() += 1;
-        if target.resource.plural == "middlewares" && state.crd_absent {
+        if state
+            .unserved
+            .contains(&(target.resource.api_version, target.resource.plural))
+        {
             return not_found("the server could not find the requested resource");
+        }
+        if state.forbidden.contains(&target.resource.plural) {
+            let message = format!("cannot list resource {:?}", target.resource.plural);
+            return full(StatusCode::FORBIDDEN, status(403, "Forbidden", &message));
         }
         if state.failing.contains(&target.resource.plural) {
             return full(
@@ -800,7 +911,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 .get(target.resource.plural)
                 .and_then(|o| o.get(&key))
             {
-                Some(object) => full(StatusCode::OK, object.clone()),
+                Some(object) => {
+                    let mut object = object.clone();
+                    object["apiVersion"] = json!(target.resource.api_version);
+                    full(StatusCode::OK, object)
+                }
                 None => not_found(&format!("{} {name:?} not found", target.resource.plural)),
             }
         }
@@ -889,12 +1004,23 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(line)
 }
 
+/// An event for `object` as read through `resource`'s path: with that
+/// apiVersion (the versions of one resource share their objects).
+fn served_line(kind: &str, object: &Value, resource: &Resource) -> Bytes {
+    if object["apiVersion"].as_str() == Some(resource.api_version) {
+        return event_line(kind, object);
+    }
+    let mut object = object.clone();
+    object["apiVersion"] = json!(resource.api_version);
+    event_line(kind, &object)
+}
+
 fn gone_line(message: &str) -> Bytes {
     event_line("ERROR", &status(410, "Expired", message))
 }
 
 /// The watch event a change makes for a filtered watch, if any.
-fn view(change: &Change, filter: &Filter) -> Option<Bytes> {
+fn view(change: &Change, filter: &Filter, resource: &Resource) -> Option<Bytes> {
     let was = change.old.as_ref().is_some_and(|o| filter.matches(o));
     let is = filter.matches(&change.new);
     let kind = match (change.kind, was, is) {
@@ -905,7 +1031,7 @@ fn view(change: &Change, filter: &Filter) -> Option<Bytes> {
         (_, true, false) => "DELETED",
         (_, false, false) => return None,
     };
-    Some(event_line(kind, &change.new))
+    Some(served_line(kind, &change.new, resource))
 }
 
 fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> Response<Body> {
@@ -937,7 +1063,7 @@ fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> R
             // No version: synthetic ADDED for every object, then changes.
             if let Some(objects) = state.objects.get(resource.plural) {
                 for object in objects.values().filter(|o| filter.matches(o)) {
-                    backlog.push(event_line("ADDED", object));
+                    backlog.push(served_line("ADDED", object, resource));
                 }
             }
         } else {
@@ -946,7 +1072,7 @@ fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> R
                 .iter()
                 .filter(|c| c.plural == resource.plural && c.rv > since)
             {
-                if let Some(line) = view(change, &filter) {
+                if let Some(line) = view(change, &filter, resource) {
                     backlog.push(line);
                 }
             }
@@ -993,7 +1119,7 @@ async fn watch_task(
             }
             event = events.recv() => match event {
                 Ok(Broadcast::Change(change)) if change.plural == resource.plural => {
-                    match view(&change, &filter) {
+                    match view(&change, &filter, resource) {
                         Some(line) => line,
                         None => continue,
                     }
@@ -1003,8 +1129,12 @@ async fn watch_task(
                     let _ = tx.send(gone_line("too old resource version")).await;
                     return;
                 }
-                Ok(Broadcast::Close(plural)) if plural == resource.plural => return,
-                Ok(Broadcast::Close(_)) => continue,
+                Ok(Broadcast::Close(api_version, plural))
+                    if api_version == resource.api_version && plural == resource.plural =>
+                {
+                    return
+                }
+                Ok(Broadcast::Close(..)) => continue,
                 // A watcher that falls this far behind is dropped, as by the API server.
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let _ = tx.send(gone_line("watcher fell behind")).await;

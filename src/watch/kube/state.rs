@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
-use super::normalize::referenced_secrets;
+use super::normalize::{ca_certificate_refs, referenced_secrets};
 use super::streams::{Change, Message, Spawner, StreamId, Target};
 use super::{KubeSettings, KubeStats};
 use crate::router::Snapshot;
@@ -31,17 +31,23 @@ struct Partition {
 
 /// Bit per snapshot list, to rebuild only the lists that changed.
 mod dirty {
-    pub const INGRESSES: u8 = 1;
-    pub const CLASSES: u8 = 2;
-    pub const SERVICES: u8 = 4;
-    pub const SLICES: u8 = 8;
-    pub const SECRETS: u8 = 16;
-    pub const MIDDLEWARES: u8 = 32;
-    pub const CONFIG_MAPS: u8 = 64;
-    pub const ALL: u8 = 127;
+    pub const INGRESSES: u16 = 1;
+    pub const CLASSES: u16 = 1 << 1;
+    pub const SERVICES: u16 = 1 << 2;
+    pub const SLICES: u16 = 1 << 3;
+    pub const SECRETS: u16 = 1 << 4;
+    pub const MIDDLEWARES: u16 = 1 << 5;
+    pub const CONFIG_MAPS: u16 = 1 << 6;
+    pub const NAMESPACES: u16 = 1 << 7;
+    pub const GATEWAY_CLASSES: u16 = 1 << 8;
+    pub const GATEWAYS: u16 = 1 << 9;
+    pub const HTTP_ROUTES: u16 = 1 << 10;
+    pub const REFERENCE_GRANTS: u16 = 1 << 11;
+    pub const BACKEND_TLS_POLICIES: u16 = 1 << 12;
+    pub const ALL: u16 = (1 << 13) - 1;
 }
 
-fn bit(target: &Target) -> u8 {
+fn bit(target: &Target) -> u16 {
     match target {
         Target::Ingresses(_) => dirty::INGRESSES,
         Target::IngressClasses => dirty::CLASSES,
@@ -50,6 +56,12 @@ fn bit(target: &Target) -> u8 {
         Target::TlsSecrets(_) | Target::NamedSecret(..) => dirty::SECRETS,
         Target::Middlewares(_) => dirty::MIDDLEWARES,
         Target::NamedConfigMap(..) => dirty::CONFIG_MAPS,
+        Target::Namespaces(_) => dirty::NAMESPACES,
+        Target::GatewayClasses => dirty::GATEWAY_CLASSES,
+        Target::Gateways(_) => dirty::GATEWAYS,
+        Target::HttpRoutes(_) => dirty::HTTP_ROUTES,
+        Target::ReferenceGrants(_) => dirty::REFERENCE_GRANTS,
+        Target::BackendTlsPolicies(_) => dirty::BACKEND_TLS_POLICIES,
     }
 }
 
@@ -62,7 +74,7 @@ struct State {
     named: BTreeMap<Target, StreamId>,
     next_id: StreamId,
     /// Lists that changed since the last publish.
-    dirty: u8,
+    dirty: u16,
     last: Option<Arc<ProviderUpdate>>,
 }
 
@@ -137,13 +149,20 @@ fn initial_targets(settings: &KubeSettings) -> Vec<Target> {
         let unique: BTreeSet<&String> = settings.namespaces.iter().collect();
         unique.into_iter().cloned().map(Some).collect()
     };
-    let mut targets = vec![Target::IngressClasses];
+    let mut targets = vec![Target::IngressClasses, Target::GatewayClasses];
     for scope in scopes {
         targets.push(Target::Ingresses(scope.clone()));
         targets.push(Target::Services(scope.clone()));
         targets.push(Target::EndpointSlices(scope.clone()));
         targets.push(Target::TlsSecrets(scope.clone()));
-        targets.push(Target::Middlewares(scope));
+        targets.push(Target::Middlewares(scope.clone()));
+        // With --watch-namespace, only the watched Namespaces themselves
+        // (routes come from nowhere else).
+        targets.push(Target::Namespaces(scope.clone()));
+        targets.push(Target::Gateways(scope.clone()));
+        targets.push(Target::HttpRoutes(scope.clone()));
+        targets.push(Target::ReferenceGrants(scope.clone()));
+        targets.push(Target::BackendTlsPolicies(scope));
     }
     targets
 }
@@ -225,7 +244,11 @@ impl State {
         };
         if changed {
             self.dirty |= bit;
-            if bit == dirty::MIDDLEWARES || bit == dirty::INGRESSES || bit == dirty::CONFIG_MAPS {
+            let names = dirty::MIDDLEWARES
+                | dirty::INGRESSES
+                | dirty::CONFIG_MAPS
+                | dirty::BACKEND_TLS_POLICIES;
+            if bit & names != 0 {
                 self.reconcile_named();
             }
         }
@@ -233,9 +256,9 @@ impl State {
     }
 
     /// Starts a watcher for each Secret and ConfigMap referenced by name (by
-    /// the Middlewares, the Ingresses' ingress-nginx annotations, and
-    /// `--nginx-configmap` and the ConfigMaps it names) and stops the watchers
-    /// of those no longer referenced.
+    /// the Middlewares, the Ingresses' ingress-nginx annotations,
+    /// `--nginx-configmap` and the ConfigMaps it names, and the CA bundles of
+    /// BackendTLSPolicies) and stops the watchers of those no longer referenced.
     fn reconcile_named(&mut self) {
         let watched: Option<BTreeSet<&String>> = (!self.settings.namespaces.is_empty())
             .then(|| self.settings.namespaces.iter().collect());
@@ -259,6 +282,17 @@ impl State {
                         );
                         config_maps.extend(refs.config_maps.into_iter().filter(in_scope));
                     }
+                    Object::BackendTlsPolicy(policy) => {
+                        let bundles = ca_certificate_refs(policy);
+                        config_maps.extend(bundles.config_maps.into_iter().filter(in_scope));
+                        wanted.extend(
+                            bundles
+                                .secrets
+                                .into_iter()
+                                .filter(in_scope)
+                                .map(|(ns, name)| Target::NamedSecret(ns, name)),
+                        );
+                    }
                     Object::Middleware(middleware) => wanted.extend(
                         referenced_secrets(middleware)
                             .into_iter()
@@ -266,10 +300,14 @@ impl State {
                             .map(|(ns, name)| Target::NamedSecret(ns, name)),
                     ),
                     Object::ConfigMap(map)
-                        if self.settings.nginx_configmap.as_ref().is_some_and(|(ns, name)| {
-                            map.metadata.namespace.as_deref() == Some(ns.as_str())
-                                && map.metadata.name.as_deref() == Some(name.as_str())
-                        }) =>
+                        if self
+                            .settings
+                            .nginx_configmap
+                            .as_ref()
+                            .is_some_and(|(ns, name)| {
+                                map.metadata.namespace.as_deref() == Some(ns.as_str())
+                                    && map.metadata.name.as_deref() == Some(name.as_str())
+                            }) =>
                     {
                         config_maps.extend(crate::router::nginx::global_references(map));
                     }
@@ -353,6 +391,16 @@ impl State {
         list!(secrets, dirty::SECRETS, Secret);
         list!(middlewares, dirty::MIDDLEWARES, Middleware);
         list!(config_maps, dirty::CONFIG_MAPS, ConfigMap);
+        list!(namespaces, dirty::NAMESPACES, Namespace);
+        list!(gateway_classes, dirty::GATEWAY_CLASSES, GatewayClass);
+        list!(gateways, dirty::GATEWAYS, Gateway);
+        list!(http_routes, dirty::HTTP_ROUTES, HttpRoute);
+        list!(reference_grants, dirty::REFERENCE_GRANTS, ReferenceGrant);
+        list!(
+            backend_tls_policies,
+            dirty::BACKEND_TLS_POLICIES,
+            BackendTlsPolicy
+        );
         self.dirty = 0;
         if let Some(prev) = previous {
             if same_snapshot(prev, &snapshot) {
@@ -376,6 +424,8 @@ impl State {
             endpoint_slices = s.endpoint_slices.len(),
             secrets = s.secrets.len(),
             middlewares = s.middlewares.len(),
+            gateways = s.gateways.len(),
+            http_routes = s.http_routes.len(),
             elapsed = ?started.elapsed(),
             "{}",
             if first { "cluster synced" } else { "cluster objects changed" }
@@ -410,6 +460,12 @@ fn same_object(a: &Object, b: &Object) -> bool {
         (Object::Secret(x), Object::Secret(y)) => Arc::ptr_eq(x, y),
         (Object::Middleware(x), Object::Middleware(y)) => Arc::ptr_eq(x, y),
         (Object::ConfigMap(x), Object::ConfigMap(y)) => Arc::ptr_eq(x, y),
+        (Object::Namespace(x), Object::Namespace(y)) => Arc::ptr_eq(x, y),
+        (Object::GatewayClass(x), Object::GatewayClass(y)) => Arc::ptr_eq(x, y),
+        (Object::Gateway(x), Object::Gateway(y)) => Arc::ptr_eq(x, y),
+        (Object::HttpRoute(x), Object::HttpRoute(y)) => Arc::ptr_eq(x, y),
+        (Object::ReferenceGrant(x), Object::ReferenceGrant(y)) => Arc::ptr_eq(x, y),
+        (Object::BackendTlsPolicy(x), Object::BackendTlsPolicy(y)) => Arc::ptr_eq(x, y),
         _ => false,
     }
 }
@@ -427,6 +483,12 @@ fn same_snapshot(a: &Snapshot, b: &Snapshot) -> bool {
         && same_list(&a.secrets, &b.secrets)
         && same_list(&a.middlewares, &b.middlewares)
         && same_list(&a.config_maps, &b.config_maps)
+        && same_list(&a.namespaces, &b.namespaces)
+        && same_list(&a.gateway_classes, &b.gateway_classes)
+        && same_list(&a.gateways, &b.gateways)
+        && same_list(&a.http_routes, &b.http_routes)
+        && same_list(&a.reference_grants, &b.reference_grants)
+        && same_list(&a.backend_tls_policies, &b.backend_tls_policies)
 }
 
 /// The Secrets and ConfigMaps an Ingress's ingress-nginx annotations name.
