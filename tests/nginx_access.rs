@@ -39,6 +39,17 @@ async fn app_with(nginx: &[(&str, &str)], extra: &str) -> Fixture {
     .await
 }
 
+/// [`app_with`] asking the auth service at `url`, with
+/// `auth-proxy-set-headers` naming the ConfigMap `headers`, written with
+/// `extra`.
+async fn with_auth_headers(url: &str, headers: &str, extra: &str) -> Fixture {
+    app_with(
+        &[("auth-url", url), ("auth-proxy-set-headers", headers)],
+        extra,
+    )
+    .await
+}
+
 /// GET `path` on `app.test` with `headers`.
 async fn status(f: &Fixture, path: &str, headers: &[(&str, &str)]) -> u16 {
     get(&client(), f.sluice.http_addr, "app.test", path, headers)
@@ -48,9 +59,7 @@ async fn status(f: &Fixture, path: &str, headers: &[(&str, &str)]) -> u16 {
 
 /// Asserts the Ingress answers 500 and `/api/errors` names `kind` and `needle`.
 async fn fails_closed(f: &Fixture, kind: &str, needle: &str) {
-    assert_eq!(status(f, "/", &[]).await, 500, "{needle}");
-    let d = diagnostics(f).await;
-    assert!(d.contains(kind) && d.contains(needle), "{needle}: {d}");
+    assert_fails_closed(f, "app.test", &[kind, needle]).await;
 }
 
 /// A Secret in `default` with `stringData` entries.
@@ -578,53 +587,46 @@ async fn bad_external_auth_fails_closed_and_configmaps_are_reported() {
     // denies the location (the auth service would miss those headers).
     let auth = auth_server().await;
     let url = format!("http://{}/check", auth.addr);
-    let f = app_with(
-        &[
-            ("auth-url", &url),
-            ("auth-proxy-set-headers", "default/extra"),
-        ],
-        "",
-    )
-    .await;
+    let f = with_auth_headers(&url, "default/extra", "").await;
     fails_closed(&f, "invalid_annotation", "auth-proxy-set-headers").await;
     assert_eq!(status(&f, "/", &[("authorization", "good")]).await, 500);
-    let d = diagnostics(&f).await;
-    assert!(d.contains("no ConfigMap default/extra"), "{d}");
+    assert_reported(&f, &["no ConfigMap default/extra"]).await;
 }
 
 #[tokio::test]
 async fn auth_proxy_set_headers_adds_the_configmaps_headers_to_the_auth_request() {
     let auth = auth_server().await;
     let url = format!("http://{}/check", auth.addr);
-    let extra = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: default\ndata:\n  X-Tenant: blue\n  X-Wanted: \"$scheme://$host$request_uri\"\n";
-    let f = app_with(
+    let extra = config_map(
+        "default",
+        "extra",
         &[
-            ("auth-url", &url),
-            ("auth-proxy-set-headers", "extra"),
+            ("X-Tenant", "blue"),
+            ("X-Wanted", "$scheme://$host$request_uri"),
         ],
-        extra,
-    )
-    .await;
+    );
+    let f = with_auth_headers(&url, "extra", &extra).await;
     assert_eq!(
-        status(&f, "/page?x=1", &[("authorization", "good"), ("x-tenant", "red")]).await,
+        status(
+            &f,
+            "/page?x=1",
+            &[("authorization", "good"), ("x-tenant", "red")]
+        )
+        .await,
         200
     );
     {
         let seen = auth.seen.lock().expect("lock");
         let (_, headers) = seen.last().expect("asked");
-        assert_eq!(headers["x-tenant"], "blue", "the ConfigMap's value replaces the client's");
+        assert_eq!(
+            headers["x-tenant"], "blue",
+            "the ConfigMap's value replaces the client's"
+        );
         assert_eq!(headers["x-wanted"], "http://app.test/page?x=1");
     }
     // A header name ingress-nginx rejects denies the location.
-    let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: default\ndata:\n  \"X Bad\": v\n";
-    let f = app_with(
-        &[
-            ("auth-url", &url),
-            ("auth-proxy-set-headers", "default/extra"),
-        ],
-        bad,
-    )
-    .await;
+    let bad = config_map("default", "extra", &[("X Bad", "v")]);
+    let f = with_auth_headers(&url, "default/extra", &bad).await;
     fails_closed(&f, "invalid_annotation", "auth-proxy-set-headers").await;
 }
 

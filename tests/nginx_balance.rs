@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use support::nginx::{diagnostics, P};
+use support::nginx::{diagnostics, prefixed, str_pairs, wait_for_status, P};
 use support::*;
 use tokio::net::TcpListener;
 
@@ -33,17 +33,13 @@ struct Pool {
 /// `endpoints`, and Ingress `balanced` (host `lb.test`, Prefix `/`) carrying
 /// the ingress-nginx `annotations`.
 fn manifests(endpoints: &[SocketAddr], annotations: &[(String, String)]) -> String {
-    let refs: Vec<(&str, &str)> = annotations
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     format!(
         "{}\n{}",
         service("web", endpoints),
         annotated_ingress(
             "balanced",
             "default",
-            &refs,
+            &str_pairs(annotations),
             &[(HOST, "/", "Prefix", "web")]
         )
     )
@@ -64,10 +60,7 @@ impl Pool {
         for (name, addr) in extra {
             endpoints.push(((*name).to_owned(), *addr));
         }
-        let annotations: Vec<(String, String)> = nginx
-            .iter()
-            .map(|(k, v)| (format!("{P}{k}"), (*v).to_owned()))
-            .collect();
+        let annotations = prefixed(nginx);
         let m = Manifests::new();
         let addrs: Vec<SocketAddr> = endpoints.iter().map(|(_, a)| *a).collect();
         m.write("a.yaml", &manifests(&addrs, &annotations));
@@ -81,13 +74,7 @@ impl Pool {
             },
             annotations,
         };
-        let c = client();
-        let addr = pool.f.sluice.http_addr;
-        wait_for("the annotated Ingress", || {
-            let c = c.clone();
-            async move { get(&c, addr, HOST, "/", &[]).await.status == 200 }
-        })
-        .await;
+        wait_for_status(&pool.f, "the annotated Ingress", HOST, "/", |s| s == 200).await;
         pool
     }
 
@@ -111,6 +98,18 @@ impl Pool {
         hostname(&answer.body)
     }
 
+    /// Waits (as `what`) until GET `path` is served by an endpoint whose name
+    /// `wanted` accepts.
+    async fn wait_for_endpoint(&self, what: &str, path: &str, wanted: impl Fn(&str) -> bool) {
+        let wanted = &wanted;
+        wait_for(
+            what,
+            || async move { wanted(&self.served_by(path, &[]).await) },
+        )
+        .await;
+    }
+
+    /// The names of all endpoints.
     fn names(&self) -> BTreeSet<String> {
         self.endpoints.iter().map(|(n, _)| n.clone()).collect()
     }
@@ -156,10 +155,7 @@ async fn mapping(
 ) -> Vec<String> {
     let mut out = Vec::new();
     for (path, headers) in keys {
-        let headers: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = str_pairs(headers);
         let first = pool.served_by(path, &headers).await;
         for _ in 1..times {
             assert_eq!(
@@ -226,10 +222,7 @@ async fn header_cookie_and_argument_keys_with_literal_text() {
         );
         // Only the key matters: other paths with the same key stay put.
         let (path, headers) = &keys[7];
-        let headers: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = str_pairs(headers);
         let other_path = if header.is_empty() {
             format!("/elsewhere{path}")
         } else {
@@ -266,12 +259,8 @@ async fn removing_an_endpoint_moves_only_its_keys_and_adding_it_back_restores_th
     let first_on_gone = keys[before.iter().position(|b| b == gone).expect("a key on b2")]
         .0
         .clone();
-    wait_for("b2 to leave", || {
-        let path = first_on_gone.clone();
-        let pool = &pool;
-        async move { pool.served_by(&path, &[]).await != "b2" }
-    })
-    .await;
+    pool.wait_for_endpoint("b2 to leave", &first_on_gone, |b| b != "b2")
+        .await;
     let after = mapping(&pool, &keys, 2).await;
     for ((key, was), is) in keys.iter().zip(&before).zip(&after) {
         if was == gone {
@@ -300,12 +289,8 @@ async fn removing_an_endpoint_moves_only_its_keys_and_adding_it_back_restores_th
     );
 
     pool.keep(&["b0", "b1", "b2", "b3"]);
-    wait_for("b2 to come back", || {
-        let path = first_on_gone.clone();
-        let pool = &pool;
-        async move { pool.served_by(&path, &[]).await == "b2" }
-    })
-    .await;
+    pool.wait_for_endpoint("b2 to come back", &first_on_gone, |b| b == "b2")
+        .await;
     assert_eq!(
         mapping(&pool, &keys, 1).await,
         before,

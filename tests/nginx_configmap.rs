@@ -16,29 +16,42 @@ use support::nginx::*;
 use support::*;
 use tls_support::*;
 
-/// A ConfigMap `namespace/name` with `data`.
-fn config_map(namespace: &str, name: &str, data: &[(&str, &str)]) -> String {
-    let mut out = format!(
-        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {namespace}\ndata:\n"
-    );
-    for (k, v) in data {
-        out.push_str(&format!("  {k}: {}\n", serde_json::Value::from(*v)));
-    }
-    out
+/// Starts sluice following the controller ConfigMap
+/// `ingress-nginx/controller`, writes `docs`, and waits (as `what`) until GET
+/// `/` on `host` answers a status that `ready` accepts.
+async fn controller_app(
+    docs: &str,
+    what: &str,
+    host: &str,
+    ready: impl Fn(u16) -> bool,
+) -> Fixture {
+    let f = fixture(&["web"], &[], |s| {
+        s.compile.nginx_configmap = Some(("ingress-nginx".into(), "controller".into()));
+    })
+    .await;
+    f.manifests.write("b.yaml", docs);
+    wait_for_status(&f, what, host, "/", ready).await;
+    f
 }
 
-/// Sends `method path` to `host` over plain HTTP with `body`.
-async fn send(f: &Fixture, host: &str, method: &str, path: &str, body: Vec<u8>) -> (u16, String) {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", f.sluice.http_addr))
-        .header("host", host)
-        .body(Full::new(Bytes::from(body)))
-        .expect("request");
-    let resp = client().request(req).await.expect("answer");
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+/// The status of a POST of `len` bytes to `/` on `host` over plain HTTP.
+async fn post(f: &Fixture, host: &str, len: usize) -> u16 {
+    send(f, host, "POST", "/", &[], &vec![b'a'; len])
+        .await
+        .status
+}
+
+/// Starts sluice with Ingress `nginxed` (`app.test`) whose `custom-headers`
+/// names the ConfigMap `source`, written with `docs`.
+async fn with_custom_headers(source: &str, docs: &str) -> Fixture {
+    nginx_app(
+        &[("custom-headers", source)],
+        &[],
+        &[("app.test", "/", "Prefix", "web")],
+        docs,
+        "/",
+    )
+    .await
 }
 
 /// GET (or POST with `body`) over HTTPS to `host`.
@@ -85,10 +98,6 @@ fn controller(body_size: &str) -> String {
 #[tokio::test]
 async fn the_controller_configmap_applies_to_every_ingress_and_is_followed() {
     let cert = cert("app.test", &["app.test"]);
-    let f = fixture(&["web"], &[], |s| {
-        s.compile.nginx_configmap = Some(("ingress-nginx".into(), "controller".into()));
-    })
-    .await;
     // `plain` has no annotation at all; `limited` asks for a rate limit.
     let docs = [
         tls_secret("default", "app-cert", &cert),
@@ -98,23 +107,17 @@ async fn the_controller_configmap_applies_to_every_ingress_and_is_followed() {
             &[("app.test", "app-cert")],
             &[("app.test", "/", "Prefix", "web")],
         ),
-        annotated_ingress(
+        nginx_ingress(
             "limited",
-            "default",
-            &[(&format!("{P}limit-rps"), "1"), (&format!("{P}limit-burst-multiplier"), "1")],
+            &[("limit-rps", "1"), ("limit-burst-multiplier", "1")],
             &[("limited.test", "/", "Prefix", "web")],
         ),
         controller("1k"),
     ]
     .join("\n---\n");
-    f.manifests.write("b.yaml", &docs);
+    let f = controller_app(&docs, "the Ingresses", "limited.test", |s| s != 404).await;
     let c = client();
     let addr = f.sluice.http_addr;
-    wait_for("the Ingresses", || {
-        let c = c.clone();
-        async move { get(&c, addr, "limited.test", "/", &[]).await.status != 404 }
-    })
-    .await;
 
     // ssl-redirect (on by default): plain HTTP to a TLS host is redirected.
     let plain = get(&c, addr, "app.test", "/x", &[]).await;
@@ -140,7 +143,7 @@ async fn the_controller_configmap_applies_to_every_ingress_and_is_followed() {
     // HSTS only over HTTPS; limits answer limit-req-status-code.
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        statuses.push(send(&f, "limited.test", "GET", "/", Vec::new()).await.0);
+        statuses.push(send(&f, "limited.test", "GET", "/", &[], b"").await.status);
     }
     assert!(statuses.contains(&429), "{statuses:?}");
     assert!(!statuses.contains(&503), "{statuses:?}");
@@ -148,8 +151,7 @@ async fn the_controller_configmap_applies_to_every_ingress_and_is_followed() {
     assert!(!limited.headers.contains_key("strict-transport-security"));
 
     // A key sluice cannot honour is reported on the ConfigMap.
-    let d = diagnostics(&f).await;
-    assert!(d.contains("use-forwarded-headers"), "{d}");
+    assert_reported(&f, &["use-forwarded-headers"]).await;
 
     // The ConfigMap is followed: a larger limit takes effect without a restart.
     f.manifests.write(
@@ -165,41 +167,29 @@ async fn the_controller_configmap_applies_to_every_ingress_and_is_followed() {
 
 #[tokio::test]
 async fn an_ingress_annotation_wins_over_the_configmap_and_a_missing_configmap_keeps_defaults() {
-    let f = fixture(&["web"], &[], |s| {
-        s.compile.nginx_configmap = Some(("ingress-nginx".into(), "controller".into()));
-    })
-    .await;
-    let own = annotated_ingress(
+    let own = nginx_ingress(
         "own",
-        "default",
-        &[(&format!("{P}proxy-body-size"), "8k")],
+        &[("proxy-body-size", "8k")],
         &[("own.test", "/", "Prefix", "web")],
     );
-    let other = annotated_ingress("other", "default", &[], &[("other.test", "/", "Prefix", "web")]);
-    f.manifests.write("b.yaml", &format!("{own}\n---\n{other}"));
-    let c = client();
-    let addr = f.sluice.http_addr;
-    wait_for("the Ingresses", || {
-        let c = c.clone();
-        async move { get(&c, addr, "other.test", "/", &[]).await.status != 404 }
-    })
-    .await;
+    let other = nginx_ingress("other", &[], &[("other.test", "/", "Prefix", "web")]);
+    let docs = format!("{own}\n---\n{other}");
+    let f = controller_app(&docs, "the Ingresses", "other.test", |s| s != 404).await;
     // No ConfigMap yet: ingress-nginx's default 1m applies to `other`, and
     // the missing ConfigMap is reported.
-    assert_eq!(send(&f, "other.test", "POST", "/", vec![b'a'; 900 * 1024]).await.0, 200);
-    assert_eq!(send(&f, "other.test", "POST", "/", vec![b'a'; 1100 * 1024]).await.0, 413);
-    let d = diagnostics(&f).await;
-    assert!(d.contains("ingress-nginx/controller") && d.contains("no such ConfigMap"), "{d}");
+    assert_eq!(post(&f, "other.test", 900 * 1024).await, 200);
+    assert_eq!(post(&f, "other.test", 1100 * 1024).await, 413);
+    assert_reported(&f, &["ingress-nginx/controller", "no such ConfigMap"]).await;
 
     // With the ConfigMap: its 1k applies where the Ingress says nothing.
     f.manifests.write("c.yaml", &controller("1k"));
     let fr = &f;
     wait_for("the ConfigMap", || async move {
-        send(fr, "other.test", "POST", "/", vec![b'a'; 2048]).await.0 == 413
+        post(fr, "other.test", 2048).await == 413
     })
     .await;
-    assert_eq!(send(&f, "own.test", "POST", "/", vec![b'a'; 4096]).await.0, 200);
-    assert_eq!(send(&f, "own.test", "POST", "/", vec![b'a'; 9000]).await.0, 413);
+    assert_eq!(post(&f, "own.test", 4096).await, 200);
+    assert_eq!(post(&f, "own.test", 9000).await, 413);
 }
 
 #[tokio::test]
@@ -209,14 +199,7 @@ async fn custom_headers_set_the_configmaps_response_headers() {
         "hdrs",
         &[("X-Frame-Options", "DENY"), ("Cache-Control", "no-store")],
     );
-    let f = nginx_app(
-        &[("custom-headers", "default/hdrs")],
-        &[],
-        &[("app.test", "/", "Prefix", "web")],
-        &hdrs,
-        "/",
-    )
-    .await;
+    let f = with_custom_headers("default/hdrs", &hdrs).await;
     let c = client();
     let ok = get(&c, f.sluice.http_addr, "app.test", "/", &[]).await;
     assert_eq!(ok.status, 200);
@@ -224,63 +207,51 @@ async fn custom_headers_set_the_configmaps_response_headers() {
     assert_eq!(ok.headers["cache-control"], "no-store");
 
     // A missing ConfigMap denies the location, as in ingress-nginx.
-    let f = nginx_app(
-        &[("custom-headers", "missing")],
-        &[],
-        &[("app.test", "/", "Prefix", "web")],
-        "",
-        "/",
-    )
-    .await;
-    let denied = get(&c, f.sluice.http_addr, "app.test", "/", &[]).await;
-    assert_eq!(denied.status, 500);
-    let d = diagnostics(&f).await;
-    assert!(
-        d.contains("invalid_annotation") && d.contains("custom-headers") && d.contains("no ConfigMap default/missing"),
-        "{d}"
-    );
+    let f = with_custom_headers("missing", "").await;
+    let needles = [
+        "invalid_annotation",
+        "custom-headers",
+        "no ConfigMap default/missing",
+    ];
+    assert_fails_closed(&f, "app.test", &needles).await;
 }
 
 #[tokio::test]
 async fn custom_headers_may_set_only_the_globally_allowed_headers() {
-    let f = fixture(&["web"], &[], |s| {
-        s.compile.nginx_configmap = Some(("ingress-nginx".into(), "controller".into()));
-    })
-    .await;
     let docs = |allowed: &str| {
         [
             config_map(
                 "ingress-nginx",
                 "controller",
-                &[("global-allowed-response-headers", allowed), ("hsts", "false")],
+                &[
+                    ("global-allowed-response-headers", allowed),
+                    ("hsts", "false"),
+                ],
             ),
             config_map("default", "hdrs", &[("X-Frame-Options", "DENY")]),
-            annotated_ingress(
+            nginx_ingress(
                 "with-headers",
-                "default",
-                &[(&format!("{P}custom-headers"), "default/hdrs")],
+                &[("custom-headers", "default/hdrs")],
                 &[("app.test", "/", "Prefix", "web")],
             ),
         ]
         .join("\n---\n")
     };
-    f.manifests.write("b.yaml", &docs("X-Other"));
+    let f = controller_app(&docs("X-Other"), "the Ingress", "app.test", |s| s == 500).await;
     let c = client();
     let addr = f.sluice.http_addr;
-    wait_for("the Ingress", || {
-        let c = c.clone();
-        async move { get(&c, addr, "app.test", "/", &[]).await.status == 500 }
-    })
-    .await;
-    let d = diagnostics(&f).await;
-    assert!(d.contains("global-allowed-response-headers"), "{d}");
+    assert_reported(&f, &["global-allowed-response-headers"]).await;
 
-    f.manifests.write("b.yaml", &docs("X-Other, x-frame-options"));
+    f.manifests
+        .write("b.yaml", &docs("X-Other, x-frame-options"));
     wait_for("the allowed header", || {
         let c = c.clone();
         async move {
             let r = get(&c, addr, "app.test", "/", &[]).await;
-            r.status == 200 && r.headers.get("x-frame-options").is_some_and(|v| v == "DENY")
+            r.status == 200
+                && r.headers
+                    .get("x-frame-options")
+                    .is_some_and(|v| v == "DENY")
         }
     })
     .await;

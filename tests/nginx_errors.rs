@@ -10,53 +10,32 @@ use support::nginx::*;
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use support::*;
-
-/// Sends `method path` to `host` with `headers` and `body`.
-async fn send(
-    f: &Fixture,
-    method: &str,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &'static [u8],
-) -> Answer {
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", f.sluice.http_addr))
-        .header("host", host);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = client()
-        .request(
-            req.body(Full::new(Bytes::from_static(body)))
-                .expect("request"),
-        )
-        .await
-        .expect("response");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
 
 /// GET `path` on `host` asking for whoami's JSON report, with `headers`.
 async fn get_json(f: &Fixture, host: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
     let mut all = vec![("accept", "application/json")];
     all.extend_from_slice(headers);
-    send(f, "GET", host, path, &all, b"").await
+    send(f, host, "GET", path, &all, b"").await
 }
 
 /// The whoami JSON report in `a`'s body.
 fn report(a: &Answer) -> serde_json::Value {
     serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{e}: {}", a.body))
+}
+
+/// The whoami report for [`get_json`], asserting the answer's status is
+/// `status`.
+async fn report_for(
+    f: &Fixture,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    status: u16,
+) -> serde_json::Value {
+    let a = get_json(f, host, path, headers).await;
+    assert_eq!(a.status, status, "{host}{path}: {}", a.body);
+    report(&a)
 }
 
 /// The one value of header `name` in a whoami report (`None` when absent).
@@ -77,14 +56,54 @@ fn docs(backends: &[(&str, SocketAddr)], more: &[String]) -> String {
     out.join("\n---\n")
 }
 
-/// An address nothing listens on (a listener bound, then closed).
-async fn closed_port() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
+/// An address nothing listens on, held while the socket beside it lives:
+/// bound but never listening, so connections are refused and no listener of
+/// a test running alongside can take the port meanwhile.
+fn closed_port() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
         .expect("bind");
-    listener.local_addr().expect("addr")
+    let addr = socket.local_addr().expect("addr");
+    (socket, addr)
 }
 
+/// [`nginx_app`] with the annotations `nginx` on rules `(host, service)`
+/// (Prefix `/`), written with the documents of Services `backends` (name,
+/// address) and `more` documents; probes `/`.
+async fn app(
+    nginx: &[(&str, &str)],
+    rules: &[(&str, &str)],
+    backends: &[(&str, SocketAddr)],
+    more: &[String],
+) -> Fixture {
+    let rules: Vec<(&str, &str, &str, &str)> = rules
+        .iter()
+        .map(|(host, service)| (*host, "/", "Prefix", *service))
+        .collect();
+    nginx_app(nginx, &[], &rules, &docs(backends, more), "/").await
+}
+
+/// Asserts the headers ingress-nginx sends its default backend for status
+/// `code` of Service `service` (Ingress `default/nginxed`, JSON asked for),
+/// X-Request-ID included; X-Original-URI is left to the caller.
+#[track_caller]
+fn assert_nginx_fields(r: &serde_json::Value, code: &str, service: &str) {
+    for (name, value) in [
+        ("x-code", code),
+        ("x-format", "application/json"),
+        ("x-namespace", "default"),
+        ("x-ingress-name", "nginxed"),
+        ("x-service-name", service),
+        ("x-service-port", "80"),
+    ] {
+        assert_eq!(seen(r, name), Some(value), "{name}");
+    }
+    assert_request_id(r);
+}
+
+/// Asserts `report` carries a generated request id (32 hex digits).
+#[track_caller]
 fn assert_request_id(report: &serde_json::Value) {
     let id = seen(report, "x-request-id").expect("X-Request-ID");
     assert_eq!(id.len(), 32, "{id}");
@@ -96,29 +115,19 @@ fn assert_request_id(report: &serde_json::Value) {
 #[tokio::test]
 async fn a_service_without_endpoints_is_served_by_the_default_backend() {
     let fallback = whoami("fallback").await;
-    let extra = docs(&[("fallback", fallback.addr)], &[service("empty", &[])]);
-    let f = nginx_app(
+    let f = app(
         &[("default-backend", "fallback")],
-        &[],
-        &[("app.test", "/", "Prefix", "empty")],
-        &extra,
-        "/",
+        &[("app.test", "empty")],
+        &[("fallback", fallback.addr)],
+        &[service("empty", &[])],
     )
     .await;
 
-    let a = get_json(&f, "app.test", "/some/path?x=1", &[]).await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    let r = report(&a);
+    let r = report_for(&f, "app.test", "/some/path?x=1", &[], 200).await;
     assert_eq!(r["name"], "fallback");
     assert_eq!(r["uri"], "/some/path?x=1", "the request is forwarded as is");
     assert_eq!(r["host"], "app.test");
-    assert_eq!(seen(&r, "x-code"), Some("503"));
-    assert_eq!(seen(&r, "x-format"), Some("application/json"));
-    assert_eq!(seen(&r, "x-namespace"), Some("default"));
-    assert_eq!(seen(&r, "x-ingress-name"), Some("nginxed"));
-    assert_eq!(seen(&r, "x-service-name"), Some("empty"));
-    assert_eq!(seen(&r, "x-service-port"), Some("80"));
-    assert_request_id(&r);
+    assert_nginx_fields(&r, "503", "empty");
     assert_eq!(
         seen(&r, "x-original-uri"),
         None,
@@ -128,8 +137,8 @@ async fn a_service_without_endpoints_is_served_by_the_default_backend() {
     // The whole request goes there, body included; the client's request id stays.
     let a = send(
         &f,
-        "POST",
         "app.test",
+        "POST",
         "/upload",
         &[("accept", "application/json"), ("x-request-id", "abc-1")],
         b"twelve bytes",
@@ -167,24 +176,15 @@ async fn a_service_without_endpoints_is_served_by_the_default_backend() {
 #[tokio::test]
 async fn a_missing_service_is_served_by_the_default_backend() {
     let fallback = whoami("fallback").await;
-    let plain = annotated_ingress(
-        "plain",
-        "default",
-        &[],
-        &[("plain.test", "/", "Prefix", "ghost")],
-    );
-    let extra = docs(&[("fallback", fallback.addr)], &[plain]);
-    let f = nginx_app(
+    let plain = nginx_ingress("plain", &[], &[("plain.test", "/", "Prefix", "ghost")]);
+    let f = app(
         &[("default-backend", "fallback")],
-        &[],
-        &[("app.test", "/", "Prefix", "ghost")],
-        &extra,
-        "/",
+        &[("app.test", "ghost")],
+        &[("fallback", fallback.addr)],
+        &[plain],
     )
     .await;
-    let a = get_json(&f, "app.test", "/", &[]).await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    let r = report(&a);
+    let r = report_for(&f, "app.test", "/", &[], 200).await;
     assert_eq!(r["name"], "fallback");
     assert_eq!(seen(&r, "x-code"), Some("503"));
     assert_eq!(seen(&r, "x-service-name"), Some("ghost"));
@@ -203,19 +203,16 @@ async fn the_default_backend_is_the_services_first_port() {
         first.addr.port(),
         second.addr.port()
     );
-    let extra = docs(&[], &[multi, service("empty", &[])]);
-    let f = nginx_app(
+    let f = app(
         &[("default-backend", "multi")],
+        &[("app.test", "empty")],
         &[],
-        &[("app.test", "/", "Prefix", "empty")],
-        &extra,
-        "/",
+        &[multi, service("empty", &[])],
     )
     .await;
     for _ in 0..4 {
-        let a = get_json(&f, "app.test", "/", &[]).await;
-        assert_eq!(a.status, 200, "{}", a.body);
-        assert_eq!(report(&a)["name"], "first");
+        let r = report_for(&f, "app.test", "/", &[], 200).await;
+        assert_eq!(r["name"], "first");
     }
 }
 
@@ -227,16 +224,11 @@ async fn a_default_backend_that_cannot_be_used_is_reported_and_ignored() {
         ("portless", "has no port"),
     ] {
         let portless = "apiVersion: v1\nkind: Service\nmetadata:\n  name: portless\nspec:\n  clusterIP: None\n".to_owned();
-        let extra = docs(&[], &[service("empty", &[]), portless]);
-        let f = nginx_app(
+        let f = app(
             &[("default-backend", value), ("custom-http-errors", "503")],
+            &[("app.test", "web"), ("empty.test", "empty")],
             &[],
-            &[
-                ("app.test", "/", "Prefix", "web"),
-                ("empty.test", "/", "Prefix", "empty"),
-            ],
-            &extra,
-            "/",
+            &[service("empty", &[]), portless],
         )
         .await;
         let c = client();
@@ -265,53 +257,37 @@ async fn a_default_backend_that_cannot_be_used_is_reported_and_ignored() {
 #[tokio::test]
 async fn listed_statuses_get_the_default_backends_answer() {
     let errors = whoami("errors").await;
-    let f = nginx_app(
+    let f = app(
         &[
             ("default-backend", "errors"),
             ("custom-http-errors", "404, 503"),
         ],
+        &[("app.test", "web")],
+        &[("errors", errors.addr)],
         &[],
-        &[("app.test", "/", "Prefix", "web")],
-        &docs(&[("errors", errors.addr)], &[]),
-        "/",
     )
     .await;
 
     // The backend answers 503; the default backend gets `/` with the query
     // (so this whoami answers 503 too) and nginx's fields.
-    let a = get_json(&f, "app.test", "/?status=503", &[]).await;
-    assert_eq!(a.status, 503, "{}", a.body);
-    let r = report(&a);
+    let r = report_for(&f, "app.test", "/?status=503", &[], 503).await;
     assert_eq!(r["name"], "errors");
     assert_eq!(r["method"], "GET");
     assert_eq!(r["uri"], "/?status=503");
     assert_eq!(r["host"], "app.test");
-    assert_eq!(seen(&r, "x-code"), Some("503"));
-    assert_eq!(seen(&r, "x-format"), Some("application/json"));
     assert_eq!(seen(&r, "x-original-uri"), Some("/?status=503"));
-    assert_eq!(seen(&r, "x-namespace"), Some("default"));
-    assert_eq!(seen(&r, "x-ingress-name"), Some("nginxed"));
-    assert_eq!(seen(&r, "x-service-name"), Some("web"));
-    assert_eq!(seen(&r, "x-service-port"), Some("80"));
+    assert_nginx_fields(&r, "503", "web");
     assert_eq!(seen(&r, "x-forwarded-for"), Some("127.0.0.1"));
-    assert_request_id(&r);
 
     // The path is replaced by `/`, the client's headers pass, X-Forwarded-For
     // is the client's address only, and the client's request id is kept.
-    let a = get_json(
-        &f,
-        "app.test",
-        "/deep/path?status=404",
-        &[
-            ("x-request-id", "req-1"),
-            ("x-forwarded-for", "203.0.113.9"),
-            ("x-custom", "kept"),
-            ("x-code", "forged"),
-        ],
-    )
-    .await;
-    assert_eq!(a.status, 404, "{}", a.body);
-    let r = report(&a);
+    let headers = [
+        ("x-request-id", "req-1"),
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-custom", "kept"),
+        ("x-code", "forged"),
+    ];
+    let r = report_for(&f, "app.test", "/deep/path?status=404", &headers, 404).await;
     assert_eq!(r["name"], "errors");
     assert_eq!(r["uri"], "/?status=404");
     assert_eq!(seen(&r, "x-original-uri"), Some("/deep/path?status=404"));
@@ -323,8 +299,8 @@ async fn listed_statuses_get_the_default_backends_answer() {
     // The method is kept; the body is not sent again.
     let a = send(
         &f,
-        "POST",
         "app.test",
+        "POST",
         "/form?status=503",
         &[("accept", "application/json")],
         b"payload",
@@ -353,18 +329,15 @@ async fn the_client_gets_the_default_backends_status_unchanged() {
     // "NGINX does not change the response from the custom default backend":
     // a whoami answers 200 whatever X-Code says.
     let errors = whoami("errors").await;
-    let dead = closed_port().await;
-    let f = nginx_app(
+    let (_held, dead) = closed_port();
+    let f = app(
         &[("default-backend", "errors"), ("custom-http-errors", "502")],
+        &[("app.test", "dead")],
+        &[("errors", errors.addr), ("dead", dead)],
         &[],
-        &[("app.test", "/", "Prefix", "dead")],
-        &docs(&[("errors", errors.addr), ("dead", dead)], &[]),
-        "/",
     )
     .await;
-    let a = get_json(&f, "app.test", "/", &[]).await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    let r = report(&a);
+    let r = report_for(&f, "app.test", "/", &[], 200).await;
     assert_eq!(r["name"], "errors");
     assert_eq!(
         seen(&r, "x-code"),
@@ -376,39 +349,33 @@ async fn the_client_gets_the_default_backends_status_unchanged() {
 #[tokio::test]
 async fn disable_proxy_intercept_errors_lets_backend_answers_through() {
     let errors = whoami("errors").await;
-    let dead = closed_port().await;
-    let f = nginx_app(
+    let (_held, dead) = closed_port();
+    let f = app(
         &[
             ("default-backend", "errors"),
             ("custom-http-errors", "502,503"),
             ("disable-proxy-intercept-errors", "true"),
         ],
+        &[("app.test", "web"), ("dead.test", "dead")],
+        &[("errors", errors.addr), ("dead", dead)],
         &[],
-        &[
-            ("app.test", "/", "Prefix", "web"),
-            ("dead.test", "/", "Prefix", "dead"),
-        ],
-        &docs(&[("errors", errors.addr), ("dead", dead)], &[]),
-        "/",
     )
     .await;
     let a = get_json(&f, "app.test", "/?status=503", &[]).await;
     assert_eq!(a.status, 503);
     assert_eq!(report(&a)["name"], "web", "the backend's 503 passes");
     // The proxy's own failure still goes to the error page.
-    let a = get_json(&f, "dead.test", "/", &[]).await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(seen(&report(&a), "x-code"), Some("502"));
+    let r = report_for(&f, "dead.test", "/", &[], 200).await;
+    assert_eq!(seen(&r, "x-code"), Some("502"));
 }
 
 #[tokio::test]
 async fn without_a_default_backend_listed_statuses_get_the_builtin_404() {
-    let f = nginx_app(
+    let f = app(
         &[("custom-http-errors", "503")],
+        &[("app.test", "web")],
         &[],
-        &[("app.test", "/", "Prefix", "web")],
-        "",
-        "/",
+        &[],
     )
     .await;
     let a = get_json(&f, "app.test", "/?status=503", &[]).await;
@@ -421,15 +388,10 @@ async fn without_a_default_backend_listed_statuses_get_the_builtin_404() {
 #[tokio::test]
 async fn bad_custom_http_errors_values_are_reported_and_ignored() {
     let errors = whoami("errors").await;
+    let backends = [("errors", errors.addr)];
     for value in ["404,abc", "200", "4040", "404,,503"] {
-        let f = nginx_app(
-            &[("default-backend", "errors"), ("custom-http-errors", value)],
-            &[],
-            &[("app.test", "/", "Prefix", "web")],
-            &docs(&[("errors", errors.addr)], &[]),
-            "/",
-        )
-        .await;
+        let nginx = [("default-backend", "errors"), ("custom-http-errors", value)];
+        let f = app(&nginx, &[("app.test", "web")], &backends, &[]).await;
         let a = get_json(&f, "app.test", "/?status=404", &[]).await;
         assert_eq!(a.status, 404);
         assert_eq!(report(&a)["name"], "web", "{value}: not intercepted");
@@ -441,20 +403,13 @@ async fn bad_custom_http_errors_values_are_reported_and_ignored() {
     }
 
     // A bad disable-proxy-intercept-errors is reported; interception stays on.
-    let f = nginx_app(
-        &[
-            ("default-backend", "errors"),
-            ("custom-http-errors", "404"),
-            ("disable-proxy-intercept-errors", "sometimes"),
-        ],
-        &[],
-        &[("app.test", "/", "Prefix", "web")],
-        &docs(&[("errors", errors.addr)], &[]),
-        "/",
-    )
-    .await;
+    let nginx = [
+        ("default-backend", "errors"),
+        ("custom-http-errors", "404"),
+        ("disable-proxy-intercept-errors", "sometimes"),
+    ];
+    let f = app(&nginx, &[("app.test", "web")], &backends, &[]).await;
     let a = get_json(&f, "app.test", "/?status=404", &[]).await;
     assert_eq!(report(&a)["name"], "errors");
-    let d = diagnostics(&f).await;
-    assert!(d.contains("disable-proxy-intercept-errors"), "{d}");
+    assert_reported(&f, &["disable-proxy-intercept-errors"]).await;
 }

@@ -8,8 +8,6 @@ use support::nginx::*;
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use support::*;
 
 /// [`nginx_app`] with no extra documents.
@@ -27,36 +25,18 @@ async fn app_with(nginx: &[(&str, &str)]) -> Fixture {
     app_with_rules(nginx, &[], &[("app.test", "/", "Prefix", "web")], "/").await
 }
 
-/// Sends `method path` with `headers` and `body` to `app.test`.
-async fn send(
-    f: &Fixture,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &'static [u8],
-) -> Answer {
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", f.sluice.http_addr))
-        .header("host", "app.test");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = client()
-        .request(
-            req.body(Full::new(Bytes::from_static(body)))
-                .expect("request"),
-        )
-        .await
-        .expect("response");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+/// The header asking whoami for its JSON report.
+const JSON: (&str, &str) = ("accept", "application/json");
+
+/// A CORS preflight (OPTIONS `/` from `origin`) to `app.test`.
+async fn preflight(f: &Fixture, origin: &str) -> Answer {
+    send(f, "app.test", "OPTIONS", "/", &[("origin", origin)], b"").await
+}
+
+/// `method /` from `origin` to `app.test`, asking for whoami's JSON report.
+async fn from_origin(f: &Fixture, method: &str, origin: &str) -> Answer {
+    let headers = [("origin", origin), JSON];
+    send(f, "app.test", method, "/", &headers, b"").await
 }
 
 fn header<'a>(a: &'a Answer, name: &str) -> Option<&'a str> {
@@ -86,7 +66,7 @@ async fn permanent_redirect_answers_with_its_code_and_location() {
         ("permanent-redirect-code", "308"),
     ])
     .await;
-    let a = send(&f, "POST", "/", &[], b"x").await;
+    let a = send(&f, "app.test", "POST", "/", &[], b"x").await;
     assert_eq!(a.status, 308);
     assert_eq!(header(&a, "location"), Some("https://new.example/"));
 }
@@ -171,7 +151,7 @@ async fn from_to_www_redirect_leaves_the_rule_host_alone() {
 #[tokio::test]
 async fn cors_preflights_are_answered_without_the_backend() {
     let f = app_with(&[("enable-cors", "true")]).await;
-    let a = send(&f, "OPTIONS", "/", &[("origin", "https://x.example")], b"").await;
+    let a = preflight(&f, "https://x.example").await;
     assert_eq!(a.status, 204);
     assert_eq!(header(&a, "access-control-allow-origin"), Some("*"));
     assert_eq!(
@@ -197,17 +177,7 @@ async fn cors_preflights_are_answered_without_the_backend() {
     assert!(!raw_answer.contains("\"name\""), "{raw_answer}");
 
     // A simple request reaches the backend and gets the headers too.
-    let a = send(
-        &f,
-        "GET",
-        "/",
-        &[
-            ("origin", "https://x.example"),
-            ("accept", "application/json"),
-        ],
-        b"",
-    )
-    .await;
+    let a = from_origin(&f, "GET", "https://x.example").await;
     assert_eq!(report(&a)["method"], "GET");
     assert_eq!(header(&a, "access-control-allow-origin"), Some("*"));
 }
@@ -227,14 +197,7 @@ async fn cors_origins_are_matched_echoed_and_wildcarded() {
         ("cors-max-age", "600"),
     ])
     .await;
-    let a = send(
-        &f,
-        "OPTIONS",
-        "/",
-        &[("origin", "https://v1.api.example:8443")],
-        b"",
-    )
-    .await;
+    let a = preflight(&f, "https://v1.api.example:8443").await;
     assert_eq!(a.status, 204);
     assert_eq!(
         header(&a, "access-control-allow-origin"),
@@ -254,28 +217,11 @@ async fn cors_origins_are_matched_echoed_and_wildcarded() {
 
     // Not an allowed origin: no CORS, and the OPTIONS goes to the backend.
     for origin in ["https://evil.example", "https://a.b.api.example:8443"] {
-        let a = send(
-            &f,
-            "OPTIONS",
-            "/",
-            &[("origin", origin), ("accept", "application/json")],
-            b"",
-        )
-        .await;
+        let a = from_origin(&f, "OPTIONS", origin).await;
         assert_eq!(report(&a)["method"], "OPTIONS", "{origin}");
         assert!(header(&a, "access-control-allow-origin").is_none());
     }
-    let a = send(
-        &f,
-        "GET",
-        "/",
-        &[
-            ("origin", "https://app.example"),
-            ("accept", "application/json"),
-        ],
-        b"",
-    )
-    .await;
+    let a = from_origin(&f, "GET", "https://app.example").await;
     assert_eq!(a.status, 200);
     assert_eq!(
         header(&a, "access-control-allow-origin"),
@@ -291,7 +237,7 @@ async fn bad_cors_values_use_defaults_and_are_reported() {
         ("cors-max-age", "forever"),
     ])
     .await;
-    let a = send(&f, "OPTIONS", "/", &[("origin", "https://x.example")], b"").await;
+    let a = preflight(&f, "https://x.example").await;
     assert_eq!(a.status, 204);
     assert_eq!(
         header(&a, "access-control-allow-methods"),
@@ -310,17 +256,7 @@ async fn bad_cors_values_use_defaults_and_are_reported() {
         ("cors-allow-origin", "not an origin"),
     ])
     .await;
-    let a = send(
-        &f,
-        "OPTIONS",
-        "/",
-        &[
-            ("origin", "https://x.example"),
-            ("accept", "application/json"),
-        ],
-        b"",
-    )
-    .await;
+    let a = from_origin(&f, "OPTIONS", "https://x.example").await;
     assert_eq!(report(&a)["method"], "OPTIONS");
     assert!(diagnostics(&f).await.contains("cors-allow-origin"));
 }
@@ -385,9 +321,9 @@ async fn proxy_body_size_refuses_large_declared_bodies() {
     let f = app_with(&[("proxy-body-size", "1k")]).await;
     static BIG: [u8; 2000] = [b'x'; 2000];
     static SMALL: [u8; 1000] = [b'x'; 1000];
-    let a = send(&f, "POST", "/", &[], &BIG).await;
+    let a = send(&f, "app.test", "POST", "/", &[], &BIG).await;
     assert_eq!(a.status, 413);
-    let a = send(&f, "POST", "/", &[("accept", "application/json")], &SMALL).await;
+    let a = send(&f, "app.test", "POST", "/", &[JSON], &SMALL).await;
     assert_eq!(report(&a)["body_length"], 1000);
 }
 
@@ -428,7 +364,7 @@ async fn bad_body_sizes_fail_closed_and_buffering_is_reported() {
     ])
     .await;
     static BIG: [u8; 5000] = [b'x'; 5000];
-    let a = send(&f, "POST", "/", &[("accept", "application/json")], &BIG).await;
+    let a = send(&f, "app.test", "POST", "/", &[JSON], &BIG).await;
     assert_eq!(report(&a)["body_length"], 5000, "0 is no limit");
     let d = diagnostics(&f).await;
     for name in [
@@ -449,7 +385,7 @@ async fn snippet_header_directives_apply() {
         "more_set_headers \"X-Snippet: on\";\nadd_header X-Added yes;\nproxy_set_header X-To-Backend \"a b\";\nmore_set_input_headers 'X-Input: 1';",
     )])
     .await;
-    let a = send(&f, "GET", "/", &[("accept", "application/json")], b"").await;
+    let a = send(&f, "app.test", "GET", "/", &[JSON], b"").await;
     let r = report(&a);
     assert_eq!(r["headers"]["x-to-backend"], serde_json::json!(["a b"]));
     assert_eq!(r["headers"]["x-input"], serde_json::json!(["1"]));
@@ -530,4 +466,3 @@ async fn upstream_vhost_sets_the_backend_host() {
     assert_eq!(r["host"], "app.test");
     assert!(diagnostics(&f).await.contains("upstream-vhost"));
 }
-
