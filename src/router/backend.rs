@@ -293,7 +293,8 @@ fn external(
     })
 }
 
-/// The one endpoint of a `service.nativelb` Service: its ClusterIP and the Service port.
+/// The one endpoint of a `service.nativelb` Service (or of an Ingress's
+/// `service-upstream`): its ClusterIP and the Service port.
 fn native(
     key: &BackendKey,
     cluster_ip: Option<&str>,
@@ -302,10 +303,17 @@ fn native(
     let service = format!("{}/{}", key.namespace, key.service);
     let ip = match cluster_ip.map(str::trim) {
         None | Some("" | "None") => {
-            let reason = format!(
-                "service {service} asks for {NATIVE_LB} but is headless (no clusterIP); \
-                 its routes answer 503"
-            );
+            let reason = if key.cluster_ip {
+                format!(
+                    "nginx.ingress.kubernetes.io/service-upstream sends to the clusterIP of \
+                     service {service}, which is headless (no clusterIP); its routes answer 503"
+                )
+            } else {
+                format!(
+                    "service {service} asks for {NATIVE_LB} but is headless (no clusterIP); \
+                     its routes answer 503"
+                )
+            };
             return Err(unresolved(DiagnosticKind::InvalidAnnotation, reason));
         }
         Some(ip) => ip.parse::<IpAddr>().map_err(|_| {
