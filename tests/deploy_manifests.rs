@@ -101,8 +101,7 @@ const SLUICE_API_CALLS: &[(Scope, &str, &str, &[&str])] = &[
     // Namespace labels, for Gateway listeners' allowedRoutes selectors.
     (Scope::Cluster, "", "namespaces", &["list", "watch"]),
     // The Gateway API kinds (ReferenceGrant through v1 or v1beta1: one
-    // resource for RBAC). Their status subresources join when the status
-    // writer makes those calls.
+    // resource for RBAC), and the status subresources the leader writes.
     (
         Scope::Cluster,
         "gateway.networking.k8s.io",
@@ -132,6 +131,30 @@ const SLUICE_API_CALLS: &[(Scope, &str, &str, &[&str])] = &[
         "gateway.networking.k8s.io",
         "backendtlspolicies",
         &["list", "watch"],
+    ),
+    (
+        Scope::Cluster,
+        "gateway.networking.k8s.io",
+        "gatewayclasses/status",
+        &["patch", "update"],
+    ),
+    (
+        Scope::Cluster,
+        "gateway.networking.k8s.io",
+        "gateways/status",
+        &["patch", "update"],
+    ),
+    (
+        Scope::Cluster,
+        "gateway.networking.k8s.io",
+        "httproutes/status",
+        &["patch", "update"],
+    ),
+    (
+        Scope::Cluster,
+        "gateway.networking.k8s.io",
+        "backendtlspolicies/status",
+        &["patch", "update"],
     ),
     (
         Scope::OwnNamespace,

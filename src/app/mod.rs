@@ -281,6 +281,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                     client.clone(),
                     settings.status.publish.clone(),
                     compile.clone(),
+                    crate::status::GatewayPorts {
+                        http: http_addr.port(),
+                        https: https_addr.port(),
+                    },
                     updates_rx.clone(),
                     leading_rx,
                     stop_rx.clone(),

@@ -9,6 +9,7 @@
 //! value differs from what the Ingress shows and from what was last written;
 //! Ingresses of other classes are never touched.
 
+pub mod gateway;
 pub mod leader;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 use crate::router::{served_ingresses, CompileOptions};
 use crate::watch::ProviderUpdate;
 
+pub use gateway::GatewayPorts;
 pub use leader::{run_election, unique_identity, LeaseSettings};
 
 /// Where the published address comes from.
@@ -103,16 +105,19 @@ pub fn service_addresses(service: &Service) -> Vec<String> {
         .collect()
 }
 
-/// Keeps the status of served Ingresses pointing at sluice, while `leading`.
+/// Keeps the status of served Ingresses pointing at sluice, and sluice's part
+/// of the Gateway API objects' status ([`gateway`]) up to date, while `leading`.
 pub async fn run_status_writer(
     client: Client,
     settings: StatusSettings,
     options: CompileOptions,
+    ports: GatewayPorts,
     mut updates: watch::Receiver<Option<Arc<ProviderUpdate>>>,
     mut leading: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut written: HashMap<(String, String), Vec<IngressLoadBalancerIngress>> = HashMap::new();
+    let mut gateways = gateway::GatewayStatusState::default();
     loop {
         if *leading.borrow() {
             let update = updates.borrow().clone();
@@ -120,6 +125,20 @@ pub async fn run_status_writer(
                 match desired(&client, &settings).await {
                     Ok(want) => {
                         write_all(&client, &options, &update, &want, &leading, &mut written).await;
+                        let addresses = want
+                            .iter()
+                            .filter_map(|a| a.ip.clone().or_else(|| a.hostname.clone()))
+                            .collect();
+                        gateway::write_gateway_status(
+                            &client,
+                            &update.snapshot,
+                            ports,
+                            addresses,
+                            settings.refresh,
+                            &leading,
+                            &mut gateways,
+                        )
+                        .await;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "status: reading the publish Service failed")
@@ -129,6 +148,7 @@ pub async fn run_status_writer(
         } else {
             // A new leader may have written something else: re-check everything.
             written.clear();
+            gateways.clear();
         }
         tokio::select! {
             r = updates.changed() => if r.is_err() { break },

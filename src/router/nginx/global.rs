@@ -10,7 +10,7 @@
 //!   in use, and every Ingress is then read in ingress-nginx style (HTTPS
 //!   redirect for the hosts its TLS section covers).
 //! - `limit-req-status-code` / `limit-conn-status-code`: the status of
-//!   `limit-*` refusals (default 503).
+//!   `limit-rps`/`limit-rpm` and of `limit-connections` refusals (default 503).
 //! - `hsts`, `hsts-max-age`, `hsts-include-subdomains`, `hsts-preload`: the
 //!   `Strict-Transport-Security` header on HTTPS responses (on by default:
 //!   `max-age=31536000; includeSubDomains`).
@@ -81,8 +81,10 @@ pub(crate) struct Global {
     pub enabled: bool,
     /// Annotation defaults, by annotation name without the prefix.
     pub defaults: BTreeMap<String, String>,
-    /// The status `limit-*` refusals answer.
+    /// The status `limit-rps`/`limit-rpm` refusals answer (`limit-req-status-code`).
     pub limit_status: Option<u16>,
+    /// The status `limit-connections` refusals answer (`limit-conn-status-code`).
+    pub limit_conn_status: Option<u16>,
     /// `Strict-Transport-Security` on HTTPS responses: (max-age, includeSubDomains, preload).
     pub hsts: Option<(u64, bool, bool)>,
     /// Headers set on every response (`add-headers`).
@@ -145,12 +147,13 @@ impl Global {
                 ));
             }
         }
-        for key in ["limit-req-status-code", "limit-conn-status-code"] {
+        for (key, target) in [
+            ("limit-req-status-code", &mut global.limit_status),
+            ("limit-conn-status-code", &mut global.limit_conn_status),
+        ] {
             if let Some(value) = data.get(key) {
                 match value.trim().parse::<u16>() {
-                    Ok(code) if (100..=599).contains(&code) => {
-                        global.limit_status.get_or_insert(code);
-                    }
+                    Ok(code) if (100..=599).contains(&code) => *target = Some(code),
                     _ => warn(format!(
                         "{key}: {value:?} is not an HTTP status; limits answer 503"
                     )),
@@ -331,6 +334,7 @@ mod tests {
                     &[
                         ("proxy-read-timeout", "120"),
                         ("limit-req-status-code", "429"),
+                        ("limit-conn-status-code", "503"),
                         ("hsts-max-age", "600"),
                         ("hsts-include-subdomains", "false"),
                         ("add-headers", "ingress-nginx/resp"),
@@ -356,6 +360,7 @@ mod tests {
         assert_eq!(g.defaults["proxy-read-timeout"], "120");
         assert_eq!(g.defaults["proxy-body-size"], "1m");
         assert_eq!(g.limit_status, Some(429));
+        assert_eq!(g.limit_conn_status, Some(503));
         assert_eq!(g.hsts, Some((600, false, false)));
         assert_eq!(g.add_headers["X-Frame-Options"], "DENY");
         assert_eq!(g.proxy_set_headers.len(), 1);

@@ -65,6 +65,9 @@ pub(super) fn translate(a: &Annotations<'_>, env: &super::Env<'_>, out: &mut Tra
     if let Some(status) = env.global.limit_status {
         config.insert("status".into(), json!(status));
     }
+    if let Some(status) = env.global.limit_conn_status {
+        config.insert("connectionsStatus".into(), json!(status));
+    }
     out.step("nginx-limits", "nginxLimit", Value::Object(config));
 }
 

@@ -49,9 +49,14 @@ struct Config {
     connections: u64,
     #[serde(default)]
     allowlist: Vec<String>,
-    /// The status of a refusal (`limit-req-status-code`), 503 when unset.
+    /// The status of a `limit-rps`/`limit-rpm` refusal
+    /// (`limit-req-status-code`), 503 when unset.
     #[serde(default)]
     status: Option<u16>,
+    /// The status of a `limit-connections` refusal
+    /// (`limit-conn-status-code`), 503 when unset.
+    #[serde(default)]
+    connections_status: Option<u16>,
 }
 
 /// Builds an `nginxLimit` middleware.
@@ -81,13 +86,15 @@ pub(crate) fn build(
     if buckets.is_empty() && config.connections == 0 {
         return Err(cx.invalid("nginxLimit needs rps, rpm or connections".to_owned()));
     }
-    let status = match config.status {
-        None => StatusCode::SERVICE_UNAVAILABLE,
+    let status = |code: Option<u16>| match code {
+        None => Ok(StatusCode::SERVICE_UNAVAILABLE),
         Some(code) => StatusCode::from_u16(code)
-            .map_err(|_| cx.invalid(format!("limit status {code} is not an HTTP status")))?,
+            .map_err(|_| cx.invalid(format!("limit status {code} is not an HTTP status"))),
     };
+    let (status, connections_status) = (status(config.status)?, status(config.connections_status)?);
     Ok(Arc::new(NginxLimit {
         status,
+        connections_status,
         buckets,
         connections: config.connections,
         in_flight: Arc::new(Mutex::new(HashMap::new())),
@@ -146,8 +153,10 @@ impl Bucket {
 /// The built `nginxLimit`.
 #[derive(Debug)]
 struct NginxLimit {
-    /// What a refused request answers.
+    /// What a request over the rate answers.
     status: StatusCode,
+    /// What a request over the connection limit answers.
+    connections_status: StatusCode,
     buckets: Vec<Bucket>,
     connections: u64,
     in_flight: Arc<Mutex<HashMap<IpAddr, u64>>>,
@@ -206,7 +215,7 @@ impl NginxLimit {
             };
             if !allowed {
                 tracing::debug!(client = %ip, route = %cx.route.name, "nginx limit-rps/rpm (shared): refused");
-                return self.refusal().await;
+                return Self::refusal(self.status).await;
             }
         }
         if self.connections == 0 {
@@ -241,7 +250,7 @@ impl Middleware for NginxLimit {
                 Some(next) => *slot = next,
                 None => {
                     tracing::debug!(client = %ip, route = %cx.route.name, "nginx limit-rps/rpm: refused");
-                    return self.refusal();
+                    return Self::refusal(self.status);
                 }
             }
         }
@@ -279,7 +288,7 @@ impl NginxLimit {
         };
         if refused {
             tracing::debug!(client = %ip, route = %cx.route.name, "nginx limit-connections: refused");
-            return self.refusal().await;
+            return Self::refusal(self.connections_status).await;
         }
         let slot = Slot {
             ip,
@@ -292,16 +301,16 @@ impl NginxLimit {
 }
 
 impl NginxLimit {
-    /// The answer to a refused request: 503 unless the controller ConfigMap's
-    /// `limit-req-status-code` says otherwise.
-    fn refusal(&self) -> BoxFuture<'static, Outcome> {
+    /// The answer to a refused request, `status` (503 unless the controller
+    /// ConfigMap's `limit-req-status-code` / `limit-conn-status-code` says otherwise).
+    fn refusal(status: StatusCode) -> BoxFuture<'static, Outcome> {
         // nginx's own wording for its 503 page.
-        let text = if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let text = if status == StatusCode::SERVICE_UNAVAILABLE {
             "Service Temporarily Unavailable"
         } else {
-            self.status.canonical_reason().unwrap_or("Limited")
+            status.canonical_reason().unwrap_or("Limited")
         };
-        let resp = reply(self.status, text);
+        let resp = reply(status, text);
         Box::pin(async move { Ok(resp) })
     }
 }
