@@ -26,6 +26,16 @@ const GROUP: &str = "gateway.networking.k8s.io";
 
 /// A sluice replica publishing a fixed address, refreshing every 200 ms.
 async fn replica(api: &FakeApi, dir: &tempfile::TempDir) -> Running {
+    replica_publishing(api, dir, vec!["203.0.113.7".into()]).await
+}
+
+/// A sluice replica publishing `addresses` (none: neither
+/// `--publish-status-address` nor `--publish-service`), refreshing every 200 ms.
+async fn replica_publishing(
+    api: &FakeApi,
+    dir: &tempfile::TempDir,
+    addresses: Vec<String>,
+) -> Running {
     let mut settings = support::settings(dir.path());
     settings.source = Source::Kube(KubeSettings {
         kubeconfig: Some(api.write_kubeconfig(dir.path())),
@@ -35,7 +45,7 @@ async fn replica(api: &FakeApi, dir: &tempfile::TempDir) -> Running {
     });
     settings.status.publish = StatusSettings {
         publish_service: None,
-        publish_addresses: vec!["203.0.113.7".into()],
+        publish_addresses: addresses,
         refresh: Duration::from_millis(200),
     };
     settings.status.lease = LeaseSettings {
@@ -283,5 +293,49 @@ async fn the_leader_writes_class_gateway_and_route_status_once() {
     assert_eq!(
         condition(&class_status["conditions"], "Accepted")["lastTransitionTime"],
         class_time
+    );
+}
+
+/// Without `--publish-service` or `--publish-status-address` no Ingress
+/// address is published, but the Gateway API status is written all the same
+/// (Gateways need their conditions whatever the Ingresses get).
+#[tokio::test]
+async fn gateway_status_is_written_without_published_addresses() {
+    let api = FakeApi::start_new().await;
+    api.apply(service());
+    api.apply(class("sluice", CONTROLLER));
+    api.apply(gateway());
+    api.apply(route("attached", "web", Value::Null));
+    // An Ingress sluice serves, carrying an address someone published.
+    api.apply(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "site", "namespace": "apps"},
+        "spec": {"rules": [{"host": "site.example", "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "web", "port": {"number": 80}}}
+        }]}}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.1"}]}},
+    }));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _sluice = replica_publishing(&api, &dir, Vec::new()).await;
+    eventually("the route's status to be written", || {
+        writes_to(&api, "/httproutes/attached/status") > 0
+    })
+    .await;
+    let gateway_status = status(&api, "Gateway", "apps", "web");
+    assert_eq!(
+        condition(&gateway_status["conditions"], "Programmed")["status"],
+        "True",
+        "{gateway_status}"
+    );
+    let ingress_writes = api
+        .writes()
+        .iter()
+        .filter(|w| w.path.contains("/ingresses/"))
+        .count();
+    assert_eq!(
+        ingress_writes, 0,
+        "no Ingress status (nor clearing) without addresses"
     );
 }

@@ -269,7 +269,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         }
         Feed::Kube(kube) => {
             let (client, kube) = *kube;
-            if settings.status.publish.enabled() {
+            // Always elected in a cluster: the Gateway API status is written
+            // whether or not Ingress addresses are published.
+            {
                 let (leading_tx, leading_rx) = watch::channel(false);
                 tasks.push(tokio::spawn(crate::status::run_election(
                     client.clone(),

@@ -122,11 +122,23 @@ pub async fn run_status_writer(
         if *leading.borrow() {
             let update = updates.borrow().clone();
             if let Some(update) = update {
-                match desired(&client, &settings).await {
+                // Without --publish-service / --publish-status-address no
+                // Ingress address is written (nor cleared); Gateway API
+                // status is written either way.
+                let want = if settings.enabled() {
+                    desired(&client, &settings).await.map(Some)
+                } else {
+                    Ok(None)
+                };
+                match want {
                     Ok(want) => {
-                        write_all(&client, &options, &update, &want, &leading, &mut written).await;
+                        if let Some(want) = &want {
+                            write_all(&client, &options, &update, want, &leading, &mut written)
+                                .await;
+                        }
                         let addresses = want
                             .iter()
+                            .flatten()
                             .filter_map(|a| a.ip.clone().or_else(|| a.hostname.clone()))
                             .collect();
                         gateway::write_gateway_status(
