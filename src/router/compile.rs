@@ -3,7 +3,7 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::IngressBackend;
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
 use super::backend::{Inputs, Resolver, Unresolved};
 use super::host::HostPattern;
@@ -84,6 +84,17 @@ struct Memo {
     routes: HashMap<Arc<str>, Arc<Route>>,
     /// The host tables built last.
     tables: Option<HostTables>,
+    /// The Ingresses given the controller ConfigMap's defaults last time.
+    nginx: NginxMemo,
+}
+
+/// The Ingresses `nginx_defaults` rewrote, by the address of the original
+/// `Arc`, with the defaults they were given: an unchanged Ingress keeps its
+/// rewritten `Arc`, so the memos downstream still recognise it.
+#[derive(Debug, Default)]
+struct NginxMemo {
+    defaults: std::collections::BTreeMap<String, String>,
+    merged: HashMap<usize, (Arc<Ingress>, Arc<Ingress>)>,
 }
 
 #[derive(Debug)]
@@ -130,16 +141,35 @@ pub struct Compiled {
 /// `snapshot` with the controller ConfigMap's annotation defaults written
 /// into every Ingress (an Ingress's own annotation wins), so that every
 /// reader of annotations sees them.
-fn nginx_defaults(snapshot: &Snapshot, global: &nginx::Global) -> Snapshot {
+fn nginx_defaults(
+    snapshot: &Snapshot,
+    global: &nginx::Global,
+    previous: &NginxMemo,
+) -> (Snapshot, NginxMemo) {
     let mut out = snapshot.clone();
+    let mut memo = NginxMemo {
+        defaults: global.defaults.clone(),
+        merged: HashMap::default(),
+    };
+    let reusable = previous.defaults == global.defaults;
     for ingress in &mut out.ingresses {
-        if let Some(merged) = global.with_defaults(ingress.metadata.annotations.as_ref()) {
+        let id = Arc::as_ptr(ingress) as usize;
+        if let Some((original, merged)) = previous.merged.get(&id).filter(|_| reusable) {
+            if Arc::ptr_eq(original, ingress) {
+                memo.merged.insert(id, (original.clone(), merged.clone()));
+                *ingress = merged.clone();
+                continue;
+            }
+        }
+        if let Some(annotations) = global.with_defaults(ingress.metadata.annotations.as_ref()) {
             let mut copy = (**ingress).clone();
-            copy.metadata.annotations = Some(merged);
-            *ingress = Arc::new(copy);
+            copy.metadata.annotations = Some(annotations);
+            let merged = Arc::new(copy);
+            memo.merged.insert(id, (ingress.clone(), merged.clone()));
+            *ingress = merged;
         }
     }
-    out
+    (out, memo)
 }
 
 /// Compiles a snapshot into a routing table.
@@ -157,8 +187,11 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
     let mut diagnostics = Vec::new();
     let global = nginx::Global::read(snapshot, options.nginx_configmap.as_ref(), &mut diagnostics);
     let with_defaults;
+    let mut nginx_memo = NginxMemo::default();
     let snapshot = if global.enabled {
-        with_defaults = nginx_defaults(snapshot, &global);
+        let (merged, memo) = nginx_defaults(snapshot, &global, &previous.nginx);
+        with_defaults = merged;
+        nginx_memo = memo;
         &with_defaults
     } else {
         snapshot
@@ -182,7 +215,10 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         secrets,
         covered,
         previous,
-        next: Memo::default(),
+        next: Memo {
+            nginx: nginx_memo,
+            ..Memo::default()
+        },
         plain_clients: HashMap::default(),
         endpoints: Vec::new(),
         diagnostics,
@@ -858,6 +894,49 @@ mod tests {
         };
         assert!(Arc::ptr_eq(&route(&first).stats, &route(&second).stats));
         assert_eq!(&*route(&first).name, "default-web-example.com-/");
+    }
+
+    #[test]
+    fn controller_configmap_defaults_keep_unchanged_ingresses_reused() {
+        let options = CompileOptions {
+            nginx_configmap: Some(("ingress-nginx".into(), "controller".into())),
+            ..CompileOptions::default()
+        };
+        let same = snapshot();
+        let global = nginx::Global::read(&same, options.nginx_configmap.as_ref(), &mut Vec::new());
+        // The first pass rewrites the Ingress (ingress-nginx's 1m default)...
+        let (first, memo) = nginx_defaults(&same, &global, &NginxMemo::default());
+        assert!(!Arc::ptr_eq(&first.ingresses[0], &same.ingresses[0]));
+        let annotations = first.ingresses[0]
+            .metadata
+            .annotations
+            .as_ref()
+            .expect("merged");
+        assert_eq!(
+            annotations["nginx.ingress.kubernetes.io/proxy-body-size"],
+            "1m"
+        );
+        // ...the next keeps the rewritten Arc while the Ingress is the same one...
+        let (second, memo) = nginx_defaults(&same, &global, &memo);
+        assert!(Arc::ptr_eq(&first.ingresses[0], &second.ingresses[0]));
+        // ...and rewrites it again when the defaults change.
+        let mut changed = global.clone();
+        changed
+            .defaults
+            .insert("proxy-body-size".into(), "8m".into());
+        let (third, _) = nginx_defaults(&same, &changed, &memo);
+        assert!(!Arc::ptr_eq(&second.ingresses[0], &third.ingresses[0]));
+        // Compiled, the route carries the default's middleware.
+        let compiled = compile(&same, &options, &Registries::default());
+        let route = compiled
+            .table
+            .lookup(crate::router::EntryPoint::Web, "example.com", "/")
+            .cloned()
+            .expect("route");
+        assert_eq!(
+            route.middlewares.names(),
+            ["default/web/nginx-body-size", "default/web/nginx-hsts"]
+        );
     }
 
     #[test]
