@@ -104,6 +104,7 @@ pub(super) fn chains(
 ) -> Vec<Chain> {
     let registries = env.registries;
     let client_certs = nginx::client_cert::Plan::new(served, env.secrets);
+    let canaries = nginx::canary::canaries(served);
     let mut session = registries
         .middlewares
         .session(env, nginx_env.allow_cross_namespace);
@@ -142,7 +143,7 @@ pub(super) fn chains(
                     .collect();
                 step.config = serde_json::json!({ "hosts": hosts });
             }
-            let (canary, canary_problems) = nginx::canary::step_for(ing, served);
+            let (canary, canary_problems) = nginx::canary::step_for(ing, &canaries);
             for problem in canary_problems {
                 diagnostics.push(Diagnostic::warning(
                     ing.object.clone(),

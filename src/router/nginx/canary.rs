@@ -25,22 +25,28 @@ pub(in crate::router) fn is_canary(ing: &Served<'_>) -> bool {
         .is_some_and(|all| Annotations::new(all).flag("canary") == Some(Ok(true)))
 }
 
+/// The served Ingresses that are canaries (`canary: "true"`).
+pub(in crate::router) fn canaries<'s, 'a>(served: &'s [Served<'a>]) -> Vec<&'s Served<'a>> {
+    served.iter().filter(|ing| is_canary(ing)).collect()
+}
+
 /// The canary step for `main`: the rules of every canary Ingress in its
 /// namespace sharing one of its host + path pairs; problems beside.
+///
+/// `canaries` are the served canary Ingresses ([`canaries`], found once per
+/// compile, so that a compile costs the number of Ingresses times the number
+/// of canaries, not the square of the Ingresses).
 pub(in crate::router) fn step_for(
     main: &Served<'_>,
-    served: &[Served<'_>],
+    canaries: &[&Served<'_>],
 ) -> (Option<InlineStep>, Vec<String>) {
     let mut problems = Vec::new();
-    if is_canary(main) {
+    if canaries.is_empty() || is_canary(main) {
         return (None, problems);
     }
     let mains = pairs(main);
     let mut rules: Vec<Value> = Vec::new();
-    for canary in served
-        .iter()
-        .filter(|c| is_canary(c) && c.namespace == main.namespace)
-    {
+    for canary in canaries.iter().filter(|c| c.namespace == main.namespace) {
         let Some(all) = canary.ingress.metadata.annotations.as_ref() else {
             continue;
         };
