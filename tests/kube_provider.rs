@@ -10,6 +10,10 @@
 
 #[path = "support/kube_api.rs"]
 mod kube_api;
+#[path = "support/kube_provider.rs"]
+mod kube_provider;
+
+use kube_provider::*;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,74 +24,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube_api::FakeApi;
 use serde_json::{json, Value};
 use sluice::router::{only_endpoints_changed, Snapshot};
-use sluice::watch::{run_kube_provider, KubeSettings, KubeStats, ProviderUpdate};
-use tokio::sync::watch;
-
-type Updates = watch::Receiver<Option<Arc<ProviderUpdate>>>;
-
-/// How long any one expected update may take before the test fails (a liveness bound, not a latency assertion).
-const PATIENCE: Duration = Duration::from_secs(30);
-
-fn fast_settings() -> KubeSettings {
-    KubeSettings {
-        debounce: Duration::from_millis(20),
-        max_delay: Duration::from_millis(200),
-        backoff_min: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(500),
-        crd_recheck: Duration::from_millis(300),
-        sync_grace: Duration::from_secs(1),
-        ..KubeSettings::default()
-    }
-}
-
-struct Provider {
-    updates: Updates,
-    stats: Arc<KubeStats>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn start(api: &FakeApi, settings: KubeSettings) -> Provider {
-    let (tx, updates) = watch::channel(None);
-    let stats = Arc::new(KubeStats::default());
-    let client = api.client();
-    let task_stats = stats.clone();
-    let task = tokio::spawn(async move {
-        run_kube_provider(client, settings, tx, task_stats)
-            .await
-            .expect("provider runs");
-    });
-    Provider {
-        updates,
-        stats,
-        task,
-    }
-}
-
-/// Waits for a published update that satisfies `pred`.
-async fn until(
-    updates: &mut Updates,
-    what: &str,
-    pred: impl Fn(&Snapshot) -> bool,
-) -> Arc<ProviderUpdate> {
-    let found = tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Some(update) = updates.borrow_and_update().clone() {
-                if pred(&update.snapshot) {
-                    return update;
-                }
-            }
-            updates.changed().await.expect("provider alive");
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| panic!("no update with {what} within {PATIENCE:?}"))
-}
+use sluice::watch::{KubeSettings, KubeStats};
 
 /// Waits until `cond` holds, polling (for counters of the fake and the stats).
 async fn eventually(what: &str, cond: impl Fn() -> bool) {
