@@ -345,6 +345,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let tls = TlsEntry {
         acceptor: acceptor(&table, settings.tls.min_version)?,
         stats: handshakes,
+        min_version: settings.tls.min_version,
     };
     let entrypoints = vec![
         data_plane::Entrypoint {

@@ -177,6 +177,9 @@ pub struct TlsEntry {
     pub acceptor: tokio_rustls::TlsAcceptor,
     /// Handshakes by outcome and version.
     pub stats: Arc<HandshakeStats>,
+    /// `--tls-min-version`, which the acceptor's config was built with (the
+    /// client-certificate configs derived from it keep it).
+    pub min_version: crate::tls::TlsVersion,
 }
 
 impl std::fmt::Debug for TlsEntry {
@@ -267,7 +270,7 @@ async fn accept_tls(
         .cloned();
     let base = tls.acceptor.config();
     let config = match &auth {
-        Some(auth) => auth.server_config(base),
+        Some(auth) => auth.server_config(base, tls.min_version),
         None => base.clone(),
     };
     Ok((start.into_stream(config).await?, auth))

@@ -241,14 +241,18 @@ impl HostClientAuth {
     /// own) asking for a client certificate. Built on first use and kept;
     /// if it cannot be built, `base` is used, no certificate is asked for,
     /// and requests fail as if none had been sent.
-    pub fn server_config(&self, base: &Arc<ServerConfig>) -> Arc<ServerConfig> {
+    pub fn server_config(
+        &self,
+        base: &Arc<ServerConfig>,
+        min_version: super::TlsVersion,
+    ) -> Arc<ServerConfig> {
         let id = Arc::as_ptr(base) as usize;
         if let Some((built_from, config)) = self.config.get() {
             if *built_from == id {
                 return config.clone();
             }
         }
-        match super::server::with_client_auth(base, self.handshake.clone()) {
+        match super::server::with_client_auth(base, self.handshake.clone(), min_version) {
             Ok(config) => {
                 let config = Arc::new(config);
                 // The first listener's config is kept (all listeners share one).

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::Arc;
 
 use rustls::crypto::ring::{default_provider, Ticketer};
 use rustls::server::danger::ClientCertVerifier;
@@ -101,19 +101,19 @@ pub fn server_config(
     resolver: Arc<dyn ResolvesServerCert>,
     min_version: TlsVersion,
 ) -> Result<ServerConfig, CertError> {
-    remember_min_version(&resolver, min_version);
     build(resolver, min_version, Arc::new(NoClientAuth))
 }
 
-/// A listener config like `base` (same certificates, versions, ALPN) whose
-/// handshakes ask for a client certificate through `verifier`. It has
-/// session tickets and a session cache of its own, so a session made
-/// without a certificate request never resumes on it.
+/// A listener config like `base` (same certificates, ALPN; `min_version`, the
+/// one `base` was built with, since rustls does not say) whose handshakes ask
+/// for a client certificate through `verifier`. It has session tickets and a
+/// session cache of its own, so a session made without a certificate request
+/// never resumes on it.
 pub fn with_client_auth(
     base: &ServerConfig,
     verifier: Arc<dyn ClientCertVerifier>,
+    min_version: TlsVersion,
 ) -> Result<ServerConfig, CertError> {
-    let min_version = min_version_of(&base.cert_resolver);
     let mut config = build(base.cert_resolver.clone(), min_version, verifier)?;
     config.alpn_protocols.clone_from(&base.alpn_protocols);
     config.ignore_client_order = base.ignore_client_order;
@@ -136,32 +136,6 @@ fn build(
     // Ticket keys rotate every 6 hours; the builder already installed a session cache.
     config.ticketer = Ticketer::new().map_err(fail)?;
     Ok(config)
-}
-
-/// The minimum version each listener config was built with, by its
-/// certificate resolver: rustls does not say which versions a config
-/// enables, and a config for client authentication must keep them.
-type MinVersions = Vec<(Weak<dyn ResolvesServerCert>, TlsVersion)>;
-
-static MIN_VERSIONS: Mutex<MinVersions> = Mutex::new(Vec::new());
-
-fn remember_min_version(resolver: &Arc<dyn ResolvesServerCert>, min_version: TlsVersion) {
-    let mut known = MIN_VERSIONS.lock().unwrap_or_else(PoisonError::into_inner);
-    known.retain(|(weak, _)| weak.strong_count() > 0);
-    known.push((Arc::downgrade(resolver), min_version));
-}
-
-/// The minimum version of the listener config whose resolver is
-/// `resolver`: the strictest one it was built with, TLS 1.2 when unknown.
-fn min_version_of(resolver: &Arc<dyn ResolvesServerCert>) -> TlsVersion {
-    let target = Arc::as_ptr(resolver).cast::<()>();
-    let known = MIN_VERSIONS.lock().unwrap_or_else(PoisonError::into_inner);
-    known
-        .iter()
-        .filter(|(weak, _)| weak.strong_count() > 0 && weak.as_ptr().cast::<()>() == target)
-        .map(|(_, v)| *v)
-        .max_by_key(|v| matches!(v, TlsVersion::V1_3))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -229,7 +203,7 @@ mod tests {
         let verifier = || -> Arc<dyn ClientCertVerifier> { Arc::new(NoClientAuth) };
         let tls12_only = || insecure_with_versions(&[b"h2"], &[&TLS12]);
         let strict = server_config(fixed(key.clone()), TlsVersion::V1_3).expect("config");
-        let derived = with_client_auth(&strict, verifier()).expect("derived");
+        let derived = with_client_auth(&strict, verifier(), TlsVersion::V1_3).expect("derived");
         assert!(handshake(derived.clone(), tls12_only(), "a.test")
             .await
             .is_err());
@@ -238,7 +212,7 @@ mod tests {
             .expect("1.3 ok");
         assert_eq!(shook.alpn.as_deref(), Some(&b"h2"[..]));
         let lenient = server_config(fixed(key), TlsVersion::V1_2).expect("config");
-        let derived = with_client_auth(&lenient, verifier()).expect("derived");
+        let derived = with_client_auth(&lenient, verifier(), TlsVersion::V1_2).expect("derived");
         let shook = handshake(derived, tls12_only(), "a.test")
             .await
             .expect("1.2 ok");
