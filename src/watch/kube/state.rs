@@ -45,6 +45,8 @@ mod dirty {
     pub const REFERENCE_GRANTS: u16 = 1 << 11;
     pub const BACKEND_TLS_POLICIES: u16 = 1 << 12;
     pub const ALL: u16 = (1 << 13) - 1;
+    /// The kinds whose objects name Secrets or ConfigMaps to watch by name.
+    pub const NAMING: u16 = INGRESSES | MIDDLEWARES | CONFIG_MAPS | BACKEND_TLS_POLICIES;
 }
 
 fn bit(target: &Target) -> u16 {
@@ -244,11 +246,7 @@ impl State {
         };
         if changed {
             self.dirty |= bit;
-            let names = dirty::MIDDLEWARES
-                | dirty::INGRESSES
-                | dirty::CONFIG_MAPS
-                | dirty::BACKEND_TLS_POLICIES;
-            if bit & names != 0 {
+            if bit & dirty::NAMING != 0 {
                 self.reconcile_named();
             }
         }
@@ -269,7 +267,13 @@ impl State {
             // The controller's own ConfigMap is read wherever it lives.
             config_maps.insert(global.clone());
         }
-        for partition in self.partitions.values() {
+        // Services and EndpointSlices (most of the objects) name nothing
+        // and are not walked.
+        for partition in self
+            .partitions
+            .values()
+            .filter(|p| bit(&p.target) & dirty::NAMING != 0)
+        {
             for object in partition.objects.values() {
                 match object {
                     Object::Ingress(ingress) => {
