@@ -5,34 +5,9 @@ mod support;
 
 use support::*;
 
-const MW: &str = "traefik.ingress.kubernetes.io/router.middlewares";
-
-/// Service `web`, Ingress `open` on `/open` and Ingress `guarded` on `/api`
-/// whose middlewares annotation is `refs`, plus `extra` (Middleware objects).
+/// [`guarded_app`] with the guarded Ingress on `/api`.
 async fn guarded(refs: &str, extra: &str, allow_cross: bool) -> (Fixture, Backend) {
-    let backend = whoami("web").await;
-    let m = Manifests::new();
-    let docs = [
-        service("web", &[backend.addr]),
-        annotated_ingress("open", "default", &[], &[("", "/open", "Prefix", "web")]),
-        annotated_ingress(
-            "guarded",
-            "default",
-            &[(MW, refs)],
-            &[("", "/api", "Prefix", "web")],
-        ),
-        extra.to_owned(),
-    ];
-    m.write("a.yaml", &docs.join("\n"));
-    let mut s = settings(&m.path());
-    s.compile.allow_cross_namespace = allow_cross;
-    let sluice = start(s).await;
-    let fixture = Fixture {
-        backends: Vec::new(),
-        manifests: m,
-        sluice,
-    };
-    (fixture, backend)
+    guarded_app("/api", refs, extra, allow_cross).await
 }
 
 fn members() -> String {

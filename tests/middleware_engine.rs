@@ -7,35 +7,9 @@ mod support;
 
 use support::*;
 
-const MW: &str = "traefik.ingress.kubernetes.io/router.middlewares";
-
-/// A sluice with Service `web`, a plain Ingress `open` on `/open` and an Ingress
-/// `guarded` on `/guarded` whose middlewares annotation is `refs`; `extra` is
-/// appended to the manifest (Middleware objects).
+/// [`guarded_app`] with the guarded Ingress on `/guarded`.
 async fn guarded(refs: &str, extra: &str, allow_cross: bool) -> (Fixture, Backend) {
-    let backend = whoami("web").await;
-    let m = Manifests::new();
-    let docs = [
-        service("web", &[backend.addr]),
-        annotated_ingress("open", "default", &[], &[("", "/open", "Prefix", "web")]),
-        annotated_ingress(
-            "guarded",
-            "default",
-            &[(MW, refs)],
-            &[("", "/guarded", "Prefix", "web")],
-        ),
-        extra.to_owned(),
-    ];
-    m.write("a.yaml", &docs.join("\n"));
-    let mut s = settings(&m.path());
-    s.compile.allow_cross_namespace = allow_cross;
-    let sluice = start(s).await;
-    let fixture = Fixture {
-        backends: Vec::new(),
-        manifests: m,
-        sluice,
-    };
-    (fixture, backend)
+    guarded_app("/guarded", refs, extra, allow_cross).await
 }
 
 fn middleware_errors(errors: &[serde_json::Value]) -> Vec<&serde_json::Value> {

@@ -277,6 +277,40 @@ pub async fn fixture(
     }
 }
 
+/// Service `web` (a whoami), a plain Ingress `open` on `/open` and an Ingress
+/// `guarded` on `path` whose `router.middlewares` annotation is `refs`, plus
+/// `extra` (Middleware objects); `allow_cross` is `--allow-cross-namespace`.
+pub async fn guarded_app(
+    path: &str,
+    refs: &str,
+    extra: &str,
+    allow_cross: bool,
+) -> (Fixture, Backend) {
+    let backend = whoami("web").await;
+    let m = Manifests::new();
+    let docs = [
+        service("web", &[backend.addr]),
+        annotated_ingress("open", "default", &[], &[("", "/open", "Prefix", "web")]),
+        annotated_ingress(
+            "guarded",
+            "default",
+            &[("traefik.ingress.kubernetes.io/router.middlewares", refs)],
+            &[("", path, "Prefix", "web")],
+        ),
+        extra.to_owned(),
+    ];
+    m.write("a.yaml", &docs.join("\n"));
+    let mut s = settings(&m.path());
+    s.compile.allow_cross_namespace = allow_cross;
+    let sluice = start(s).await;
+    let fixture = Fixture {
+        backends: Vec::new(),
+        manifests: m,
+        sluice,
+    };
+    (fixture, backend)
+}
+
 /// An Ingress like [`ingress`] carrying `annotations` (e.g.
 /// `traefik.ingress.kubernetes.io/router.middlewares`), in `namespace`.
 pub fn annotated_ingress(
