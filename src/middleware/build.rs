@@ -340,6 +340,14 @@ pub trait Context {
     fn secret(&mut self, name: &str) -> Option<Secret>;
     /// A Service port of the Middleware's namespace as a backend.
     fn service(&mut self, name: &str, port: &PortRef) -> Result<ServiceTarget, String>;
+    /// A Service port of another namespace as a backend (a Gateway filter's
+    /// backend the compiler already checked against ReferenceGrants).
+    fn service_in(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        port: &PortRef,
+    ) -> Result<ServiceTarget, String>;
     /// Another Middleware, by a reference written in this Middleware's namespace (`chain`).
     fn middleware(&mut self, reference: &str) -> Result<Arc<dyn Middleware>, BuildError>;
     /// An [`BuildError::Invalid`] for this middleware.
@@ -370,6 +378,21 @@ impl<E: Environment> Context for BuildContext<'_, '_, E> {
         name.hash(&mut self.fingerprint);
         port.hash(&mut self.fingerprint);
         let target = self.session.env.service(self.namespace, name, port)?;
+        (Arc::as_ptr(&target.backend) as usize).hash(&mut self.fingerprint);
+        (Arc::as_ptr(&target.client) as usize).hash(&mut self.fingerprint);
+        Ok(target)
+    }
+
+    fn service_in(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        port: &PortRef,
+    ) -> Result<ServiceTarget, String> {
+        namespace.hash(&mut self.fingerprint);
+        name.hash(&mut self.fingerprint);
+        port.hash(&mut self.fingerprint);
+        let target = self.session.env.service(namespace, name, port)?;
         (Arc::as_ptr(&target.backend) as usize).hash(&mut self.fingerprint);
         (Arc::as_ptr(&target.client) as usize).hash(&mut self.fingerprint);
         Ok(target)

@@ -36,6 +36,13 @@ pub(super) fn build(
         "retry" => super::retry::build(config, cx),
         "stripPrefix" => super::strip_prefix::build(config, cx),
         "stripPrefixRegex" => super::strip_prefix_regex::build(config, cx),
+        gateway if gateway.starts_with("gateway") => super::gateway::build(gateway, config, cx)
+            .unwrap_or_else(|| {
+                Err(BuildError::UnknownKind(
+                    format!("{}/?", cx.namespace()),
+                    gateway.to_owned(),
+                ))
+            }),
         nginx if nginx.starts_with("nginx") => super::nginx::build(nginx, config, cx)
             .unwrap_or_else(|| {
                 Err(BuildError::UnknownKind(

@@ -16,6 +16,7 @@
 
 pub mod build;
 mod chain;
+mod gateway;
 mod kinds;
 mod nested;
 mod nginx;

@@ -83,6 +83,22 @@ impl Context for FakeBuild {
             .ok_or_else(|| format!("service {name}:{port} not found"))
     }
 
+    fn service_in(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        port: &PortRef,
+    ) -> Result<ServiceTarget, String> {
+        // Services of other namespaces are listed as `namespace/name`.
+        let qualified = format!("{namespace}/{name}");
+        let wanted = if namespace == "default" {
+            name
+        } else {
+            &qualified
+        };
+        self.service(wanted, port)
+    }
+
     fn middleware(&mut self, reference: &str) -> Result<Arc<dyn Middleware>, BuildError> {
         Err(BuildError::NotFound(
             reference.to_owned(),
