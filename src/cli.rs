@@ -406,6 +406,7 @@ impl RunArgs {
                 default_cert_secret: None,
                 allow_cross_namespace: self.allow_cross_namespace,
                 nginx_configmap,
+                gateway: Default::default(),
             },
             shutdown_grace: self.shutdown_grace,
             connections: ConnectionSettings {

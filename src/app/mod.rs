@@ -222,6 +222,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let http = data_plane::bind(settings.data_plane, settings.http_addr).await?;
     let https = data_plane::bind(settings.data_plane, settings.https_addr).await?;
     let (http_addr, https_addr) = (http.addr, https.addr);
+    compile.gateway.http_port = http_addr.port();
+    compile.gateway.https_port = https_addr.port();
     let (admin_listener, admin_addr) = bind(settings.admin_addr).await?;
 
     let table = Arc::new(ArcSwap::from_pointee(RouteTable::default()));

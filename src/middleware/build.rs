@@ -203,6 +203,18 @@ impl<E: Environment> Session<'_, E> {
         (chain, None)
     }
 
+    /// Builds one inline step of an object `owner` of `namespace` (its state
+    /// kept per owner, step name and configuration).
+    pub fn step(
+        &mut self,
+        namespace: &str,
+        owner: &str,
+        step: &InlineStep,
+    ) -> Result<Arc<dyn Middleware>, BuildError> {
+        let object = format!("{owner}/{}", step.name);
+        self.build_spec(namespace, &object, &step.kind, &step.config)
+    }
+
     /// The chain for an annotation value (`a@kubernetescrd,b@kubernetescrd`) on
     /// an object of `namespace`. Never fails: a reference that cannot be built
     /// makes a [`Chain::Broken`] (the route answers 500); the error is returned

@@ -45,6 +45,7 @@ mod replace_path;
 mod replace_path_regex;
 mod retry;
 mod source;
+pub mod split;
 mod strip_prefix;
 mod strip_prefix_regex;
 #[cfg(test)]
@@ -151,6 +152,16 @@ impl<'a> Next<'a> {
         Self {
             rest: steps,
             terminal,
+        }
+    }
+
+    /// `steps` in place of the rest of the chain, then the same backend: how
+    /// a step hands a request to another route's chain (a Gateway API
+    /// backendRef's own filters).
+    pub fn with_steps(self, steps: &'a [Arc<dyn Middleware>]) -> Self {
+        Self {
+            rest: steps,
+            terminal: self.terminal,
         }
     }
 

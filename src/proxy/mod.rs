@@ -212,7 +212,7 @@ impl Proxy {
         let route = self
             .table
             .load()
-            .lookup(entrypoint, host_str, &path)
+            .lookup_request(entrypoint, host_str, &path, &parts)
             .cloned();
         let Some(route) = route else {
             return (None, Err(ProxyError::NoRoute));

@@ -137,6 +137,23 @@ impl<'a> Resolver<'a> {
             .map(String::as_str)
     }
 
+    /// The `appProtocol` of a Service port (by number), if the Service lists
+    /// the port with one.
+    pub(super) fn app_protocol(
+        &self,
+        namespace: &str,
+        service: &str,
+        port: i32,
+    ) -> Option<&'a str> {
+        let service = self.services.get(&(namespace, service))?;
+        let ports = service.spec.as_ref()?.ports.as_deref()?;
+        ports
+            .iter()
+            .find(|p| p.port == port)?
+            .app_protocol
+            .as_deref()
+    }
+
     /// The key a Service port's backend is shared under: when the Service exists
     /// and lists the port, the port is its `port` number however the Ingress named
     /// it, so a reference by name and one by number share one [`Backend`]

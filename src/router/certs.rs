@@ -37,6 +37,7 @@ pub(super) struct CompiledCerts {
 /// Compiles every served Ingress's TLS section (oldest Ingress first wins a host).
 pub(super) fn compile_certs(
     served: &[Served<'_>],
+    listeners: &[super::gateway::ListenerCert],
     secrets: &Secrets<'_>,
     default_secret: Option<&(String, String)>,
     registries: &Registries,
@@ -90,6 +91,7 @@ pub(super) fn compile_certs(
         covered.push(hosts_of_ingress);
     }
     super::nginx::client_cert::Plan::new(served, secrets).install(&mut builder);
+    let listener_default = install_listeners(&mut builder, listeners, diagnostics);
     install_default(
         &mut builder,
         secrets,
@@ -97,6 +99,7 @@ pub(super) fn compile_certs(
         registries,
         now,
         diagnostics,
+        listener_default,
     );
     CompiledCerts {
         index: builder.build(),
@@ -128,6 +131,47 @@ fn install(
     }
 }
 
+/// Installs the certificates of Gateway HTTPS listeners under their
+/// listener's hostname (after the Ingresses', so an Ingress that already
+/// holds a host keeps it); returns the first certificate of a listener
+/// without hostname, which serves unknown SNI unless `--default-cert-secret`
+/// names another.
+fn install_listeners(
+    builder: &mut tls::CertIndexBuilder,
+    listeners: &[super::gateway::ListenerCert],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<LoadedCert> {
+    let mut default = None;
+    for listener in listeners {
+        let hosts = match &listener.hostname {
+            Some(host) => {
+                if !builder.insert(host, listener.cert.key.clone()) {
+                    diagnostics.push(Diagnostic::warning(
+                        listener.gateway.clone(),
+                        DiagnosticKind::Conflict,
+                        format!("host {host} already has a certificate; the listener's certificate from Secret {}/{} is not served for it", listener.secret.0, listener.secret.1),
+                    ));
+                }
+                vec![host.clone()]
+            }
+            None => {
+                default.get_or_insert_with(|| listener.cert.clone());
+                Vec::new()
+            }
+        };
+        builder.info(CertInfo {
+            secret: Some(listener.secret.clone()),
+            hosts,
+            not_after: listener.cert.not_after,
+            is_default: false,
+            issuer: listener.cert.issuer.clone(),
+            subject: listener.cert.subject.clone(),
+            used_by: Some(listener.gateway.clone()),
+        });
+    }
+    default
+}
+
 fn install_default(
     builder: &mut tls::CertIndexBuilder,
     secrets: &Secrets<'_>,
@@ -135,6 +179,7 @@ fn install_default(
     registries: &Registries,
     now: i64,
     diagnostics: &mut Vec<Diagnostic>,
+    listener_default: Option<LoadedCert>,
 ) {
     if let Some(key) = default_secret {
         let object = ObjectRef::namespaced("Secret", &key.0, &key.1);
@@ -151,6 +196,11 @@ fn install_default(
             });
             return;
         }
+    }
+    if let Some(cert) = listener_default {
+        // Its info was recorded with the listener.
+        builder.default_cert(cert.key);
+        return;
     }
     if let Some(cert) = registries.generated_default_cert() {
         builder.default_cert(cert.key.clone());

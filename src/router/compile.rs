@@ -43,6 +43,9 @@ pub struct CompileOptions {
     /// `--nginx-configmap`: (namespace, name) of the ingress-nginx controller
     /// ConfigMap whose settings apply to every Ingress.
     pub nginx_configmap: Option<(String, String)>,
+    /// Gateway API: the entrypoint ports listeners map to, the published
+    /// addresses, the supported features.
+    pub gateway: crate::gateway::resolve::ResolveSettings,
 }
 
 impl Default for CompileOptions {
@@ -52,6 +55,7 @@ impl Default for CompileOptions {
             default_cert_secret: None,
             allow_cross_namespace: false,
             nginx_configmap: None,
+            gateway: crate::gateway::resolve::ResolveSettings::default(),
         }
     }
 }
@@ -201,8 +205,10 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let resolution = super::gateway::resolution(snapshot, &options.gateway);
     let CompiledCerts { index, covered } = certs::compile_certs(
         &served,
+        &super::gateway::listener_certs(&resolution),
         &secrets,
         options.default_cert_secret.as_ref(),
         registries,
@@ -224,6 +230,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         diagnostics,
         chains: Vec::new(),
     };
+    let gateway;
     {
         let (resolver, previous, next, endpoints) = (
             &cx.resolver,
@@ -255,11 +262,12 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
             },
             &mut cx.diagnostics,
         );
+        gateway = super::gateway::compile(resolution, &mut env, &mut cx.diagnostics);
     }
     let routes = cx.rule_routes(&served);
     let default = cx.default_route(&served);
     let (table, table_diagnostics) =
-        RouteTable::build(routes, default, index, cx.previous.tables.as_ref());
+        RouteTable::build(routes, default, index, cx.previous.tables.as_ref(), gateway);
     let mut diagnostics = cx.diagnostics;
     diagnostics.extend(table_diagnostics);
     diagnostics.sort();
@@ -590,10 +598,7 @@ impl Context<'_> {
                     .server_name
                     .clone()
                     .unwrap_or_else(|| format!("{}.{}.svc", key.service, key.namespace));
-                Some(Verify {
-                    ca_pem,
-                    server_name,
-                })
+                Some(Verify::new(ca_pem, server_name))
             }
             _ => None,
         };

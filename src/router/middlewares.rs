@@ -54,6 +54,14 @@ impl<'x, 'a> Env<'x, 'a> {
     }
 }
 
+impl Env<'_, '_> {
+    /// The live backend of a Service port, resolved once per compile (its
+    /// endpoint set queued for the publisher).
+    pub(super) fn backend(&mut self, key: &BackendKey) -> Result<Arc<Backend>, String> {
+        (self.resolve)(key)
+    }
+}
+
 impl Environment for Env<'_, '_> {
     fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
         self.secrets.get(&(namespace, name)).copied()

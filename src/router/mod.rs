@@ -10,6 +10,7 @@ mod certs;
 mod compile;
 mod diagnostic;
 mod endpoints;
+mod gateway;
 mod host;
 mod ingress;
 mod middlewares;
@@ -25,6 +26,7 @@ mod table;
 
 pub use compile::{compile, CompileOptions, Compiled, Registries, CONTROLLER_NAME};
 pub use diagnostic::{Diagnostic, DiagnosticKind, ObjectRef, Severity};
+pub use gateway::{NoFacts, RequestFacts};
 pub use endpoints::{only_endpoints_changed, refresh_endpoints};
 pub use route::{EntryPoint, EntryPoints, PathKind, Route, RouteInfo, Target};
 pub use route_table::RouteTable;

@@ -3,9 +3,13 @@
 
 use std::sync::Arc;
 
+use super::gateway::table::{GatewayTable, HostRank, PathRank};
+use super::gateway::{self, RequestFacts};
 use super::rank::RuleRoute;
 use super::table::HostTable;
+use super::PathKind;
 use super::{Diagnostic, EntryPoint, EntryPoints, Route, RouteInfo};
+use crate::gateway::resolve::Resolution;
 use crate::tls::CertIndex;
 
 /// The per-entrypoint host tables of a published table, kept by the compiler
@@ -27,6 +31,12 @@ pub struct RouteTable {
     all: Vec<Arc<Route>>,
     /// The explicit priority of each route in `all`, by position.
     priorities: Vec<Option<i64>>,
+    /// HTTPRoutes on the HTTP entrypoint (`None`: no Gateway listener there).
+    gateway_web: Option<Arc<GatewayTable>>,
+    /// HTTPRoutes on the HTTPS entrypoint.
+    gateway_websecure: Option<Arc<GatewayTable>>,
+    /// What the Gateway API objects resolved to (statuses, for the admin API).
+    resolution: Arc<Resolution>,
 }
 
 impl RouteTable {
@@ -38,6 +48,7 @@ impl RouteTable {
         default: Option<Arc<Route>>,
         certs: CertIndex,
         previous: Option<&HostTables>,
+        gateway: gateway::Compiled,
     ) -> (Self, Vec<Diagnostic>) {
         let on = |ep: EntryPoint| {
             let rules: Vec<RuleRoute> = routes
@@ -76,6 +87,9 @@ impl RouteTable {
             (&a.host, &a.path, a.kind, &a.name).cmp(&(&b.host, &b.path, b.kind, &b.name))
         });
         ranked.extend(default.map(|d| (d, None)));
+        for table in [&gateway.web, &gateway.websecure].into_iter().flatten() {
+            ranked.extend(table.routes().into_iter().map(|r| (r, None)));
+        }
         let (all, priorities) = ranked.into_iter().unzip();
         let table = Self {
             web,
@@ -83,6 +97,9 @@ impl RouteTable {
             certs,
             all,
             priorities,
+            gateway_web: gateway.web,
+            gateway_websecure: gateway.websecure,
+            resolution: gateway.resolution,
         };
         (table, diagnostics)
     }
@@ -96,6 +113,46 @@ impl RouteTable {
             EntryPoint::Web => self.web.lookup(host, path),
             EntryPoint::WebSecure => self.websecure.lookup(host, path),
         }
+    }
+
+    /// The route for a request that arrived on `entrypoint`, by host, path
+    /// and, for HTTPRoutes, the method, headers and query `req` has.
+    ///
+    /// When an Ingress and an HTTPRoute both match, the more specific match
+    /// wins: the host first (exact, then the longer wildcard, then none),
+    /// then the path (exact, then the longer prefix); at a tie the Ingress
+    /// wins (the compiler reports the HTTPRoute's rule as a conflict).
+    /// Without Gateway listeners on the entrypoint this is
+    /// [`RouteTable::lookup`].
+    ///
+    /// Allocates nothing and takes no lock.
+    pub fn lookup_request(
+        &self,
+        entrypoint: EntryPoint,
+        host: &str,
+        path: &str,
+        req: &dyn RequestFacts,
+    ) -> Option<&Arc<Route>> {
+        let gateway = match entrypoint {
+            EntryPoint::Web => self.gateway_web.as_deref(),
+            EntryPoint::WebSecure => self.gateway_websecure.as_deref(),
+        };
+        let ingress = self.lookup(entrypoint, host, path);
+        let Some(hit) = gateway.and_then(|g| g.lookup(host, path, req)) else {
+            return ingress;
+        };
+        match ingress {
+            Some(route) if ingress_rank(route).is_some_and(|r| r >= (hit.host, hit.path)) => {
+                Some(route)
+            }
+            _ => Some(hit.route),
+        }
+    }
+
+    /// What the Gateway API objects resolved to: the status sluice writes
+    /// (or, from files, would write) on each.
+    pub fn gateway_resolution(&self) -> &Arc<Resolution> {
+        &self.resolution
     }
 
     /// The host tables, for the next build to reuse.
@@ -141,6 +198,30 @@ impl RouteTable {
 
     /// Whether the table routes nothing at all (every request gets 404).
     pub fn is_empty(&self) -> bool {
-        self.web.is_empty() && self.websecure.is_empty()
+        self.web.is_empty()
+            && self.websecure.is_empty()
+            && self.gateway_web.as_ref().is_none_or(|g| g.is_empty())
+            && self.gateway_websecure.as_ref().is_none_or(|g| g.is_empty())
     }
+}
+
+/// How specific an Ingress route's match is, on the HTTPRoute scale; `None`
+/// for a default backend, which every HTTPRoute match beats.
+fn ingress_rank(route: &Route) -> Option<(HostRank, PathRank)> {
+    let host = match route.host.as_deref() {
+        None => HostRank::Any,
+        Some(host) => match host.strip_prefix('*') {
+            Some(suffix) => HostRank::Wildcard(suffix.len()),
+            None => HostRank::Exact,
+        },
+    };
+    let path = match (route.kind, route.path.as_deref()) {
+        (Some(PathKind::Exact), _) => PathRank::Exact,
+        (Some(PathKind::Prefix), Some(path)) => {
+            PathRank::Prefix(path.strip_suffix('/').unwrap_or(path).len())
+        }
+        (_, Some(path)) => PathRank::Prefix(path.len()),
+        (_, None) => return None,
+    };
+    Some((host, path))
 }

@@ -187,10 +187,11 @@ pub(super) fn prepare(
     let route = proxy
         .table
         .load()
-        .lookup(
+        .lookup_request(
             entrypoint,
             head.host.unwrap_or(""),
             &request::match_path(path),
+            &HeadFacts { head: &head, query },
         )
         .cloned();
     let Some(route) = route else {
@@ -231,6 +232,28 @@ pub(super) fn prepare(
         route,
         endpoint,
         trace,
+    }
+}
+
+/// A parsed head as HTTPRoute matches read it.
+struct HeadFacts<'h, 'b> {
+    head: &'h RequestHead<'b>,
+    query: Option<&'b str>,
+}
+
+impl crate::router::RequestFacts for HeadFacts<'_, '_> {
+    fn method(&self) -> &str {
+        self.head.method
+    }
+    fn query(&self) -> Option<&str> {
+        self.query
+    }
+    fn any_header(&self, name: &str, visit: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        self.head
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .any(|h| visit(h.value))
     }
 }
 
