@@ -23,6 +23,10 @@ pub struct ClientInfo {
     /// Over TLS, on hosts that ask for one (ingress-nginx `auth-tls-*`): the
     /// client certificate the handshake brought, as verified right after it.
     pub client_cert: Option<Arc<PeerCertificate>>,
+    /// Over TLS: the server name the handshake named (SNI), lowercase.
+    pub server_name: Option<Arc<str>>,
+    /// Over TLS: the certificate the handshake served.
+    pub served_cert: Option<Arc<rustls::sign::CertifiedKey>>,
 }
 
 impl ClientInfo {
@@ -35,7 +39,20 @@ impl ClientInfo {
             tls_session: None,
             sni: false,
             client_cert: None,
+            server_name: None,
+            served_cert: None,
         }
+    }
+
+    /// The same client, whose handshake named `server_name` and was served `cert`.
+    pub fn with_server(
+        mut self,
+        server_name: Option<&str>,
+        cert: Option<Arc<rustls::sign::CertifiedKey>>,
+    ) -> Self {
+        self.server_name = server_name.map(|n| n.to_ascii_lowercase().into());
+        self.served_cert = cert;
+        self
     }
 
     /// The same client, whose handshake named a server (SNI) or not.

@@ -26,6 +26,10 @@ pub enum ProxyError {
     /// The request could not be turned into an upstream request.
     #[error("the request target cannot be forwarded")]
     BadTarget,
+    /// An HTTP/2 request for a host whose certificate is not the one the
+    /// connection's handshake served (421: the client opens a new connection).
+    #[error("the request's authority is served with another certificate than the connection's")]
+    Misdirected,
     /// A middleware the route references is missing or invalid: 500, never
     /// served without it.
     #[error("the route's middlewares are unavailable: {0}")]
@@ -44,6 +48,7 @@ impl ProxyError {
             Self::Unavailable(_, status) => *status,
             Self::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadTarget => StatusCode::BAD_REQUEST,
+            Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Self::MiddlewareUnavailable(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -56,6 +61,10 @@ impl ProxyError {
             Self::BadRequest(bad) => bad.body(),
             Self::BadTarget => "400 bad request\n",
             Self::NoRoute => "404 page not found\n",
+            Self::Misdirected => "421 misdirected request\n",
+            Self::Unavailable(_, status) if *status == StatusCode::INTERNAL_SERVER_ERROR => {
+                "500 internal server error\n"
+            }
             Self::Unavailable(..) | Self::NoEndpoints => "503 service unavailable\n",
             Self::MiddlewareUnavailable(_) => "500 internal server error\n",
             Self::Upstream(UpstreamError::Timeout(_)) => "504 gateway timeout\n",

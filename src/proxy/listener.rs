@@ -229,13 +229,23 @@ async fn handshake_then_serve(
     let mut client = ClientInfo::new(remote, true)
         .with_tls_session(version, cipher)
         .with_sni(session.server_name().is_some());
+    let h2 = session.alpn_protocol() == Some(b"h2");
+    if h2 {
+        // What an HTTP/2 request for another host is checked against (421).
+        let cert = shared
+            .proxy
+            .table
+            .load()
+            .certs()
+            .resolve(session.server_name());
+        client = client.with_server(session.server_name(), cert);
+    }
     if let Some(auth) = client_auth {
         let sni = session.server_name().unwrap_or("");
         let chain = session.peer_certificates();
         let verified = auth.verify(sni, chain, rustls::pki_types::UnixTime::now());
         client = client.with_client_cert(Arc::new(verified));
     }
-    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if shared.engine == Http1Engine::Native && !h2 {
         return super::native::serve(shared, stream, client, guard).await;
     }

@@ -209,11 +209,14 @@ impl Proxy {
         } else {
             EntryPoint::Web
         };
-        let route = self
-            .table
-            .load()
+        let table = self.table.load();
+        if misdirected(&table, client, host_str) {
+            return (None, Err(ProxyError::Misdirected));
+        }
+        let route = table
             .lookup_request(entrypoint, host_str, &path, &parts)
             .cloned();
+        drop(table);
         let Some(route) = route else {
             return (None, Err(ProxyError::NoRoute));
         };
@@ -530,6 +533,27 @@ fn with_path(uri: &http::Uri, pq: PathAndQuery) -> http::Uri {
     let mut uri_parts = uri.clone().into_parts();
     uri_parts.path_and_query = Some(pq);
     http::Uri::from_parts(uri_parts).unwrap_or_else(|_| uri.clone())
+}
+
+/// Whether an HTTP/2 request over TLS names a host (`:authority`) that the
+/// certificate index serves with another certificate than the one the
+/// connection's handshake got: the client reused a connection it should not
+/// have, and gets 421 (RFC 9110 §15.5.20) so it opens one for that host.
+fn misdirected(table: &RouteTable, client: &ClientInfo, host: &str) -> bool {
+    let (Some(sni), Some(served)) = (&client.server_name, &client.served_cert) else {
+        return false;
+    };
+    let name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(name, _)| name);
+    if name.is_empty() || name.eq_ignore_ascii_case(sni) {
+        return false;
+    }
+    table
+        .certs()
+        .resolve(Some(name))
+        .is_some_and(|theirs| !Arc::ptr_eq(&theirs, served))
 }
 
 fn log_error(err: &ProxyError, route: Option<&Route>, client: &ClientInfo) {

@@ -19,6 +19,11 @@ pub(super) fn test_route(host: Option<&str>, path: &str, kind: PathKind) -> Arc<
     make(name, host, Some((path, kind)))
 }
 
+/// A route named `name` with no host or path (its host and path are not read).
+pub(super) fn test_named(name: &str) -> Arc<Route> {
+    make(name.to_owned(), None, None)
+}
+
 /// A default-backend route named `any default`.
 pub(super) fn test_default() -> Arc<Route> {
     make("any default".to_owned(), None, None)

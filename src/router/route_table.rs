@@ -77,6 +77,7 @@ impl RouteTable {
             diagnostics.extend(more);
             Arc::new(websecure)
         };
+        diagnostics.extend(gateway_conflicts(&routes, &gateway));
         diagnostics.sort();
         diagnostics.dedup();
         let mut ranked: Vec<(Arc<Route>, Option<i64>)> = routes
@@ -203,6 +204,58 @@ impl RouteTable {
             && self.gateway_web.as_ref().is_none_or(|g| g.is_empty())
             && self.gateway_websecure.as_ref().is_none_or(|g| g.is_empty())
     }
+}
+
+/// An HTTPRoute match without conditions for the host, path and path type
+/// of an Ingress rule on the same entrypoint ties with it; the Ingress wins,
+/// and the HTTPRoute is told.
+fn gateway_conflicts(routes: &[RuleRoute], gateway: &gateway::Compiled) -> Vec<Diagnostic> {
+    let tables = [
+        (EntryPoint::Web, &gateway.web),
+        (EntryPoint::WebSecure, &gateway.websecure),
+    ];
+    let mut claims: rustc_hash::FxHashMap<(EntryPoint, Option<&str>, PathKind, &str), &Route> =
+        rustc_hash::FxHashMap::default();
+    if tables.iter().all(|(_, t)| t.is_none()) {
+        return Vec::new();
+    }
+    for rule in routes {
+        let route = &*rule.route;
+        let (Some(path), Some(kind)) = (route.path.as_deref(), route.kind) else {
+            continue;
+        };
+        for (ep, _) in &tables {
+            if route.entrypoints.has(*ep) {
+                let key = (
+                    *ep,
+                    route.host.as_deref(),
+                    kind,
+                    super::path::match_path(path, kind),
+                );
+                claims.entry(key).or_insert(route);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (ep, table) in tables {
+        let Some(table) = table else { continue };
+        for (candidate, kind, path) in table.unconditioned() {
+            if let Some(ingress) = claims.get(&(ep, candidate.host.as_deref(), kind, path)) {
+                out.push(Diagnostic::warning(
+                    candidate.route.ingress.clone(),
+                    super::DiagnosticKind::Conflict,
+                    format!(
+                        "host {} path {} ({kind:?}) on {} is also claimed by {}, which wins at equal host and path",
+                        candidate.host.as_deref().unwrap_or("*"),
+                        if path.is_empty() { "/" } else { path },
+                        ep.as_str(),
+                        ingress.ingress
+                    ),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// How specific an Ingress route's match is, on the HTTPRoute scale; `None`

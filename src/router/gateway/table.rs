@@ -323,9 +323,32 @@ impl GatewayTable {
         })
     }
 
+    /// Every match without method, header or query conditions, as (route
+    /// hostname, path kind, path as matched): what an Ingress rule for the
+    /// same host and path would tie with.
+    pub(crate) fn unconditioned(&self) -> Vec<(&Candidate, crate::router::PathKind, &str)> {
+        let mut out = Vec::new();
+        for listener in self.listeners.values() {
+            for paths in listener.values() {
+                for (key, list) in &paths.exact {
+                    for c in list.iter().filter(|c| c.conditions.is_empty()) {
+                        out.push((c, crate::router::PathKind::Exact, &**key));
+                    }
+                }
+                for (key, list) in &paths.prefix {
+                    for c in list.iter().filter(|c| c.conditions.is_empty()) {
+                        out.push((c, crate::router::PathKind::Prefix, &**key));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Every route once, in table order (for the admin API and metrics).
     pub(crate) fn routes(&self) -> Vec<Arc<Route>> {
         let mut out: Vec<Arc<Route>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for listener in self.listeners.values() {
             for paths in listener.values() {
                 let lists = paths
@@ -335,7 +358,7 @@ impl GatewayTable {
                     .flatten()
                     .chain(paths.regex.iter().map(|(c, _)| c));
                 for c in lists {
-                    if !out.iter().any(|r| Arc::ptr_eq(r, &c.route)) {
+                    if seen.insert(Arc::as_ptr(&c.route)) {
                         out.push(c.route.clone());
                     }
                 }
