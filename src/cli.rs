@@ -406,7 +406,10 @@ impl RunArgs {
                 default_cert_secret: None,
                 allow_cross_namespace: self.allow_cross_namespace,
                 nginx_configmap,
-                gateway: Default::default(),
+                gateway: sluice::gateway::resolve::ResolveSettings {
+                    supported_features: sluice::gateway::supported_features(),
+                    ..Default::default()
+                },
             },
             shutdown_grace: self.shutdown_grace,
             connections: ConnectionSettings {

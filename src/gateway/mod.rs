@@ -36,6 +36,49 @@ pub const GROUP: &str = "gateway.networking.k8s.io";
 /// The `GatewayClass.spec.controllerName` of the classes sluice serves.
 pub const CONTROLLER_NAME: &str = "sluice.dev/gateway-controller";
 
+/// The Gateway API features sluice implements, as the conformance suite
+/// names them (`pkg/features`), for GatewayClass `status.supportedFeatures`.
+pub const SUPPORTED_FEATURES: &[&str] = &[
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
+    "Gateway",
+    "GatewayHTTPListenerIsolation",
+    "HTTPRoute",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteBackendRequestHeaderModification",
+    "HTTPRouteBackendTimeout",
+    "HTTPRouteBackendURLRewrite",
+    "HTTPRouteCORS",
+    "HTTPRouteHostRewrite",
+    "HTTPRouteMethodMatching",
+    "HTTPRouteNamedRouteRule",
+    "HTTPRouteParentRefPort",
+    "HTTPRoutePathRedirect",
+    "HTTPRoutePathRewrite",
+    "HTTPRoutePortRedirect",
+    "HTTPRouteQueryParamMatching",
+    "HTTPRouteRequestMirror",
+    "HTTPRouteRequestMultipleMirrors",
+    "HTTPRouteRequestPercentageMirror",
+    "HTTPRouteRequestTimeout",
+    "HTTPRouteResponseHeaderModification",
+    "HTTPRouteRetry",
+    "HTTPRouteRetryBackendTimeout",
+    "HTTPRouteRetryConnectionError",
+    "HTTPRouteSchemeRedirect",
+    "ReferenceGrant",
+];
+
+/// [`SUPPORTED_FEATURES`] as owned strings, for
+/// [`resolve::ResolveSettings::supported_features`].
+pub fn supported_features() -> Vec<String> {
+    SUPPORTED_FEATURES.iter().map(|f| (*f).to_owned()).collect()
+}
+
 /// A Gateway API kind sluice reads: its names on the API server, and decoding.
 pub trait GatewayKind:
     DeserializeOwned + Serialize + Clone + PartialEq + Debug + Send + Sync + 'static

@@ -139,7 +139,7 @@ pub async fn write_gateway_status(
         http_port: ports.http,
         https_port: ports.https,
         addresses,
-        ..ResolveSettings::default()
+        supported_features: crate::gateway::supported_features(),
     };
     let desired = desired(snapshot, &settings);
     if let Some((last, at)) = &state.last {
