@@ -5,7 +5,9 @@
 //! A fixture is multi-document YAML of Kubernetes objects (namespace `default`
 //! when unset) plus two optional documents of the test's own:
 //! `kind: Options` (`ingressClass`) and `kind: Probes`, whose `probes` list lines
-//! `<host> <path> -> <route name or 404>` that lookup must answer exactly.
+//! `<host> <path> -> <route name or 404>` that lookup must answer exactly (a
+//! GET without headers or query, so HTTPRoute rules take part). Gateway API
+//! objects are decoded with the API server's defaults, as the providers do.
 //! The summary lists routes, then one line per backend (so two references that
 //! share a backend show as one), then diagnostics.
 //!
@@ -49,7 +51,8 @@ fn load_into(fixture: &mut Fixture, path: &Path) {
 
 fn add(fixture: &mut Fixture, mut value: Value) {
     let kind = value["kind"].as_str().unwrap_or_default().to_owned();
-    if kind != "IngressClass" && value["metadata"]["namespace"].is_null() {
+    let cluster_scoped = matches!(kind.as_str(), "IngressClass" | "GatewayClass" | "Namespace");
+    if !cluster_scoped && value["metadata"]["namespace"].is_null() {
         value["metadata"]["namespace"] = Value::from("default");
     }
     let snapshot = &mut fixture.snapshot;
@@ -66,6 +69,13 @@ fn add(fixture: &mut Fixture, mut value: Value) {
         "Middleware" => snapshot.middlewares.push(Arc::new(parse::<
             sluice::middleware::MiddlewareObject,
         >(value))),
+        "Secret" => snapshot.secrets.push(Arc::new(parse(value))),
+        "Namespace" => snapshot.namespaces.push(Arc::new(parse(value))),
+        "GatewayClass" => snapshot.gateway_classes.push(Arc::new(gateway(value))),
+        "Gateway" => snapshot.gateways.push(Arc::new(gateway(value))),
+        "HTTPRoute" => snapshot.http_routes.push(Arc::new(gateway(value))),
+        "ReferenceGrant" => snapshot.reference_grants.push(Arc::new(gateway(value))),
+        "BackendTLSPolicy" => snapshot.backend_tls_policies.push(Arc::new(gateway(value))),
         "Options" => {
             let class = value["ingressClass"].as_str().expect("ingressClass");
             fixture.options.ingress_class = class.to_owned();
@@ -79,6 +89,11 @@ fn add(fixture: &mut Fixture, mut value: Value) {
         }
         other => panic!("fixture has an unknown kind {other:?}"),
     }
+}
+
+/// A Gateway API object, with the API server's defaults applied.
+fn gateway<K: sluice::gateway::GatewayKind>(value: Value) -> K {
+    sluice::gateway::decode(value).expect("fixture object is a valid Gateway API object")
 }
 
 fn parse<T: serde::de::DeserializeOwned>(value: Value) -> T {
@@ -134,9 +149,11 @@ fn check_probes(compiled: &Compiled, probes: &[String]) -> Vec<String> {
         let (host, path) = request
             .split_once(' ')
             .expect("probe request is `host path`");
+        // HTTPRoutes too: a GET with no header and no query.
+        let get = sluice::router::NoFacts { method: "GET" };
         let got = compiled
             .table
-            .lookup(sluice::router::EntryPoint::Web, host, path)
+            .lookup_request(sluice::router::EntryPoint::Web, host, path, &get)
             .map_or("404".to_owned(), |r| r.name.to_string());
         if got != want.trim() {
             failures.push(format!("lookup {host} {path}: got {got}, want {want}"));

@@ -89,7 +89,9 @@ impl RouteTable {
         });
         ranked.extend(default.map(|d| (d, None)));
         for table in [&gateway.web, &gateway.websecure].into_iter().flatten() {
-            ranked.extend(table.routes().into_iter().map(|r| (r, None)));
+            let mut routes = table.routes();
+            routes.sort_by(|a, b| a.name.cmp(&b.name));
+            ranked.extend(routes.into_iter().map(|r| (r, None)));
         }
         let (all, priorities) = ranked.into_iter().unzip();
         let table = Self {

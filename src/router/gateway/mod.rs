@@ -81,6 +81,18 @@ pub(crate) fn listener_certs(resolution: &Resolution) -> Vec<ListenerCert> {
         .collect()
 }
 
+/// One match inserted for one listener hostname: (entrypoint, listener
+/// hostname, route index, rule, match, route hostname); two listeners with
+/// one hostname (of two Gateways) insert it once.
+type SeenMatch = (
+    Entrypoint,
+    Option<String>,
+    usize,
+    usize,
+    usize,
+    Option<String>,
+);
+
 /// Compiles the resolution's served routes into one table per entrypoint.
 pub(crate) fn compile(
     resolution: Arc<Resolution>,
@@ -99,14 +111,7 @@ pub(crate) fn compile(
     let registries = env.registries;
     let mut session = registries.middlewares.session(env, false);
     let mut routes = chains::RouteCache::default();
-    let mut seen: HashSet<(
-        Entrypoint,
-        Option<String>,
-        usize,
-        usize,
-        usize,
-        Option<String>,
-    )> = HashSet::new();
+    let mut seen: HashSet<SeenMatch> = HashSet::new();
     for (_, listener) in resolution.programmed_listeners() {
         let Some(entrypoint) = listener.entrypoint else {
             continue;
