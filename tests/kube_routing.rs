@@ -269,6 +269,71 @@ async fn objects_from_the_api_route_requests() {
     sluice.wait().await;
 }
 
+/// A GatewayClass, Gateway and HTTPRoute from the API route requests through
+/// the same data plane; a header match picks its rule, and an edit of the
+/// route's hostnames follows.
+#[tokio::test]
+async fn gateway_api_objects_from_the_api_route_requests() {
+    let api = FakeApi::start_new().await;
+    let pods = pods(&["pod-a"]).await;
+    let port = pods[0].addr.port();
+    let v1 = "gateway.networking.k8s.io/v1";
+    api.apply(json!({
+        "apiVersion": v1, "kind": "GatewayClass", "metadata": {"name": "sluice"},
+        "spec": {"controllerName": "sluice.dev/gateway-controller"},
+    }));
+    api.apply(json!({
+        "apiVersion": v1, "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "apps", "generation": 1},
+        "spec": {"gatewayClassName": "sluice",
+                 "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]},
+    }));
+    let route = |host: &str| {
+        json!({
+            "apiVersion": v1, "kind": "HTTPRoute",
+            "metadata": {"name": "web", "namespace": "apps", "generation": 1},
+            "spec": {"parentRefs": [{"name": "gw"}], "hostnames": [host],
+                     "rules": [
+                        {"matches": [{"headers": [{"name": "x-team", "value": "blue"}]}],
+                         "backendRefs": [{"name": "web", "port": 80}]},
+                        {"matches": [{"path": {"type": "Exact", "value": "/missing"}}],
+                         "backendRefs": [{"name": "nowhere", "port": 80}]},
+                     ]},
+        })
+    };
+    api.apply(route("gw.example"));
+    api.apply(service());
+    api.apply(slice("web-1", port, &[(&pods[0], true, false)]));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sluice = start_sluice(&api, &dir).await;
+    let http = client();
+    let blue = [("x-team", "blue")];
+    let answer = get(&http, sluice.http_addr, "gw.example", "/", &blue).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(hostname(&answer.body).as_deref(), Some("pod-a"));
+    // No rule matches without the header.
+    let answer = get(&http, sluice.http_addr, "gw.example", "/", &[]).await;
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    // A backendRef to a Service that does not exist answers 500.
+    let answer = get(&http, sluice.http_addr, "gw.example", "/missing", &[]).await;
+    assert_eq!(answer.status, 500, "{}", answer.body);
+
+    api.apply(route("www.gw.example"));
+    let mut moved = false;
+    for _ in 0..1500 {
+        let new = get(&http, sluice.http_addr, "www.gw.example", "/", &blue).await;
+        let old = get(&http, sluice.http_addr, "gw.example", "/", &blue).await;
+        if new.status == 200 && old.status == 404 {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(moved, "the edited HTTPRoute never took effect");
+    sluice.stop();
+    sluice.wait().await;
+}
+
 #[tokio::test]
 async fn endpoint_churn_loses_no_request_and_terminating_endpoints_get_none() {
     let api = FakeApi::start_new().await;
