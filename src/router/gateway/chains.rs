@@ -240,24 +240,13 @@ fn build_route<E: Environment>(
                     .get(backend_position(site, backend))
                     .map_or(&[], |b| b.filters.as_slice());
                 filter_steps(site, &prefix, filters, &backend.filters, session, &mut own);
-                let entry = Arc::new(Route {
-                    name: name.clone(),
-                    host: site.first_host.clone(),
-                    path: Some(site.matched.path.value.clone()),
-                    kind: Some(super::path_kind(&site.matched.path.type_)),
-                    ingress: site.object(),
-                    service: key,
-                    target,
-                    client,
-                    entrypoints: super::entrypoints(site.entrypoint),
-                    redirect_https: false,
-                    redirect_keeps_trailing_slash: false,
-                    middlewares: own.chain(),
-                    sticky: None,
-                    balance: None,
-                    pass_host_header: true,
-                    stats: stats.clone(),
-                });
+                let entry = Arc::new(site_route(
+                    site,
+                    name.clone(),
+                    (target, client, key),
+                    own.chain(),
+                    stats.clone(),
+                ));
                 let weight = u32::try_from(backend.weight).unwrap_or(0);
                 entries.push((weight, entry));
             }
@@ -297,7 +286,30 @@ fn build_route<E: Environment>(
             ),
         ));
     }
-    Arc::new(Route {
+    Arc::new(site_route(
+        site,
+        name,
+        (target, client, service),
+        steps.chain(),
+        stats,
+    ))
+}
+
+/// A route of `site` that sends to `to` (target, client, backend key)
+/// through `chain`.
+fn site_route(
+    site: &Site<'_>,
+    name: Arc<str>,
+    to: (
+        Target,
+        Arc<UpstreamClient>,
+        Option<crate::upstream::BackendKey>,
+    ),
+    chain: Chain,
+    stats: Arc<RouteStats>,
+) -> Route {
+    let (target, client, service) = to;
+    Route {
         name,
         host: site.first_host.clone(),
         path: Some(site.matched.path.value.clone()),
@@ -309,12 +321,12 @@ fn build_route<E: Environment>(
         entrypoints: super::entrypoints(site.entrypoint),
         redirect_https: false,
         redirect_keeps_trailing_slash: false,
-        middlewares: steps.chain(),
+        middlewares: chain,
         sticky: None,
         balance: None,
         pass_host_header: true,
         stats,
-    })
+    }
 }
 
 /// The index of `backend` in the rule's `backendRefs` (to read its filters).
