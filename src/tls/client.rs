@@ -41,6 +41,19 @@ pub fn insecure_with_versions(
 /// Client config that verifies the backend against the CA certificates in `ca_pem` (PEM, one
 /// or more CERTIFICATE blocks) → CertError::BadCa on garbage.
 pub fn verifying_client_config(ca_pem: &[u8], alpn: &[&[u8]]) -> Result<ClientConfig, CertError> {
+    let roots = ca_roots(ca_pem)?;
+    let mut config = ClientConfig::builder_with_provider(Arc::new(default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
+/// The trust anchors in `ca_pem` (PEM, one or more CERTIFICATE blocks) → CertError::BadCa on
+/// garbage or when there is no certificate at all.
+pub fn ca_roots(ca_pem: &[u8]) -> Result<RootCertStore, CertError> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
         let cert = cert.map_err(|e| CertError::BadCa(format!("not PEM: {e}")))?;
@@ -51,13 +64,16 @@ pub fn verifying_client_config(ca_pem: &[u8], alpn: &[&[u8]]) -> Result<ClientCo
     if roots.is_empty() {
         return Err(CertError::BadCa("no CERTIFICATE block".into()));
     }
-    let mut config = ClientConfig::builder_with_provider(Arc::new(default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("the ring provider supports the default TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(config)
+    Ok(roots)
+}
+
+/// The well-known public CAs (Mozilla's set, compiled in from `webpki-roots`): what
+/// BackendTLSPolicy's `wellKnownCACertificates: System` trusts. Compiled in rather than read
+/// from the host so that a distroless image without `/etc/ssl` behaves the same.
+pub fn well_known_roots() -> RootCertStore {
+    RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    }
 }
 
 /// Trusts any server certificate; handshake signatures are still checked so the peer must

@@ -12,6 +12,7 @@
 //!
 //! Everything uses rustls' ring provider.
 
+pub mod backend_verify;
 pub mod certs;
 pub mod client;
 pub mod client_auth;

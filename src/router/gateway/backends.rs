@@ -124,13 +124,30 @@ fn service_backend(
     }
 }
 
-/// The client verification a BackendTLSPolicy asks for.
+/// The client verification a BackendTLSPolicy asks for: its CAs (or the
+/// well-known ones), `hostname` as SNI, and the subject alternative names
+/// that replace the hostname check when listed.
 fn verify_of(verification: &Verification) -> Verify {
+    use crate::gateway::types::SubjectAltNameType;
+    use crate::tls::backend_verify::SubjectAltName;
     let ca: Arc<[u8]> = match &verification.trust {
         CaTrust::Pem(pem) => pem.as_slice().into(),
         CaTrust::System => Arc::from(Vec::new()),
     };
-    Verify::new(ca, verification.hostname.clone())
+    let sans = verification
+        .subject_alt_names
+        .iter()
+        .filter_map(|san| match san.type_ {
+            SubjectAltNameType::Hostname => san.hostname.clone().map(SubjectAltName::Hostname),
+            SubjectAltNameType::Uri => san.uri.clone().map(SubjectAltName::Uri),
+            SubjectAltNameType::Other(_) => None,
+        })
+        .collect();
+    let verify = Verify::new(ca, verification.hostname.clone()).with_subject_alt_names(sans);
+    match verification.trust {
+        CaTrust::System => verify.with_system_roots(),
+        CaTrust::Pem(_) => verify,
+    }
 }
 
 /// The shared plain HTTP/1.1 client.
