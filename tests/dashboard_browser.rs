@@ -487,6 +487,90 @@ async fn the_dashboard_shows_live_routes_health_and_diagnostics() {
         // 6. No JavaScript error anywhere along the way.
         assert_no_js_errors(&browser, "services (end)").await;
 
+        // 7. Gateway API objects: the Gateways page lists the Gateway with its
+        // listener's conditions and attached routes, and each HTTPRoute with
+        // its parents' conditions; the tester explains a header match.
+        manifests.write("gateway.yaml", GATEWAY_MANIFESTS);
+        navigate(&browser, "#/gateways").await;
+        let gateway = wait_js(
+            &browser,
+            "the Gateway's card with two attached routes",
+            "const g = document.querySelector('[data-gateway=\"demo/gw\"]'); \
+             const a = g && g.querySelector('[data-listener=\"http\"] [data-field=\"attached-routes\"]'); \
+             return a && a.dataset.value === '2' && g.innerText",
+            PAGE_DEADLINE,
+        )
+        .await;
+        let gateway = gateway.as_str().unwrap_or_default();
+        for expected in [
+            "demo/gw",
+            "Accepted",
+            "Programmed",
+            "ResolvedRefs",
+            "not Conflicted",
+        ] {
+            assert!(
+                gateway.contains(expected),
+                "the Gateway card shows {expected:?}:\n{gateway}"
+            );
+        }
+        let lost = wait_js(
+            &browser,
+            "the HTTPRoute with a missing backend",
+            "const r = document.querySelector('tr[data-httproute=\"demo/lost\"]'); \
+             const c = r && r.querySelector('[data-condition=\"ResolvedRefs\"][data-status=\"False\"]'); \
+             return c && r.classList.contains('failing') && c.dataset.reason",
+            PAGE_DEADLINE,
+        )
+        .await;
+        assert_eq!(lost, json!("BackendNotFound"));
+        let shop = js(
+            &browser,
+            "const r = document.querySelector('tr[data-httproute=\"demo/shop\"]'); \
+             return r && !r.classList.contains('failing') && \
+               r.querySelector('[data-condition=\"Accepted\"][data-status=\"True\"]') !== null",
+        )
+        .await;
+        assert_eq!(shop, json!(true), "the healthy HTTPRoute is Accepted");
+        shots.take(&browser, "gateways").await;
+        assert_no_js_errors(&browser, "gateways").await;
+        navigate(&browser, "#/tester").await;
+        wait_js(
+            &browser,
+            "the tester form",
+            "return document.getElementById('tester-headers') !== null",
+            PAGE_DEADLINE,
+        )
+        .await;
+        fill(&browser, "#tester-host", "gw.localhost").await;
+        fill(&browser, "#tester-path", "/").await;
+        fill(&browser, "#tester-headers", "X-Canary: 1").await;
+        click(&browser, "#tester-submit").await;
+        let matched = wait_js(
+            &browser,
+            "the tester's HTTPRoute match",
+            "const a = document.querySelector('#tester-result.match [data-field=\"route\"]'); \
+             return a && a.textContent === 'httproute-demo-shop-rule0-match0' && \
+               document.getElementById('tester-result').innerText",
+            PAGE_DEADLINE,
+        )
+        .await;
+        let matched = matched.as_str().unwrap_or_default();
+        assert!(
+            matched.contains("HTTPRoute demo/shop") && matched.contains("x-canary"),
+            "{matched}"
+        );
+        assert_no_js_errors(&browser, "tester (HTTPRoute)").await;
+        // Back to a page that polls, for the API banner below.
+        navigate(&browser, "#/gateways").await;
+        wait_js(
+            &browser,
+            "the Gateways page again",
+            "return document.querySelector('[data-gateway=\"demo/gw\"]') !== null",
+            PAGE_DEADLINE,
+        )
+        .await;
+
         // Without the API, a banner says so, and goes once it answers again. (The
         // page's fetch is cut: an in-process sluice keeps open admin connections
         // alive after stop().)
@@ -533,6 +617,65 @@ async fn the_dashboard_shows_live_routes_health_and_diagnostics() {
 
 // ---------------------------------------------------------------------------
 // The sluice side.
+
+/// A Gateway of sluice's class in `demo` with one HTTP listener, an
+/// HTTPRoute whose first rule matches a header, and one whose backend does
+/// not exist.
+const GATEWAY_MANIFESTS: &str = "\
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: sluice
+spec:
+  controllerName: sluice.dev/gateway-controller
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: gw
+  namespace: demo
+spec:
+  gatewayClassName: sluice
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: shop
+  namespace: demo
+spec:
+  parentRefs:
+  - name: gw
+  hostnames: [gw.localhost]
+  rules:
+  - matches:
+    - headers:
+      - name: x-canary
+        value: \"1\"
+    backendRefs:
+    - name: api
+      port: 80
+  - backendRefs:
+    - name: web
+      port: 80
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: lost
+  namespace: demo
+spec:
+  parentRefs:
+  - name: gw
+  hostnames: [lost.localhost]
+  rules:
+  - backendRefs:
+    - name: missing
+      port: 80
+";
 
 /// Copies `examples/*.yaml` into `manifests`, pointing the EndpointSlices at
 /// `backends` (web-1, web-2, api) and leaving out the catch-all `fallback`

@@ -32,7 +32,13 @@ mod tests {
         assert!(kind.starts_with("text/html"));
         let page = std::str::from_utf8(page).expect("utf-8");
         assert!(page.contains("app.js") && page.contains("style.css"));
-        assert!(asset("app.js").is_some());
+        assert!(
+            page.contains("href=\"#/gateways\""),
+            "the Gateways page is linked"
+        );
+        let (_, script) = asset("app.js").expect("app.js");
+        let script = std::str::from_utf8(script).expect("utf-8");
+        assert!(script.contains("gateways: gatewaysPage") && script.contains("body('gateway')"));
         assert!(asset("../Cargo.toml").is_none());
     }
 }

@@ -6,6 +6,7 @@
 //! ([`live`]); it never blocks the request path.
 
 pub mod dashboard;
+pub mod gateway;
 pub mod live;
 pub mod matcher;
 pub mod views;
@@ -189,12 +190,13 @@ fn respond(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>>
         "/api/middlewares" => json(&views::middlewares(state)),
         "/api/tls" => json(&views::certificates(state, unix_now() as i64)),
         "/api/errors" => json(&views::errors(state)),
+        "/api/gateway" => json(&gateway::view(state)),
         "/api/match" => match_route(state, &query),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
-/// `/api/match?host=..&path=..[&method=..][&entrypoint=web|websecure][&header=Name:Value]`.
+/// `/api/match?host=..&path=..[&method=..][&entrypoint=web|websecure][&header=Name:Value][&query=..]`.
 fn match_route(state: &AdminState, query: &Query) -> Response<Full<Bytes>> {
     let (Some(host), Some(path)) = (query.get("host"), query.get("path")) else {
         return json_status(
@@ -230,6 +232,7 @@ fn match_route(state: &AdminState, query: &Query) -> Response<Full<Bytes>> {
             method: query.get("method").unwrap_or("GET").to_ascii_uppercase(),
             entrypoint,
             headers,
+            query: query.get("query").map(str::to_owned),
         },
     );
     let status = if found.matched {

@@ -452,7 +452,7 @@
 
   // Page-local state that outlives a poll.
   var routesState = { q: '', failing: false, offset: 0 };
-  var listFilters = { services: '', middlewares: '', tls: '', diagnostics: '' };
+  var listFilters = { services: '', middlewares: '', tls: '', diagnostics: '', gateways: '' };
   var traffic = { points: [], lastTotal: null, lastTime: null };
   var tester = { query: null, pending: false, result: null, status: null, error: null, seq: 0 };
 
@@ -1095,13 +1095,14 @@
               card('Live', { key: 'live' }, windowsTable(r.live), h('p', { class: 'muted small' }, h('span', { 'data-field': 'total', 'data-value': r.live.total }, fmtInt(r.live.total)), ' requests since the route appeared.')),
               h('div', { class: 'stack' },
                 card(
-                  'Ingress',
+                  r.ingress.kind === 'HTTPRoute' ? 'HTTPRoute' : 'Ingress',
                   { key: 'ingress' },
                   dl([
                     ['Object', objectName(r.ingress), 'ingress'],
                     r.ingress.source ? ['Source', h('code', null, r.ingress.source)] : null
                   ]),
-                  h('p', { class: 'small' }, h('a', { href: hashFor('routes', { q: (r.ingress.namespace || '') + ' ' + r.ingress.name }) }, 'All routes of this Ingress →'))
+                  h('p', { class: 'small' }, h('a', { href: hashFor('routes', { q: (r.ingress.namespace || '') + ' ' + r.ingress.name }) }, 'All routes of this ' + (r.ingress.kind === 'HTTPRoute' ? 'HTTPRoute' : 'Ingress') + ' →')),
+                  r.ingress.kind === 'HTTPRoute' ? h('p', { class: 'small' }, h('a', { href: hashFor('gateways', { q: (r.ingress.namespace || '') + '/' + r.ingress.name }) }, 'Its parents and conditions →')) : null
                 ),
                 card(
                   'Middlewares',
@@ -1412,6 +1413,369 @@
   };
 
   // ---------------------------------------------------------------------
+  // Gateways (Gateway API): each Gateway with its listeners, each HTTPRoute
+  // with its parents, and the conditions sluice writes (or, from files,
+  // would write) on them.
+
+  // Conditions whose True is bad news.
+  var NEGATIVE_CONDITIONS = { Conflicted: true, OverlappingTLSConfig: true, PartiallyInvalid: true };
+
+  function conditionOk(c) {
+    return NEGATIVE_CONDITIONS[c.type] ? c.status !== 'True' : c.status === 'True';
+  }
+
+  // "Accepted" when it holds; "ResolvedRefs: BackendNotFound" when it does
+  // not; "not Conflicted" for a negative condition that is False.
+  function conditionBadge(c) {
+    var negative = !!NEGATIVE_CONDITIONS[c.type];
+    var ok = conditionOk(c);
+    var cls;
+    var text;
+    if (c.status === 'Unknown') {
+      cls = 'warn';
+      text = c.type + ': unknown';
+    } else if (negative) {
+      cls = ok ? 'plain' : c.type === 'Conflicted' ? 'bad' : 'warn';
+      text = ok ? 'not ' + c.type : c.type + ': ' + c.reason;
+    } else {
+      cls = ok ? 'good' : 'bad';
+      text = ok ? c.type : c.type + ': ' + c.reason;
+    }
+    return h(
+      'span',
+      {
+        class: 'badge ' + cls,
+        'data-condition': c.type,
+        'data-status': c.status,
+        'data-reason': c.reason,
+        title: c.type + '=' + c.status + ' · ' + c.reason + (c.message ? ': ' + c.message : '')
+      },
+      text
+    );
+  }
+
+  // The badges of `conditions`, in `order` first, then the rest.
+  function conditionBadges(conditions, order) {
+    conditions = conditions || [];
+    var shown = [];
+    (order || []).forEach(function (t) {
+      conditions.forEach(function (c) {
+        if (c.type === t) shown.push(c);
+      });
+    });
+    conditions.forEach(function (c) {
+      if (shown.indexOf(c) < 0) shown.push(c);
+    });
+    return h('span', { class: 'conditions' }, shown.map(conditionBadge));
+  }
+
+  // Why each condition that is not as it should be, in words.
+  function conditionProblems(conditions) {
+    var out = (conditions || [])
+      .filter(function (c) {
+        return !conditionOk(c);
+      })
+      .map(function (c) {
+        return c.type + '=' + c.status + ' (' + c.reason + ')' + (c.message ? ': ' + c.message : '');
+      });
+    return reasonsList(out);
+  }
+
+  function conditionsFailing(conditions, types) {
+    return (conditions || []).some(function (c) {
+      return (!types || types.indexOf(c.type) >= 0) && !conditionOk(c);
+    });
+  }
+
+  function gatewayId(g) {
+    return g.namespace + '/' + g.name;
+  }
+
+  function parentName(p, routeNamespace) {
+    var ref = p.parentRef || {};
+    return (ref.namespace || routeNamespace) + '/' + ref.name + (ref.sectionName ? ' · ' + ref.sectionName : '') + (ref.port ? ' :' + ref.port : '');
+  }
+
+  function listenerRow(l) {
+    var failing = !l.programmed || conditionsFailing(l.conditions, ['Accepted', 'Programmed', 'ResolvedRefs', 'Conflicted']);
+    return h(
+      'tr',
+      { key: l.name, 'data-listener': l.name, class: failing ? 'failing' : null },
+      h('td', null, h('strong', null, l.name)),
+      h('td', null, h('code', null, l.protocol + ' ' + l.port)),
+      h('td', { 'data-field': 'entrypoint' }, l.entrypoint ? h('span', { class: 'badge plain' }, l.entrypoint) : h('span', { class: 'muted' }, 'not served')),
+      h('td', { 'data-field': 'hostname' }, l.hostname ? h('code', null, l.hostname) : h('span', { class: 'muted' }, '* (any host)')),
+      h('td', { class: 'state' }, conditionBadges(l.conditions, ['Accepted', 'Programmed', 'ResolvedRefs', 'Conflicted']), conditionProblems(l.conditions)),
+      num('attached-routes', l.attachedRoutes, fmtInt(l.attachedRoutes)),
+      h(
+        'td',
+        null,
+        l.routes.length
+          ? l.routes.map(function (r) {
+              var id = r.namespace + '/' + r.name;
+              return h(
+                'div',
+                { key: id, 'data-attached-route': id },
+                h('a', { href: hashFor('gateways', { q: id }) }, id),
+                r.hostnames.length ? h('span', { class: 'muted small' }, ' ' + r.hostnames.join(', ')) : null
+              );
+            })
+          : h('span', { class: 'muted' }, 'none'),
+        l.certificates.length ? h('div', { class: 'muted small' }, 'certificates: ' + l.certificates.join(', ')) : null
+      )
+    );
+  }
+
+  function gatewayCard(g) {
+    var failing = !g.accepted || !g.programmed;
+    var addresses = (g.status.addresses || []).map(function (a) {
+      return a.value;
+    });
+    return h(
+      'section',
+      { class: 'card gateway' + (failing ? ' failing' : ''), key: gatewayId(g), 'data-gateway': gatewayId(g) },
+      h(
+        'h2',
+        null,
+        h('span', { 'data-field': 'name' }, gatewayId(g)),
+        ' ',
+        h('span', { class: 'chip', title: 'gatewayClassName' }, g.class),
+        ' ',
+        conditionBadges(g.status.conditions, ['Accepted', 'Programmed'])
+      ),
+      conditionProblems(g.status.conditions),
+      h('p', { class: 'muted small' }, addresses.length ? 'Addresses: ' + addresses.join(', ') : 'No address published.'),
+      h(
+        'div',
+        { class: 'table-scroll' },
+        h(
+          'table',
+          { class: 'list compact listeners' },
+          h(
+            'thead',
+            null,
+            h(
+              'tr',
+              null,
+              h('th', null, 'Listener'),
+              h('th', null, 'Protocol / port'),
+              h('th', null, 'Entrypoint'),
+              h('th', null, 'Hostname'),
+              h('th', null, 'Conditions'),
+              h('th', { class: 'num', title: 'status.listeners[].attachedRoutes' }, 'Attached'),
+              h('th', null, 'Routes')
+            )
+          ),
+          h('tbody', null, g.listeners.map(listenerRow))
+        )
+      )
+    );
+  }
+
+  function httpRouteRow(r) {
+    var id = r.namespace + '/' + r.name;
+    var failing = r.status.parents.some(function (p) {
+      return conditionsFailing(p.conditions, ['Accepted', 'ResolvedRefs']);
+    });
+    var tableRoutes = [];
+    r.rules.forEach(function (rule) {
+      tableRoutes = tableRoutes.concat(rule.tableRoutes);
+    });
+    var dropped = r.rules.filter(function (rule) {
+      return rule.dropped;
+    });
+    return h(
+      'tr',
+      { key: id, 'data-httproute': id, class: failing ? 'failing' : null },
+      h('td', null, h('strong', null, r.name), h('span', { class: 'muted' }, ' in ' + r.namespace)),
+      h(
+        'td',
+        { class: 'chips' },
+        r.hostnames.length
+          ? r.hostnames.map(function (x) {
+              return h('span', { class: 'chip' }, x);
+            })
+          : h('span', { class: 'muted' }, "the listeners'")
+      ),
+      h(
+        'td',
+        { class: 'parents' },
+        r.status.parents.map(function (p, i) {
+          var name = parentName(p, r.namespace);
+          return h(
+            'div',
+            { key: i + ':' + name, class: 'parent', 'data-parent': name },
+            h('a', { href: hashFor('gateways', { q: name.split(' ')[0] }) }, name),
+            ' ',
+            conditionBadges(p.conditions, ['Accepted', 'ResolvedRefs']),
+            conditionProblems(p.conditions)
+          );
+        })
+      ),
+      h(
+        'td',
+        null,
+        h('div', { class: 'small' }, plural(r.rules.length, 'rule'), dropped.length ? h('span', { class: 'bad-text' }, ' · ' + fmtInt(dropped.length) + ' dropped') : null),
+        reasonsList(
+          dropped.map(function (rule) {
+            return 'rule ' + rule.index + (rule.name ? ' (' + rule.name + ')' : '') + ': ' + rule.dropped.reason + ': ' + rule.dropped.message;
+          })
+        ),
+        routeLinks(tableRoutes, 6, hashFor('routes', { q: 'httproute ' + r.namespace + ' ' + r.name }))
+      )
+    );
+  }
+
+  function classesCard(classes) {
+    if (!classes.length) return null;
+    return card(
+      'GatewayClasses',
+      { key: 'classes', id: 'gateway-classes' },
+      h(
+        'ul',
+        { class: 'plain-list' },
+        classes.map(function (c) {
+          return h(
+            'li',
+            { key: c.name, 'data-class': c.name, class: c.accepted ? null : 'failing' },
+            h('strong', null, c.name),
+            ' ',
+            h('code', { class: 'muted small' }, c.controllerName),
+            ' ',
+            conditionBadges(c.status.conditions, ['Accepted', 'SupportedVersion']),
+            conditionProblems(c.status.conditions)
+          );
+        })
+      )
+    );
+  }
+
+  function policiesCard(policies) {
+    if (!policies.length) return null;
+    return card(
+      'BackendTLSPolicies',
+      { key: 'policies', id: 'gateway-policies' },
+      h(
+        'div',
+        { class: 'table-scroll' },
+        h(
+          'table',
+          { class: 'list compact' },
+          h('thead', null, h('tr', null, h('th', null, 'Policy'), h('th', null, 'Targets'), h('th', null, 'Gateways using it'))),
+          h(
+            'tbody',
+            null,
+            policies.map(function (p) {
+              var id = p.namespace + '/' + p.name;
+              var failing = p.status.ancestors.some(function (a) {
+                return conditionsFailing(a.conditions);
+              });
+              return h(
+                'tr',
+                { key: id, 'data-policy': id, class: failing ? 'failing' : null },
+                h('td', null, h('strong', null, p.name), h('span', { class: 'muted' }, ' in ' + p.namespace)),
+                h(
+                  'td',
+                  { class: 'chips' },
+                  p.targetRefs.map(function (t) {
+                    return h('span', { class: 'chip' }, (t.kind || 'Service') + ' ' + t.name + (t.sectionName ? ':' + t.sectionName : ''));
+                  })
+                ),
+                h(
+                  'td',
+                  null,
+                  p.status.ancestors.length
+                    ? p.status.ancestors.map(function (a, i) {
+                        var name = parentName({ parentRef: a.ancestorRef }, p.namespace);
+                        return h('div', { key: i + ':' + name }, name, ' ', conditionBadges(a.conditions, ['Accepted', 'ResolvedRefs']), conditionProblems(a.conditions));
+                      })
+                    : h('span', { class: 'muted' }, 'none: no accepted route sends to its targets')
+                )
+              );
+            })
+          )
+        )
+      )
+    );
+  }
+
+  var gatewaysList = listPage('gateways');
+  var gatewaysPage = {
+    title: 'Gateways',
+    enter: gatewaysList.enter,
+    load: function () {
+      return body('gateway');
+    },
+    render: function (view, data) {
+      var q = listFilters.gateways;
+      var subtitle = null;
+      if (data) {
+        var failingGateways = data.gateways.filter(function (g) {
+          return !g.accepted || !g.programmed;
+        }).length;
+        var failingRoutes = data.routes.filter(function (r) {
+          return r.status.parents.some(function (p) {
+            return conditionsFailing(p.conditions, ['Accepted', 'ResolvedRefs']);
+          });
+        }).length;
+        subtitle = plural(data.gateways.length, 'Gateway') + ' · ' + plural(data.routes.length, 'HTTPRoute') + ' · ' + fmtInt(failingGateways + failingRoutes) + ' with problems';
+      }
+      return h(
+        'section',
+        { class: 'page', id: 'gateways', key: pageKey(view) },
+        pageHead('Gateways', subtitle),
+        h('p', { class: 'muted small', key: 'intro' }, 'Gateway API objects of the classes whose controllerName is sluice’s, with the status sluice writes on each (when it reads manifest files, the status it would write).'),
+        h('div', { class: 'toolbar', key: 'toolbar' }, filterBox('gateway-search', 'Filter Gateways and HTTPRoutes by namespace, name, hostname…', q, function (e) {
+          gatewaysList.filter(e.target.value.trim());
+        })),
+        loadingOr(data, function (d) {
+          if (!d.classes.length && !d.gateways.length && !d.routes.length && !d.policies.length) {
+            return h('p', { class: 'empty', key: 'empty' }, 'No Gateway API objects for sluice: no GatewayClass names the controller ' + d.controllerName + '.');
+          }
+          var gateways = d.gateways.filter(function (g) {
+            var text = gatewayId(g) + ' ' + g.class;
+            g.listeners.forEach(function (l) {
+              text += ' ' + l.name + ' ' + (l.hostname || '');
+              l.routes.forEach(function (r) {
+                text += ' ' + r.namespace + '/' + r.name;
+              });
+            });
+            return matchesWords(text, q);
+          });
+          var routes = d.routes.filter(function (r) {
+            var text = r.namespace + '/' + r.name + ' ' + r.hostnames.join(' ');
+            r.status.parents.forEach(function (p) {
+              text += ' ' + parentName(p, r.namespace);
+            });
+            return matchesWords(text, q);
+          });
+          return [
+            classesCard(d.classes),
+            h('h2', { class: 'section-title', key: 'gateways-title' }, 'Gateways'),
+            gateways.length
+              ? h('div', { class: 'cards', key: 'gateway-cards', id: 'gateway-list' }, gateways.map(gatewayCard))
+              : h('p', { class: 'empty', key: 'no-gateways' }, q ? 'No Gateway matches this filter.' : 'No Gateway of sluice’s classes.'),
+            h('h2', { class: 'section-title', key: 'routes-title' }, 'HTTPRoutes'),
+            routes.length
+              ? h(
+                  'div',
+                  { class: 'table-wrap', key: 'routes-table' },
+                  h(
+                    'table',
+                    { class: 'list', id: 'httproutes-table' },
+                    h('thead', null, h('tr', null, h('th', null, 'HTTPRoute'), h('th', null, 'Hostnames'), h('th', null, 'Parents (conditions sluice writes)'), h('th', null, 'Rules and routes'))),
+                    h('tbody', null, routes.map(httpRouteRow))
+                  )
+                )
+              : h('p', { class: 'empty', key: 'no-routes' }, q ? 'No HTTPRoute matches this filter.' : 'No HTTPRoute names a Gateway of sluice’s.'),
+            policiesCard(d.policies)
+          ];
+        })
+      );
+    }
+  };
+
+  // ---------------------------------------------------------------------
   // Route tester.
 
   function testerParams(form) {
@@ -1420,6 +1784,7 @@
     params.set('path', form.path);
     if (form.method && form.method !== 'GET') params.set('method', form.method);
     if (form.entrypoint && form.entrypoint !== 'web') params.set('entrypoint', form.entrypoint);
+    if (form.query) params.set('query', form.query);
     form.headers.forEach(function (line) {
       params.append('header', line);
     });
@@ -1438,6 +1803,10 @@
     hash.set('path', form.path);
     if (form.method !== 'GET') hash.set('method', form.method);
     if (form.entrypoint !== 'web') hash.set('entrypoint', form.entrypoint);
+    if (form.query) hash.set('query', form.query);
+    form.headers.forEach(function (line) {
+      hash.append('header', line);
+    });
     replaceHash('#/tester?' + hash.toString());
     api('match?' + query.toString(), [400, 404]).then(
       function (r) {
@@ -1469,6 +1838,7 @@
       path: val('tester-path').trim() || '/',
       method: val('tester-method') || 'GET',
       entrypoint: val('tester-entrypoint') || 'web',
+      query: val('tester-query').trim().replace(/^\?/, ''),
       headers: val('tester-headers')
         .split('\n')
         .map(function (l) {
@@ -1502,6 +1872,11 @@
     }
     var failing = isFailing(r);
     var rule = r.rule || {};
+    var hr = r.http_route;
+    var headersNote = null;
+    if (tester.query && tester.query.headers.length) {
+      headersNote = ['Headers', r.headers_considered ? tester.query.headers.join(', ') : 'given, but Ingress routing does not look at headers', 'headers'];
+    }
     return h(
       'div',
       { id: 'tester-result', class: 'card match' + (failing ? ' failing' : ''), 'data-status': 200, 'data-matched': 'true', 'data-route': r.route },
@@ -1509,9 +1884,16 @@
       failing ? h('div', { class: 'alert failing' }, h('strong', null, 'This route is failing:'), reasonsList(r.health.reasons)) : null,
       h('p', { class: 'reason', 'data-field': 'reason' }, r.reason),
       dl([
-        ['Ingress', objectName(r.ingress), 'ingress'],
+        [r.kind === 'HTTPRoute' ? 'HTTPRoute' : 'Ingress', hr ? h('a', { href: hashFor('gateways', { q: hr.namespace + '/' + hr.name }) }, objectName(r.ingress)) : objectName(r.ingress), 'ingress'],
         ['Host match', r.host_match, 'host-match'],
         ['Rule', [rule.host || '* (any host)', ' ', rule.path ? h('code', null, rule.path) : 'default backend', rule.path_type ? ' (' + rule.path_type + ')' : ''], 'rule'],
+        hr ? ['HTTPRoute rule', ['rule ' + hr.rule_index, hr.rule_name ? ' (' + hr.rule_name + ')' : '', ', match ' + hr.match_index], 'http-route-rule'] : null,
+        hr ? ['Match conditions', matchConditions(hr.match), 'match-conditions'] : null,
+        hr
+          ? ['Parents', hr.parents.length ? hr.parents.map(function (p, i) {
+              return h('div', { key: i }, parentName(p, hr.namespace), ' ', conditionBadges(p.conditions, ['Accepted', 'ResolvedRefs']));
+            }) : h('span', { class: 'muted' }, 'none'), 'parents']
+          : null,
         r.priority !== undefined ? ['Priority', String(r.priority), 'priority'] : null,
         ['Request', [r.method, ' ', h('code', null, r.path), r.match_path !== r.path ? [' → matched as ', h('code', null, r.match_path)] : null, ' on ', r.entrypoint]],
         ['Middlewares', r.middlewares.length ? h('ol', { class: 'inline-list' }, r.middlewares.map(function (m) {
@@ -1520,9 +1902,26 @@
         ['Service', r.service ? h('a', { href: hashFor('services', { q: r.service }) }, r.service) : 'none', 'service'],
         ['Endpoints', r.endpoints.length ? r.endpoints.join(', ') : h('span', { class: 'bad-text' }, 'none ready (the request would get 503)'), 'endpoints'],
         ['Redirect to HTTPS', r.redirect_https ? 'yes: the request would get a redirect' : 'no', 'redirect-https'],
-        tester.query && tester.query.headers.length ? ['Headers', 'given, but Ingress routing does not look at headers'] : null
+        r.query ? ['Query', h('code', null, r.query), 'query'] : null,
+        headersNote
       ])
     );
+  }
+
+  // An HTTPRoute match's method, header and query conditions, in words.
+  function matchConditions(m) {
+    var out = [];
+    if (m.method) out.push('method ' + m.method);
+    (m.headers || []).forEach(function (x) {
+      out.push('header ' + x.name + (x.type === 'RegularExpression' ? ' ~ ' : ' = ') + x.value);
+    });
+    (m.queryParams || []).forEach(function (x) {
+      out.push('query ' + x.name + (x.type === 'RegularExpression' ? ' ~ ' : ' = ') + x.value);
+    });
+    if (out.length === 0) return h('span', { class: 'muted' }, 'none (host and path only)');
+    return h('ul', { class: 'inline-list' }, out.map(function (t) {
+      return h('li', null, h('code', null, t));
+    }));
   }
 
   var testerPage = {
@@ -1536,7 +1935,8 @@
           path: path || '/',
           method: view.query.get('method') || 'GET',
           entrypoint: view.query.get('entrypoint') || 'web',
-          headers: []
+          query: view.query.get('query') || '',
+          headers: view.query.getAll('header')
         };
         tester.result = null;
         tester.error = null;
@@ -1546,7 +1946,7 @@
       }
     },
     render: function (view) {
-      var q = tester.query || { host: '', path: '/', method: 'GET', entrypoint: 'web', headers: [] };
+      var q = tester.query || { host: '', path: '/', method: 'GET', entrypoint: 'web', query: '', headers: [] };
       function option(value, selected) {
         return h('option', { value: value, selected: value === selected }, value);
       }
@@ -1583,8 +1983,9 @@
             }))),
             h('label', null, 'Entrypoint', h('select', { id: 'tester-entrypoint', name: 'entrypoint' }, option('web', q.entrypoint), option('websecure', q.entrypoint)))
           ),
-          h('label', { class: 'block' }, 'Headers (optional, one “Name: value” per line)', h('textarea', { id: 'tester-headers', name: 'headers', rows: 2, spellcheck: 'false', placeholder: 'Accept: application/json', props: { value: q.headers.join('\n') } })),
-          h('div', { class: 'form-actions' }, h('button', { id: 'tester-submit', type: 'submit', class: 'primary' }, 'Test'), h('span', { class: 'muted small' }, 'GET /api/match?host=…&path=…'))
+          h('label', { class: 'block' }, 'Query (optional, as after “?”: HTTPRoute matches may read its parameters)', h('input', { id: 'tester-query', name: 'query', type: 'text', placeholder: 'page=2&sort=asc', spellcheck: 'false', props: { value: q.query || '' } })),
+          h('label', { class: 'block' }, 'Headers (optional, one “Name: value” per line; HTTPRoute matches may read them)', h('textarea', { id: 'tester-headers', name: 'headers', rows: 2, spellcheck: 'false', placeholder: 'Accept: application/json', props: { value: q.headers.join('\n') } })),
+          h('div', { class: 'form-actions' }, h('button', { id: 'tester-submit', type: 'submit', class: 'primary' }, 'Test'), h('span', { class: 'muted small' }, 'GET /api/match?host=…&path=…[&method=…][&query=…][&header=Name:value]'))
         ),
         testerResult()
       );
@@ -1595,6 +1996,7 @@
     overview: overviewPage,
     routes: routesPage,
     route: routePage,
+    gateways: gatewaysPage,
     services: servicesPage,
     middlewares: middlewaresPage,
     tls: tlsPage,
