@@ -408,6 +408,10 @@ impl RunArgs {
                 nginx_configmap,
                 gateway: sluice::gateway::resolve::ResolveSettings {
                     supported_features: sluice::gateway::supported_features(),
+                    // The compiler serves a Gateway's `spec.addresses` as
+                    // given; the status writer checks them against the
+                    // published addresses.
+                    addresses_unknown: true,
                     ..Default::default()
                 },
             },

@@ -5,8 +5,9 @@
 //! A fixture is multi-document YAML of Kubernetes objects (namespace `default`
 //! when unset) plus two optional documents of the test's own:
 //! `kind: Options` (`ingressClass`) and `kind: Probes`, whose `probes` list lines
-//! `<host> <path> -> <route name or 404>` that lookup must answer exactly (a
-//! GET without headers or query, so HTTPRoute rules take part). Gateway API
+//! `<host> <path> [<header>:<value>...] -> <route name or 404>` that lookup
+//! must answer exactly (a GET with those headers and no query, so HTTPRoute
+//! rules take part). Gateway API
 //! objects are decoded with the API server's defaults, as the providers do.
 //! The summary lists routes, then one line per backend (so two references that
 //! share a backend show as one), then diagnostics.
@@ -139,6 +140,24 @@ fn summary(compiled: &Compiled) -> String {
     out
 }
 
+/// A GET with the probe's headers (no query), as HTTPRoute matches read it.
+struct Facts(Vec<(String, String)>);
+
+impl sluice::router::RequestFacts for Facts {
+    fn method(&self) -> &str {
+        "GET"
+    }
+    fn query(&self) -> Option<&str> {
+        None
+    }
+    fn any_header(&self, name: &str, visit: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .any(|(_, v)| visit(v.as_bytes()))
+    }
+}
+
 /// Checks every probe; returns the failures.
 fn check_probes(compiled: &Compiled, probes: &[String]) -> Vec<String> {
     let mut failures = Vec::new();
@@ -146,14 +165,18 @@ fn check_probes(compiled: &Compiled, probes: &[String]) -> Vec<String> {
         let (request, want) = probe
             .split_once(" -> ")
             .expect("probe is `host path -> name`");
-        let (host, path) = request
-            .split_once(' ')
-            .expect("probe request is `host path`");
-        // HTTPRoutes too: a GET with no header and no query.
-        let get = sluice::router::NoFacts { method: "GET" };
+        let mut words = request.split(' ');
+        let (Some(host), Some(path)) = (words.next(), words.next()) else {
+            panic!("probe request is `host path [name:value...]`: {probe}");
+        };
+        let headers: Vec<(String, String)> = words
+            .filter_map(|w| w.split_once(':'))
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.to_owned()))
+            .collect();
+        let facts = Facts(headers);
         let got = compiled
             .table
-            .lookup_request(sluice::router::EntryPoint::Web, host, path, &get)
+            .lookup_request(sluice::router::EntryPoint::Web, host, path, &facts)
             .map_or("404".to_owned(), |r| r.name.to_string());
         if got != want.trim() {
             failures.push(format!("lookup {host} {path}: got {got}, want {want}"));

@@ -80,6 +80,10 @@ pub struct ResolveSettings {
     pub addresses: Vec<String>,
     /// The Gateway API features sluice supports (GatewayClass `supportedFeatures`).
     pub supported_features: Vec<String>,
+    /// `addresses` is not known here (the compiler, while the status writer
+    /// reads `--publish-service`): a Gateway's `spec.addresses` are taken as
+    /// given, so a Gateway the status writer programs is also served.
+    pub addresses_unknown: bool,
 }
 
 impl Default for ResolveSettings {
@@ -90,6 +94,7 @@ impl Default for ResolveSettings {
             https_port: 443,
             addresses: Vec::new(),
             supported_features: Vec::new(),
+            addresses_unknown: false,
         }
     }
 }
@@ -228,6 +233,11 @@ pub fn resolve(snapshot: &Snapshot, settings: &ResolveSettings) -> Resolution {
         .collect();
 
     let ours = gateway::typed_addresses(&settings.addresses);
+    let ours = if settings.addresses_unknown {
+        None
+    } else {
+        Some(ours)
+    };
     let mut cache = certs::CertCache::new();
     let mut gateways: Vec<&Arc<Gateway>> = snapshot
         .gateways
@@ -243,7 +253,7 @@ pub fn resolve(snapshot: &Snapshot, settings: &ResolveSettings) -> Resolution {
                 .copied()
                 .unwrap_or(Ok(()));
             let mut outcomes = listeners::resolve(g, settings, &index, &mut cache);
-            let verdict = gateway::verdict(g, class, &outcomes, &ours);
+            let verdict = gateway::verdict(g, class, &outcomes, ours.as_deref());
             let programmed = verdict
                 .programmed
                 .as_ref()

@@ -142,7 +142,15 @@ fn install_listeners(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<LoadedCert> {
     let mut default = None;
+    let mut served: HashMap<(ObjectRef, Option<String>), ()> = HashMap::new();
     for listener in listeners {
+        // A listener serves its first usable certificate (one per name).
+        if served
+            .insert((listener.gateway.clone(), listener.hostname.clone()), ())
+            .is_some()
+        {
+            continue;
+        }
         let hosts = match &listener.hostname {
             Some(host) => {
                 if !builder.insert(host, listener.cert.key.clone()) {

@@ -123,7 +123,8 @@ impl RouteTable {
     ///
     /// When an Ingress and an HTTPRoute both match, the more specific match
     /// wins: the host first (exact, then the longer wildcard, then none),
-    /// then the path (exact, then the longer prefix); at a tie the Ingress
+    /// then the path (exact, then the longer prefix), then an HTTPRoute
+    /// match with method, header or query conditions; at a tie the Ingress
     /// wins (the compiler reports the HTTPRoute's rule as a conflict).
     /// Without Gateway listeners on the entrypoint this is
     /// [`RouteTable::lookup`].
@@ -144,8 +145,14 @@ impl RouteTable {
         let Some(hit) = gateway.and_then(|g| g.lookup(host, path, req)) else {
             return ingress;
         };
+        // An Ingress rule is a match on host and path only: at the same host
+        // and path it ties with an HTTPRoute match without conditions (and
+        // wins), and loses to one with conditions.
+        let gateway_rank = (hit.host, hit.path, hit.conditioned);
         match ingress {
-            Some(route) if ingress_rank(route).is_some_and(|r| r >= (hit.host, hit.path)) => {
+            Some(route)
+                if ingress_rank(route).is_some_and(|(h, p)| (h, p, false) >= gateway_rank) =>
+            {
                 Some(route)
             }
             _ => Some(hit.route),

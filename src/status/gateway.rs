@@ -140,6 +140,7 @@ pub async fn write_gateway_status(
         https_port: ports.https,
         addresses,
         supported_features: crate::gateway::supported_features(),
+        addresses_unknown: false,
     };
     let desired = desired(snapshot, &settings);
     if let Some((last, at)) = &state.last {

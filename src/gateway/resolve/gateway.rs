@@ -99,8 +99,22 @@ impl AddressCheck {
     }
 }
 
-fn check_addresses(gateway: &Gateway, ours: &[GatewayStatusAddress]) -> AddressCheck {
+fn check_addresses(gateway: &Gateway, ours: Option<&[GatewayStatusAddress]>) -> AddressCheck {
     let mut check = AddressCheck::default();
+    let Some(ours) = ours else {
+        // Not known here: what the Gateway asks for is taken as usable.
+        for requested in &gateway.spec.addresses {
+            check.add(&GatewayStatusAddress {
+                type_: if requested.type_.is_empty() {
+                    IP_ADDRESS.to_owned()
+                } else {
+                    requested.type_.clone()
+                },
+                value: requested.value.clone(),
+            });
+        }
+        return check;
+    };
     if gateway.spec.addresses.is_empty() {
         check.addresses = ours.to_vec();
         return check;
@@ -152,7 +166,7 @@ pub(super) fn verdict(
     gateway: &Gateway,
     class: Result<(), &str>,
     listeners: &[ListenerOutcome],
-    ours: &[GatewayStatusAddress],
+    ours: Option<&[GatewayStatusAddress]>,
 ) -> GatewayVerdict {
     let generation = gateway.metadata.generation;
     let addresses = check_addresses(gateway, ours);
@@ -209,7 +223,7 @@ pub(super) fn verdict(
             format!(
                 "sluice is not reachable on {} (its addresses: {})",
                 addresses.not_usable.join(", "),
-                list(ours)
+                list(ours.unwrap_or_default())
             ),
         )),
         Ok(_) if !addresses.not_assigned.is_empty() => Err((

@@ -260,6 +260,9 @@ pub(crate) struct Hit<'a> {
     pub host: HostRank,
     /// How specific its path was.
     pub path: PathRank,
+    /// Whether the match also asked for a method, header or query value
+    /// (more specific than an Ingress rule of the same host and path).
+    pub conditioned: bool,
 }
 
 impl GatewayTable {
@@ -319,6 +322,7 @@ impl GatewayTable {
                 route: &c.route,
                 host: rank,
                 path,
+                conditioned: !c.conditions.is_empty(),
             })
         })
     }

@@ -1279,6 +1279,20 @@ spec:
         false,
         "AddressNotAssigned",
     );
+
+    // Where the addresses are not known (the compiler), what the Gateway asks
+    // for is taken as usable, so it is served whatever the status writer says.
+    let unknown = ResolveSettings {
+        addresses_unknown: true,
+        ..settings()
+    };
+    let snap = snapshot(&[BASE, &gateway(unusable)]);
+    let resolution = resolve(&snap, &unknown);
+    let gw = resolution
+        .gateway(INFRA, "gateway-static-addresses")
+        .expect("gateway");
+    assert!(gw.programmed);
+    assert_eq!(gw.status.addresses[0].value, "203.0.113.99");
 }
 
 #[test]
