@@ -7,4 +7,4 @@ mod route_stats;
 
 pub use connections::{HandshakeStats, OpenConnections};
 pub use exporter::{ControlMetrics, DataPlaneSources, Metrics, ProviderCounters, CONTENT_TYPE};
-pub use route_stats::{EntryStats, RouteStats, Totals};
+pub use route_stats::{EntryStats, LazyEntryStats, RouteStats, Totals};

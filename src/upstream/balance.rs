@@ -9,10 +9,10 @@ use arc_swap::ArcSwap;
 use super::ewma::Ewma;
 use super::policy::{Grouping, InUse, Ring};
 use super::{BackendKey, EndpointSet, ExternalName};
-use crate::metrics::EntryStats;
+use crate::metrics::LazyEntryStats;
 
 /// Request counters per endpoint address, sorted by address for a binary search.
-type EndpointStatsTable = Vec<(SocketAddr, Arc<EntryStats>)>;
+type EndpointStatsTable = Vec<(SocketAddr, Arc<LazyEntryStats>)>;
 
 /// What an ExternalName resolved to.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -2,9 +2,12 @@
 //!
 //! notify calls back on its own thread; relevant events cross to tokio over a
 //! bounded `mpsc` channel (a full channel drops events, which is harmless: a
-//! reload is already pending). After the first event the provider waits until
-//! `debounce` passes without events, or `max_delay` since the first one, then
-//! re-reads the files once: a `cp -r` or an editor save makes one update.
+//! reload is already pending). The first event after a quiet period (no
+//! publish for `debounce`) is read after [`LEADING_QUIET`] without events, so a
+//! single change pays no debounce; events that come while a burst is in
+//! progress wait until `debounce` passes without events, or `max_delay` since
+//! the first one, then the files are re-read once: a `cp -r` makes a few
+//! updates, an editor save one.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +20,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout_at, Instant};
 
 use super::files::{ManifestFiles, Reload};
+
+/// How long the first event after a quiet period waits for more: the events
+/// of one save or rename arrive within it.
+pub const LEADING_QUIET: Duration = Duration::from_millis(2);
 use super::{ProviderUpdate, WatchError};
 
 /// Where a provider publishes: the latest update, `None` until the first load.
@@ -78,6 +85,7 @@ impl FileProvider {
         if !load_and_publish(&files, &updates, &mut published, Changed::Everything).await? {
             return Ok(());
         }
+        let mut last_publish = Instant::now();
         loop {
             let mut changed = Changed::Everything;
             tokio::select! {
@@ -85,7 +93,12 @@ impl FileProvider {
                 Some(event) = rx.recv() => {
                     changed = Changed::Paths(Vec::new());
                     changed.add(event);
-                    self.settle(&mut rx, &updates, &mut changed).await;
+                    // After a quiet period the change goes out at once (the
+                    // events of one save arrive within a millisecond); while
+                    // a burst is in progress, changes are coalesced.
+                    let quiet = last_publish.elapsed() >= self.debounce;
+                    let debounce = if quiet { LEADING_QUIET.min(self.debounce) } else { self.debounce };
+                    self.settle(&mut rx, &updates, &mut changed, debounce).await;
                 }
                 () = tokio::time::sleep(RETRY_INTERVAL), if watching.is_none() => {}
             }
@@ -101,20 +114,23 @@ impl FileProvider {
             if !load_and_publish(&files, &updates, &mut published, changed).await? {
                 return Ok(());
             }
+            last_publish = Instant::now();
         }
     }
 
-    /// Waits until events stop for `debounce`, at most `max_delay` in all,
+    /// Waits until events stop for `debounce` (the provider's, or less for
+    /// the first change after a quiet period), at most `max_delay` in all,
     /// collecting the paths they name.
     async fn settle(
         &self,
         rx: &mut mpsc::Receiver<EventResult>,
         updates: &UpdateSender,
         changed: &mut Changed,
+        debounce: Duration,
     ) {
         let deadline = Instant::now() + self.max_delay;
         loop {
-            let quiet = (Instant::now() + self.debounce).min(deadline);
+            let quiet = (Instant::now() + debounce).min(deadline);
             tokio::select! {
                 () = updates.closed() => return,
                 next = timeout_at(quiet, rx.recv()) => match next {

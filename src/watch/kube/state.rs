@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ::kube::Client;
 use tokio::sync::mpsc;
@@ -80,6 +81,52 @@ struct State {
     last: Option<Arc<ProviderUpdate>>,
 }
 
+/// When to publish: the first change after a quiet period goes out at once
+/// (a single change pays no debounce); changes that come while a burst is in
+/// progress (within `debounce` of the last publish or change) wait for
+/// `debounce` of quiet, at most `max_delay` after the burst's first change,
+/// so a rollout of hundreds of objects is a handful of publications.
+#[derive(Debug, Default)]
+pub(super) struct Burst {
+    /// The first unpublished change, the latest one, and whether the first
+    /// came after a quiet period (then it is due at once).
+    pending: Option<(Instant, Instant, bool)>,
+    /// When the last update went out.
+    last_publish: Option<Instant>,
+}
+
+impl Burst {
+    /// Records a change at `now`.
+    pub(super) fn changed(&mut self, now: Instant, debounce: Duration) {
+        self.pending = Some(match self.pending {
+            Some((first, _, leading)) => (first, now, leading),
+            None => {
+                let quiet = self
+                    .last_publish
+                    .is_none_or(|at| now.saturating_duration_since(at) >= debounce);
+                (now, now, quiet)
+            }
+        });
+    }
+
+    /// When the pending changes are due (`None`: nothing pending).
+    pub(super) fn due(&self, debounce: Duration, max_delay: Duration) -> Option<Instant> {
+        self.pending.map(|(first, last, leading)| {
+            if leading {
+                first
+            } else {
+                (last + debounce).min(first + max_delay)
+            }
+        })
+    }
+
+    /// Records a publish at `now`.
+    pub(super) fn published(&mut self, now: Instant) {
+        self.pending = None;
+        self.last_publish = Some(now);
+    }
+}
+
 /// Runs the store task until `updates` has no receivers.
 pub(super) async fn run(
     client: Client,
@@ -107,13 +154,11 @@ pub(super) async fn run(
     for target in initial_targets(&settings) {
         state.start(target);
     }
-    // The first change since the last publish, and the latest.
-    let mut burst: Option<(Instant, Instant)> = None;
+    let mut burst = Burst::default();
     loop {
-        let deadline = burst.and_then(|(first, last)| {
-            let quiet = (last + settings.debounce).min(first + settings.max_delay);
-            state.publishable_at(quiet)
-        });
+        let deadline = burst
+            .due(settings.debounce, settings.max_delay)
+            .and_then(|due| state.publishable_at(due));
         tokio::select! {
             () = updates.closed() => break,
             message = rx.recv() => {
@@ -124,13 +169,13 @@ pub(super) async fn run(
                     changed |= state.apply(message);
                 }
                 if changed {
-                    let now = Instant::now();
-                    burst = Some((burst.map_or(now, |(first, _)| first), now));
+                    burst.changed(Instant::now(), settings.debounce);
                 }
             }
             () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                if state.publishable(Instant::now()) {
-                    burst = None;
+                let now = Instant::now();
+                if state.publishable(now) {
+                    burst.published(now);
                     if !state.publish(&updates, &stats) {
                         break;
                     }
