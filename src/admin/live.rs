@@ -193,17 +193,28 @@ impl Live {
             if !seen_stats.insert(Arc::as_ptr(&route.stats)) {
                 continue;
             }
-            let totals = read(&route.stats);
-            w.routes
-                .entry(route.name.clone())
-                .or_default()
-                .observe(tick, totals);
+            // A route that never served a request has no counters and
+            // gets no series (at 10,000 mostly idle routes, that is most).
+            if route.stats.used() {
+                let totals = read(&route.stats);
+                w.routes
+                    .entry(route.name.clone())
+                    .or_default()
+                    .observe(tick, totals);
+            }
             if let Target::Backend(backend) = &route.target {
+                let stats = backend.endpoint_stats();
+                if stats.iter().all(|(_, s)| s.get().is_none()) {
+                    continue;
+                }
                 let of_backend = match w.endpoints.get_mut(backend.key()) {
                     Some(map) => map,
                     None => w.endpoints.entry(backend.key().clone()).or_default(),
                 };
-                for (addr, stats) in backend.endpoint_stats().iter() {
+                for (addr, stats) in stats.iter() {
+                    if stats.get().is_none() {
+                        continue; // never answered: no counters, no series
+                    }
                     let series = of_backend.entry(*addr).or_default();
                     if series.seen == tick {
                         continue; // another route of the same Service

@@ -88,6 +88,11 @@ impl RouteStats {
         self.entry(tls).record(method, status, elapsed);
     }
 
+    /// Whether any request was counted (on either entrypoint).
+    pub fn used(&self) -> bool {
+        self.web.get().is_some() || self.websecure.get().is_some()
+    }
+
     /// The counters of one entrypoint.
     pub fn entry(&self, tls: bool) -> &LazyEntryStats {
         if tls {
