@@ -26,8 +26,8 @@ mod table;
 
 pub use compile::{compile, CompileOptions, Compiled, Registries, CONTROLLER_NAME};
 pub use diagnostic::{Diagnostic, DiagnosticKind, ObjectRef, Severity};
-pub use gateway::{NoFacts, RequestFacts};
 pub use endpoints::{only_endpoints_changed, refresh_endpoints};
+pub use gateway::{NoFacts, RequestFacts};
 pub use route::{EntryPoint, EntryPoints, PathKind, Route, RouteInfo, Target};
 pub use route_table::RouteTable;
 pub use snapshot::Snapshot;
