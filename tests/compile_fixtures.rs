@@ -346,3 +346,110 @@ fn a_compile_after_another_equals_a_fresh_one() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A small deterministic generator (xorshift), so every run tries the same sequences.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        usize::try_from(self.0 % (n.max(1) as u64)).unwrap_or(0)
+    }
+}
+
+/// An Ingress like `ingress` with one thing changed, as a new object: its
+/// first rule's first path gets a suffix, or an annotation is added.
+fn edited(ingress: &Ingress, how: usize) -> Ingress {
+    let mut copy = ingress.clone();
+    if how.is_multiple_of(2) {
+        let path = copy
+            .spec
+            .as_mut()
+            .and_then(|s| s.rules.as_mut())
+            .and_then(|r| r.first_mut())
+            .and_then(|r| r.http.as_mut())
+            .and_then(|h| h.paths.first_mut());
+        if let Some(path) = path {
+            let old = path.path.clone().unwrap_or_else(|| "/".to_owned());
+            path.path = Some(format!("{}/edited{how}", old.trim_end_matches('/')));
+            return copy;
+        }
+    }
+    copy.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("example.com/edit".to_owned(), how.to_string());
+    copy
+}
+
+/// The incremental compile equals a compile from scratch after every step of
+/// random sequences of deletes, re-adds and edits of Ingresses, Services and
+/// EndpointSlices, on every fixture: one set of registries follows the whole
+/// sequence (so each compile reuses what the previous one built), a fresh one
+/// compiles each step alone.
+#[test]
+fn incremental_compiles_equal_fresh_ones_over_random_changes() {
+    let mut failures = Vec::new();
+    for case in yaml_files("tests/fixtures/compile") {
+        let fixture = load(&case);
+        let name = case
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        for seed in 1..=4u64 {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
+            let registries = Registries::default();
+            let mut snapshot = fixture.snapshot.clone();
+            let mut removed_ingresses = Vec::new();
+            let mut removed_services = Vec::new();
+            let mut removed_slices = Vec::new();
+            for step in 0..24 {
+                match rng.below(7) {
+                    0 if !snapshot.ingresses.is_empty() => {
+                        let i = rng.below(snapshot.ingresses.len());
+                        removed_ingresses.push(snapshot.ingresses.remove(i));
+                    }
+                    1 if !removed_ingresses.is_empty() => {
+                        let i = rng.below(removed_ingresses.len());
+                        snapshot.ingresses.push(removed_ingresses.remove(i));
+                    }
+                    2 | 3 if !snapshot.ingresses.is_empty() => {
+                        let i = rng.below(snapshot.ingresses.len());
+                        let how = rng.below(1000);
+                        snapshot.ingresses[i] = Arc::new(edited(&snapshot.ingresses[i], how));
+                    }
+                    4 if !snapshot.services.is_empty() => {
+                        let i = rng.below(snapshot.services.len());
+                        removed_services.push(snapshot.services.remove(i));
+                    }
+                    5 if !removed_services.is_empty() => {
+                        let i = rng.below(removed_services.len());
+                        snapshot.services.push(removed_services.remove(i));
+                    }
+                    _ if !snapshot.endpoint_slices.is_empty() && rng.below(2) == 0 => {
+                        let i = rng.below(snapshot.endpoint_slices.len());
+                        removed_slices.push(snapshot.endpoint_slices.remove(i));
+                    }
+                    _ if !removed_slices.is_empty() => {
+                        let i = rng.below(removed_slices.len());
+                        snapshot.endpoint_slices.push(removed_slices.remove(i));
+                    }
+                    _ => {}
+                }
+                let warm = compile(&snapshot, &fixture.options, &registries);
+                let cold = compile(&snapshot, &fixture.options, &Registries::default());
+                let (warm_summary, cold_summary) = (summary(&warm), summary(&cold));
+                if warm_summary != cold_summary {
+                    failures.push(format!(
+                        "{name} seed {seed} step {step}\n--- fresh\n{cold_summary}--- incremental\n{warm_summary}"
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -137,6 +137,14 @@ impl<'a> Resolver<'a> {
             .map(String::as_str)
     }
 
+    /// The address of the Service object a backend key names (0: none), to
+    /// recognise it in the next compile.
+    pub(super) fn service_address(&self, key: &BackendKey) -> usize {
+        self.services
+            .get(&(key.namespace.as_str(), key.service.as_str()))
+            .map_or(0, |s| Arc::as_ptr(s) as usize)
+    }
+
     /// The `appProtocol` of a Service port (by number), if the Service lists
     /// the port with one.
     pub(super) fn app_protocol(

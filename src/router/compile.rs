@@ -90,6 +90,40 @@ struct Memo {
     tables: Option<HostTables>,
     /// The Ingresses given the controller ConfigMap's defaults last time.
     nginx: NginxMemo,
+    /// Each served Ingress's rule routes, by the address of its object.
+    ingresses: HashMap<usize, IngressMemo>,
+    /// The cross-Ingress inputs of every Ingress's rule routes, as they were.
+    rule_globals: Option<RuleGlobals>,
+}
+
+/// One Ingress's rule routes and what they were built from: reused as they
+/// are while the Ingress is the same object, its TLS hosts and middleware
+/// chain are the same, the Services it names are the same objects and the
+/// cross-Ingress inputs ([`RuleGlobals`]) are equal. A change to one
+/// Ingress then costs its own rules, not every Ingress's.
+#[derive(Debug)]
+struct IngressMemo {
+    /// The object (kept alive, so its address names it alone).
+    ingress: Arc<Ingress>,
+    covered: Vec<HostPattern>,
+    chain: Chain,
+    /// Every backend the rules resolved, with the address of the Service
+    /// object it was resolved against (0: none).
+    services: Vec<(BackendKey, usize)>,
+    /// Every rule's claim and route, in order (each rule won its claim).
+    routes: Vec<(Claim, RuleRoute)>,
+    /// What building them reported.
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// What every Ingress's rule routes read of the other objects: the hosts
+/// that turn paths into regexes (`use-regex`), the hosts aliases may not
+/// take, and the Secrets (by address, for `proxy-ssl-secret`).
+#[derive(Debug, PartialEq)]
+struct RuleGlobals {
+    regex_hosts: Vec<HostPattern>,
+    taken_hosts: Vec<HostPattern>,
+    secrets: Vec<usize>,
 }
 
 /// The Ingresses `nginx_defaults` rewrote, by the address of the original
@@ -200,6 +234,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
     } else {
         snapshot
     };
+    let started = std::time::Instant::now();
     let served = ingress::served(snapshot, options, &mut diagnostics);
     let secrets = certs::index_secrets(snapshot);
     let now = std::time::SystemTime::now()
@@ -231,6 +266,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         chains: Vec::new(),
     };
     let gateway;
+    let (setup, chains);
     {
         let (resolver, previous, next, endpoints) = (
             &cx.resolver,
@@ -251,6 +287,8 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
             registries,
             &mut resolve,
         );
+        let chains_started = std::time::Instant::now();
+        setup = chains_started - started;
         cx.chains = middlewares::chains(
             &served,
             &mut env,
@@ -262,14 +300,27 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
             },
             &mut cx.diagnostics,
         );
+        chains = chains_started.elapsed();
         gateway = super::gateway::compile(resolution, &mut env, &mut cx.diagnostics);
     }
-    let routes = cx.rule_routes(&served);
+    let rules_started = std::time::Instant::now();
+    let routes = cx.rule_routes(&served, snapshot);
     let default = cx.default_route(&served);
+    let rules = rules_started.elapsed();
+    let table_started = std::time::Instant::now();
     let (table, table_diagnostics) =
         RouteTable::build(routes, default, index, cx.previous.tables.as_ref(), gateway);
     let mut diagnostics = cx.diagnostics;
     diagnostics.extend(table_diagnostics);
+    let table_time = table_started.elapsed();
+    tracing::debug!(
+        ?setup,
+        ?chains,
+        ?rules,
+        table = ?table_time,
+        total = ?started.elapsed(),
+        "compile phases"
+    );
     diagnostics.sort();
     diagnostics.dedup();
     let mut endpoints = cx.endpoints;
@@ -285,6 +336,13 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         diagnostics,
         endpoints,
     }
+}
+
+/// A set of host patterns in a stable order, to compare across compiles.
+fn sorted(hosts: &std::collections::HashSet<HostPattern>) -> Vec<HostPattern> {
+    let mut out: Vec<HostPattern> = hosts.iter().cloned().collect();
+    out.sort();
+    out
 }
 
 /// Which rule claims a host + path + type.
@@ -311,16 +369,60 @@ struct Context<'a> {
 
 impl Context<'_> {
     /// Routes for every rule path; `served` is oldest first, so the first claim wins.
-    fn rule_routes(&mut self, served: &[Served<'_>]) -> Vec<RuleRoute> {
+    fn rule_routes(&mut self, served: &[Served<'_>], snapshot: &Snapshot) -> Vec<RuleRoute> {
         let mut claims: HashMap<Claim, &ObjectRef> = HashMap::default();
         let mut routes = Vec::new();
         let regex_hosts = nginx::regex_hosts(served);
         let taken_hosts = nginx::taken_hosts(served);
+        let globals = RuleGlobals {
+            regex_hosts: sorted(&regex_hosts),
+            taken_hosts: sorted(&taken_hosts),
+            secrets: snapshot
+                .secrets
+                .iter()
+                .map(|s| Arc::as_ptr(s) as usize)
+                .collect(),
+        };
+        let reusable = self.previous.rule_globals.as_ref() == Some(&globals);
         for (index, ing) in served.iter().enumerate() {
             if nginx::canary::is_canary(ing) {
                 // Served through the main Ingress of its host and path.
                 continue;
             }
+            let id = Arc::as_ptr(ing.arc) as usize;
+            let memo = self.previous.ingresses.remove(&id).filter(|_| reusable);
+            if let Some(memo) = memo.filter(|m| self.still_valid(m, index, ing)) {
+                if memo
+                    .routes
+                    .iter()
+                    .all(|(claim, _)| !claims.contains_key(claim))
+                {
+                    for (claim, rule) in &memo.routes {
+                        claims.insert(claim.clone(), &ing.object);
+                        self.next
+                            .routes
+                            .insert(rule.route.name.clone(), rule.route.clone());
+                        routes.push(rule.clone());
+                    }
+                    for (key, _) in &memo.services {
+                        memo_backend(
+                            &self.resolver,
+                            self.registries,
+                            &mut self.previous,
+                            &mut self.next,
+                            &mut self.endpoints,
+                            key,
+                        );
+                    }
+                    self.diagnostics.extend(memo.diagnostics.iter().cloned());
+                    self.next.ingresses.insert(id, memo);
+                    continue;
+                }
+            }
+            let diagnostics_before = self.diagnostics.len();
+            let mut built: Vec<(Claim, RuleRoute)> = Vec::new();
+            let mut keys: Vec<BackendKey> = Vec::new();
+            let mut complete = true;
             let opts = self.options_of(ing);
             let rules = ingress::rules(ing, opts.path_matcher, &mut self.diagnostics);
             let (rules, bad_aliases) = nginx::with_aliases(ing, rules, &taken_hosts);
@@ -368,9 +470,10 @@ impl Context<'_> {
                         rule.kind
                     );
                     self.conflict(ing, winner, &what);
+                    complete = false;
                     continue;
                 }
-                claims.insert(claim, &ing.object);
+                claims.insert(claim.clone(), &ing.object);
                 let has_tls = self
                     .covered
                     .get(index)
@@ -385,6 +488,7 @@ impl Context<'_> {
                         Some(rule.kind),
                     ),
                 };
+                keys.push(key.clone());
                 let route = self.route(
                     index,
                     ing,
@@ -394,10 +498,45 @@ impl Context<'_> {
                     Some((rule.path, rule.kind)),
                     key,
                 );
-                routes.push(RuleRoute { route, rank, regex });
+                let rule = RuleRoute { route, rank, regex };
+                built.push((claim, rule.clone()));
+                routes.push(rule);
+            }
+            if complete {
+                let memo = IngressMemo {
+                    ingress: ing.arc.clone(),
+                    covered: self.covered.get(index).cloned().unwrap_or_default(),
+                    chain: self.chains.get(index).cloned().unwrap_or_default(),
+                    services: keys
+                        .into_iter()
+                        .map(|key| {
+                            let service = self.resolver.service_address(&key);
+                            (key, service)
+                        })
+                        .collect(),
+                    routes: built,
+                    diagnostics: self.diagnostics[diagnostics_before..].to_vec(),
+                };
+                self.next.ingresses.insert(id, memo);
             }
         }
+        self.next.rule_globals = Some(globals);
         routes
+    }
+
+    /// Whether `memo` still describes the rule routes of `ing` (at `index`
+    /// of this compile's served Ingresses).
+    fn still_valid(&self, memo: &IngressMemo, index: usize, ing: &Served<'_>) -> bool {
+        Arc::ptr_eq(&memo.ingress, ing.arc)
+            && self.covered.get(index).is_some_and(|c| *c == memo.covered)
+            && self
+                .chains
+                .get(index)
+                .is_some_and(|c| c.same_as(&memo.chain))
+            && memo
+                .services
+                .iter()
+                .all(|(key, service)| self.resolver.service_address(key) == *service)
     }
 
     /// The oldest served Ingress's `spec.defaultBackend`; the others are conflicts.

@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
 use k8s_openapi::jiff::Timestamp;
@@ -20,6 +21,8 @@ pub(super) const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 pub(super) struct Served<'a> {
     /// The object.
     pub ingress: &'a Ingress,
+    /// The same object as the snapshot holds it (what memos keep).
+    pub arc: &'a Arc<Ingress>,
     /// `Ingress <namespace>/<name>`, for diagnostics and routes.
     pub object: ObjectRef,
     /// The namespace (`default` when unset).
@@ -99,7 +102,8 @@ fn is_ours(ingress: &Ingress, options: &CompileOptions, ours: &HashSet<&str>) ->
     annotation.is_none_or(|class| class == options.ingress_class)
 }
 
-fn identify<'a>(ingress: &'a Ingress, diagnostics: &mut Vec<Diagnostic>) -> Option<Served<'a>> {
+fn identify<'a>(arc: &'a Arc<Ingress>, diagnostics: &mut Vec<Diagnostic>) -> Option<Served<'a>> {
+    let ingress: &'a Ingress = arc;
     let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
     let Some(name) = ingress.metadata.name.as_deref().filter(|n| !n.is_empty()) else {
         let object = ObjectRef::namespaced("Ingress", namespace, "");
@@ -112,6 +116,7 @@ fn identify<'a>(ingress: &'a Ingress, diagnostics: &mut Vec<Diagnostic>) -> Opti
     };
     Some(Served {
         ingress,
+        arc,
         object: ObjectRef::namespaced("Ingress", namespace, name),
         namespace,
         name,
