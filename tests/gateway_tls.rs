@@ -115,9 +115,26 @@ async fn https_listeners_serve_their_certificates_routes_and_421_across_them() {
     conn_s.whoami("x.shared.test", "/").await;
     conn_s.whoami("y.shared.test", "/").await;
 
+    // A reload loads every certificate afresh; connections opened before it
+    // still share hosts their certificate covers, and still get 421 for the rest.
+    dir.write(
+        "extra.yaml",
+        &ingress("extra", &[("extra.test", "/", "Prefix", "web")]),
+    );
+    let http = client();
+    wait_for("the reload", || async {
+        get(&http, sluice.http_addr, "extra.test", "/", &[])
+            .await
+            .status
+            == 200
+    })
+    .await;
+    conn_s.whoami("z.shared.test", "/after-reload").await;
+    let misdirected = conn_a.get("b.test", "/", &[]).await;
+    assert_eq!(misdirected.status, 421, "{}", misdirected.body);
+
     // HTTPRoutes of HTTPS listeners are not served on plain HTTP; the HTTP
     // listener's redirect is.
-    let http = client();
     let plain = get(&http, sluice.http_addr, "b.test", "/", &[]).await;
     assert_eq!(plain.status, 404, "{}", plain.body);
     let redirect = get(&http, sluice.http_addr, "a.test", "/path?q=1", &[]).await;

@@ -543,17 +543,18 @@ fn misdirected(table: &RouteTable, client: &ClientInfo, host: &str) -> bool {
     let (Some(sni), Some(served)) = (&client.server_name, &client.served_cert) else {
         return false;
     };
-    let name = host
-        .rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(host, |(name, _)| name);
+    let name = crate::router::strip_port(host);
     if name.is_empty() || name.eq_ignore_ascii_case(sni) {
         return false;
     }
     table
         .certs()
         .resolve(Some(name))
-        .is_some_and(|theirs| !Arc::ptr_eq(&theirs, served))
+        // By the leaf's bytes: every compile loads certificates afresh, so
+        // the same certificate is another `Arc` after a reload.
+        .is_some_and(|theirs| {
+            !Arc::ptr_eq(&theirs, served) && theirs.cert.first() != served.cert.first()
+        })
 }
 
 fn log_error(err: &ProxyError, route: Option<&Route>, client: &ClientInfo) {

@@ -82,7 +82,7 @@ pub(super) fn normalize<'a>(host: &'a str, buf: &'a mut [u8; MAX_HOST]) -> Optio
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:8080` → `[::1]`.
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return match host.find(']') {
             Some(end) => &host[..=end],
@@ -90,7 +90,10 @@ fn strip_port(host: &str) -> &str {
         };
     }
     match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        // A bare IPv6 literal (`::1`) has colons of its own and no port.
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
         _ => host,
     }
 }

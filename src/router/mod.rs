@@ -12,6 +12,7 @@ mod diagnostic;
 mod endpoints;
 mod gateway;
 mod host;
+pub(crate) use host::strip_port;
 mod ingress;
 mod middlewares;
 pub mod nginx;

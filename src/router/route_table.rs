@@ -223,11 +223,11 @@ fn gateway_conflicts(routes: &[RuleRoute], gateway: &gateway::Compiled) -> Vec<D
         (EntryPoint::Web, &gateway.web),
         (EntryPoint::WebSecure, &gateway.websecure),
     ];
-    let mut claims: rustc_hash::FxHashMap<(EntryPoint, Option<&str>, PathKind, &str), &Route> =
-        rustc_hash::FxHashMap::default();
     if tables.iter().all(|(_, t)| t.is_none()) {
         return Vec::new();
     }
+    let mut claims: rustc_hash::FxHashMap<(EntryPoint, Option<&str>, PathKind, &str), &Route> =
+        rustc_hash::FxHashMap::default();
     for rule in routes {
         let route = &*rule.route;
         let (Some(path), Some(kind)) = (route.path.as_deref(), route.kind) else {

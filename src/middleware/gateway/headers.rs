@@ -134,8 +134,11 @@ impl Modifier {
                 })?;
                 if side == Side::Request && name == header::HOST {
                     // One value only: `add` cannot make it a list.
-                    let authority = Authority::try_from(entry.value.as_str()).ok();
-                    built.host = Some((value, authority));
+                    // Host and the URI authority must agree (HTTP/2's `:authority`).
+                    let authority = Authority::try_from(entry.value.as_str()).map_err(|_| {
+                        cx.invalid(format!("{field}: {:?} is not a valid Host", entry.value))
+                    })?;
+                    built.host = Some((value, Some(authority)));
                 } else if field == "set" {
                     built.set.push((name, value));
                 } else {
@@ -173,7 +176,7 @@ impl Modifier {
         };
         req.headers_mut().insert(header::HOST, host.clone());
         if let (Some(authority), Some(_)) = (authority, req.uri().authority()) {
-            let mut parts = req.uri().clone().into_parts();
+            let mut parts = std::mem::take(req.uri_mut()).into_parts();
             parts.authority = Some(authority.clone());
             if let Ok(uri) = Uri::from_parts(parts) {
                 *req.uri_mut() = uri;

@@ -280,6 +280,9 @@ fn copy_of(
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.headers_mut() = req.headers().clone();
+    // The client's hop-by-hop fields are not the mirror's (the main request
+    // loses them later, in the terminal).
+    crate::middleware::errors::strip_hop_by_hop(copy.headers_mut());
     *copy.version_mut() = version;
     copy
 }

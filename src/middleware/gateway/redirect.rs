@@ -208,12 +208,14 @@ impl Redirect {
                 let _ = write!(out, ":{port}");
             }
         }
-        if !path.starts_with('/') {
-            out.push('/');
-        }
         match &self.path {
             Some(modifier) => modifier.write(path, &mut out),
-            None => out.push_str(path),
+            None => {
+                if !path.starts_with('/') {
+                    out.push('/');
+                }
+                out.push_str(path);
+            }
         }
         if let Some(query) = query {
             out.push('?');
@@ -233,7 +235,7 @@ fn request_host<B>(req: &Request<B>) -> Option<Option<&str>> {
     let Some(header) = req.headers().get(HOST) else {
         return Some(None);
     };
-    let host = without_port(header.to_str().ok()?);
+    let host = crate::router::strip_port(header.to_str().ok()?);
     if host.is_empty() {
         return Some(None);
     }
@@ -262,22 +264,6 @@ fn request_host<B>(req: &Request<B>) -> Option<Option<&str>> {
             )
     });
     valid.then_some(Some(host))
-}
-
-/// `host[:port]` without the port (an IPv6 literal keeps its brackets).
-fn without_port(hostport: &str) -> &str {
-    if hostport.starts_with('[') {
-        return match hostport.find(']') {
-            Some(end) => &hostport[..=end],
-            None => hostport,
-        };
-    }
-    match hostport.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            host
-        }
-        _ => hostport,
-    }
 }
 
 impl Middleware for Redirect {
@@ -722,6 +708,7 @@ mod tests {
 
     #[test]
     fn without_port_follows_host_syntax() {
+        use crate::router::strip_port as without_port;
         assert_eq!(without_port("h"), "h");
         assert_eq!(without_port("h:80"), "h");
         assert_eq!(without_port("h:"), "h");

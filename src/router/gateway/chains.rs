@@ -193,11 +193,14 @@ fn build_route<E: Environment>(
     }
     // The backends: one plain backend is the route's own target; several, or
     // one with filters, go through a split step.
-    let weighted: Vec<&ResolvedBackend> = site
+    // Each resolved backendRef with the filters written on it.
+    let weighted: Vec<(&ResolvedBackend, &[HttpRouteFilter])> = site
         .rule_refs
         .backends
         .iter()
-        .filter(|b| b.weight > 0)
+        .zip(&site.rule.backend_refs)
+        .filter(|(b, _)| b.weight > 0)
+        .map(|(b, written)| (b, written.filters.as_slice()))
         .collect();
     let plain = registries
         .clients
@@ -224,21 +227,13 @@ fn build_route<E: Environment>(
                 None,
             )
         }
-        [one] if one.filters.is_empty() => {
-            let (target, client, key) = backend_target(site, one, backends, &plain);
-            (target, client, key)
-        }
+        [(one, _)] if one.filters.is_empty() => backend_target(one, backends, &plain),
         many => {
             let mut entries = Vec::with_capacity(many.len());
-            for (i, backend) in many.iter().enumerate() {
-                let (target, client, key) = backend_target(site, backend, backends, &plain);
+            for (i, (backend, filters)) in many.iter().enumerate() {
+                let (target, client, key) = backend_target(backend, backends, &plain);
                 let mut own = Steps::default();
                 let prefix = format!("backend{i}-");
-                let filters: &[HttpRouteFilter] = site
-                    .rule
-                    .backend_refs
-                    .get(backend_position(site, backend))
-                    .map_or(&[], |b| b.filters.as_slice());
                 filter_steps(site, &prefix, filters, &backend.filters, session, &mut own);
                 let entry = Arc::new(site_route(
                     site,
@@ -329,19 +324,9 @@ fn site_route(
     }
 }
 
-/// The index of `backend` in the rule's `backendRefs` (to read its filters).
-fn backend_position(site: &Site<'_>, backend: &ResolvedBackend) -> usize {
-    site.rule_refs
-        .backends
-        .iter()
-        .position(|b| std::ptr::eq(b, backend))
-        .unwrap_or(usize::MAX)
-}
-
 /// Where one backendRef sends: its Service's backend, or 500 for a
 /// reference that does not resolve.
 fn backend_target(
-    site: &Site<'_>,
     backend: &ResolvedBackend,
     backends: &Backends,
     plain: &Arc<UpstreamClient>,
@@ -366,10 +351,7 @@ fn backend_target(
                 None,
             ),
         },
-        Err(e) => {
-            let _ = site;
-            (super::unavailable(500, e.to_string()), plain.clone(), None)
-        }
+        Err(e) => (super::unavailable(500, e.to_string()), plain.clone(), None),
     }
 }
 

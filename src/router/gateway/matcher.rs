@@ -169,7 +169,13 @@ fn trim(value: &[u8]) -> &[u8] {
 fn first_param(query: &str, name: &str) -> Option<Vec<u8>> {
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(key) == name.as_bytes()).then(|| decode(value))
+        // Only an escaped key needs decoding to be compared.
+        let same = if key.contains(['%', '+']) {
+            decode(key) == name.as_bytes()
+        } else {
+            key == name
+        };
+        same.then(|| decode(value))
     })
 }
 

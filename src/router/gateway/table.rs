@@ -89,8 +89,8 @@ impl Candidate {
 struct Paths {
     /// Exact paths.
     exact: HashMap<Box<str>, Vec<Candidate>>,
-    /// Prefixes without their trailing `/` (`/` is ``), each list longest
-    /// written value first.
+    /// Prefixes without their trailing `/` (`/` is ``), each list in the
+    /// spec's order ([`Candidate::precedence`]).
     prefix: HashMap<Box<str>, Vec<Candidate>>,
     /// The longest prefix key.
     max_prefix: usize,
@@ -115,7 +115,7 @@ impl Paths {
             list.sort_by(Candidate::precedence);
         }
         for list in self.prefix.values_mut() {
-            list.sort_by(|a, b| b.path_len.cmp(&a.path_len).then_with(|| a.precedence(b)));
+            list.sort_by(Candidate::precedence);
         }
         self.regex
             .sort_by(|(a, _), (b, _)| b.path_len.cmp(&a.path_len).then_with(|| a.precedence(b)));
