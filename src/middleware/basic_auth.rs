@@ -10,6 +10,7 @@
 //! password.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,7 @@ pub(super) fn build(
         header_field,
         remove_header: config.remove_header,
         cache: VerifiedCache::new(),
+        expensive_runs: AtomicU64::new(0),
     }))
 }
 
@@ -179,6 +181,9 @@ struct BasicAuth {
     header_field: Option<HeaderName>,
     remove_header: bool,
     cache: VerifiedCache,
+    /// How many expensive (bcrypt) verifications ran, so tests can tell a
+    /// cached answer from a computed one without timing them.
+    expensive_runs: AtomicU64,
 }
 
 /// `Authorization: Basic base64(user:password)` → (user, password).
@@ -207,6 +212,7 @@ impl BasicAuth {
         if known.is_some() && self.cache.hit(&digest) {
             return true;
         }
+        self.expensive_runs.fetch_add(1, Ordering::Relaxed);
         let ok = verify_expensive(hash, password).await && known.is_some();
         if ok {
             self.cache.remember(digest);
@@ -488,42 +494,39 @@ mod tests {
         );
     }
 
+    /// Counts bcrypt runs rather than timing them: a busy machine cannot
+    /// make a cached answer look computed or the other way round.
     #[tokio::test]
     async fn successful_bcrypt_checks_are_cached_and_failures_are_not() {
         let hash = bcrypt::hash("secret", 10).unwrap();
-        // A bare check; a busy machine only makes the middleware's runs slower.
-        let one = {
-            let parsed = Hash::parse(&hash).unwrap();
-            let start = Instant::now();
-            assert!(parsed.verify(b"secret"));
-            start.elapsed()
+        let alice = Arc::new(Hash::parse(&hash).unwrap());
+        let auth = BasicAuth {
+            users: HashMap::from([("alice".to_owned(), alice.clone())]),
+            decoy: alice,
+            challenge: challenge("traefik").unwrap(),
+            header_field: None,
+            remove_header: false,
+            cache: VerifiedCache::new(),
+            expensive_runs: AtomicU64::new(0),
         };
-        let mw = build_users(&[format!("alice:{hash}")], json!({}));
-        let timed = |auth: String| {
-            let mw = mw.clone();
-            async move {
-                let start = Instant::now();
-                let s = status(&mw, Some(&auth)).await;
-                (s, start.elapsed())
-            }
-        };
-        let (s, first) = timed(basic("alice", "secret")).await;
-        assert_eq!(s, 200);
-        assert!(
-            first * 2 > one,
-            "the first check runs bcrypt: {first:?} vs {one:?}"
-        );
-        let (s, cached) = timed(basic("alice", "secret")).await;
-        assert_eq!(s, 200);
-        assert!(cached * 10 < one, "bcrypt {one:?}, cached {cached:?}");
-        for _ in 0..2 {
-            let (s, wrong) = timed(basic("alice", "wrong")).await;
-            assert_eq!(s, 401);
-            assert!(
-                wrong * 2 > one,
-                "a wrong password is never cached: {wrong:?}"
-            );
+        let runs = || auth.expensive_runs.load(Ordering::Relaxed);
+        assert!(auth.check(b"alice", b"secret".to_vec()).await);
+        assert_eq!(runs(), 1, "the first check runs bcrypt");
+        assert!(auth.check(b"alice", b"secret".to_vec()).await);
+        assert_eq!(runs(), 1, "the second check of the same pair is cached");
+        for expected in [2, 3] {
+            assert!(!auth.check(b"alice", b"wrong".to_vec()).await);
+            assert_eq!(runs(), expected, "a wrong password is never cached");
         }
+        assert!(!auth.check(b"mallory", b"secret".to_vec()).await);
+        assert_eq!(runs(), 4, "an unknown user pays bcrypt and is never cached");
+        assert!(!auth.check(b"mallory", b"secret".to_vec()).await);
+        assert_eq!(runs(), 5);
+        // Through the middleware: the cached answer still lets the request in.
+        let mw = build_users(&[format!("alice:{hash}")], json!({}));
+        assert_eq!(status(&mw, Some(&basic("alice", "secret"))).await, 200);
+        assert_eq!(status(&mw, Some(&basic("alice", "secret"))).await, 200);
+        assert_eq!(status(&mw, Some(&basic("alice", "wrong"))).await, 401);
     }
 
     /// One runtime thread, as each worker of the per-core data plane has.
