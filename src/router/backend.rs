@@ -81,17 +81,25 @@ fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
 impl<'a> Resolver<'a> {
     /// Indexes the snapshot once per compile.
     pub(super) fn new(snapshot: &'a Snapshot) -> Self {
-        let services = snapshot
-            .services
-            .iter()
-            .filter_map(|s| Some((key_of(&s.metadata)?, s)))
-            .collect();
-        let endpoints = snapshot
-            .endpoints
-            .iter()
-            .filter_map(|e| Some((key_of(&e.metadata)?, e)))
-            .collect();
-        let mut slices: HashMap<Key<'a>, Vec<&'a Arc<EndpointSlice>>> = HashMap::default();
+        // Sized up front: growing maps of 10,000s of entries rehashes them all.
+        let mut services =
+            HashMap::with_capacity_and_hasher(snapshot.services.len(), Default::default());
+        services.extend(
+            snapshot
+                .services
+                .iter()
+                .filter_map(|s| Some((key_of(&s.metadata)?, s))),
+        );
+        let mut endpoints =
+            HashMap::with_capacity_and_hasher(snapshot.endpoints.len(), Default::default());
+        endpoints.extend(
+            snapshot
+                .endpoints
+                .iter()
+                .filter_map(|e| Some((key_of(&e.metadata)?, e))),
+        );
+        let mut slices: HashMap<Key<'a>, Vec<&'a Arc<EndpointSlice>>> =
+            HashMap::with_capacity_and_hasher(snapshot.endpoint_slices.len(), Default::default());
         for slice in &snapshot.endpoint_slices {
             let meta = &slice.metadata;
             let service = meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));

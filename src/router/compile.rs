@@ -868,8 +868,13 @@ fn memo_backend<'m>(
     endpoints: &mut Vec<(Arc<Backend>, Arc<EndpointSet>)>,
     key: &BackendKey,
 ) -> &'m Result<(Arc<Backend>, Arc<EndpointSet>), Unresolved> {
-    let memo = next.backends.entry(key.clone()).or_insert_with(|| {
-        let memo = match previous.backends.remove(key) {
+    // The key moves over from the previous memo when there is one: no clone.
+    if !next.backends.contains_key(key) {
+        let (owned, reused) = match previous.backends.remove_entry(key) {
+            Some((owned, memo)) => (owned, Some(memo)),
+            None => (key.clone(), None),
+        };
+        let memo = match reused {
             Some(memo) if memo.inputs.same_as(resolver, key) => memo,
             _ => BackendMemo {
                 inputs: resolver.inputs(key),
@@ -882,9 +887,9 @@ fn memo_backend<'m>(
         if let Ok((backend, set)) = &memo.result {
             endpoints.push((backend.clone(), set.clone()));
         }
-        memo
-    });
-    &memo.result
+        next.backends.insert(owned, memo);
+    }
+    &next.backends[key].result
 }
 
 /// Whether two targets send requests to the same place.

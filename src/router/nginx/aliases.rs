@@ -12,6 +12,11 @@ use super::super::host::HostPattern;
 use super::super::ingress::{Rule, Served};
 use super::{Annotations, PREFIX};
 
+/// The annotation (without prefix) that serves rules on the `www.` twin too.
+const WWW_REDIRECT_NAME: &str = "from-to-www-redirect";
+/// [`WWW_REDIRECT_NAME`] with its prefix, as it appears on an Ingress.
+const WWW_REDIRECT: &str = "nginx.ingress.kubernetes.io/from-to-www-redirect";
+
 /// `rules` plus a copy of each rule for every alias of `ing`; the bad aliases' reasons beside.
 pub(in crate::router) fn with_aliases<'a>(
     ing: &Served<'_>,
@@ -24,7 +29,7 @@ pub(in crate::router) fn with_aliases<'a>(
     let a = Annotations::new(all);
     let mut problems = Vec::new();
     let mut aliases = Vec::new();
-    if a.flag("from-to-www-redirect") == Some(Ok(true)) {
+    if a.flag(WWW_REDIRECT_NAME) == Some(Ok(true)) {
         for rule in &rules {
             let HostPattern::Exact(name) = &rule.host else {
                 continue;
@@ -67,8 +72,20 @@ pub(in crate::router) fn with_aliases<'a>(
     (out, problems)
 }
 
-/// Every exact host a rule of a served Ingress names.
+/// Every exact host a rule of a served Ingress names, for
+/// `from-to-www-redirect` to leave alone; empty (and not worked out) when no
+/// served Ingress asks for that redirect, as in most clusters.
 pub(in crate::router) fn taken_hosts(served: &[Served<'_>]) -> HashSet<HostPattern> {
+    let wanted = served.iter().any(|ing| {
+        ing.ingress
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(WWW_REDIRECT))
+    });
+    if !wanted {
+        return HashSet::new();
+    }
     served
         .iter()
         .flat_map(|ing| {
