@@ -586,9 +586,100 @@ def cmd_summary(args):
               f"(kind/round/status: {', '.join(r['kind'] + '/' + r['round'] + '/' + r['before'] for r in bad)})")
 
 
+# --- endpoint churn (benches/churn.sh) ------------------------------------------
+
+CHURN_FILE = "churn/churn.yaml"
+CHURN_HOST = "churn.bench.test"
+
+
+def churn_text(ports, step):
+    """The churned app: Ingress churn.bench.test/ -> Service churn -> one
+    EndpointSlice whose two ready endpoints move on at each step, as pods of a
+    rolling Deployment do (every address listed is a live bench-backend)."""
+    addrs = [(a, port) for port in ports for a in ("127.0.0.1", "127.0.0.2")]
+    picked = [addrs[(step + i) % len(addrs)] for i in range(2)]
+    # One slice per port: a slice lists one port for all its endpoints.
+    slices = []
+    for n, (addr, port) in enumerate(picked):
+        slices.append(f"""---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: churn-{n}
+  namespace: churn
+  labels:
+    kubernetes.io/service-name: churn
+addressType: IPv4
+ports:
+- name: http
+  port: {port}
+  protocol: TCP
+endpoints:
+- addresses: ["{addr}"]
+  conditions:
+    ready: true
+""")
+    return f"""---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: churn
+  namespace: churn
+spec:
+  rules:
+  - host: {CHURN_HOST}
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: churn
+            port:
+              number: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: churn
+  namespace: churn
+spec:
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+""" + "".join(slices)
+
+
+def cmd_churn(args):
+    """Writes the churned app (step 0), or with --rate R --seconds S rewrites
+    its EndpointSlices R times a second for S seconds (atomic renames, paced
+    on a fixed schedule); prints how many writes it made and the most any
+    write fell behind its schedule."""
+    ports = [int(p) for p in args.ports.split()]
+    os.makedirs(os.path.join(args.dir, "churn"), exist_ok=True)
+    if not args.rate:
+        atomic_write(args.dir, args.stage, CHURN_FILE, churn_text(ports, 0))
+        return
+    start = time.perf_counter()
+    n = int(args.rate * args.seconds)
+    late = 0.0
+    for step in range(1, n + 1):
+        due = start + step / args.rate
+        wait = due - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        else:
+            late = max(late, -wait)
+        atomic_write(args.dir, args.stage, CHURN_FILE, churn_text(ports, step))
+    took = time.perf_counter() - start
+    print(json.dumps({"writes": n, "seconds": round(took, 3), "max_late_ms": round(late * 1000, 1)}))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=["generate", "startup", "drive", "nginx-conf", "drive-nginx", "summary"])
+    p.add_argument("command", choices=["generate", "startup", "drive", "nginx-conf", "drive-nginx", "summary",
+                                       "churn"])
     p.add_argument("--ingresses", type=int, default=10000)
     p.add_argument("--changes", type=int, default=20)
     p.add_argument("--ports", default="8920", help="bench-backend ports, space separated")
@@ -610,13 +701,15 @@ def main():
     p.add_argument("--conf")
     p.add_argument("--nginx-port", type=int)
     p.add_argument("--nginx-changes", type=int, default=5)
+    p.add_argument("--rate", type=float, default=0, help="churn: EndpointSlice writes per second")
+    p.add_argument("--seconds", type=float, default=20, help="churn: for how long")
     p.add_argument("--sluice-start")
     p.add_argument("--sluice-tsv")
     p.add_argument("--nginx-start")
     p.add_argument("--nginx-tsv")
     args = p.parse_args()
     {"generate": cmd_generate, "startup": cmd_startup, "drive": cmd_drive, "nginx-conf": cmd_nginx_conf,
-     "drive-nginx": cmd_drive_nginx, "summary": cmd_summary}[args.command](args)
+     "drive-nginx": cmd_drive_nginx, "summary": cmd_summary, "churn": cmd_churn}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -435,6 +435,9 @@ struct Publisher {
 struct LastCompile {
     update: Arc<ProviderUpdate>,
     diagnostics: Vec<Diagnostic>,
+    /// Where `update`'s Services and slices sit, for the next endpoint-only
+    /// update (built by the first one).
+    endpoint_index: Option<router::EndpointIndex>,
 }
 
 impl Publisher {
@@ -448,8 +451,13 @@ impl Publisher {
                 Some(prev)
                     if router::only_endpoints_changed(&prev.update.snapshot, &update.snapshot) =>
                 {
-                    self.refresh_endpoints(&prev.update, &update, &prev.diagnostics)
-                        .await;
+                    self.refresh_endpoints(
+                        &prev.update,
+                        &update,
+                        &prev.diagnostics,
+                        &mut prev.endpoint_index,
+                    )
+                    .await;
                     prev.update = update;
                 }
                 _ => {
@@ -457,6 +465,7 @@ impl Publisher {
                         last = Some(LastCompile {
                             update,
                             diagnostics,
+                            endpoint_index: None,
                         });
                     }
                 }
@@ -470,18 +479,29 @@ impl Publisher {
         before: &Arc<ProviderUpdate>,
         update: &Arc<ProviderUpdate>,
         compile_diagnostics: &[Diagnostic],
+        endpoint_index: &mut Option<router::EndpointIndex>,
     ) {
         let started = std::time::Instant::now();
         let registries = self.registries.clone();
         let (old, new) = (before.clone(), update.clone());
+        // The index goes to the blocking task and comes back with the sets
+        // (lost, and rebuilt next time, only if the task panicked).
+        let mut index = endpoint_index.take();
         let refreshed = tokio::task::spawn_blocking(move || {
-            router::refresh_endpoints(&old.snapshot, &new.snapshot, &registries.upstreams)
+            let sets = router::refresh_endpoints_indexed(
+                &old.snapshot,
+                &new.snapshot,
+                &registries.upstreams,
+                &mut index,
+            );
+            (sets, index)
         })
         .await;
-        let Ok(sets) = refreshed else {
+        let Ok((sets, index)) = refreshed else {
             self.state.metrics.control.reload_failures.inc();
             return;
         };
+        *endpoint_index = index;
         // Only diagnostics changed (a file that no longer parses keeps its
         // last good objects): say so rather than "endpoints".
         let kind = if sets.is_empty() {

@@ -41,6 +41,133 @@ pub fn refresh_endpoints(
     after: &Snapshot,
     upstreams: &Upstreams,
 ) -> Vec<(Arc<Backend>, Arc<EndpointSet>)> {
+    refresh_endpoints_indexed(before, after, upstreams, &mut None)
+}
+
+/// Where each Service's objects sit in a snapshot's lists, so an endpoint
+/// update picks the few objects it needs instead of reading every Service
+/// and every EndpointSlice's labels. Valid for the snapshot it was built on
+/// and for every later one whose lists keep their positions (an
+/// endpoint-only update of the same objects); [`refresh_endpoints_indexed`]
+/// checks that and rebuilds it when not.
+#[derive(Debug, Default)]
+pub struct EndpointIndex {
+    services: FxHashMap<(String, String), usize>,
+    slices: FxHashMap<(String, String), Vec<usize>>,
+    endpoints: FxHashMap<(String, String), usize>,
+    lengths: (usize, usize, usize),
+}
+
+impl EndpointIndex {
+    fn build(snapshot: &Snapshot) -> Self {
+        let owned = |(namespace, name): (&str, &str)| (namespace.to_owned(), name.to_owned());
+        let mut slices: FxHashMap<(String, String), Vec<usize>> = FxHashMap::default();
+        for (position, slice) in snapshot.endpoint_slices.iter().enumerate() {
+            if let Some(service) = slice_service(slice) {
+                slices.entry(owned(service)).or_default().push(position);
+            }
+        }
+        Self {
+            services: positions(&snapshot.services, |s| key(&s.metadata), owned),
+            slices,
+            endpoints: positions(&snapshot.endpoints, |e| key(&e.metadata), owned),
+            lengths: lengths(snapshot),
+        }
+    }
+
+    /// Whether this index, right for `before`, is right for `after` too.
+    fn still_right(&self, before: &Snapshot, after: &Snapshot) -> bool {
+        self.lengths == lengths(before)
+            && before.services.len() == after.services.len()
+            && before
+                .services
+                .iter()
+                .zip(&after.services)
+                .all(|(a, b)| Arc::ptr_eq(a, b) || key(&a.metadata) == key(&b.metadata))
+            && same_positions(
+                &before.endpoint_slices,
+                &after.endpoint_slices,
+                slice_service,
+            )
+            && same_positions(&before.endpoints, &after.endpoints, |e| key(&e.metadata))
+    }
+
+    /// The part of `snapshot` that resolving `affected` reads.
+    fn subset(&self, snapshot: &Snapshot, affected: &FxHashSet<(&str, &str)>) -> Snapshot {
+        let mut subset = Snapshot::default();
+        for (namespace, service) in affected {
+            let id = ((*namespace).to_owned(), (*service).to_owned());
+            if let Some(s) = self
+                .services
+                .get(&id)
+                .and_then(|&i| snapshot.services.get(i))
+            {
+                subset.services.push(s.clone());
+            }
+            for &i in self.slices.get(&id).map_or(&[][..], Vec::as_slice) {
+                subset
+                    .endpoint_slices
+                    .extend(snapshot.endpoint_slices.get(i).cloned());
+            }
+            if let Some(e) = self
+                .endpoints
+                .get(&id)
+                .and_then(|&i| snapshot.endpoints.get(i))
+            {
+                subset.endpoints.push(e.clone());
+            }
+        }
+        subset
+    }
+}
+
+fn lengths(snapshot: &Snapshot) -> (usize, usize, usize) {
+    (
+        snapshot.services.len(),
+        snapshot.endpoint_slices.len(),
+        snapshot.endpoints.len(),
+    )
+}
+
+/// Each object's position in `list`, by its owned identity.
+fn positions<'s, T>(
+    list: &'s [Arc<T>],
+    identity: impl Fn(&'s T) -> Option<(&'s str, &'s str)>,
+    owned: impl Fn((&'s str, &'s str)) -> (String, String),
+) -> FxHashMap<(String, String), usize> {
+    let mut out = FxHashMap::with_capacity_and_hasher(list.len(), Default::default());
+    for (position, object) in list.iter().enumerate() {
+        // The last of two objects of one identity wins, as in the resolver.
+        if let Some(id) = identity(object) {
+            out.insert(owned(id), position);
+        }
+    }
+    out
+}
+
+/// Whether every position of `after` holds the object of the same identity
+/// (and, for slices, the same Service) as in `before`: what an index built
+/// on `before` needs to still be right for `after`.
+fn same_positions<'s, T: HasMeta>(
+    before: &'s [Arc<T>],
+    after: &'s [Arc<T>],
+    service_of: impl Fn(&'s T) -> Option<(&'s str, &'s str)>,
+) -> bool {
+    before.len() == after.len()
+        && before.iter().zip(after).all(|(a, b)| {
+            Arc::ptr_eq(a, b) || (key(a.meta()) == key(b.meta()) && service_of(a) == service_of(b))
+        })
+}
+
+/// [`refresh_endpoints`], keeping `index` (built here when `None` or no
+/// longer right) for the next update to reuse: with it, an update costs one
+/// pointer comparison per object plus the affected Services' own objects.
+pub fn refresh_endpoints_indexed(
+    before: &Snapshot,
+    after: &Snapshot,
+    upstreams: &Upstreams,
+    index: &mut Option<EndpointIndex>,
+) -> Vec<(Arc<Backend>, Arc<EndpointSet>)> {
     let mut affected: FxHashSet<(&str, &str)> = FxHashSet::default();
     changed(
         &before.endpoint_slices,
@@ -54,31 +181,17 @@ pub fn refresh_endpoints(
         |e| key(&e.metadata),
         &mut affected,
     );
+    let still_right = index
+        .as_ref()
+        .is_some_and(|index| index.still_right(before, after));
+    if !still_right {
+        *index = None;
+    }
     if affected.is_empty() {
         return Vec::new();
     }
-    let wanted = |meta: &ObjectMeta| key(meta).is_some_and(|k| affected.contains(&k));
-    let subset = Snapshot {
-        services: after
-            .services
-            .iter()
-            .filter(|s| wanted(&s.metadata))
-            .cloned()
-            .collect(),
-        endpoint_slices: after
-            .endpoint_slices
-            .iter()
-            .filter(|s| slice_service(s).is_some_and(|k| affected.contains(&k)))
-            .cloned()
-            .collect(),
-        endpoints: after
-            .endpoints
-            .iter()
-            .filter(|e| wanted(&e.metadata))
-            .cloned()
-            .collect(),
-        ..Snapshot::default()
-    };
+    let index = index.get_or_insert_with(|| EndpointIndex::build(after));
+    let subset = index.subset(after, &affected);
     let resolver = Resolver::new(&subset);
     let backends =
         upstreams.live_for(|namespace, service| affected.contains(&(namespace, service)));
@@ -357,5 +470,113 @@ mod tests {
             refresh_endpoints(&before, &after, &upstreams).is_empty(),
             "pod IPs never replace the ClusterIP"
         );
+    }
+
+    fn named_slice(name: &str, service: &str, ip: &str) -> Arc<EndpointSlice> {
+        Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default",
+                "labels": {"kubernetes.io/service-name": service}},
+                "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+                "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}]}))
+            .expect("slice"),
+        )
+    }
+
+    /// The sets as comparable values: backend key, then addresses.
+    fn comparable(sets: Vec<(Arc<Backend>, Arc<EndpointSet>)>) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = sets
+            .into_iter()
+            .map(|(backend, set)| {
+                let mut addrs: Vec<String> = set.addrs.iter().map(ToString::to_string).collect();
+                addrs.sort();
+                (format!("{:?}", backend.key()), addrs)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Random endpoint-only updates (a slice's pods change, a slice moves to
+    /// another Service, slices come, go or are reordered): the index kept
+    /// from update to update always gives what a fresh look at the whole
+    /// snapshot gives.
+    #[test]
+    fn a_kept_index_refreshes_exactly_what_a_fresh_one_does() {
+        let upstreams = Upstreams::new();
+        let names = ["a", "b", "c", "d", "e"];
+        let _backends: Vec<_> = names
+            .iter()
+            .map(|svc| {
+                upstreams.backend(&BackendKey {
+                    namespace: "default".into(),
+                    cluster_ip: false,
+                    service: (*svc).into(),
+                    port: PortRef::Number(80),
+                })
+            })
+            .collect();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            usize::try_from(seed >> 33).expect("31 bits") % n
+        };
+        let mut current = Snapshot {
+            services: names.iter().map(|n| service(n)).collect(),
+            endpoint_slices: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| named_slice(&format!("{n}-0"), n, &format!("10.0.0.{i}")))
+                .collect(),
+            ..Snapshot::default()
+        };
+        let mut index = None;
+        let mut reused = 0;
+        for step in 0..400 {
+            let mut after = current.clone();
+            let len = after.endpoint_slices.len();
+            let ip = format!("10.1.{}.{}", step / 200, step % 200);
+            match next(10) {
+                // Most updates: one slice's pods change.
+                0..=5 if len > 0 => {
+                    let i = next(len);
+                    let old = &after.endpoint_slices[i];
+                    let name = old.metadata.name.clone().unwrap_or_default();
+                    let service = slice_service(old).map(|(_, s)| s.to_owned());
+                    after.endpoint_slices[i] =
+                        named_slice(&name, service.as_deref().unwrap_or("a"), &ip);
+                }
+                6 if len > 0 => {
+                    let i = next(len);
+                    let name = after.endpoint_slices[i].metadata.name.clone();
+                    let to = names[next(names.len())];
+                    after.endpoint_slices[i] = named_slice(name.as_deref().unwrap_or("x"), to, &ip);
+                }
+                7 if len > 1 => {
+                    let i = next(len);
+                    after.endpoint_slices.remove(i);
+                }
+                8 if len > 1 => after.endpoint_slices.swap(0, len - 1),
+                _ => {
+                    let to = names[next(names.len())];
+                    after
+                        .endpoint_slices
+                        .push(named_slice(&format!("{to}-{step}"), to, &ip));
+                }
+            }
+            assert!(only_endpoints_changed(&current, &after));
+            if index
+                .as_ref()
+                .is_some_and(|i: &EndpointIndex| i.still_right(&current, &after))
+            {
+                reused += 1;
+            }
+            let indexed = refresh_endpoints_indexed(&current, &after, &upstreams, &mut index);
+            let fresh = refresh_endpoints(&current, &after, &upstreams);
+            assert_eq!(comparable(indexed), comparable(fresh), "step {step}");
+            current = after;
+        }
+        assert!(reused > 100, "the index was kept only {reused} times");
     }
 }
