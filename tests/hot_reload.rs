@@ -133,6 +133,92 @@ async fn endpoint_changes_are_followed() {
     );
 }
 
+/// Pod churn between and after config changes: every endpoint-only update
+/// (which reads the affected Services' objects through an index kept from
+/// update to update and rebuilt after each full compile) lands on the right
+/// Service and leaves the other alone.
+#[tokio::test]
+async fn endpoint_changes_are_followed_across_config_changes() {
+    let pods = [
+        whoami("a").await,
+        whoami("b").await,
+        whoami("c").await,
+        whoami("d").await,
+    ];
+    let m = Manifests::new();
+    m.write("web.yaml", &service("web", &[pods[0].addr]));
+    m.write("api.yaml", &service("api", &[pods[3].addr]));
+    m.write(
+        "ingress.yaml",
+        &ingress(
+            "app",
+            &[
+                ("w.test", "/", "Prefix", "web"),
+                ("a.test", "/", "Prefix", "api"),
+            ],
+        ),
+    );
+    let sluice = start(settings(&m.path())).await;
+    let c = client();
+    let name = |host: &'static str| {
+        let c = c.clone();
+        async move { whoami_json(&c, sluice.http_addr, host, "/").await["name"].clone() }
+    };
+    assert_eq!(name("w.test").await, "a");
+    // web's pod moves a -> b -> c, then a config change, then c -> a -> b.
+    for (step, pod) in [1, 2].into_iter().enumerate() {
+        m.write("web.yaml", &service("web", &[pods[pod].addr]));
+        let want = ["b", "c"][step];
+        wait_for("web follows its pod", || async {
+            name("w.test").await == want
+        })
+        .await;
+        assert_eq!(name("a.test").await, "d", "api is left alone");
+    }
+    m.write(
+        "ingress.yaml",
+        &ingress(
+            "app",
+            &[
+                ("w.test", "/", "Prefix", "web"),
+                ("a.test", "/", "Prefix", "api"),
+                ("n.test", "/", "Prefix", "api"),
+            ],
+        ),
+    );
+    wait_for("the new host serves", || async {
+        get(&c, sluice.http_addr, "n.test", "/", &[]).await.status == 200
+    })
+    .await;
+    assert_eq!(name("n.test").await, "d");
+    for (pod, want) in [(0, "a"), (1, "b")] {
+        m.write("web.yaml", &service("web", &[pods[pod].addr]));
+        wait_for("web follows its pod", || async {
+            name("w.test").await == want
+        })
+        .await;
+        assert_eq!(name("a.test").await, "d", "api is left alone");
+    }
+    // api's pod moves too, on the index kept from the updates before.
+    m.write("api.yaml", &service("api", &[pods[2].addr]));
+    wait_for("api follows its pod", || async {
+        name("a.test").await == "c"
+    })
+    .await;
+    assert_eq!(name("w.test").await, "b");
+    let metrics = get(&c, sluice.admin_addr, "admin", "/metrics", &[])
+        .await
+        .body;
+    assert!(
+        metrics.contains("sluice_endpoint_updates_total 5"),
+        "five endpoint-only updates: {metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_config_reloads_total 2"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn broken_file_keeps_the_last_good_routes() {
     let a = whoami("a").await;

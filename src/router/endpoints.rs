@@ -52,25 +52,57 @@ pub fn refresh_endpoints(
 /// checks that and rebuilds it when not.
 #[derive(Debug, Default)]
 pub struct EndpointIndex {
-    services: FxHashMap<(String, String), usize>,
-    slices: FxHashMap<(String, String), Vec<usize>>,
-    endpoints: FxHashMap<(String, String), usize>,
+    /// Positions by the hash of (namespace, Service name): no key is copied,
+    /// and a colliding position is told apart when read.
+    services: FxHashMap<u64, Vec<usize>>,
+    slices: FxHashMap<u64, Vec<usize>>,
+    endpoints: FxHashMap<u64, Vec<usize>>,
     lengths: (usize, usize, usize),
 }
 
-impl EndpointIndex {
-    fn build(snapshot: &Snapshot) -> Self {
-        let owned = |(namespace, name): (&str, &str)| (namespace.to_owned(), name.to_owned());
-        let mut slices: FxHashMap<(String, String), Vec<usize>> = FxHashMap::default();
-        for (position, slice) in snapshot.endpoint_slices.iter().enumerate() {
-            if let Some(service) = slice_service(slice) {
-                slices.entry(owned(service)).or_default().push(position);
-            }
+/// The index key of a (namespace, Service name).
+fn hashed(id: (&str, &str)) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(id)
+}
+
+/// Each object's positions in `list`, by the hash of its Service's identity.
+fn positions<'s, T>(
+    list: &'s [Arc<T>],
+    identity: impl Fn(&'s T) -> Option<(&'s str, &'s str)>,
+) -> FxHashMap<u64, Vec<usize>> {
+    let mut out: FxHashMap<u64, Vec<usize>> =
+        FxHashMap::with_capacity_and_hasher(list.len(), Default::default());
+    for (position, object) in list.iter().enumerate() {
+        if let Some(id) = identity(object) {
+            out.entry(hashed(id)).or_default().push(position);
         }
+    }
+    out
+}
+
+/// Adds to `out` the objects of `list` at `positions` that belong to `id`, in list order.
+fn pick<'s, T>(
+    list: &'s [Arc<T>],
+    positions: Option<&Vec<usize>>,
+    identity: impl Fn(&'s T) -> Option<(&'s str, &'s str)>,
+    id: (&str, &str),
+    out: &mut Vec<Arc<T>>,
+) {
+    for &i in positions.map_or(&[][..], Vec::as_slice) {
+        if let Some(object) = list.get(i).filter(|o| identity(o) == Some(id)) {
+            out.push(object.clone());
+        }
+    }
+}
+
+impl EndpointIndex {
+    /// Indexes `snapshot` (done once after a full compile, off the update path).
+    pub fn build(snapshot: &Snapshot) -> Self {
         Self {
-            services: positions(&snapshot.services, |s| key(&s.metadata), owned),
-            slices,
-            endpoints: positions(&snapshot.endpoints, |e| key(&e.metadata), owned),
+            services: positions(&snapshot.services, |s| key(&s.metadata)),
+            slices: positions(&snapshot.endpoint_slices, slice_service),
+            endpoints: positions(&snapshot.endpoints, |e| key(&e.metadata)),
             lengths: lengths(snapshot),
         }
     }
@@ -95,27 +127,31 @@ impl EndpointIndex {
     /// The part of `snapshot` that resolving `affected` reads.
     fn subset(&self, snapshot: &Snapshot, affected: &FxHashSet<(&str, &str)>) -> Snapshot {
         let mut subset = Snapshot::default();
-        for (namespace, service) in affected {
-            let id = ((*namespace).to_owned(), (*service).to_owned());
-            if let Some(s) = self
-                .services
-                .get(&id)
-                .and_then(|&i| snapshot.services.get(i))
-            {
-                subset.services.push(s.clone());
-            }
-            for &i in self.slices.get(&id).map_or(&[][..], Vec::as_slice) {
-                subset
-                    .endpoint_slices
-                    .extend(snapshot.endpoint_slices.get(i).cloned());
-            }
-            if let Some(e) = self
-                .endpoints
-                .get(&id)
-                .and_then(|&i| snapshot.endpoints.get(i))
-            {
-                subset.endpoints.push(e.clone());
-            }
+        for &id in affected {
+            let h = hashed(id);
+            let s = snapshot;
+            let out = &mut subset;
+            pick(
+                &s.services,
+                self.services.get(&h),
+                |o| key(&o.metadata),
+                id,
+                &mut out.services,
+            );
+            pick(
+                &s.endpoint_slices,
+                self.slices.get(&h),
+                slice_service,
+                id,
+                &mut out.endpoint_slices,
+            );
+            pick(
+                &s.endpoints,
+                self.endpoints.get(&h),
+                |o| key(&o.metadata),
+                id,
+                &mut out.endpoints,
+            );
         }
         subset
     }
@@ -127,22 +163,6 @@ fn lengths(snapshot: &Snapshot) -> (usize, usize, usize) {
         snapshot.endpoint_slices.len(),
         snapshot.endpoints.len(),
     )
-}
-
-/// Each object's position in `list`, by its owned identity.
-fn positions<'s, T>(
-    list: &'s [Arc<T>],
-    identity: impl Fn(&'s T) -> Option<(&'s str, &'s str)>,
-    owned: impl Fn((&'s str, &'s str)) -> (String, String),
-) -> FxHashMap<(String, String), usize> {
-    let mut out = FxHashMap::with_capacity_and_hasher(list.len(), Default::default());
-    for (position, object) in list.iter().enumerate() {
-        // The last of two objects of one identity wins, as in the resolver.
-        if let Some(id) = identity(object) {
-            out.insert(owned(id), position);
-        }
-    }
-    out
 }
 
 /// Whether every position of `after` holds the object of the same identity
