@@ -52,11 +52,12 @@ pub fn refresh_endpoints(
 /// checks that and rebuilds it when not.
 #[derive(Debug, Default)]
 pub struct EndpointIndex {
-    /// Positions by the hash of (namespace, Service name): no key is copied,
-    /// and a colliding position is told apart when read.
-    services: FxHashMap<u64, Vec<usize>>,
-    slices: FxHashMap<u64, Vec<usize>>,
-    endpoints: FxHashMap<u64, Vec<usize>>,
+    /// (hash of (namespace, Service name), position), sorted: one
+    /// allocation per list, no key copied; a colliding position is told
+    /// apart when read.
+    services: Vec<(u64, u32)>,
+    slices: Vec<(u64, u32)>,
+    endpoints: Vec<(u64, u32)>,
     lengths: (usize, usize, usize),
 }
 
@@ -66,31 +67,35 @@ fn hashed(id: (&str, &str)) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(id)
 }
 
-/// Each object's positions in `list`, by the hash of its Service's identity.
+/// Each object's position in `list` beside the hash of its Service's identity, sorted.
 fn positions<'s, T>(
     list: &'s [Arc<T>],
     identity: impl Fn(&'s T) -> Option<(&'s str, &'s str)>,
-) -> FxHashMap<u64, Vec<usize>> {
-    let mut out: FxHashMap<u64, Vec<usize>> =
-        FxHashMap::with_capacity_and_hasher(list.len(), Default::default());
-    for (position, object) in list.iter().enumerate() {
-        if let Some(id) = identity(object) {
-            out.entry(hashed(id)).or_default().push(position);
-        }
-    }
+) -> Vec<(u64, u32)> {
+    let mut out: Vec<(u64, u32)> = list
+        .iter()
+        .enumerate()
+        .filter_map(|(position, object)| {
+            Some((hashed(identity(object)?), u32::try_from(position).ok()?))
+        })
+        .collect();
+    out.sort_unstable();
     out
 }
 
-/// Adds to `out` the objects of `list` at `positions` that belong to `id`, in list order.
+/// Adds to `out` the objects of `list` indexed under `h` in `index` that
+/// belong to `id`, in list order.
 fn pick<'s, T>(
     list: &'s [Arc<T>],
-    positions: Option<&Vec<usize>>,
+    index: &[(u64, u32)],
     identity: impl Fn(&'s T) -> Option<(&'s str, &'s str)>,
-    id: (&str, &str),
+    (h, id): (u64, (&str, &str)),
     out: &mut Vec<Arc<T>>,
 ) {
-    for &i in positions.map_or(&[][..], Vec::as_slice) {
-        if let Some(object) = list.get(i).filter(|o| identity(o) == Some(id)) {
+    let start = index.partition_point(|&(k, _)| k < h);
+    for &(_, i) in index[start..].iter().take_while(|&&(k, _)| k == h) {
+        let object = usize::try_from(i).ok().and_then(|i| list.get(i));
+        if let Some(object) = object.filter(|o| identity(o) == Some(id)) {
             out.push(object.clone());
         }
     }
@@ -128,28 +133,27 @@ impl EndpointIndex {
     fn subset(&self, snapshot: &Snapshot, affected: &FxHashSet<(&str, &str)>) -> Snapshot {
         let mut subset = Snapshot::default();
         for &id in affected {
-            let h = hashed(id);
-            let s = snapshot;
-            let out = &mut subset;
+            let wanted = (hashed(id), id);
+            let (s, out) = (snapshot, &mut subset);
             pick(
                 &s.services,
-                self.services.get(&h),
+                &self.services,
                 |o| key(&o.metadata),
-                id,
+                wanted,
                 &mut out.services,
             );
             pick(
                 &s.endpoint_slices,
-                self.slices.get(&h),
+                &self.slices,
                 slice_service,
-                id,
+                wanted,
                 &mut out.endpoint_slices,
             );
             pick(
                 &s.endpoints,
-                self.endpoints.get(&h),
+                &self.endpoints,
                 |o| key(&o.metadata),
-                id,
+                wanted,
                 &mut out.endpoints,
             );
         }
