@@ -94,6 +94,8 @@ struct Memo {
     ingresses: HashMap<usize, IngressMemo>,
     /// The cross-Ingress inputs of every Ingress's rule routes, as they were.
     rule_globals: Option<RuleGlobals>,
+    /// The served Ingresses, oldest first, as they were.
+    order: Vec<Arc<Ingress>>,
 }
 
 /// One Ingress's rule routes and what they were built from: reused as they
@@ -235,7 +237,11 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         snapshot
     };
     let started = std::time::Instant::now();
-    let served = ingress::served(snapshot, options, &mut diagnostics);
+    let served = ingress::in_age_order(
+        ingress::served(snapshot, options, &mut diagnostics),
+        &previous.order,
+    );
+    let order = served.iter().map(|ing| ing.arc.clone()).collect();
     let secrets = certs::index_secrets(snapshot);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -258,6 +264,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         previous,
         next: Memo {
             nginx: nginx_memo,
+            order,
             ..Memo::default()
         },
         plain_clients: HashMap::default(),
@@ -370,6 +377,12 @@ struct Context<'a> {
 impl Context<'_> {
     /// Routes for every rule path; `served` is oldest first, so the first claim wins.
     fn rule_routes(&mut self, served: &[Served<'_>], snapshot: &Snapshot) -> Vec<RuleRoute> {
+        // The claims of reused memos are borrowed from them (no copy per
+        // route); `claims` holds those of rebuilt Ingresses.
+        let old_memos = std::mem::take(&mut self.previous.ingresses);
+        let mut memo_claims: HashMap<&Claim, &ObjectRef> =
+            HashMap::with_capacity_and_hasher(old_memos.len(), Default::default());
+        let mut reused: Vec<usize> = Vec::with_capacity(old_memos.len());
         let mut claims: HashMap<Claim, &ObjectRef> = HashMap::default();
         let mut routes = Vec::new();
         let regex_hosts = nginx::regex_hosts(served);
@@ -390,15 +403,13 @@ impl Context<'_> {
                 continue;
             }
             let id = Arc::as_ptr(ing.arc) as usize;
-            let memo = self.previous.ingresses.remove(&id).filter(|_| reusable);
+            let memo = old_memos.get(&id).filter(|_| reusable);
             if let Some(memo) = memo.filter(|m| self.still_valid(m, index, ing)) {
-                if memo
-                    .routes
-                    .iter()
-                    .all(|(claim, _)| !claims.contains_key(claim))
-                {
+                if memo.routes.iter().all(|(claim, _)| {
+                    !memo_claims.contains_key(claim) && !claims.contains_key(claim)
+                }) {
                     for (claim, rule) in &memo.routes {
-                        claims.insert(claim.clone(), &ing.object);
+                        memo_claims.insert(claim, &ing.object);
                         self.next
                             .routes
                             .insert(rule.route.name.clone(), rule.route.clone());
@@ -415,7 +426,7 @@ impl Context<'_> {
                         );
                     }
                     self.diagnostics.extend(memo.diagnostics.iter().cloned());
-                    self.next.ingresses.insert(id, memo);
+                    reused.push(id);
                     continue;
                 }
             }
@@ -462,7 +473,7 @@ impl Context<'_> {
                     match_path(&rule.path, rule.kind).to_owned(),
                     rule.kind,
                 );
-                if let Some(winner) = claims.get(&claim) {
+                if let Some(winner) = memo_claims.get(&claim).or_else(|| claims.get(&claim)) {
                     let what = format!(
                         "host {} path {} ({:?})",
                         rule.host.display().as_deref().unwrap_or("*"),
@@ -517,6 +528,12 @@ impl Context<'_> {
                     routes: built,
                     diagnostics: self.diagnostics[diagnostics_before..].to_vec(),
                 };
+                self.next.ingresses.insert(id, memo);
+            }
+        }
+        let mut old_memos = old_memos;
+        for id in reused {
+            if let Some(memo) = old_memos.remove(&id) {
                 self.next.ingresses.insert(id, memo);
             }
         }

@@ -57,7 +57,8 @@ pub(super) struct Rule<'a> {
     pub backend: &'a IngressBackend,
 }
 
-/// The Ingresses this controller serves, oldest first.
+/// The Ingresses this controller serves, in snapshot order ([`in_age_order`]
+/// sorts them).
 pub(super) fn served<'a>(
     snapshot: &'a Snapshot,
     options: &CompileOptions,
@@ -71,14 +72,48 @@ pub(super) fn served<'a>(
         })
         .filter_map(|class| class.metadata.name.as_deref())
         .collect();
-    let mut served: Vec<Served<'a>> = snapshot
+    snapshot
         .ingresses
         .iter()
         .filter(|ing| is_ours(ing, options, &ours))
         .filter_map(|ing| identify(ing, diagnostics))
+        .collect()
+}
+
+/// `served` oldest first (see [`Served::age_order`]), reusing `previous`, the
+/// order of the last compile's served Ingresses: those still served keep
+/// their relative order (their keys are the same objects' keys), and only
+/// the others are sorted and placed by binary search, so one changed Ingress
+/// costs a few comparisons rather than a sort of them all. `previous` holds
+/// the objects, so no address in it can be reused by a new one.
+pub(super) fn in_age_order<'a>(
+    served: Vec<Served<'a>>,
+    previous: &[Arc<Ingress>],
+) -> Vec<Served<'a>> {
+    let address = |arc: &Arc<Ingress>| Arc::as_ptr(arc) as usize;
+    let mut position: rustc_hash::FxHashMap<usize, usize> =
+        rustc_hash::FxHashMap::with_capacity_and_hasher(served.len(), Default::default());
+    for (i, ing) in served.iter().enumerate() {
+        position.entry(address(ing.arc)).or_insert(i);
+    }
+    let mut slots: Vec<Option<Served<'a>>> = served.into_iter().map(Some).collect();
+    let mut sorted: Vec<Served<'a>> = previous
+        .iter()
+        .filter_map(|arc| position.get(&address(arc)))
+        .filter_map(|&i| slots[i].take())
         .collect();
-    served.sort_by(Served::age_order);
-    served
+    let mut fresh: Vec<Served<'a>> = slots.into_iter().flatten().collect();
+    if fresh.len() > sorted.len() / 8 {
+        sorted.append(&mut fresh);
+        sorted.sort_by(Served::age_order);
+        return sorted;
+    }
+    fresh.sort_by(Served::age_order);
+    for ing in fresh {
+        let at = sorted.partition_point(|s| s.age_order(&ing) != Ordering::Greater);
+        sorted.insert(at, ing);
+    }
+    sorted
 }
 
 /// The class rules, as ingress-nginx applies them: when `spec.ingressClassName`
@@ -275,4 +310,84 @@ fn invalid(served: &Served<'_>, message: String) -> Diagnostic {
         DiagnosticKind::InvalidObject,
         message,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+    fn ingress(namespace: &str, name: &str, created: Option<i64>) -> Arc<Ingress> {
+        Arc::new(Ingress {
+            metadata: ObjectMeta {
+                namespace: Some(namespace.to_owned()),
+                name: Some(name.to_owned()),
+                creation_timestamp: created
+                    .map(|s| Time(Timestamp::from_second(s).expect("in range"))),
+                ..ObjectMeta::default()
+            },
+            ..Ingress::default()
+        })
+    }
+
+    fn names(served: &[Served<'_>]) -> Vec<String> {
+        served
+            .iter()
+            .map(|s| format!("{}/{}", s.namespace, s.name))
+            .collect()
+    }
+
+    /// Random adds, removals and replacements (new objects of the same name,
+    /// possibly with another timestamp): the order kept from the compile
+    /// before, with only the new objects placed, is always a full sort's.
+    #[test]
+    fn a_kept_order_equals_a_fresh_sort() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut current: Vec<Arc<Ingress>> = Vec::new();
+        let mut previous: Vec<Arc<Ingress>> = Vec::new();
+        let mut placed = 0;
+        for step in 0..300 {
+            match next(4) {
+                0 if !current.is_empty() => {
+                    let i = usize::try_from(next(current.len() as u64)).expect("small");
+                    current.remove(i);
+                }
+                1 if !current.is_empty() => {
+                    let i = usize::try_from(next(current.len() as u64)).expect("small");
+                    let (ns, name) = (
+                        current[i].metadata.namespace.clone().unwrap_or_default(),
+                        current[i].metadata.name.clone().unwrap_or_default(),
+                    );
+                    let created = (next(3) > 0).then(|| i64::try_from(next(50)).expect("small"));
+                    current[i] = ingress(&ns, &name, created);
+                }
+                _ => {
+                    let created = (next(3) > 0).then(|| i64::try_from(next(50)).expect("small"));
+                    let ns = format!("ns{}", next(5));
+                    current.push(ingress(&ns, &format!("ing{step}"), created));
+                }
+            }
+            let snapshot = Snapshot {
+                ingresses: current.clone(),
+                ..Snapshot::default()
+            };
+            let mut diagnostics = Vec::new();
+            let found = served(&snapshot, &CompileOptions::default(), &mut diagnostics);
+            if found.len() > 8 && found.len() - 1 <= previous.len() {
+                placed += 1;
+            }
+            let kept = in_age_order(found, &previous);
+            let mut fresh = served(&snapshot, &CompileOptions::default(), &mut diagnostics);
+            fresh.sort_by(Served::age_order);
+            assert_eq!(names(&kept), names(&fresh), "step {step}");
+            previous = kept.iter().map(|s| s.arc.clone()).collect();
+        }
+        assert!(placed > 100, "the binary-search path ran {placed} times");
+    }
 }
