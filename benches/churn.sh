@@ -68,37 +68,23 @@ OUT_DIR=${OUT_DIR:-$TARGET_DIR/churn}
 GEN=$REPO/benches/gen_cluster.py
 
 die() { echo "churn.sh: $*" >&2; exit 1; }
+# shellcheck source=benches/bench-lib.sh
+. "$REPO/benches/bench-lib.sh"
 
 for tool in wrk curl python3 taskset; do
     command -v "$tool" >/dev/null || die "missing $tool (apt-get install -y wrk curl python3)"
 done
-PROXY_CPU=(taskset -c 1)
-CLIENT_CPU=(taskset -c 0)
-if [ "$(nproc)" -lt 2 ]; then
-    echo "churn: fewer than 2 CPUs, nothing pinned" >&2
-    PROXY_CPU=()
-    CLIENT_CPU=()
-fi
+pin_cpus churn
 PORTS=()
 for i in $(seq 0 $((BACKENDS - 1))); do PORTS+=($((BACKEND_PORT + i))); done
-for port in "$SLUICE_PORT" "$SLUICE_TLS_PORT" "$ADMIN_PORT" "${PORTS[@]}"; do
-    for addr in 127.0.0.1 127.0.0.2; do
-        if (exec 3<>"/dev/tcp/$addr/$port") 2>/dev/null; then
-            die "something already listens on $addr:$port; set the *_PORT variables"
-        fi
-    done
-done
+require_free_ports "$SLUICE_PORT" "$SLUICE_TLS_PORT" "$ADMIN_PORT" "${PORTS[@]}"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-churn.XXXXXX")
 PIDS=()
 cleanup() {
     local p
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
+    for p in "${PIDS[@]}"; do stop_pid "$p"; done
     if [ "$KEEP" = 1 ]; then echo "churn: kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
@@ -125,12 +111,8 @@ gen() {
 echo "churn: $(gen generate)"
 gen churn
 
-for port in "${PORTS[@]}"; do
-    for addr in 127.0.0.1 127.0.0.2; do
-        "${CLIENT_CPU[@]}" "$BIN/bench-backend" "$addr:$port" >"$OUT_DIR/backend-$addr-$port.log" 2>&1 &
-        PIDS+=($!)
-    done
-done
+start_backends "${PORTS[@]}"
+PIDS+=("${BACKEND_PIDS[@]}")
 "${PROXY_CPU[@]}" "$BIN/sluice" --manifests "$MANIFESTS" --workers 1 --log-format json \
     --http-addr "127.0.0.1:$SLUICE_PORT" --https-addr "127.0.0.1:$SLUICE_TLS_PORT" \
     --admin-addr "127.0.0.1:$ADMIN_PORT" >"$OUT_DIR/sluice.log" 2>&1 &

@@ -167,14 +167,19 @@ spec:
   - name: http
     port: 80
     targetPort: http
----
+""" + slice_yaml(ns, f"{name}-x7k2p", name, port, endpoints)
+
+
+def slice_yaml(ns, name, service, port, endpoints):
+    """One EndpointSlice of Service `service`: one port, `endpoints` as YAML list items."""
+    return f"""---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata:
-  name: {name}-x7k2p
+  name: {name}
   namespace: {ns}
   labels:
-    kubernetes.io/service-name: {name}
+    kubernetes.io/service-name: {service}
 addressType: IPv4
 ports:
 - name: http
@@ -599,26 +604,9 @@ def churn_text(ports, step):
     addrs = [(a, port) for port in ports for a in ("127.0.0.1", "127.0.0.2")]
     picked = [addrs[(step + i) % len(addrs)] for i in range(2)]
     # One slice per port: a slice lists one port for all its endpoints.
-    slices = []
-    for n, (addr, port) in enumerate(picked):
-        slices.append(f"""---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: churn-{n}
-  namespace: churn
-  labels:
-    kubernetes.io/service-name: churn
-addressType: IPv4
-ports:
-- name: http
-  port: {port}
-  protocol: TCP
-endpoints:
-- addresses: ["{addr}"]
-  conditions:
-    ready: true
-""")
+    slices = [slice_yaml("churn", f"churn-{n}", "churn", port,
+                         f"- addresses: [\"{addr}\"]\n  conditions:\n    ready: true\n")
+              for n, (addr, port) in enumerate(picked)]
     return f"""---
 apiVersion: networking.k8s.io/v1
 kind: Ingress

@@ -97,6 +97,8 @@ OUT_DIR=${OUT_DIR:-$TARGET_DIR/scale}
 GEN=$REPO/benches/gen_cluster.py
 
 die() { echo "scale.sh: $*" >&2; exit 1; }
+# shellcheck source=benches/bench-lib.sh
+. "$REPO/benches/bench-lib.sh"
 
 # --- preflight ---------------------------------------------------------------
 for tool in curl python3 taskset; do
@@ -107,34 +109,14 @@ if [ "$NGINX" = 1 ] && [ -z "$NGINX_BIN" ]; then
 fi
 [[ "$EPS_MODE" == dead || "$EPS_MODE" == notready ]] || die "EPS_MODE is dead or notready"
 # Proxies on CPU 1, backends and the poller on CPU 0 (bench-method.md).
-PROXY_CPU=(taskset -c 1)
-CLIENT_CPU=(taskset -c 0)
-if [ "$(nproc)" -lt 2 ]; then
-    echo "scale: fewer than 2 CPUs, nothing pinned" >&2
-    PROXY_CPU=()
-    CLIENT_CPU=()
-fi
+pin_cpus scale
 PORTS=()
 for i in $(seq 0 $((BACKENDS - 1))); do PORTS+=($((BACKEND_PORT + i))); done
-for port in "$SLUICE_PORT" "$SLUICE_TLS_PORT" "$ADMIN_PORT" "$NGINX_PORT" "${PORTS[@]}"; do
-    for addr in 127.0.0.1 127.0.0.2; do
-        if (exec 3<>"/dev/tcp/$addr/$port") 2>/dev/null; then
-            die "something already listens on $addr:$port; set the *_PORT variables"
-        fi
-    done
-done
+require_free_ports "$SLUICE_PORT" "$SLUICE_TLS_PORT" "$ADMIN_PORT" "$NGINX_PORT" "${PORTS[@]}"
 
 # --- processes, stopped by PID on every exit ----------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-scale.XXXXXX")
 declare -A PID=()
-stop_pid() {
-    local p=$1
-    kill "$p" 2>/dev/null || true
-    # Bounded: anything still alive after ~5 s is killed outright.
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
 cleanup() {
     local p
     for p in "${PID[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -165,22 +147,8 @@ echo "scale: generating the cluster into $MANIFESTS"
 echo "  $(gen generate --dir "$MANIFESTS")"
 
 # --- backends -------------------------------------------------------------------
-for port in "${PORTS[@]}"; do
-    for addr in 127.0.0.1 127.0.0.2; do
-        "${CLIENT_CPU[@]}" "$BIN/bench-backend" "$addr:$port" >"$OUT_DIR/backend-$addr-$port.log" 2>&1 &
-        PID[backend-$addr-$port]=$!
-    done
-done
-for port in "${PORTS[@]}"; do
-    for addr in 127.0.0.1 127.0.0.2; do
-        for _ in $(seq 100); do
-            [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$addr:$port/" || true)" = 200 ] && break
-            sleep 0.05
-        done
-        [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$addr:$port/" || true)" = 200 ] ||
-            die "bench-backend on $addr:$port does not answer"
-    done
-done
+start_backends "${PORTS[@]}"
+for i in "${!BACKEND_PIDS[@]}"; do PID[backend-$i]=${BACKEND_PIDS[$i]}; done
 
 # --- sluice ---------------------------------------------------------------------
 echo "scale: sluice on $INGRESSES Ingresses"

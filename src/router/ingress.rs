@@ -90,30 +90,12 @@ pub(super) fn in_age_order<'a>(
     served: Vec<Served<'a>>,
     previous: &[Arc<Ingress>],
 ) -> Vec<Served<'a>> {
-    let address = |arc: &Arc<Ingress>| Arc::as_ptr(arc) as usize;
-    let mut position: rustc_hash::FxHashMap<usize, usize> =
-        rustc_hash::FxHashMap::with_capacity_and_hasher(served.len(), Default::default());
-    for (i, ing) in served.iter().enumerate() {
-        position.entry(address(ing.arc)).or_insert(i);
-    }
-    let mut slots: Vec<Option<Served<'a>>> = served.into_iter().map(Some).collect();
-    let mut sorted: Vec<Served<'a>> = previous
-        .iter()
-        .filter_map(|arc| position.get(&address(arc)))
-        .filter_map(|&i| slots[i].take())
-        .collect();
-    let mut fresh: Vec<Served<'a>> = slots.into_iter().flatten().collect();
-    if fresh.len() > sorted.len() / 8 {
-        sorted.append(&mut fresh);
-        sorted.sort_by(Served::age_order);
-        return sorted;
-    }
-    fresh.sort_by(Served::age_order);
-    for ing in fresh {
-        let at = sorted.partition_point(|s| s.age_order(&ing) != Ordering::Greater);
-        sorted.insert(at, ing);
-    }
-    sorted
+    super::order::keep_order(
+        served,
+        previous,
+        |ing| Arc::as_ptr(ing.arc) as *const () as usize,
+        Served::age_order,
+    )
 }
 
 /// The class rules, as ingress-nginx applies them: when `spec.ingressClassName`

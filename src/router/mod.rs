@@ -18,6 +18,7 @@ mod middlewares;
 pub mod nginx;
 #[cfg(test)]
 mod oracle;
+mod order;
 mod path;
 mod rank;
 mod route;

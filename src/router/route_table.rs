@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::gateway::table::{GatewayTable, HostRank, PathRank};
 use super::gateway::{self, RequestFacts};
+use super::order;
 use super::rank::RuleRoute;
 use super::table::HostTable;
 use super::PathKind;
@@ -18,6 +19,10 @@ use crate::tls::CertIndex;
 pub(super) struct HostTables {
     web: Arc<HostTable>,
     websecure: Arc<HostTable>,
+    /// The last table's `all`, whose first `ingress_routes` are the Ingress
+    /// routes in listing order, for the next build to keep.
+    all: Arc<[Arc<Route>]>,
+    ingress_routes: usize,
 }
 
 /// Everything the data plane reads, compiled from one snapshot.
@@ -28,7 +33,9 @@ pub struct RouteTable {
     websecure: Arc<HostTable>,
     certs: CertIndex,
     /// Every route once (rule routes sorted, default backend last).
-    all: Vec<Arc<Route>>,
+    all: Arc<[Arc<Route>]>,
+    /// How many of `all` are Ingress rule routes (they come first).
+    ingress_routes: usize,
     /// The explicit priority of each route in `all`, by position.
     priorities: Vec<Option<i64>>,
     /// HTTPRoutes on the HTTP entrypoint (`None`: no Gateway listener there).
@@ -80,25 +87,34 @@ impl RouteTable {
         diagnostics.extend(gateway_conflicts(&routes, &gateway));
         diagnostics.sort();
         diagnostics.dedup();
-        let mut ranked: Vec<(Arc<Route>, Option<i64>)> = routes
+        let ranked: Vec<(Arc<Route>, Option<i64>)> = routes
             .into_iter()
             .map(|r| (r.route, r.rank.explicit))
             .collect();
-        ranked.sort_by(|(a, _), (b, _)| {
-            (&a.host, &a.path, a.kind, &a.name).cmp(&(&b.host, &b.path, b.kind, &b.name))
-        });
+        let no_routes: &[Arc<Route>] = &[];
+        let mut ranked = order::keep_order(
+            ranked,
+            previous.map_or(no_routes, |p| &p.all[..p.ingress_routes.min(p.all.len())]),
+            |(route, _)| Arc::as_ptr(route) as *const () as usize,
+            |(a, _), (b, _)| {
+                (&a.host, &a.path, a.kind, &a.name).cmp(&(&b.host, &b.path, b.kind, &b.name))
+            },
+        );
+        let ingress_routes = ranked.len();
         ranked.extend(default.map(|d| (d, None)));
         for table in [&gateway.web, &gateway.websecure].into_iter().flatten() {
             let mut routes = table.routes();
             routes.sort_by(|a, b| a.name.cmp(&b.name));
             ranked.extend(routes.into_iter().map(|r| (r, None)));
         }
-        let (all, priorities) = ranked.into_iter().unzip();
+        let (all, priorities): (Vec<Arc<Route>>, Vec<Option<i64>>) = ranked.into_iter().unzip();
+        let all: Arc<[Arc<Route>]> = all.into();
         let table = Self {
             web,
             websecure,
             certs,
             all,
+            ingress_routes,
             priorities,
             gateway_web: gateway.web,
             gateway_websecure: gateway.websecure,
@@ -170,6 +186,8 @@ impl RouteTable {
         HostTables {
             web: self.web.clone(),
             websecure: self.websecure.clone(),
+            all: self.all.clone(),
+            ingress_routes: self.ingress_routes,
         }
     }
 
