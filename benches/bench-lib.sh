@@ -58,3 +58,22 @@ stop_pid() {
     kill -9 "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
 }
+
+# Stops every PID given: TERM to all at once, then waits for (or kills) each.
+stop_all() {
+    local p
+    for p in "$@"; do kill "$p" 2>/dev/null || true; done
+    for p in "$@"; do stop_pid "$p"; done
+}
+
+# Builds the release binaries unless NO_BUILD=1, checks that BIN has them,
+# and makes OUT_DIR.
+prepare_binaries() {
+    if [ "$NO_BUILD" != 1 ]; then
+        echo "building release binaries (cargo build --release --bins)..."
+        (cd "$REPO" && cargo build --release --bins)
+    fi
+    [ -x "$BIN/sluice" ] || die "no $BIN/sluice; build first"
+    [ -x "$BIN/bench-backend" ] || die "no $BIN/bench-backend; build first"
+    mkdir -p "$OUT_DIR"
+}

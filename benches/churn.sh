@@ -82,21 +82,13 @@ require_free_ports "$SLUICE_PORT" "$SLUICE_TLS_PORT" "$ADMIN_PORT" "${PORTS[@]}"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-churn.XXXXXX")
 PIDS=()
 cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do stop_pid "$p"; done
+    stop_all "${PIDS[@]}"
     if [ "$KEEP" = 1 ]; then echo "churn: kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ "$NO_BUILD" != 1 ]; then
-    echo "building release binaries (cargo build --release --bins)..."
-    (cd "$REPO" && cargo build --release --bins)
-fi
-[ -x "$BIN/sluice" ] || die "no $BIN/sluice; build first"
-[ -x "$BIN/bench-backend" ] || die "no $BIN/bench-backend; build first"
-mkdir -p "$OUT_DIR"
+prepare_binaries
 RESULTS=$OUT_DIR/results.tsv
 printf 'round\trun\trequests_per_s\tp50_ms\tp99_ms\tfailed\tpublications\twriter\n' >"$RESULTS"
 

@@ -134,6 +134,11 @@ def objects(ns, name, host, path, port, live, eps_mode):
     endpoints = "".join(
         f"- addresses: [\"{addr}\"]\n  conditions:\n    ready: {ready}\n"
         for addr in ("127.0.0.1", "127.0.0.2"))
+    return app_yaml(ns, name, host, path) + slice_yaml(ns, f"{name}-x7k2p", name, port, endpoints)
+
+
+def app_yaml(ns, name, host, path):
+    """An app's Ingress (host + Prefix path -> Service `name` port 80) and its Service."""
     return f"""---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -167,7 +172,7 @@ spec:
   - name: http
     port: 80
     targetPort: http
-""" + slice_yaml(ns, f"{name}-x7k2p", name, port, endpoints)
+"""
 
 
 def slice_yaml(ns, name, service, port, endpoints):
@@ -607,36 +612,7 @@ def churn_text(ports, step):
     slices = [slice_yaml("churn", f"churn-{n}", "churn", port,
                          f"- addresses: [\"{addr}\"]\n  conditions:\n    ready: true\n")
               for n, (addr, port) in enumerate(picked)]
-    return f"""---
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: churn
-  namespace: churn
-spec:
-  rules:
-  - host: {CHURN_HOST}
-    http:
-      paths:
-      - path: /
-        pathType: Prefix
-        backend:
-          service:
-            name: churn
-            port:
-              number: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: churn
-  namespace: churn
-spec:
-  ports:
-  - name: http
-    port: 80
-    targetPort: http
-""" + "".join(slices)
+    return app_yaml("churn", "churn", CHURN_HOST, "/") + "".join(slices)
 
 
 def cmd_churn(args):

@@ -118,21 +118,13 @@ require_free_ports "$SLUICE_PORT" "$SLUICE_TLS_PORT" "$ADMIN_PORT" "$NGINX_PORT"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-scale.XXXXXX")
 declare -A PID=()
 cleanup() {
-    local p
-    for p in "${PID[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PID[@]}"; do stop_pid "$p"; done
+    stop_all "${PID[@]}"
     if [ "$KEEP" = 1 ]; then echo "scale: kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ "$NO_BUILD" != 1 ]; then
-    echo "building release binaries (cargo build --release --bins)..."
-    (cd "$REPO" && cargo build --release --bins)
-fi
-[ -x "$BIN/sluice" ] || die "no $BIN/sluice; build first"
-[ -x "$BIN/bench-backend" ] || die "no $BIN/bench-backend; build first"
-mkdir -p "$OUT_DIR"
+prepare_binaries
 rm -f "$OUT_DIR"/sluice-changes.tsv "$OUT_DIR"/nginx-changes.tsv "$OUT_DIR"/sluice-start.json \
     "$OUT_DIR"/nginx-start.json
 
