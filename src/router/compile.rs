@@ -416,14 +416,7 @@ impl Context<'_> {
                         routes.push(rule.clone());
                     }
                     for (key, _) in &memo.services {
-                        memo_backend(
-                            &self.resolver,
-                            self.registries,
-                            &mut self.previous,
-                            &mut self.next,
-                            &mut self.endpoints,
-                            key,
-                        );
+                        self.backend(key);
                     }
                     self.diagnostics.extend(memo.diagnostics.iter().cloned());
                     reused.push(id);
@@ -844,27 +837,34 @@ impl Context<'_> {
             .unwrap_or_else(|_| Arc::new(UpstreamClient::new(&PoolSettings::default())))
     }
 
-    /// Where a route to `key` sends requests; the backend is resolved once per
-    /// compile, and not at all when its Service and slices are the same objects
-    /// as in the previous compile.
-    fn target(&mut self, ing: &Served<'_>, key: &BackendKey) -> Target {
-        let resolved = memo_backend(
+    /// `key`'s backend resolution through the memo ([`memo_backend`]).
+    fn backend(
+        &mut self,
+        key: &BackendKey,
+    ) -> &Result<(Arc<Backend>, Arc<EndpointSet>), Unresolved> {
+        memo_backend(
             &self.resolver,
             self.registries,
             &mut self.previous,
             &mut self.next,
             &mut self.endpoints,
             key,
-        );
+        )
+    }
+
+    /// Where a route to `key` sends requests; the backend is resolved once per
+    /// compile, and not at all when its Service and slices are the same objects
+    /// as in the previous compile.
+    fn target(&mut self, ing: &Served<'_>, key: &BackendKey) -> Target {
+        let resolved = match self.backend(key) {
+            Ok((backend, _)) => Ok(backend.clone()),
+            Err(unresolved) => Err((unresolved.kind, unresolved.reason.clone())),
+        };
         match resolved {
-            Ok((backend, _)) => Target::Backend(backend.clone()),
-            Err(unresolved) => {
-                let message = unresolved.reason.clone();
-                self.diagnostics.push(Diagnostic::error(
-                    ing.object.clone(),
-                    unresolved.kind,
-                    message.clone(),
-                ));
+            Ok(backend) => Target::Backend(backend),
+            Err((kind, message)) => {
+                self.diagnostics
+                    .push(Diagnostic::error(ing.object.clone(), kind, message.clone()));
                 Target::Unavailable {
                     status: 503,
                     reason: message.into(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::Metadata;
 
 use super::backend::Resolver;
 use super::Snapshot;
@@ -115,12 +116,7 @@ impl EndpointIndex {
     /// Whether this index, right for `before`, is right for `after` too.
     fn still_right(&self, before: &Snapshot, after: &Snapshot) -> bool {
         self.lengths == lengths(before)
-            && before.services.len() == after.services.len()
-            && before
-                .services
-                .iter()
-                .zip(&after.services)
-                .all(|(a, b)| Arc::ptr_eq(a, b) || key(&a.metadata) == key(&b.metadata))
+            && same_positions(&before.services, &after.services, |s| key(&s.metadata))
             && same_positions(
                 &before.endpoint_slices,
                 &after.endpoint_slices,
@@ -172,14 +168,15 @@ fn lengths(snapshot: &Snapshot) -> (usize, usize, usize) {
 /// Whether every position of `after` holds the object of the same identity
 /// (and, for slices, the same Service) as in `before`: what an index built
 /// on `before` needs to still be right for `after`.
-fn same_positions<'s, T: HasMeta>(
+fn same_positions<'s, T: Metadata<Ty = ObjectMeta>>(
     before: &'s [Arc<T>],
     after: &'s [Arc<T>],
     service_of: impl Fn(&'s T) -> Option<(&'s str, &'s str)>,
 ) -> bool {
     before.len() == after.len()
         && before.iter().zip(after).all(|(a, b)| {
-            Arc::ptr_eq(a, b) || (key(a.meta()) == key(b.meta()) && service_of(a) == service_of(b))
+            Arc::ptr_eq(a, b)
+                || (key(a.metadata()) == key(b.metadata()) && service_of(a) == service_of(b))
         })
 }
 
@@ -231,7 +228,7 @@ pub fn refresh_endpoints_indexed(
 }
 
 /// Adds the Service of every object that was added, removed or changed.
-fn changed<'s, T: PartialEq + HasMeta>(
+fn changed<'s, T: PartialEq + Metadata<Ty = ObjectMeta>>(
     before: &'s [Arc<T>],
     after: &'s [Arc<T>],
     service_of: impl Fn(&'s T) -> Option<(&'s str, &'s str)>,
@@ -245,7 +242,7 @@ fn changed<'s, T: PartialEq + HasMeta>(
             .collect();
         let same_identities = differing
             .iter()
-            .all(|&i| key(before[i].meta()) == key(after[i].meta()));
+            .all(|&i| key(before[i].metadata()) == key(after[i].metadata()));
         if same_identities {
             for i in differing {
                 if *before[i] != *after[i] {
@@ -266,11 +263,11 @@ fn changed<'s, T: PartialEq + HasMeta>(
     let by_id: FxHashMap<Option<(&str, &str)>, &Arc<T>> = before
         .iter()
         .filter(|o| !remaining.contains(&Arc::as_ptr(o)))
-        .map(|o| (key(o.meta()), o))
+        .map(|o| (key(o.metadata()), o))
         .collect();
     let mut matched: FxHashSet<*const T> = FxHashSet::default();
     for f in fresh {
-        match by_id.get(&key(f.meta())) {
+        match by_id.get(&key(f.metadata())) {
             Some(old) if ***old == **f => {
                 matched.insert(Arc::as_ptr(old));
             }
@@ -287,23 +284,6 @@ fn changed<'s, T: PartialEq + HasMeta>(
         .filter(|o| !matched.contains(&Arc::as_ptr(o)))
     {
         affected.extend(service_of(gone));
-    }
-}
-
-/// Objects with metadata.
-trait HasMeta {
-    fn meta(&self) -> &ObjectMeta;
-}
-
-impl HasMeta for EndpointSlice {
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-}
-
-impl HasMeta for k8s_openapi::api::core::v1::Endpoints {
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
     }
 }
 
