@@ -130,8 +130,10 @@ fn summary(compiled: &Compiled) -> String {
     }
     // One line per backend (balancer + pool): shows when two references share one.
     out.push_str("backends:\n");
-    for (backend, _) in &compiled.endpoints {
-        let _ = writeln!(out, "  {}", backend.key());
+    let mut keys: Vec<_> = compiled.endpoints.iter().map(|(b, _)| b.key()).collect();
+    keys.sort();
+    for key in keys {
+        let _ = writeln!(out, "  {key}");
     }
     out.push_str("diagnostics:\n");
     for d in &compiled.diagnostics {
@@ -384,8 +386,45 @@ fn edited(ingress: &Ingress, how: usize) -> Ingress {
     copy
 }
 
+/// `ingress` as a new object that also claims `other`'s first rule (its host
+/// and first path, to its own backend when it has one): the two now conflict,
+/// and which one wins depends on their ages.
+fn claiming_rule_of(ingress: &Ingress, other: &Ingress) -> Ingress {
+    let mut copy = ingress.clone();
+    let taken = other
+        .spec
+        .as_ref()
+        .and_then(|s| s.rules.as_ref())
+        .and_then(|r| r.first())
+        .cloned();
+    let Some(mut rule) = taken else {
+        return copy;
+    };
+    let own_backend = ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.rules.as_ref())
+        .and_then(|r| r.first())
+        .and_then(|r| r.http.as_ref())
+        .and_then(|h| h.paths.first())
+        .map(|p| p.backend.clone());
+    if let (Some(http), Some(backend)) = (rule.http.as_mut(), own_backend) {
+        http.paths.truncate(1);
+        for path in &mut http.paths {
+            path.backend = backend.clone();
+        }
+    }
+    copy.spec
+        .get_or_insert_with(Default::default)
+        .rules
+        .get_or_insert_with(Vec::new)
+        .insert(0, rule);
+    copy
+}
+
 /// The incremental compile equals a compile from scratch after every step of
-/// random sequences of deletes, re-adds and edits of Ingresses, Services and
+/// random sequences of deletes, re-adds and edits of Ingresses (including
+/// edits that take another Ingress's host and path), Services and
 /// EndpointSlices, on every fixture: one set of registries follows the whole
 /// sequence (so each compile reuses what the previous one built), a fresh one
 /// compiles each step alone.
@@ -399,7 +438,7 @@ fn incremental_compiles_equal_fresh_ones_over_random_changes() {
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_owned();
-        for seed in 1..=4u64 {
+        for seed in 1..=8u64 {
             let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
             let registries = Registries::default();
             let mut snapshot = fixture.snapshot.clone();
@@ -407,7 +446,7 @@ fn incremental_compiles_equal_fresh_ones_over_random_changes() {
             let mut removed_services = Vec::new();
             let mut removed_slices = Vec::new();
             for step in 0..24 {
-                match rng.below(7) {
+                match rng.below(8) {
                     0 if !snapshot.ingresses.is_empty() => {
                         let i = rng.below(snapshot.ingresses.len());
                         removed_ingresses.push(snapshot.ingresses.remove(i));
@@ -428,6 +467,13 @@ fn incremental_compiles_equal_fresh_ones_over_random_changes() {
                     5 if !removed_services.is_empty() => {
                         let i = rng.below(removed_services.len());
                         snapshot.services.push(removed_services.remove(i));
+                    }
+                    6 if snapshot.ingresses.len() > 1 => {
+                        let i = rng.below(snapshot.ingresses.len());
+                        let j = rng.below(snapshot.ingresses.len());
+                        let taken =
+                            claiming_rule_of(&snapshot.ingresses[i], &snapshot.ingresses[j]);
+                        snapshot.ingresses[i] = Arc::new(taken);
                     }
                     _ if !snapshot.endpoint_slices.is_empty() && rng.below(2) == 0 => {
                         let i = rng.below(snapshot.endpoint_slices.len());

@@ -1,7 +1,7 @@
 //! Backend resolution: a Service port to its endpoint set, the way kube-proxy reads
 //! EndpointSlices (or legacy Endpoints when a Service has no slice).
 
-use rustc_hash::FxHashMap as HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{EndpointSubset, Endpoints, Service, ServicePort
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 
 use super::annotations::{self, NATIVE_LB};
+use super::delta::Delta;
 use super::{DiagnosticKind, Snapshot};
 use crate::upstream::{BackendKey, EndpointCondition, EndpointSet, ExternalName, PortRef};
 
@@ -24,133 +25,234 @@ pub(super) struct Unresolved {
     pub reason: String,
 }
 
-type Key<'a> = (&'a str, &'a str);
+/// A Service's identity, namespace and name, owned: the key of the
+/// [`ServiceIndex`] maps, looked up with a borrowed [`SvcRef`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SvcId {
+    namespace: Box<str>,
+    name: Box<str>,
+}
 
-fn same_arc<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-        _ => false,
+/// A borrowed [`SvcId`], to look one up without allocating.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SvcRef<'q> {
+    namespace: &'q str,
+    name: &'q str,
+}
+
+impl<'q> SvcRef<'q> {
+    /// The Service a backend key names.
+    pub(super) fn of(key: &'q BackendKey) -> Self {
+        Self {
+            namespace: &key.namespace,
+            name: &key.service,
+        }
+    }
+
+    fn owned(self) -> SvcId {
+        SvcId {
+            namespace: self.namespace.into(),
+            name: self.name.into(),
+        }
     }
 }
 
-/// Services, slices and Endpoints indexed by namespace and (Service) name.
-#[derive(Debug)]
+// `SvcId` and `SvcRef` hash alike, so either finds the other's entries.
+impl Hash for SvcId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_pair(&self.namespace, &self.name, state);
+    }
+}
+
+impl Hash for SvcRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_pair(self.namespace, self.name, state);
+    }
+}
+
+fn hash_pair<H: Hasher>(namespace: &str, name: &str, state: &mut H) {
+    namespace.hash(state);
+    name.hash(state);
+}
+
+impl hashbrown::Equivalent<SvcId> for SvcRef<'_> {
+    fn equivalent(&self, key: &SvcId) -> bool {
+        *key.namespace == *self.namespace && *key.name == *self.name
+    }
+}
+
+type Map<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// The Services whose objects (the Service, its EndpointSlices or its
+/// Endpoints) came, went or changed between two compiles.
+pub(super) type ChangedServices = hashbrown::HashSet<SvcId, rustc_hash::FxBuildHasher>;
+
+/// Whether `changed` (`None`: everything, as after a fresh index) names the
+/// Service of `key`: what a memo resolved against it is then stale.
+pub(super) fn touched(changed: Option<&ChangedServices>, key: &BackendKey) -> bool {
+    changed.is_none_or(|c| c.contains(&SvcRef::of(key)))
+}
+
+/// Services, slices and Endpoints indexed by namespace and (Service) name:
+/// built once, then kept from compile to compile and patched with what came
+/// and went ([`ServiceIndex::patch`]), so a change costs what it touches.
+#[derive(Debug, Default)]
+pub(super) struct ServiceIndex {
+    services: Map<SvcId, Arc<Service>>,
+    slices: Map<SvcId, Vec<Arc<EndpointSlice>>>,
+    endpoints: Map<SvcId, Arc<Endpoints>>,
+}
+
+fn id_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<SvcRef<'_>> {
+    Some(SvcRef {
+        namespace: meta.namespace.as_deref().unwrap_or("default"),
+        name: meta.name.as_deref()?,
+    })
+}
+
+/// The Service an EndpointSlice belongs to (its `kubernetes.io/service-name` label).
+fn slice_service(slice: &EndpointSlice) -> Option<SvcRef<'_>> {
+    let meta = &slice.metadata;
+    let service = meta.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    Some(SvcRef {
+        namespace: meta.namespace.as_deref().unwrap_or("default"),
+        name: service,
+    })
+}
+
+impl ServiceIndex {
+    /// Indexes every Service, EndpointSlice and Endpoints of `snapshot`.
+    pub(super) fn build(snapshot: &Snapshot) -> Self {
+        let mut index = Self {
+            // Sized up front: growing maps of 10,000s of entries rehashes them all.
+            services: Map::with_capacity_and_hasher(snapshot.services.len(), Default::default()),
+            slices: Map::with_capacity_and_hasher(
+                snapshot.endpoint_slices.len(),
+                Default::default(),
+            ),
+            endpoints: Map::with_capacity_and_hasher(snapshot.endpoints.len(), Default::default()),
+        };
+        let mut ignored = ChangedServices::default();
+        for service in &snapshot.services {
+            index.add_service(service, &mut ignored);
+        }
+        for slice in &snapshot.endpoint_slices {
+            index.add_slice(slice, &mut ignored);
+        }
+        for endpoints in &snapshot.endpoints {
+            index.add_endpoints(endpoints, &mut ignored);
+        }
+        index
+    }
+
+    /// Applies what came and went since the snapshot this index was built
+    /// for; returns the Services it touched.
+    pub(super) fn patch(
+        &mut self,
+        services: &Delta<'_, Service>,
+        slices: &Delta<'_, EndpointSlice>,
+        endpoints: &Delta<'_, Endpoints>,
+    ) -> ChangedServices {
+        let mut changed = ChangedServices::default();
+        for service in &services.removed {
+            if let Some(id) = id_of(&service.metadata) {
+                if self
+                    .services
+                    .get(&id)
+                    .is_some_and(|s| Arc::ptr_eq(s, service))
+                {
+                    self.services.remove(&id);
+                }
+                changed.insert(id.owned());
+            }
+        }
+        for slice in &slices.removed {
+            if let Some(id) = slice_service(slice) {
+                if let Some(list) = self.slices.get_mut(&id) {
+                    list.retain(|s| !Arc::ptr_eq(s, slice));
+                    if list.is_empty() {
+                        // No slice left: the legacy Endpoints apply again.
+                        self.slices.remove(&id);
+                    }
+                }
+                changed.insert(id.owned());
+            }
+        }
+        for object in &endpoints.removed {
+            if let Some(id) = id_of(&object.metadata) {
+                if self
+                    .endpoints
+                    .get(&id)
+                    .is_some_and(|e| Arc::ptr_eq(e, object))
+                {
+                    self.endpoints.remove(&id);
+                }
+                changed.insert(id.owned());
+            }
+        }
+        for service in &services.added {
+            self.add_service(service, &mut changed);
+        }
+        for slice in &slices.added {
+            self.add_slice(slice, &mut changed);
+        }
+        for object in &endpoints.added {
+            self.add_endpoints(object, &mut changed);
+        }
+        changed
+    }
+
+    fn add_service(&mut self, service: &Arc<Service>, changed: &mut ChangedServices) {
+        if let Some(id) = id_of(&service.metadata) {
+            changed.insert(id.owned());
+            self.services.insert(id.owned(), service.clone());
+        }
+    }
+
+    fn add_slice(&mut self, slice: &Arc<EndpointSlice>, changed: &mut ChangedServices) {
+        if let Some(id) = slice_service(slice) {
+            changed.insert(id.owned());
+            match self.slices.get_mut(&id) {
+                Some(list) => list.push(slice.clone()),
+                None => {
+                    self.slices.insert(id.owned(), vec![slice.clone()]);
+                }
+            }
+        }
+    }
+
+    fn add_endpoints(&mut self, endpoints: &Arc<Endpoints>, changed: &mut ChangedServices) {
+        if let Some(id) = id_of(&endpoints.metadata) {
+            changed.insert(id.owned());
+            self.endpoints.insert(id.owned(), endpoints.clone());
+        }
+    }
+
+    /// A resolver reading this index.
+    pub(super) fn resolver(&self) -> Resolver<'_> {
+        Resolver { index: self }
+    }
+}
+
+/// Resolves backends against a [`ServiceIndex`].
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Resolver<'a> {
-    services: HashMap<Key<'a>, &'a Arc<Service>>,
-    slices: HashMap<Key<'a>, Vec<&'a Arc<EndpointSlice>>>,
-    endpoints: HashMap<Key<'a>, &'a Arc<Endpoints>>,
-}
-
-/// The objects a backend's resolution reads, by identity: equal inputs (same
-/// `Arc`s) resolve to the same result, which is what lets a compile reuse the
-/// previous one's work.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Inputs {
-    service: Option<Arc<Service>>,
-    slices: Vec<Arc<EndpointSlice>>,
-    endpoints: Option<Arc<Endpoints>>,
-}
-
-impl Inputs {
-    /// Whether `self` holds exactly the objects `resolver` has for `key` (by pointer).
-    pub(super) fn same_as(&self, resolver: &Resolver<'_>, key: &BackendKey) -> bool {
-        let id = (key.namespace.as_str(), key.service.as_str());
-        let slices = resolver.slices.get(&id).map_or(&[][..], Vec::as_slice);
-        same_arc(self.service.as_ref(), resolver.services.get(&id).copied())
-            && same_arc(
-                self.endpoints.as_ref(),
-                resolver.endpoints.get(&id).copied(),
-            )
-            && self.slices.len() == slices.len()
-            && self
-                .slices
-                .iter()
-                .zip(slices)
-                .all(|(a, b)| Arc::ptr_eq(a, b))
-    }
-}
-
-fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Key<'_>> {
-    Some((
-        meta.namespace.as_deref().unwrap_or("default"),
-        meta.name.as_deref()?,
-    ))
+    index: &'a ServiceIndex,
 }
 
 impl<'a> Resolver<'a> {
-    /// Indexes the snapshot once per compile.
-    pub(super) fn new(snapshot: &'a Snapshot) -> Self {
-        // Sized up front: growing maps of 10,000s of entries rehashes them all.
-        let mut services =
-            HashMap::with_capacity_and_hasher(snapshot.services.len(), Default::default());
-        services.extend(
-            snapshot
-                .services
-                .iter()
-                .filter_map(|s| Some((key_of(&s.metadata)?, s))),
-        );
-        let mut endpoints =
-            HashMap::with_capacity_and_hasher(snapshot.endpoints.len(), Default::default());
-        endpoints.extend(
-            snapshot
-                .endpoints
-                .iter()
-                .filter_map(|e| Some((key_of(&e.metadata)?, e))),
-        );
-        let mut slices: HashMap<Key<'a>, Vec<&'a Arc<EndpointSlice>>> =
-            HashMap::with_capacity_and_hasher(snapshot.endpoint_slices.len(), Default::default());
-        for slice in &snapshot.endpoint_slices {
-            let meta = &slice.metadata;
-            let service = meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
-            if let Some(service) = service {
-                let namespace = meta.namespace.as_deref().unwrap_or("default");
-                slices
-                    .entry((namespace, service.as_str()))
-                    .or_default()
-                    .push(slice);
-            }
-        }
-        Self {
-            services,
-            slices,
-            endpoints,
-        }
-    }
-
-    /// The objects resolving `key` reads, to recognise them next time.
-    pub(super) fn inputs(&self, key: &BackendKey) -> Inputs {
-        let id = (key.namespace.as_str(), key.service.as_str());
-        Inputs {
-            service: self.services.get(&id).map(|s| Arc::clone(s)),
-            slices: self
-                .slices
-                .get(&id)
-                .map(|v| v.iter().map(|s| Arc::clone(s)).collect())
-                .unwrap_or_default(),
-            endpoints: self.endpoints.get(&id).map(|e| Arc::clone(e)),
-        }
+    fn service(&self, namespace: &str, name: &str) -> Option<&'a Arc<Service>> {
+        self.index.services.get(&SvcRef { namespace, name })
     }
 
     /// An annotation of the Service a backend key names, if the Service exists.
     pub(super) fn service_annotation(&self, key: &BackendKey, annotation: &str) -> Option<&'a str> {
-        let service = self
-            .services
-            .get(&(key.namespace.as_str(), key.service.as_str()))?;
-        service
+        self.service(&key.namespace, &key.service)?
             .metadata
             .annotations
             .as_ref()?
             .get(annotation)
             .map(String::as_str)
-    }
-
-    /// The address of the Service object a backend key names (0: none), to
-    /// recognise it in the next compile.
-    pub(super) fn service_address(&self, key: &BackendKey) -> usize {
-        self.services
-            .get(&(key.namespace.as_str(), key.service.as_str()))
-            .map_or(0, |s| Arc::as_ptr(s) as usize)
     }
 
     /// The `appProtocol` of a Service port (by number), if the Service lists
@@ -161,7 +263,7 @@ impl<'a> Resolver<'a> {
         service: &str,
         port: i32,
     ) -> Option<&'a str> {
-        let service = self.services.get(&(namespace, service))?;
+        let service = self.service(namespace, service)?;
         let ports = service.spec.as_ref()?.ports.as_deref()?;
         ports
             .iter()
@@ -177,11 +279,12 @@ impl<'a> Resolver<'a> {
     ///
     /// [`Backend`]: crate::upstream::Backend
     pub(super) fn canonical(&self, key: BackendKey) -> BackendKey {
-        let id = (key.namespace.as_str(), key.service.as_str());
-        let number = self.services.get(&id).and_then(|service| {
-            let ports = service.spec.as_ref().and_then(|s| s.ports.as_deref());
-            find_port(ports.unwrap_or_default(), &key.port).map(|p| p.port)
-        });
+        let number = self
+            .service(&key.namespace, &key.service)
+            .and_then(|service| {
+                let ports = service.spec.as_ref().and_then(|s| s.ports.as_deref());
+                find_port(ports.unwrap_or_default(), &key.port).map(|p| p.port)
+            });
         match number {
             Some(number) => BackendKey {
                 port: PortRef::Number(number),
@@ -204,11 +307,11 @@ impl<'a> Resolver<'a> {
     /// With `service.nativelb`, the set is the Service's ClusterIP and the
     /// Service port (`port`, not `targetPort`); a headless Service has none.
     pub(super) fn resolve(&self, key: &BackendKey) -> Result<EndpointSet, Unresolved> {
-        let id = (key.namespace.as_str(), key.service.as_str());
-        let Some(service) = self.services.get(&id) else {
+        let id = SvcRef::of(key);
+        let Some(service) = self.index.services.get(&id) else {
             return Err(unresolved(
                 DiagnosticKind::MissingService,
-                format!("service {}/{} not found", id.0, id.1),
+                format!("service {}/{} not found", key.namespace, key.service),
             ));
         };
         let spec = service.spec.as_ref();
@@ -229,7 +332,7 @@ impl<'a> Resolver<'a> {
             single_unnamed,
         };
         let mut conditions: Vec<EndpointCondition>;
-        let mut addrs = match self.slices.get(&id) {
+        let mut addrs = match self.index.slices.get(&id) {
             Some(slices) => {
                 conditions = slices
                     .iter()
@@ -253,6 +356,7 @@ impl<'a> Resolver<'a> {
             }
             None => {
                 let ready = self
+                    .index
                     .endpoints
                     .get(&id)
                     .map(|e| legacy_addrs(e, &want))

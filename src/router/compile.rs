@@ -1,11 +1,12 @@
 //! The compiler: Snapshot in, RouteTable plus Diagnostics out. Pure; never fails as a whole.
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
-use super::backend::{Inputs, Resolver, Unresolved};
+use super::backend::{touched, ChangedServices, Resolver, ServiceIndex, Unresolved};
+use super::delta::delta;
 use super::host::HostPattern;
 use super::ingress::{self, Served};
 use super::middlewares;
@@ -82,9 +83,10 @@ pub struct Registries {
 /// depends on what came before it, only its cost does.
 #[derive(Debug, Default)]
 struct Memo {
-    /// Each backend's resolution and the objects it was resolved from.
+    /// Each backend's resolution (valid while its Service's objects are unchanged).
     backends: HashMap<BackendKey, BackendMemo>,
-    /// Every route, by name.
+    /// Routes that may be reused by name: those `route` built in the last
+    /// compile, and those of memos given up in this one.
     routes: HashMap<Arc<str>, Arc<Route>>,
     /// The host tables built last.
     tables: Option<HostTables>,
@@ -92,30 +94,63 @@ struct Memo {
     nginx: NginxMemo,
     /// Each served Ingress's rule routes, by the address of its object.
     ingresses: HashMap<usize, IngressMemo>,
+    /// Every claim of a memoised Ingress, with the address of its owner.
+    owners: HashMap<Claim, usize>,
+    /// Counts compiles: a memo reused in this one carries its number.
+    stamp: u64,
+    /// Services, slices and Endpoints by Service, as of `lists`.
+    services: Option<ServiceIndex>,
+    /// The lists the service index was built from, to find what changed.
+    lists: Lists,
     /// The cross-Ingress inputs of every Ingress's rule routes, as they were.
     rule_globals: Option<RuleGlobals>,
     /// The served Ingresses, oldest first, as they were.
     order: Vec<Arc<Ingress>>,
 }
 
+/// The snapshot lists a compile's memo was built from.
+#[derive(Debug, Default)]
+struct Lists {
+    services: Vec<Arc<k8s_openapi::api::core::v1::Service>>,
+    slices: Vec<Arc<k8s_openapi::api::discovery::v1::EndpointSlice>>,
+    endpoints: Vec<Arc<k8s_openapi::api::core::v1::Endpoints>>,
+}
+
+impl Lists {
+    fn of(snapshot: &Snapshot) -> Self {
+        Self {
+            services: snapshot.services.clone(),
+            slices: snapshot.endpoint_slices.clone(),
+            endpoints: snapshot.endpoints.clone(),
+        }
+    }
+}
+
 /// One Ingress's rule routes and what they were built from: reused as they
 /// are while the Ingress is the same object, its TLS hosts and middleware
-/// chain are the same, the Services it names are the same objects and the
-/// cross-Ingress inputs ([`RuleGlobals`]) are equal. A change to one
-/// Ingress then costs its own rules, not every Ingress's.
+/// chain are the same, the Services it names are unchanged (the same
+/// Service, slices and Endpoints objects) and the cross-Ingress inputs
+/// ([`RuleGlobals`]) are equal. A change to one Ingress then costs its own
+/// rules, not every Ingress's: a reused memo is not read again beyond
+/// these checks (its claims stay in [`Memo::owners`]).
 #[derive(Debug)]
 struct IngressMemo {
     /// The object (kept alive, so its address names it alone).
     ingress: Arc<Ingress>,
+    /// `Ingress <namespace>/<name>`, named when it wins a claim.
+    object: ObjectRef,
     covered: Vec<HostPattern>,
     chain: Chain,
-    /// Every backend the rules resolved, with the address of the Service
-    /// object it was resolved against (0: none).
-    services: Vec<(BackendKey, usize)>,
+    /// Every backend key the rules named.
+    services: Vec<BackendKey>,
+    /// The endpoint sets those backends resolved to, for the publisher.
+    backends: Vec<(Arc<Backend>, Arc<EndpointSet>)>,
     /// Every rule's claim and route, in order (each rule won its claim).
     routes: Vec<(Claim, RuleRoute)>,
     /// What building them reported.
     diagnostics: Vec<Diagnostic>,
+    /// The number of the last compile that used it.
+    stamp: u64,
 }
 
 /// What every Ingress's rule routes read of the other objects: the hosts
@@ -139,8 +174,23 @@ struct NginxMemo {
 
 #[derive(Debug)]
 struct BackendMemo {
-    inputs: Inputs,
     result: Result<(Arc<Backend>, Arc<EndpointSet>), Unresolved>,
+}
+
+/// The endpoint sets a compile hands the publisher, one per backend.
+#[derive(Debug, Default)]
+struct EndpointSets {
+    sets: Vec<(Arc<Backend>, Arc<EndpointSet>)>,
+    /// The backends in `sets`, by address.
+    seen: FxHashSet<usize>,
+}
+
+impl EndpointSets {
+    fn push(&mut self, backend: &Arc<Backend>, set: &Arc<EndpointSet>) {
+        if self.seen.insert(Arc::as_ptr(backend) as usize) {
+            self.sets.push((backend.clone(), set.clone()));
+        }
+    }
 }
 
 impl Registries {
@@ -173,8 +223,9 @@ pub struct Compiled {
     pub table: RouteTable,
     /// Everything that was skipped, conflicting or unresolved, sorted.
     pub diagnostics: Vec<Diagnostic>,
-    /// The endpoint set each backend should have; the publisher installs these
-    /// just before it swaps the table in.
+    /// The endpoint set each backend the table uses should have, once per
+    /// backend, in no particular order; the publisher installs these just
+    /// before it swaps the table in.
     pub endpoints: Vec<(Arc<Backend>, Arc<EndpointSet>)>,
 }
 
@@ -256,8 +307,26 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         now,
         &mut diagnostics,
     );
+    // The service index follows the snapshot: patched with what came and
+    // went since the last compile, or built afresh (then every memo of a
+    // backend is stale: `changed` is `None`).
+    let mut previous = previous;
+    let (services, changed) = match previous.services.take() {
+        Some(mut index) => {
+            let lists = &previous.lists;
+            let changed = index.patch(
+                &delta(&lists.services, &snapshot.services),
+                &delta(&lists.slices, &snapshot.endpoint_slices),
+                &delta(&lists.endpoints, &snapshot.endpoints),
+            );
+            (index, Some(changed))
+        }
+        None => (ServiceIndex::build(snapshot), None),
+    };
+    let stamp = previous.stamp.wrapping_add(1);
     let mut cx = Context {
-        resolver: Resolver::new(snapshot),
+        resolver: services.resolver(),
+        changed,
         registries,
         secrets,
         covered,
@@ -265,24 +334,31 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         next: Memo {
             nginx: nginx_memo,
             order,
+            stamp,
             ..Memo::default()
         },
         plain_clients: HashMap::default(),
-        endpoints: Vec::new(),
+        endpoints: EndpointSets::default(),
         diagnostics,
         chains: Vec::new(),
     };
     let gateway;
     let (setup, chains);
     {
-        let (resolver, previous, next, endpoints) = (
+        let (resolver, changed, previous, next, endpoints) = (
             &cx.resolver,
+            cx.changed.as_ref(),
             &mut cx.previous,
             &mut cx.next,
             &mut cx.endpoints,
         );
         let mut resolve = |key: &BackendKey| {
-            memo_backend(resolver, registries, previous, next, endpoints, key)
+            let memos = Memos {
+                previous,
+                next,
+                changed,
+            };
+            memo_backend(resolver, registries, memos, endpoints, key)
                 .as_ref()
                 .map(|(backend, _)| backend.clone())
                 .map_err(|u| u.reason.clone())
@@ -330,10 +406,11 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
     );
     diagnostics.sort();
     diagnostics.dedup();
-    let mut endpoints = cx.endpoints;
-    endpoints.sort_unstable_by(|a, b| a.0.key().cmp(b.0.key()));
+    let endpoints = cx.endpoints.sets;
     let mut next = cx.next;
     next.tables = Some(table.host_tables());
+    next.services = Some(services);
+    next.lists = Lists::of(snapshot);
     *registries
         .memo
         .lock()
@@ -358,6 +435,8 @@ type Claim = (HostPattern, String, PathKind);
 /// One compile's working state.
 struct Context<'a> {
     resolver: Resolver<'a>,
+    /// The Services whose objects changed since the last compile (`None`: all).
+    changed: Option<ChangedServices>,
     registries: &'a Registries,
     secrets: Secrets<'a>,
     /// The hosts each served Ingress's TLS section covers, by position in `served`.
@@ -368,7 +447,7 @@ struct Context<'a> {
     next: Memo,
     /// Clients without TLS verification, by protocol, looked up once per compile.
     plain_clients: HashMap<BackendProtocol, Arc<UpstreamClient>>,
-    endpoints: Vec<(Arc<Backend>, Arc<EndpointSet>)>,
+    endpoints: EndpointSets,
     diagnostics: Vec<Diagnostic>,
     /// Each served Ingress's middleware chain, by position in `served`.
     chains: Vec<Chain>,
@@ -376,15 +455,22 @@ struct Context<'a> {
 
 impl Context<'_> {
     /// Routes for every rule path; `served` is oldest first, so the first claim wins.
+    ///
+    /// The memos of the last compile are kept in place: a reused one costs a
+    /// lookup by address and its checks, nothing per rule. Claims are only
+    /// checked for the Ingresses rebuilt: memos still valid hold disjoint
+    /// claims (each won all of its claims when it was built, and the order of
+    /// the same objects does not change), so a rebuilt Ingress's claim is
+    /// taken if an Ingress rebuilt before it took it (`claims`) or a memo
+    /// reused before it owns it (`owners`, the memo's stamp); a claim it
+    /// takes from a memo further on makes that memo lost, to be rebuilt.
     fn rule_routes(&mut self, served: &[Served<'_>], snapshot: &Snapshot) -> Vec<RuleRoute> {
-        // The claims of reused memos are borrowed from them (no copy per
-        // route); `claims` holds those of rebuilt Ingresses.
-        let old_memos = std::mem::take(&mut self.previous.ingresses);
-        let mut memo_claims: HashMap<&Claim, &ObjectRef> =
-            HashMap::with_capacity_and_hasher(old_memos.len(), Default::default());
-        let mut reused: Vec<usize> = Vec::with_capacity(old_memos.len());
+        let stamp = self.next.stamp;
+        let mut memos = std::mem::take(&mut self.previous.ingresses);
+        let mut owners = std::mem::take(&mut self.previous.owners);
         let mut claims: HashMap<Claim, &ObjectRef> = HashMap::default();
-        let mut routes = Vec::new();
+        let mut lost: FxHashSet<usize> = FxHashSet::default();
+        let mut routes = Vec::with_capacity(served.len());
         let regex_hosts = nginx::regex_hosts(served);
         let taken_hosts = nginx::taken_hosts(served);
         let globals = RuleGlobals {
@@ -396,31 +482,30 @@ impl Context<'_> {
                 .map(|s| Arc::as_ptr(s) as usize)
                 .collect(),
         };
-        let reusable = self.previous.rule_globals.as_ref() == Some(&globals);
+        if self.previous.rule_globals.as_ref() != Some(&globals) {
+            for (_, memo) in memos.drain() {
+                self.retire(memo, None);
+            }
+            owners.clear();
+        }
         for (index, ing) in served.iter().enumerate() {
             if nginx::canary::is_canary(ing) {
                 // Served through the main Ingress of its host and path.
                 continue;
             }
             let id = Arc::as_ptr(ing.arc) as usize;
-            let memo = old_memos.get(&id).filter(|_| reusable);
-            if let Some(memo) = memo.filter(|m| self.still_valid(m, index, ing)) {
-                if memo.routes.iter().all(|(claim, _)| {
-                    !memo_claims.contains_key(claim) && !claims.contains_key(claim)
-                }) {
-                    for (claim, rule) in &memo.routes {
-                        memo_claims.insert(claim, &ing.object);
-                        self.next
-                            .routes
-                            .insert(rule.route.name.clone(), rule.route.clone());
-                        routes.push(rule.clone());
-                    }
-                    for (key, _) in &memo.services {
-                        self.backend(key);
+            if let Some(memo) = memos.get_mut(&id) {
+                if !lost.contains(&id) && self.still_valid(memo, index, ing) {
+                    memo.stamp = stamp;
+                    routes.extend(memo.routes.iter().map(|(_, rule)| rule.clone()));
+                    for (backend, set) in &memo.backends {
+                        self.endpoints.push(backend, set);
                     }
                     self.diagnostics.extend(memo.diagnostics.iter().cloned());
-                    reused.push(id);
                     continue;
+                }
+                if let Some(memo) = memos.remove(&id) {
+                    self.retire(memo, Some((&mut owners, id)));
                 }
             }
             let diagnostics_before = self.diagnostics.len();
@@ -466,16 +551,26 @@ impl Context<'_> {
                     match_path(&rule.path, rule.kind).to_owned(),
                     rule.kind,
                 );
-                if let Some(winner) = memo_claims.get(&claim).or_else(|| claims.get(&claim)) {
+                let owner = owners.get(&claim).copied();
+                let reused_winner = owner
+                    .and_then(|owner| memos.get(&owner))
+                    .filter(|memo| memo.stamp == stamp)
+                    .map(|memo| memo.object.clone());
+                let winner = claims.get(&claim).map(|w| (*w).clone()).or(reused_winner);
+                if let Some(winner) = winner {
                     let what = format!(
                         "host {} path {} ({:?})",
                         rule.host.display().as_deref().unwrap_or("*"),
                         rule.path,
                         rule.kind
                     );
-                    self.conflict(ing, winner, &what);
+                    self.conflict(ing, &winner, &what);
                     complete = false;
                     continue;
+                }
+                if let Some(owner) = owner {
+                    // A memo further on held this claim: it loses it now.
+                    lost.insert(owner);
                 }
                 claims.insert(claim.clone(), &ing.object);
                 let has_tls = self
@@ -507,31 +602,62 @@ impl Context<'_> {
                 routes.push(rule);
             }
             if complete {
+                let backends = keys
+                    .iter()
+                    .filter_map(|key| self.next.backends.get(key)?.result.as_ref().ok())
+                    .cloned()
+                    .collect();
+                for (claim, _) in &built {
+                    owners.insert(claim.clone(), id);
+                }
                 let memo = IngressMemo {
                     ingress: ing.arc.clone(),
+                    object: ing.object.clone(),
                     covered: self.covered.get(index).cloned().unwrap_or_default(),
                     chain: self.chains.get(index).cloned().unwrap_or_default(),
-                    services: keys
-                        .into_iter()
-                        .map(|key| {
-                            let service = self.resolver.service_address(&key);
-                            (key, service)
-                        })
-                        .collect(),
+                    services: keys,
+                    backends,
                     routes: built,
                     diagnostics: self.diagnostics[diagnostics_before..].to_vec(),
+                    stamp,
                 };
-                self.next.ingresses.insert(id, memo);
+                memos.insert(id, memo);
             }
         }
-        let mut old_memos = old_memos;
-        for id in reused {
-            if let Some(memo) = old_memos.remove(&id) {
-                self.next.ingresses.insert(id, memo);
+        // Memos of Ingresses no longer served (removed, edited into a new
+        // object, or of another class now) go, and their claims with them.
+        let gone: Vec<usize> = memos
+            .iter()
+            .filter(|(_, memo)| memo.stamp != stamp)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(memo) = memos.remove(&id) {
+                self.retire(memo, Some((&mut owners, id)));
             }
         }
+        self.next.ingresses = memos;
+        self.next.owners = owners;
         self.next.rule_globals = Some(globals);
         routes
+    }
+
+    /// Gives up a memo: its claims leave `owners` (those it still owns), and
+    /// its routes may still be reused by name.
+    fn retire(&mut self, memo: IngressMemo, owners: Option<(&mut HashMap<Claim, usize>, usize)>) {
+        if let Some((owners, id)) = owners {
+            for (claim, _) in &memo.routes {
+                if owners.get(claim) == Some(&id) {
+                    owners.remove(claim);
+                }
+            }
+        }
+        for (_, rule) in memo.routes {
+            self.previous
+                .routes
+                .entry(rule.route.name.clone())
+                .or_insert(rule.route);
+        }
     }
 
     /// Whether `memo` still describes the rule routes of `ing` (at `index`
@@ -543,10 +669,10 @@ impl Context<'_> {
                 .chains
                 .get(index)
                 .is_some_and(|c| c.same_as(&memo.chain))
-            && memo
+            && !memo
                 .services
                 .iter()
-                .all(|(key, service)| self.resolver.service_address(key) == *service)
+                .any(|key| touched(self.changed.as_ref(), key))
     }
 
     /// The oldest served Ingress's `spec.defaultBackend`; the others are conflicts.
@@ -842,11 +968,15 @@ impl Context<'_> {
         &mut self,
         key: &BackendKey,
     ) -> &Result<(Arc<Backend>, Arc<EndpointSet>), Unresolved> {
+        let memos = Memos {
+            previous: &mut self.previous,
+            next: &mut self.next,
+            changed: self.changed.as_ref(),
+        };
         memo_backend(
             &self.resolver,
             self.registries,
-            &mut self.previous,
-            &mut self.next,
+            memos,
             &mut self.endpoints,
             key,
         )
@@ -874,17 +1004,29 @@ impl Context<'_> {
     }
 }
 
-/// A backend's resolution, once per compile, and not at all when its Service
-/// and slices are the same objects as in the previous compile; a resolved
+/// The backend memos of one compile: what the last one left, what this one
+/// keeps, and which Services changed in between.
+struct Memos<'m> {
+    previous: &'m mut Memo,
+    next: &'m mut Memo,
+    changed: Option<&'m ChangedServices>,
+}
+
+/// A backend's resolution, once per compile, and not at all when its
+/// Service's objects are unchanged since the previous compile; a resolved
 /// backend's endpoint set is queued for the publisher.
 fn memo_backend<'m>(
     resolver: &Resolver<'_>,
     registries: &Registries,
-    previous: &mut Memo,
-    next: &'m mut Memo,
-    endpoints: &mut Vec<(Arc<Backend>, Arc<EndpointSet>)>,
+    memos: Memos<'m>,
+    endpoints: &mut EndpointSets,
     key: &BackendKey,
 ) -> &'m Result<(Arc<Backend>, Arc<EndpointSet>), Unresolved> {
+    let Memos {
+        previous,
+        next,
+        changed,
+    } = memos;
     // The key moves over from the previous memo when there is one: no clone.
     if !next.backends.contains_key(key) {
         let (owned, reused) = match previous.backends.remove_entry(key) {
@@ -892,9 +1034,8 @@ fn memo_backend<'m>(
             None => (key.clone(), None),
         };
         let memo = match reused {
-            Some(memo) if memo.inputs.same_as(resolver, key) => memo,
+            Some(memo) if !touched(changed, key) => memo,
             _ => BackendMemo {
-                inputs: resolver.inputs(key),
                 result: resolver.resolve(key).map(|set| {
                     let backend = registries.upstreams.backend(key);
                     (backend, Arc::new(set))
@@ -902,7 +1043,7 @@ fn memo_backend<'m>(
             },
         };
         if let Ok((backend, set)) = &memo.result {
-            endpoints.push((backend.clone(), set.clone()));
+            endpoints.push(backend, set);
         }
         next.backends.insert(owned, memo);
     }

@@ -9,7 +9,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::Metadata;
 
-use super::backend::Resolver;
+use super::backend::ServiceIndex;
 use super::Snapshot;
 use crate::upstream::{Backend, EndpointSet, Upstreams};
 
@@ -213,7 +213,8 @@ pub fn refresh_endpoints_indexed(
     }
     let index = index.get_or_insert_with(|| EndpointIndex::build(after));
     let subset = index.subset(after, &affected);
-    let resolver = Resolver::new(&subset);
+    let services = ServiceIndex::build(&subset);
+    let resolver = services.resolver();
     let backends =
         upstreams.live_for(|namespace, service| affected.contains(&(namespace, service)));
     backends

@@ -8,6 +8,7 @@ mod annotations;
 mod backend;
 mod certs;
 mod compile;
+mod delta;
 mod diagnostic;
 mod endpoints;
 mod gateway;
