@@ -100,7 +100,11 @@ impl Backend {
 
     /// Installs a new endpoint set (new pods, removed pods, readiness changes).
     pub fn set_endpoints(&self, set: Arc<EndpointSet>) {
-        if **self.endpoints.load() != *set {
+        let current = self.endpoints.load();
+        // A compile hands over every backend's set; most are the very set
+        // installed already (the same `Arc`), which needs no comparison.
+        if !Arc::ptr_eq(&current, &set) && **current != *set {
+            drop(current);
             self.track_endpoints(&set.addrs);
             self.endpoints.store(set);
             self.sync_policies();
