@@ -177,14 +177,6 @@ async fn main() {
     let mut event = Vec::new();
     let mut refresh = Vec::new();
     let mut previous = first;
-    // The publisher builds the index in the background after each full
-    // compile; here once, timed apart, before the pod changes.
-    let t_index = Instant::now();
-    let mut index = Some(router::EndpointIndex::build(&previous.snapshot));
-    println!(
-        "endpoint index build (after a compile, off the update path): {:.2?}",
-        t_index.elapsed()
-    );
     for round in 0..rounds {
         let i = (round * 2_459) % objects;
         let want = slice(i, round + 1)["endpoints"][0]["addresses"][0]
@@ -203,12 +195,7 @@ async fn main() {
             &update.snapshot
         ));
         let t1 = Instant::now();
-        let sets = router::refresh_endpoints_indexed(
-            &previous.snapshot,
-            &update.snapshot,
-            &registries.upstreams,
-            &mut index,
-        );
+        let sets = router::refresh_endpoints(&previous.snapshot, &update.snapshot, &registries);
         refresh.push(t1.elapsed());
         assert_eq!(sets.len(), 1, "one Service's endpoints changed");
         for (backend, set) in sets {
@@ -261,7 +248,7 @@ async fn main() {
     .await;
     let all = t0.elapsed();
     let t1 = Instant::now();
-    let sets = router::refresh_endpoints(&previous.snapshot, &done.snapshot, &registries.upstreams);
+    let sets = router::refresh_endpoints(&previous.snapshot, &done.snapshot, &registries);
     println!(
         "{rollout}-slice rollout: applied in {applied:.2?}, all published after {all:.2?} in {} updates; refresh of {} Services {:.2?}",
         KubeStats::get(&stats.publishes) - publishes,

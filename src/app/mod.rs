@@ -435,36 +435,6 @@ struct Publisher {
 struct LastCompile {
     update: Arc<ProviderUpdate>,
     diagnostics: Vec<Diagnostic>,
-    /// Where `update`'s Services and slices sit, for the next endpoint-only
-    /// update.
-    endpoint_index: IndexSlot,
-}
-
-/// The endpoint index of the last full compile: built in the background right
-/// after it is published, so that the first pod change after a config change
-/// does not pay for it.
-enum IndexSlot {
-    Building(tokio::task::JoinHandle<router::EndpointIndex>),
-    /// Ready, or `None` to build on the next endpoint update.
-    Ready(Option<router::EndpointIndex>),
-}
-
-impl IndexSlot {
-    /// Starts building the index of `update` on the blocking pool.
-    fn build(update: &Arc<ProviderUpdate>) -> Self {
-        let update = update.clone();
-        Self::Building(tokio::task::spawn_blocking(move || {
-            router::EndpointIndex::build(&update.snapshot)
-        }))
-    }
-
-    /// The index, once built (`None` if building it failed).
-    async fn take(&mut self) -> Option<router::EndpointIndex> {
-        match std::mem::replace(self, Self::Ready(None)) {
-            Self::Building(handle) => handle.await.ok(),
-            Self::Ready(index) => index,
-        }
-    }
 }
 
 impl Publisher {
@@ -478,19 +448,13 @@ impl Publisher {
                 Some(prev)
                     if router::only_endpoints_changed(&prev.update.snapshot, &update.snapshot) =>
                 {
-                    self.refresh_endpoints(
-                        &prev.update,
-                        &update,
-                        &prev.diagnostics,
-                        &mut prev.endpoint_index,
-                    )
-                    .await;
+                    self.refresh_endpoints(&prev.update, &update, &prev.diagnostics)
+                        .await;
                     prev.update = update;
                 }
                 _ => {
                     if let Some(diagnostics) = self.publish(update.clone()).await {
                         last = Some(LastCompile {
-                            endpoint_index: IndexSlot::build(&update),
                             update,
                             diagnostics,
                         });
@@ -506,29 +470,18 @@ impl Publisher {
         before: &Arc<ProviderUpdate>,
         update: &Arc<ProviderUpdate>,
         compile_diagnostics: &[Diagnostic],
-        endpoint_index: &mut IndexSlot,
     ) {
         let started = std::time::Instant::now();
         let registries = self.registries.clone();
         let (old, new) = (before.clone(), update.clone());
-        // The index goes to the blocking task and comes back with the sets
-        // (lost, and rebuilt next time, only if the task panicked).
-        let mut index = endpoint_index.take().await;
         let refreshed = tokio::task::spawn_blocking(move || {
-            let sets = router::refresh_endpoints_indexed(
-                &old.snapshot,
-                &new.snapshot,
-                &registries.upstreams,
-                &mut index,
-            );
-            (sets, index)
+            router::refresh_endpoints(&old.snapshot, &new.snapshot, &registries)
         })
         .await;
-        let Ok((sets, index)) = refreshed else {
+        let Ok(sets) = refreshed else {
             self.state.metrics.control.reload_failures.inc();
             return;
         };
-        *endpoint_index = IndexSlot::Ready(index);
         // Only diagnostics changed (a file that no longer parses keeps its
         // last good objects): say so rather than "endpoints".
         let kind = if sets.is_empty() {

@@ -9,7 +9,8 @@ use k8s_openapi::api::core::v1::{EndpointSubset, Endpoints, Service, ServicePort
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 
 use super::annotations::{self, NATIVE_LB};
-use super::delta::Delta;
+use super::compile::Lists;
+use super::delta::{delta, Delta};
 use super::{DiagnosticKind, Snapshot};
 use crate::upstream::{BackendKey, EndpointCondition, EndpointSet, ExternalName, PortRef};
 
@@ -41,6 +42,11 @@ pub(super) struct SvcRef<'q> {
 }
 
 impl<'q> SvcRef<'q> {
+    /// The Service `name` in `namespace`.
+    pub(super) fn new(namespace: &'q str, name: &'q str) -> Self {
+        Self { namespace, name }
+    }
+
     /// The Service a backend key names.
     pub(super) fn of(key: &'q BackendKey) -> Self {
         Self {
@@ -147,7 +153,7 @@ impl ServiceIndex {
 
     /// Applies what came and went since the snapshot this index was built
     /// for; returns the Services it touched.
-    pub(super) fn patch(
+    fn patch(
         &mut self,
         services: &Delta<'_, Service>,
         slices: &Delta<'_, EndpointSlice>,
@@ -226,6 +232,16 @@ impl ServiceIndex {
             changed.insert(id.owned());
             self.endpoints.insert(id.owned(), endpoints.clone());
         }
+    }
+
+    /// Patches the index of `lists` into the index of `snapshot`; returns the
+    /// Services it touched.
+    pub(super) fn patch_to(&mut self, lists: &Lists, snapshot: &Snapshot) -> ChangedServices {
+        self.patch(
+            &delta(&lists.services, &snapshot.services),
+            &delta(&lists.slices, &snapshot.endpoint_slices),
+            &delta(&lists.endpoints, &snapshot.endpoints),
+        )
     }
 
     /// A resolver reading this index.

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
-use super::backend::{touched, ChangedServices, Resolver, ServiceIndex, Unresolved};
-use super::delta::delta;
+use super::backend::{touched, ChangedServices, Resolver, ServiceIndex, SvcRef, Unresolved};
 use super::host::HostPattern;
 use super::ingress::{self, Served};
 use super::middlewares;
@@ -102,6 +101,9 @@ struct Memo {
     services: Option<ServiceIndex>,
     /// The lists the service index was built from, to find what changed.
     lists: Lists,
+    /// Services whose endpoints an endpoint-only refresh changed since the
+    /// last compile: that compile's memos of them are stale.
+    refreshed: ChangedServices,
     /// The cross-Ingress inputs of every Ingress's rule routes, as they were.
     rule_globals: Option<RuleGlobals>,
     /// The served Ingresses, oldest first, as they were.
@@ -110,10 +112,10 @@ struct Memo {
 
 /// The snapshot lists a compile's memo was built from.
 #[derive(Debug, Default)]
-struct Lists {
-    services: Vec<Arc<k8s_openapi::api::core::v1::Service>>,
-    slices: Vec<Arc<k8s_openapi::api::discovery::v1::EndpointSlice>>,
-    endpoints: Vec<Arc<k8s_openapi::api::core::v1::Endpoints>>,
+pub(super) struct Lists {
+    pub services: Vec<Arc<k8s_openapi::api::core::v1::Service>>,
+    pub slices: Vec<Arc<k8s_openapi::api::discovery::v1::EndpointSlice>>,
+    pub endpoints: Vec<Arc<k8s_openapi::api::core::v1::Endpoints>>,
 }
 
 impl Lists {
@@ -313,12 +315,8 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
     let mut previous = previous;
     let (services, changed) = match previous.services.take() {
         Some(mut index) => {
-            let lists = &previous.lists;
-            let changed = index.patch(
-                &delta(&lists.services, &snapshot.services),
-                &delta(&lists.slices, &snapshot.endpoint_slices),
-                &delta(&lists.endpoints, &snapshot.endpoints),
-            );
+            let mut changed = index.patch_to(&previous.lists, snapshot);
+            changed.extend(std::mem::take(&mut previous.refreshed));
             (index, Some(changed))
         }
         None => (ServiceIndex::build(snapshot), None),
@@ -1050,6 +1048,55 @@ fn memo_backend<'m>(
     &next.backends[key].result
 }
 
+/// Pod churn without a compile: the new endpoint sets of the live backends
+/// whose Services' EndpointSlices or Endpoints changed from `before` (the
+/// snapshot of the last compile or refresh) to `after`. It patches the last
+/// compile's service index forward, so it costs what changed, and notes the
+/// Services it refreshed, so the next compile resolves them again.
+pub fn refresh_endpoints(
+    before: &Snapshot,
+    after: &Snapshot,
+    registries: &Registries,
+) -> Vec<(Arc<Backend>, Arc<EndpointSet>)> {
+    let mut memo = registries
+        .memo
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let memo = &mut *memo;
+    let scratch;
+    let (index, changed) = match memo.services.as_mut() {
+        Some(index) => {
+            let changed = index.patch_to(&memo.lists, after);
+            memo.lists = Lists::of(after);
+            memo.refreshed.extend(changed.iter().cloned());
+            (&*index, changed)
+        }
+        None => {
+            // No compile has left an index (or one panicked): index `before`
+            // here and leave the memo alone.
+            let mut index = ServiceIndex::build(before);
+            let changed = index.patch_to(&Lists::of(before), after);
+            scratch = index;
+            (&scratch, changed)
+        }
+    };
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    let resolver = index.resolver();
+    registries
+        .upstreams
+        .live_for(|namespace, service| changed.contains(&SvcRef::new(namespace, service)))
+        .into_iter()
+        // A `service.nativelb` backend goes to the ClusterIP: endpoints do not matter.
+        .filter(|backend| !resolver.native_lb(backend.key()))
+        .filter_map(|backend| {
+            let set = resolver.resolve(backend.key()).ok()?;
+            Some((backend, Arc::new(set)))
+        })
+        .collect()
+}
+
 /// Whether two targets send requests to the same place.
 fn same_target(a: &Target, b: &Target) -> bool {
     match (a, b) {
@@ -1390,5 +1437,52 @@ mod tests {
             &Registries::default(),
         );
         assert!(compiled.table.is_empty());
+    }
+
+    /// An EndpointSlice of Service `web` with one ready endpoint at `ip`.
+    fn web_slice(ip: &str) -> Arc<k8s_openapi::api::discovery::v1::EndpointSlice> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web-1", "namespace": "default",
+                    "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+                "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}]}))
+            .expect("slice"),
+        )
+    }
+
+    /// An endpoint-only refresh patches the compile's service index forward;
+    /// the next compile must then resolve the refreshed Service again rather
+    /// than hand back the endpoint set its memo holds from before.
+    #[test]
+    fn a_compile_after_a_refresh_hands_over_the_refreshed_endpoints() {
+        let registries = Registries::default();
+        let options = CompileOptions::default();
+        let mut first = snapshot();
+        first.endpoint_slices = vec![web_slice("10.0.0.1")];
+        let compiled = compile(&first, &options, &registries);
+        assert_eq!(compiled.endpoints.len(), 1);
+        let mut moved = first.clone();
+        moved.endpoint_slices = vec![web_slice("10.0.0.2")];
+        let sets = refresh_endpoints(&first, &moved, &registries);
+        assert_eq!(sets.len(), 1, "the one backend is refreshed");
+        let want: std::net::SocketAddr = "10.0.0.2:8080".parse().expect("addr");
+        assert_eq!(sets[0].1.addrs, vec![want]);
+        for (backend, set) in sets {
+            backend.set_endpoints(set);
+        }
+        // A config change elsewhere (a new Ingress object, same rules) compiles.
+        let mut next = moved.clone();
+        next.ingresses = vec![Arc::new((*moved.ingresses[0]).clone())];
+        let again = compile(&next, &options, &registries);
+        let sets: Vec<_> = again
+            .endpoints
+            .iter()
+            .map(|(_, set)| set.addrs.clone())
+            .collect();
+        assert_eq!(sets, vec![vec![want]], "not the memo's 10.0.0.1");
+        // Unchanged since: the same set is handed over again.
+        let third = compile(&next, &options, &registries);
+        assert_eq!(third.endpoints[0].1.addrs, vec![want]);
     }
 }

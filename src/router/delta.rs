@@ -20,11 +20,33 @@ fn address<T>(arc: &Arc<T>) -> usize {
     Arc::as_ptr(arc) as *const () as usize
 }
 
+/// Above this many (added x removed) pairs, equal objects under new `Arc`s
+/// are not looked for: they count as changed (never wrong, only slower).
+const EQUAL_PAIRS_CHECKED: usize = 4_096;
+
 /// The delta from `old` to `new`. Lists keep their order from snapshot to
 /// snapshot (the store lists objects by file), so the common prefix and
 /// suffix are skipped by comparing addresses and only the part between is
 /// hashed: a change costs its own size, plus one pass of pointer compares.
-pub(super) fn delta<'n, T>(old: &[Arc<T>], new: &'n [Arc<T>]) -> Delta<'n, T> {
+/// An object replaced by an equal one (re-read, not changed) is neither
+/// added nor removed, when the delta is small.
+pub(super) fn delta<'n, T: PartialEq>(old: &[Arc<T>], new: &'n [Arc<T>]) -> Delta<'n, T> {
+    let mut delta = by_address(old, new);
+    if delta.added.len() * delta.removed.len() <= EQUAL_PAIRS_CHECKED {
+        delta.removed.retain(
+            |gone| match delta.added.iter().position(|came| ***came == **gone) {
+                Some(at) => {
+                    delta.added.swap_remove(at);
+                    false
+                }
+                None => true,
+            },
+        );
+    }
+    delta
+}
+
+fn by_address<'n, T>(old: &[Arc<T>], new: &'n [Arc<T>]) -> Delta<'n, T> {
     let prefix = old
         .iter()
         .zip(new)
@@ -72,8 +94,8 @@ mod tests {
         let objects: Vec<Arc<u32>> = (0..8).map(Arc::new).collect();
         let old = objects[..6].to_vec();
         // 2 removed, 6 and 7 added (one in the middle, one at the end), 4
-        // replaced by a new object equal to it (still a change: a new `Arc`).
-        let four_again = Arc::new(4);
+        // replaced by another object.
+        let four_again = Arc::new(40);
         let new = vec![
             objects[0].clone(),
             objects[1].clone(),
@@ -106,7 +128,10 @@ mod tests {
         let d = delta(&objects, &[]);
         assert_eq!(d.removed.len(), 4);
         assert!(d.added.is_empty());
-        // A moved object (same address) is neither added nor removed.
+        // A moved object (same address) is neither added nor removed, and
+        // nor is one replaced by an equal object.
+        let again: Vec<Arc<u32>> = (0..4).map(Arc::new).collect();
+        assert!(is_empty(&delta(&objects, &again)));
         let moved = vec![
             objects[3].clone(),
             objects[0].clone(),

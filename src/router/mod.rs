@@ -27,11 +27,11 @@ mod route_table;
 mod snapshot;
 mod table;
 
-pub use compile::{compile, CompileOptions, Compiled, Registries, CONTROLLER_NAME};
-pub use diagnostic::{Diagnostic, DiagnosticKind, ObjectRef, Severity};
-pub use endpoints::{
-    only_endpoints_changed, refresh_endpoints, refresh_endpoints_indexed, EndpointIndex,
+pub use compile::{
+    compile, refresh_endpoints, CompileOptions, Compiled, Registries, CONTROLLER_NAME,
 };
+pub use diagnostic::{Diagnostic, DiagnosticKind, ObjectRef, Severity};
+pub use endpoints::only_endpoints_changed;
 pub use gateway::{NoFacts, RequestFacts};
 pub use route::{EntryPoint, EntryPoints, PathKind, Route, RouteInfo, Target};
 pub use route_table::RouteTable;
