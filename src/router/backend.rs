@@ -96,7 +96,17 @@ pub(super) type ChangedServices = hashbrown::HashSet<SvcId, rustc_hash::FxBuildH
 /// Whether `changed` (`None`: everything, as after a fresh index) names the
 /// Service of `key`: what a memo resolved against it is then stale.
 pub(super) fn touched(changed: Option<&ChangedServices>, key: &BackendKey) -> bool {
-    changed.is_none_or(|c| c.contains(&SvcRef::of(key)))
+    let Some(changed) = changed else {
+        return true;
+    };
+    // Asked once per Service of every reused memo: a change touches a few
+    // Services, and comparing a few names costs less than hashing one.
+    if changed.len() <= 8 {
+        return changed
+            .iter()
+            .any(|id| *id.name == *key.service && *id.namespace == *key.namespace);
+    }
+    changed.contains(&SvcRef::of(key))
 }
 
 /// Services, slices and Endpoints indexed by namespace and (Service) name:
@@ -107,6 +117,13 @@ pub(super) struct ServiceIndex {
     services: Map<SvcId, Arc<Service>>,
     slices: Map<SvcId, Vec<Arc<EndpointSlice>>>,
     endpoints: Map<SvcId, Arc<Endpoints>>,
+}
+
+/// Whether the object an index holds is the one a delta removed: the same
+/// `Arc`, or an equal object (a delta pairs an object replaced by an equal
+/// one as unchanged, so the index may hold the earlier of the two).
+fn same<T: PartialEq>(held: &Arc<T>, removed: &Arc<T>) -> bool {
+    Arc::ptr_eq(held, removed) || **held == **removed
 }
 
 fn id_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<SvcRef<'_>> {
@@ -162,11 +179,7 @@ impl ServiceIndex {
         let mut changed = ChangedServices::default();
         for service in &services.removed {
             if let Some(id) = id_of(&service.metadata) {
-                if self
-                    .services
-                    .get(&id)
-                    .is_some_and(|s| Arc::ptr_eq(s, service))
-                {
+                if self.services.get(&id).is_some_and(|s| same(s, service)) {
                     self.services.remove(&id);
                 }
                 changed.insert(id.owned());
@@ -175,7 +188,7 @@ impl ServiceIndex {
         for slice in &slices.removed {
             if let Some(id) = slice_service(slice) {
                 if let Some(list) = self.slices.get_mut(&id) {
-                    list.retain(|s| !Arc::ptr_eq(s, slice));
+                    list.retain(|s| !same(s, slice));
                     if list.is_empty() {
                         // No slice left: the legacy Endpoints apply again.
                         self.slices.remove(&id);
@@ -186,11 +199,7 @@ impl ServiceIndex {
         }
         for object in &endpoints.removed {
             if let Some(id) = id_of(&object.metadata) {
-                if self
-                    .endpoints
-                    .get(&id)
-                    .is_some_and(|e| Arc::ptr_eq(e, object))
-                {
+                if self.endpoints.get(&id).is_some_and(|e| same(e, object)) {
                     self.endpoints.remove(&id);
                 }
                 changed.insert(id.owned());

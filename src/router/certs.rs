@@ -65,7 +65,7 @@ pub(super) fn compile_certs(
             let key = (ing.namespace.to_owned(), name.to_owned());
             let cert = loaded
                 .entry(key.clone())
-                .or_insert_with(|| load(secrets, &key, &ing.object, now, diagnostics))
+                .or_insert_with(|| load(secrets, &key, ing.object, now, diagnostics))
                 .clone();
             let Some(cert) = cert else { continue };
             let hosts: Vec<String> = match section.hosts.as_deref() {
@@ -122,7 +122,7 @@ fn install(
     let Some(owner) = owners.get(host) else {
         return;
     };
-    if *owner != ing.object {
+    if owner != ing.object {
         diagnostics.push(Diagnostic::error(
             ing.object.clone(),
             DiagnosticKind::Conflict,

@@ -106,8 +106,8 @@ struct Memo {
     refreshed: ChangedServices,
     /// The cross-Ingress inputs of every Ingress's rule routes, as they were.
     rule_globals: Option<RuleGlobals>,
-    /// The served Ingresses, oldest first, as they were.
-    order: Vec<Arc<Ingress>>,
+    /// The served Ingresses, oldest first.
+    served: ingress::ServedList,
 }
 
 /// The snapshot lists a compile's memo was built from.
@@ -271,7 +271,7 @@ fn nginx_defaults(
 /// part is left out. Endpoint sets are returned, not installed.
 pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Registries) -> Compiled {
     // Taken out for the whole compile: a compile that panics leaves an empty memo.
-    let previous = std::mem::take(
+    let mut previous = std::mem::take(
         &mut *registries
             .memo
             .lock()
@@ -290,11 +290,8 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         snapshot
     };
     let started = std::time::Instant::now();
-    let served = ingress::in_age_order(
-        ingress::served(snapshot, options, &mut diagnostics),
-        &previous.order,
-    );
-    let order = served.iter().map(|ing| ing.arc.clone()).collect();
+    let served_list = std::mem::take(&mut previous.served).update(snapshot, options);
+    let served = served_list.served(&mut diagnostics);
     let secrets = certs::index_secrets(snapshot);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -312,7 +309,6 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
     // The service index follows the snapshot: patched with what came and
     // went since the last compile, or built afresh (then every memo of a
     // backend is stale: `changed` is `None`).
-    let mut previous = previous;
     let (services, changed) = match previous.services.take() {
         Some(mut index) => {
             let mut changed = index.patch_to(&previous.lists, snapshot);
@@ -331,7 +327,6 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
         previous,
         next: Memo {
             nginx: nginx_memo,
-            order,
             stamp,
             ..Memo::default()
         },
@@ -408,6 +403,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
     let mut next = cx.next;
     next.tables = Some(table.host_tables());
     next.services = Some(services);
+    next.served = served_list;
     next.lists = Lists::of(snapshot);
     *registries
         .memo
@@ -570,7 +566,7 @@ impl Context<'_> {
                     // A memo further on held this claim: it loses it now.
                     lost.insert(owner);
                 }
-                claims.insert(claim.clone(), &ing.object);
+                claims.insert(claim.clone(), ing.object);
                 let has_tls = self
                     .covered
                     .get(index)
@@ -693,7 +689,7 @@ impl Context<'_> {
                     let opts = self.options_of(ing);
                     let redirect = opts.redirects(false);
                     winner = Some((
-                        &ing.object,
+                        ing.object,
                         self.route(index, ing, &opts, redirect, None, None, key),
                     ));
                 }
@@ -712,7 +708,7 @@ impl Context<'_> {
     }
 
     fn conflict(&mut self, loser: &Served<'_>, winner: &ObjectRef, what: &str) {
-        let message = if *winner == loser.object {
+        let message = if winner == loser.object {
             format!("{what} is listed twice in this Ingress; the first one is used")
         } else {
             format!("{what} is also claimed by {winner}, which is older and wins")
@@ -725,7 +721,7 @@ impl Context<'_> {
     fn options_of(&mut self, ing: &Served<'_>) -> IngressOptions {
         annotations::ingress_options(
             ing.ingress.metadata.annotations.as_ref(),
-            &ing.object,
+            ing.object,
             ing.namespace,
             &mut self.diagnostics,
         )
@@ -791,7 +787,7 @@ impl Context<'_> {
         };
         // ingress-nginx's upstream-hash-by / load-balance (a sticky cookie wins over both).
         let (wanted, problems) = nginx::balance::wanted(ing.ingress.metadata.annotations.as_ref());
-        self.warn_once(&ing.object, problems);
+        self.warn_once(ing.object, problems);
         let balance = nginx::balance::policy(wanted, &target);
         let middlewares = self.chains.get(index).cloned().unwrap_or_default();
         let old = self.previous.routes.remove(&*name);
@@ -800,7 +796,7 @@ impl Context<'_> {
                 if old.host == host
                     && old.path == path
                     && old.kind == kind
-                    && old.ingress == ing.object
+                    && old.ingress == *ing.object
                     && old.service.as_ref() == Some(&key)
                     && same_target(&old.target, &target)
                     && Arc::ptr_eq(&old.client, &client)
@@ -876,7 +872,7 @@ impl Context<'_> {
             _ => None,
         };
         let (timeouts, problems) = nginx::timeouts::read(ing.ingress.metadata.annotations.as_ref());
-        self.warn_once(&ing.object, problems);
+        self.warn_once(ing.object, problems);
         let shared = verify.is_none() && timeouts == Timeouts::default();
         if shared {
             if let Some(client) = self.plain_clients.get(&protocol) {

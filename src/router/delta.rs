@@ -46,7 +46,9 @@ pub(super) fn delta<'n, T: PartialEq>(old: &[Arc<T>], new: &'n [Arc<T>]) -> Delt
     delta
 }
 
-fn by_address<'n, T>(old: &[Arc<T>], new: &'n [Arc<T>]) -> Delta<'n, T> {
+/// [`delta`] by address alone: an object replaced by an equal one is both
+/// removed and added (for lists whose objects are looked up by address later).
+pub(super) fn by_address<'n, T>(old: &[Arc<T>], new: &'n [Arc<T>]) -> Delta<'n, T> {
     let prefix = old
         .iter()
         .zip(new)

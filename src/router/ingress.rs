@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
+use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend, IngressClass};
 use k8s_openapi::jiff::Timestamp;
 
 use super::host::HostPattern;
@@ -24,21 +24,11 @@ pub(super) struct Served<'a> {
     /// The same object as the snapshot holds it (what memos keep).
     pub arc: &'a Arc<Ingress>,
     /// `Ingress <namespace>/<name>`, for diagnostics and routes.
-    pub object: ObjectRef,
+    pub object: &'a ObjectRef,
     /// The namespace (`default` when unset).
     pub namespace: &'a str,
     /// The name.
     pub name: &'a str,
-    created: Option<Timestamp>,
-}
-
-impl Served<'_> {
-    /// Oldest first; a missing timestamp counts as newer than any set one; then
-    /// namespace and name, so the order is total and stable.
-    fn age_order(&self, other: &Self) -> Ordering {
-        let key = |s: &Self| (s.created.is_none(), s.created, s.namespace, s.name);
-        key(self).cmp(&key(other))
-    }
 }
 
 /// One rule path: host, path and type, and the backend it names.
@@ -57,45 +47,145 @@ pub(super) struct Rule<'a> {
     pub backend: &'a IngressBackend,
 }
 
-/// The Ingresses this controller serves, in snapshot order ([`in_age_order`]
-/// sorts them).
-pub(super) fn served<'a>(
-    snapshot: &'a Snapshot,
-    options: &CompileOptions,
-    diagnostics: &mut Vec<Diagnostic>,
-) -> Vec<Served<'a>> {
-    let ours: HashSet<&str> = snapshot
+/// The Ingresses this controller serves, in snapshot order: those
+/// [`ServedList`] selects (of our class, with a name).
+pub(super) fn served<'a>(snapshot: &'a Snapshot, options: &CompileOptions) -> Vec<&'a Ingress> {
+    let ours = our_classes(snapshot);
+    snapshot
+        .ingresses
+        .iter()
+        .filter(|ing| is_ours(ing, options, &ours) && identify(ing).is_ok())
+        .map(|ing| &**ing)
+        .collect()
+}
+
+/// The IngressClass names whose controller is sluice.
+fn our_classes(snapshot: &Snapshot) -> HashSet<&str> {
+    snapshot
         .ingress_classes
         .iter()
         .filter(|class| {
             class.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER_NAME)
         })
         .filter_map(|class| class.metadata.name.as_deref())
-        .collect();
-    snapshot
-        .ingresses
-        .iter()
-        .filter(|ing| is_ours(ing, options, &ours))
-        .filter_map(|ing| identify(ing, diagnostics))
         .collect()
 }
 
-/// `served` oldest first (see [`Served::age_order`]), reusing `previous`, the
-/// order of the last compile's served Ingresses: those still served keep
-/// their relative order (their keys are the same objects' keys), and only
-/// the others are sorted and placed by binary search, so one changed Ingress
-/// costs a few comparisons rather than a sort of them all. `previous` holds
-/// the objects, so no address in it can be reused by a new one.
-pub(super) fn in_age_order<'a>(
-    served: Vec<Served<'a>>,
-    previous: &[Arc<Ingress>],
-) -> Vec<Served<'a>> {
-    super::order::keep_order(
-        served,
-        previous,
-        |ing| Arc::as_ptr(ing.arc) as *const () as usize,
-        Served::age_order,
-    )
+/// A served Ingress's identity, read once per object.
+#[derive(Debug)]
+struct Entry {
+    arc: Arc<Ingress>,
+    object: ObjectRef,
+    created: Option<Timestamp>,
+}
+
+impl Entry {
+    /// Oldest first; a missing timestamp counts as newer than any set one;
+    /// then namespace and name, so the order is total and stable.
+    fn age_order(&self, other: &Self) -> Ordering {
+        fn key(e: &Entry) -> (bool, Option<Timestamp>, Option<&str>, &str) {
+            (
+                e.created.is_none(),
+                e.created,
+                e.object.namespace.as_deref(),
+                e.object.name.as_str(),
+            )
+        }
+        key(self).cmp(&key(other))
+    }
+}
+
+/// The Ingresses this controller serves, oldest first, kept from compile to
+/// compile: patched with the Ingresses that came and went (by address) while
+/// the IngressClasses and the class option are the same, so an unchanged
+/// Ingress is not read again and a new one is placed by binary search.
+#[derive(Debug, Default)]
+pub(super) struct ServedList {
+    entries: Vec<Entry>,
+    /// Ingresses of our class without a name, with their diagnostic.
+    unnamed: Vec<(Arc<Ingress>, Diagnostic)>,
+    /// What the entries were selected from.
+    ingresses: Vec<Arc<Ingress>>,
+    classes: Vec<Arc<IngressClass>>,
+    class: String,
+}
+
+impl ServedList {
+    /// The list for `snapshot`, starting from `self` (the last compile's).
+    pub(super) fn update(mut self, snapshot: &Snapshot, options: &CompileOptions) -> Self {
+        let same_classes = self.class == options.ingress_class
+            && self.classes.len() == snapshot.ingress_classes.len()
+            && self
+                .classes
+                .iter()
+                .zip(&snapshot.ingress_classes)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        let ours = our_classes(snapshot);
+        let mut fresh = Vec::new();
+        if same_classes {
+            let d = super::delta::by_address(&self.ingresses, &snapshot.ingresses);
+            if !d.removed.is_empty() {
+                let gone: rustc_hash::FxHashSet<usize> = d.removed.iter().map(address).collect();
+                self.entries.retain(|e| !gone.contains(&address(&e.arc)));
+                self.unnamed
+                    .retain(|(ing, _)| !gone.contains(&address(ing)));
+            }
+            fresh.extend(d.added.into_iter().cloned());
+        } else {
+            self.entries.clear();
+            self.unnamed.clear();
+            fresh.extend(snapshot.ingresses.iter().cloned());
+        }
+        let mut new: Vec<Entry> = Vec::new();
+        for ing in fresh {
+            if !is_ours(&ing, options, &ours) {
+                continue;
+            }
+            match identify(&ing) {
+                Ok((object, created)) => new.push(Entry {
+                    arc: ing,
+                    object,
+                    created,
+                }),
+                Err(diagnostic) => self.unnamed.push((ing, *diagnostic)),
+            }
+        }
+        if new.len() > self.entries.len() / 8 {
+            self.entries.append(&mut new);
+            self.entries.sort_by(Entry::age_order);
+        } else {
+            new.sort_by(Entry::age_order);
+            for entry in new {
+                let at = self
+                    .entries
+                    .partition_point(|e| e.age_order(&entry) != Ordering::Greater);
+                self.entries.insert(at, entry);
+            }
+        }
+        self.ingresses = snapshot.ingresses.clone();
+        self.classes = snapshot.ingress_classes.clone();
+        self.class = options.ingress_class.clone();
+        self
+    }
+
+    /// The served Ingresses, oldest first; the unnamed ones go to `diagnostics`.
+    pub(super) fn served(&self, diagnostics: &mut Vec<Diagnostic>) -> Vec<Served<'_>> {
+        diagnostics.extend(self.unnamed.iter().map(|(_, d)| d.clone()));
+        self.entries
+            .iter()
+            .map(|e| Served {
+                ingress: &e.arc,
+                arc: &e.arc,
+                object: &e.object,
+                namespace: e.object.namespace.as_deref().unwrap_or("default"),
+                name: &e.object.name,
+            })
+            .collect()
+    }
+}
+
+fn address(ing: &Arc<Ingress>) -> usize {
+    Arc::as_ptr(ing) as usize
 }
 
 /// The class rules, as ingress-nginx applies them: when `spec.ingressClassName`
@@ -119,26 +209,21 @@ fn is_ours(ingress: &Ingress, options: &CompileOptions, ours: &HashSet<&str>) ->
     annotation.is_none_or(|class| class == options.ingress_class)
 }
 
-fn identify<'a>(arc: &'a Arc<Ingress>, diagnostics: &mut Vec<Diagnostic>) -> Option<Served<'a>> {
-    let ingress: &'a Ingress = arc;
+/// An Ingress's identity and age, or the diagnostic for one without a name.
+fn identify(ingress: &Ingress) -> Result<(ObjectRef, Option<Timestamp>), Box<Diagnostic>> {
     let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
     let Some(name) = ingress.metadata.name.as_deref().filter(|n| !n.is_empty()) else {
         let object = ObjectRef::namespaced("Ingress", namespace, "");
-        diagnostics.push(Diagnostic::error(
+        return Err(Box::new(Diagnostic::error(
             object,
             DiagnosticKind::InvalidObject,
             "Ingress has no metadata.name",
-        ));
-        return None;
+        )));
     };
-    Some(Served {
-        ingress,
-        arc,
-        object: ObjectRef::namespaced("Ingress", namespace, name),
-        namespace,
-        name,
-        created: ingress.metadata.creation_timestamp.as_ref().map(|t| t.0),
-    })
+    Ok((
+        ObjectRef::namespaced("Ingress", namespace, name),
+        ingress.metadata.creation_timestamp.as_ref().map(|t| t.0),
+    ))
 }
 
 /// The Ingress's rule paths; invalid hosts and paths become diagnostics and are
@@ -320,10 +405,11 @@ mod tests {
     }
 
     /// Random adds, removals and replacements (new objects of the same name,
-    /// possibly with another timestamp): the order kept from the compile
-    /// before, with only the new objects placed, is always a full sort's.
+    /// possibly with another timestamp), Ingresses of other classes and
+    /// without a name: the list kept from the compile before, with only the
+    /// new objects placed, always equals a fresh one, which is a full sort.
     #[test]
-    fn a_kept_order_equals_a_fresh_sort() {
+    fn a_kept_served_list_equals_a_fresh_sort() {
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = |n: u64| {
             seed ^= seed << 13;
@@ -331,11 +417,12 @@ mod tests {
             seed ^= seed << 17;
             seed % n
         };
+        let options = CompileOptions::default();
         let mut current: Vec<Arc<Ingress>> = Vec::new();
-        let mut previous: Vec<Arc<Ingress>> = Vec::new();
+        let mut kept = ServedList::default();
         let mut placed = 0;
-        for step in 0..300 {
-            match next(4) {
+        for step in 0..600 {
+            match next(6) {
                 0 if !current.is_empty() => {
                     let i = usize::try_from(next(current.len() as u64)).expect("small");
                     current.remove(i);
@@ -349,6 +436,19 @@ mod tests {
                     let created = (next(3) > 0).then(|| i64::try_from(next(50)).expect("small"));
                     current[i] = ingress(&ns, &name, created);
                 }
+                2 => {
+                    // Another class's Ingress, or one without a name.
+                    let mut other = (*ingress("ns0", &format!("x{step}"), Some(1))).clone();
+                    if next(2) == 0 {
+                        other.spec = Some(k8s_openapi::api::networking::v1::IngressSpec {
+                            ingress_class_name: Some("other".to_owned()),
+                            ..Default::default()
+                        });
+                    } else {
+                        other.metadata.name = None;
+                    }
+                    current.push(Arc::new(other));
+                }
                 _ => {
                     let created = (next(3) > 0).then(|| i64::try_from(next(50)).expect("small"));
                     let ns = format!("ns{}", next(5));
@@ -359,16 +459,33 @@ mod tests {
                 ingresses: current.clone(),
                 ..Snapshot::default()
             };
-            let mut diagnostics = Vec::new();
-            let found = served(&snapshot, &CompileOptions::default(), &mut diagnostics);
-            if found.len() > 8 && found.len() - 1 <= previous.len() {
+            let before = kept.entries.len();
+            kept = std::mem::take(&mut kept).update(&snapshot, &options);
+            if before > 8 && kept.entries.len() <= before + 1 {
                 placed += 1;
             }
-            let kept = in_age_order(found, &previous);
-            let mut fresh = served(&snapshot, &CompileOptions::default(), &mut diagnostics);
-            fresh.sort_by(Served::age_order);
-            assert_eq!(names(&kept), names(&fresh), "step {step}");
-            previous = kept.iter().map(|s| s.arc.clone()).collect();
+            let fresh = ServedList::default().update(&snapshot, &options);
+            let (mut kept_diags, mut fresh_diags) = (Vec::new(), Vec::new());
+            let kept_names = names(&kept.served(&mut kept_diags));
+            assert_eq!(
+                kept_names,
+                names(&fresh.served(&mut fresh_diags)),
+                "step {step}"
+            );
+            assert_eq!(kept_diags.len(), fresh_diags.len(), "step {step}");
+            let mut sorted: Vec<&Entry> = fresh.entries.iter().collect();
+            sorted.sort_by(|a, b| a.age_order(b));
+            let sorted: Vec<String> = sorted
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}/{}",
+                        e.object.namespace.as_deref().unwrap_or(""),
+                        e.object.name
+                    )
+                })
+                .collect();
+            assert_eq!(kept_names, sorted, "step {step}");
         }
         assert!(placed > 100, "the binary-search path ran {placed} times");
     }

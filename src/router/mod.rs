@@ -43,9 +43,5 @@ pub fn served_ingresses<'a>(
     snapshot: &'a Snapshot,
     options: &CompileOptions,
 ) -> Vec<&'a k8s_openapi::api::networking::v1::Ingress> {
-    let mut ignored = Vec::new();
-    ingress::served(snapshot, options, &mut ignored)
-        .into_iter()
-        .map(|served| served.ingress)
-        .collect()
+    ingress::served(snapshot, options)
 }
