@@ -87,11 +87,13 @@ fn escape(path: &str) -> String {
 impl PathTable {
     /// Builds the table from routes that all carry a path and a kind, each
     /// (match path, kind) at most once; the compiler resolves conflicts before.
-    pub(super) fn build(routes: &[RuleRoute]) -> (Self, Vec<Diagnostic>) {
+    pub(super) fn build<R: std::borrow::Borrow<RuleRoute>>(
+        routes: &[R],
+    ) -> (Self, Vec<Diagnostic>) {
         let mut table = Self::default();
         let mut keys: BTreeMap<&str, Entry> = BTreeMap::new();
         let mut diagnostics = Vec::new();
-        for RuleRoute { route, rank, regex } in routes {
+        for RuleRoute { route, rank, regex } in routes.iter().map(R::borrow) {
             let (Some(path), Some(kind)) = (route.path.as_deref(), route.kind) else {
                 continue;
             };
@@ -125,14 +127,18 @@ impl PathTable {
             keys.into_iter()
                 .filter_map(|(key, entry)| table.insert(key, entry)),
         );
-        table.routes = routes.iter().map(|r| (r.route.clone(), r.rank)).collect();
+        table.routes = routes
+            .iter()
+            .map(R::borrow)
+            .map(|r| (r.route.clone(), r.rank))
+            .collect();
         table.diagnostics.clone_from(&diagnostics);
         (table, diagnostics)
     }
 
     /// Whether this table was built from exactly `routes` (the same `Arc`s and
     /// ranks, in order).
-    pub(super) fn built_from(&self, routes: &[RuleRoute]) -> bool {
+    pub(super) fn built_from(&self, routes: &[&RuleRoute]) -> bool {
         self.routes.len() == routes.len()
             && self
                 .routes

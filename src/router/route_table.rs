@@ -58,17 +58,13 @@ impl RouteTable {
         gateway: gateway::Compiled,
     ) -> (Self, Vec<Diagnostic>) {
         let on = |ep: EntryPoint| {
-            let rules: Vec<RuleRoute> = routes
-                .iter()
-                .filter(|r| r.route.entrypoints.has(ep))
-                .cloned()
-                .collect();
+            let rules = routes.iter().filter(|r| r.route.entrypoints.has(ep));
             let default = default.clone().filter(|r| r.entrypoints.has(ep));
             let previous = previous.map(|p| match ep {
                 EntryPoint::Web => &*p.web,
                 EntryPoint::WebSecure => &*p.websecure,
             });
-            HostTable::build_reusing(&rules, default, previous)
+            HostTable::build_reusing(rules, default, previous)
         };
         let everywhere = routes
             .iter()

@@ -51,17 +51,18 @@ impl HostTable {
     /// Like [`HostTable::build`], but a host whose routes are the same `Arc`s,
     /// in the same order, as in `previous` gets `previous`'s path table back
     /// instead of a new one: one changed Ingress rebuilds one host.
-    pub(super) fn build_reusing(
-        routes: &[RuleRoute],
+    pub(super) fn build_reusing<'r>(
+        routes: impl IntoIterator<Item = &'r RuleRoute>,
         default: Option<Arc<Route>>,
         previous: Option<&HostTable>,
     ) -> (Self, Vec<Diagnostic>) {
-        let mut groups: HashMap<Option<&str>, Vec<RuleRoute>> = HashMap::default();
+        // Grouped by reference: a host whose table is reused copies nothing.
+        let mut groups: HashMap<Option<&str>, Vec<&RuleRoute>> = HashMap::default();
         for route in routes {
             groups
                 .entry(route.route.host.as_deref())
                 .or_default()
-                .push(route.clone());
+                .push(route);
         }
         let mut table = Self {
             default,
