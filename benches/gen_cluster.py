@@ -228,14 +228,14 @@ def get(port, host, path, timeout=2.0):
         conn.close()
 
 
-def poll_200(port, host, path, t0, cap=POLL_CAP):
-    """Polls until 200; (ms since t0 or None, attempts, last status)."""
+def poll_200(port, host, path, t0, cap=POLL_CAP, want=200):
+    """Polls until `want` (200); (ms since t0 or None, attempts, last status)."""
     attempts, status = 0, 0
     while True:
         status = get(port, host, path)
         attempts += 1
         now = time.perf_counter()
-        if status == 200:
+        if status == want:
             return (now - t0) * 1000.0, attempts, status
         if now - t0 > cap:
             return None, attempts, status
@@ -368,7 +368,8 @@ def cmd_drive(args):
     root, stage = args.dir, args.stage
     log_offset = os.path.getsize(args.log) if os.path.exists(args.log) else 0
     rows = []
-    expected_before = {"add": (404,), "edit": (404,), "eps": (502,) if args.eps_mode == "dead" else (503,)}
+    expected_before = {"add": (404,), "edit": (404,), "eps": (502,) if args.eps_mode == "dead" else (503,),
+                       "delete": (200,)}
     for r in range(c.changes):
         for kind in args.kinds.split():
             if kind == "add":
@@ -383,11 +384,19 @@ def cmd_drive(args):
                 o, _ = c.org_app(j)
                 c.revived.add(j)
                 rel, text, host, path = c.org_file(o), c.org_text(o), c.shared_host(o), c.shared_path(j)
+            elif kind == "delete":
+                # The Ingress (and Service, slice) this round added goes away.
+                rel, _, host, path = c.added(r)
             else:
                 sys.exit(f"gen_cluster: unknown change kind {kind}")
             before = get(args.http, host, path)
-            t0 = atomic_write(root, stage, rel, text)
-            ms, attempts, last = poll_200(args.http, host, path, t0)
+            if kind == "delete":
+                t0 = time.perf_counter()
+                os.remove(os.path.join(root, rel))
+                ms, attempts, last = poll_200(args.http, host, path, t0, want=404)
+            else:
+                t0 = atomic_write(root, stage, rel, text)
+                ms, attempts, last = poll_200(args.http, host, path, t0)
             time.sleep(args.settle)
             rss, hwm = status_kb(args.pid)
             log_offset, load_ms, apply_ms, apply_kind = sluice_log_events(args.log, log_offset)
@@ -526,8 +535,8 @@ def cmd_summary(args):
     c = model(args)
     eps_label = "EndpointSlice 502->200" if args.eps_mode == "dead" else "EndpointSlice 503->200"
     labels = {"add": "add an Ingress (new file)", "edit": "edit a path (/x -> /x-v2)", "eps": eps_label,
-              "nginx-add": "nginx: add location + reload"}
-    targets = {"add": 50.0, "edit": 50.0, "eps": 20.0}
+              "delete": "delete an Ingress (file removed) -> 404", "nginx-add": "nginx: add location + reload"}
+    targets = {"add": 50.0, "edit": 50.0, "eps": 20.0, "delete": 50.0}
     su = read_json(args.sluice_start)
     ng = read_json(args.nginx_start)
     rows = read_tsv(args.sluice_tsv)
@@ -553,9 +562,9 @@ def cmd_summary(args):
         print(f"{'RSS 1 s after ready (MB)':34} {su['rss_kb_1s'] / 1024:>12.1f} "
               f"{fmt(ng and ng['rss_kb_1s'] / 1024):>12}")
     print()
-    print(f"change -> first 200 on a fresh connection (ms)   n  fail  median     p90     min     max"
+    print(f"change -> first right answer, fresh connection   n  fail  median     p90     min     max"
           f"   target   sluice load / apply (median ms)")
-    for kind in ("add", "edit", "eps", "nginx-add"):
+    for kind in ("add", "edit", "eps", "delete", "nginx-add"):
         rs = [r for r in (rows if kind != "nginx-add" else nrows) if r["kind"] == kind]
         if not rs:
             continue
@@ -591,6 +600,7 @@ def cmd_summary(args):
                   f"spread {(hi2 - lo2) / lo2 * 100:.1f}%")
     bad = [r for r in rows if r["kind"] in ("add", "edit") and r["before"] != "404"]
     bad += [r for r in rows if r["kind"] == "eps" and r["before"] not in ("502", "503")]
+    bad += [r for r in rows if r["kind"] == "delete" and r["before"] != "200"]
     if bad:
         print(f"\nwarning: {len(bad)} changes answered something unexpected before the change "
               f"(kind/round/status: {', '.join(r['kind'] + '/' + r['round'] + '/' + r['before'] for r in bad)})")
@@ -657,7 +667,7 @@ def main():
     p.add_argument("--name", default="sluice")
     p.add_argument("--t0", type=float, help="start time (epoch seconds)")
     p.add_argument("--log", help="sluice's JSON log")
-    p.add_argument("--kinds", default="add edit eps")
+    p.add_argument("--kinds", default="add edit eps delete")
     p.add_argument("--settle", type=float, default=0.3)
     p.add_argument("--out")
     p.add_argument("--nginx", default="nginx")

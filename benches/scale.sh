@@ -17,7 +17,7 @@
 # 2. Starts the bench-backends (CPU 0) and sluice --workers 1 (CPU 1); reports
 #    start -> /readyz 200, start -> first 200 on a sample route, and VmRSS /
 #    VmHWM once ready.
-# 3. CHANGES rounds of three changes (interleaved add, edit, eps), each written
+# 3. CHANGES rounds of four changes (interleaved add, edit, eps, delete), each written
 #    atomically: the new file is written and fsynced in a staging directory
 #    beside (not inside) the watched one, the clock starts, then rename(2) puts
 #    it in place. The changed route is then polled every 2 ms, each request on
@@ -30,6 +30,8 @@
 #      eps   an EndpointSlice goes from a dead port (127.0.0.1:1 -> 502) to a
 #            live one, in its org file; EPS_MODE=notready instead flips
 #            ready: false (503) to ready: true
+#      delete the file this round's add wrote is removed (unlink(2)); the
+#            route is polled until it answers 404
 #    After each change: SETTLE seconds, then sluice's VmRSS; sluice's own log
 #    (JSON) gives how long the reload took inside (file load / compile or
 #    endpoints-only update).
@@ -155,7 +157,7 @@ gen startup --t0 "$t0" --pid "${PID[sluice]}" --http "$SLUICE_PORT" --admin "$AD
     { tail -20 "$SLUICE_LOG" >&2; die "sluice did not get ready"; }
 kill -0 "${PID[sluice]}" 2>/dev/null || { tail -20 "$SLUICE_LOG" >&2; die "sluice exited"; }
 
-echo "scale: $CHANGES rounds of (add, edit, eps) changes"
+echo "scale: $CHANGES rounds of (add, edit, eps, delete) changes"
 gen drive --dir "$MANIFESTS" --stage "$STAGE" --http "$SLUICE_PORT" --pid "${PID[sluice]}" \
     --log "$SLUICE_LOG" --settle "$SETTLE" --out "$OUT_DIR/sluice-changes.tsv"
 stop_pid "${PID[sluice]}"

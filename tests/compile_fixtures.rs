@@ -101,11 +101,49 @@ fn parse<T: serde::de::DeserializeOwned>(value: Value) -> T {
     serde_json::from_value(value).expect("fixture object matches its k8s-openapi type")
 }
 
-/// Installs the endpoint sets, as the publisher does, then summarises the table.
+/// Installs the endpoint sets, as the publisher does, then summarises the
+/// table: its routes, the backends the compile resolved and the diagnostics.
 fn summary(compiled: &Compiled) -> String {
+    let mut keys: Vec<_> = compiled.endpoints.iter().map(|(b, _)| b.key()).collect();
+    keys.sort();
+    let backends = keys.iter().map(|key| format!("  {key}\n")).collect();
+    described(compiled, backends)
+}
+
+/// What a compile serves once the publisher installed its endpoint sets,
+/// to compare a compile that reused an earlier one's work (and handed over
+/// only the sets that changed) with a fresh one: the routes, each backend
+/// of the fresh compile with the endpoint set it holds in `registries` now,
+/// and the diagnostics.
+fn served(compiled: &Compiled, registries: &Registries, fresh: &Compiled) -> String {
+    let mut keys: Vec<_> = fresh
+        .endpoints
+        .iter()
+        .map(|(b, _)| b.key().clone())
+        .collect();
+    keys.sort();
+    install(compiled);
+    let backends = keys
+        .iter()
+        .map(|key| {
+            let set = registries.upstreams.backend(key).endpoints();
+            let mut addrs: Vec<String> = set.addrs.iter().map(ToString::to_string).collect();
+            addrs.sort();
+            format!("  {key} {}\n", addrs.join(" "))
+        })
+        .collect();
+    described(compiled, backends)
+}
+
+fn install(compiled: &Compiled) {
     for (backend, set) in &compiled.endpoints {
         backend.set_endpoints(set.clone());
     }
+}
+
+/// The table's routes, then `backends`, then the diagnostics.
+fn described(compiled: &Compiled, backends: String) -> String {
+    install(compiled);
     let mut out = String::from("routes:\n");
     for route in compiled.table.routes() {
         let kind = route.path_type.map_or("-".to_owned(), |k| format!("{k:?}"));
@@ -130,11 +168,7 @@ fn summary(compiled: &Compiled) -> String {
     }
     // One line per backend (balancer + pool): shows when two references share one.
     out.push_str("backends:\n");
-    let mut keys: Vec<_> = compiled.endpoints.iter().map(|(b, _)| b.key()).collect();
-    keys.sort();
-    for key in keys {
-        let _ = writeln!(out, "  {key}");
-    }
+    out.push_str(&backends);
     out.push_str("diagnostics:\n");
     for d in &compiled.diagnostics {
         let _ = writeln!(out, "  {:?} {}", d.severity, d);
@@ -332,8 +366,10 @@ fn a_compile_after_another_equals_a_fresh_one() {
                 .enumerate()
             {
                 let warm = compile(snapshot, &fixture.options, &registries);
-                let cold = compile(snapshot, &fixture.options, &Registries::default());
-                let (warm_summary, cold_summary) = (summary(&warm), summary(&cold));
+                let fresh = Registries::default();
+                let cold = compile(snapshot, &fixture.options, &fresh);
+                let warm_summary = served(&warm, &registries, &cold);
+                let cold_summary = served(&cold, &fresh, &cold);
                 if warm_summary != cold_summary {
                     failures.push(format!(
                         "{name} variant {number} step {step}\n--- fresh\n{cold_summary}--- after another\n{warm_summary}"
@@ -486,8 +522,10 @@ fn incremental_compiles_equal_fresh_ones_over_random_changes() {
                     _ => {}
                 }
                 let warm = compile(&snapshot, &fixture.options, &registries);
-                let cold = compile(&snapshot, &fixture.options, &Registries::default());
-                let (warm_summary, cold_summary) = (summary(&warm), summary(&cold));
+                let fresh = Registries::default();
+                let cold = compile(&snapshot, &fixture.options, &fresh);
+                let warm_summary = served(&warm, &registries, &cold);
+                let cold_summary = served(&cold, &fresh, &cold);
                 if warm_summary != cold_summary {
                     failures.push(format!(
                         "{name} seed {seed} step {step}\n--- fresh\n{cold_summary}--- incremental\n{warm_summary}"

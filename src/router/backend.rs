@@ -109,6 +109,24 @@ pub(super) fn touched(changed: Option<&ChangedServices>, key: &BackendKey) -> bo
     changed.contains(&SvcRef::of(key))
 }
 
+/// The hash of the Service a backend key names, as memos keep it: checking a
+/// memo against the Services a change touched ([`hashes`]) then reads no
+/// name. Two Services may share a hash; that only makes a memo rebuilt.
+pub(super) fn service_hash(key: &BackendKey) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(SvcRef::of(key))
+}
+
+/// The [`service_hash`]es of the touched Services (`None`: all of them).
+pub(super) fn hashes(changed: Option<&ChangedServices>) -> Option<rustc_hash::FxHashSet<u64>> {
+    use std::hash::BuildHasher;
+    changed.map(|c| {
+        c.iter()
+            .map(|id| rustc_hash::FxBuildHasher.hash_one(id))
+            .collect()
+    })
+}
+
 /// Services, slices and Endpoints indexed by namespace and (Service) name:
 /// built once, then kept from compile to compile and patched with what came
 /// and went ([`ServiceIndex::patch`]), so a change costs what it touches.

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
-use super::backend::{touched, ChangedServices, Resolver, ServiceIndex, SvcRef, Unresolved};
+use super::backend::{
+    hashes, service_hash, touched, ChangedServices, Resolver, ServiceIndex, SvcRef, Unresolved,
+};
 use super::host::HostPattern;
 use super::ingress::{self, Served};
 use super::middlewares;
@@ -143,10 +145,8 @@ struct IngressMemo {
     object: ObjectRef,
     covered: Vec<HostPattern>,
     chain: Chain,
-    /// Every backend key the rules named.
-    services: Vec<BackendKey>,
-    /// The endpoint sets those backends resolved to, for the publisher.
-    backends: Vec<(Arc<Backend>, Arc<EndpointSet>)>,
+    /// The [`service_hash`] of every backend key the rules named.
+    services: Vec<u64>,
     /// Every rule's claim and route, in order (each rule won its claim).
     routes: Vec<(Claim, RuleRoute)>,
     /// What building them reported.
@@ -225,9 +225,11 @@ pub struct Compiled {
     pub table: RouteTable,
     /// Everything that was skipped, conflicting or unresolved, sorted.
     pub diagnostics: Vec<Diagnostic>,
-    /// The endpoint set each backend the table uses should have, once per
-    /// backend, in no particular order; the publisher installs these just
-    /// before it swaps the table in.
+    /// The endpoint sets this compile resolved, once per backend, in no
+    /// particular order: every backend that is new, or whose Service's
+    /// objects changed since the last compile with these registries (all of
+    /// them on the first). The publisher installs these just before it swaps
+    /// the table in; every other backend keeps the set it has.
     pub endpoints: Vec<(Arc<Backend>, Arc<EndpointSet>)>,
 }
 
@@ -320,6 +322,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
     let stamp = previous.stamp.wrapping_add(1);
     let mut cx = Context {
         resolver: services.resolver(),
+        changed_hashes: hashes(changed.as_ref()),
         changed,
         registries,
         secrets,
@@ -431,6 +434,8 @@ struct Context<'a> {
     resolver: Resolver<'a>,
     /// The Services whose objects changed since the last compile (`None`: all).
     changed: Option<ChangedServices>,
+    /// Their [`service_hash`]es.
+    changed_hashes: Option<FxHashSet<u64>>,
     registries: &'a Registries,
     secrets: Secrets<'a>,
     /// The hosts each served Ingress's TLS section covers, by position in `served`.
@@ -492,9 +497,6 @@ impl Context<'_> {
                 if !lost.contains(&id) && self.still_valid(memo, index, ing) {
                     memo.stamp = stamp;
                     routes.extend(memo.routes.iter().map(|(_, rule)| rule.clone()));
-                    for (backend, set) in &memo.backends {
-                        self.endpoints.push(backend, set);
-                    }
                     self.diagnostics.extend(memo.diagnostics.iter().cloned());
                     continue;
                 }
@@ -596,11 +598,6 @@ impl Context<'_> {
                 routes.push(rule);
             }
             if complete {
-                let backends = keys
-                    .iter()
-                    .filter_map(|key| self.next.backends.get(key)?.result.as_ref().ok())
-                    .cloned()
-                    .collect();
                 for (claim, _) in &built {
                     owners.insert(claim.clone(), id);
                 }
@@ -609,8 +606,7 @@ impl Context<'_> {
                     object: ing.object.clone(),
                     covered: self.covered.get(index).cloned().unwrap_or_default(),
                     chain: self.chains.get(index).cloned().unwrap_or_default(),
-                    services: keys,
-                    backends,
+                    services: keys.iter().map(service_hash).collect(),
                     routes: built,
                     diagnostics: self.diagnostics[diagnostics_before..].to_vec(),
                     stamp,
@@ -663,10 +659,10 @@ impl Context<'_> {
                 .chains
                 .get(index)
                 .is_some_and(|c| c.same_as(&memo.chain))
-            && !memo
-                .services
-                .iter()
-                .any(|key| touched(self.changed.as_ref(), key))
+            && self
+                .changed_hashes
+                .as_ref()
+                .is_some_and(|changed| !memo.services.iter().any(|h| changed.contains(h)))
     }
 
     /// The oldest served Ingress's `spec.defaultBackend`; the others are conflicts.
@@ -1028,17 +1024,21 @@ fn memo_backend<'m>(
             None => (key.clone(), None),
         };
         let memo = match reused {
+            // Resolved before and installed by the publisher since.
             Some(memo) if !touched(changed, key) => memo,
-            _ => BackendMemo {
-                result: resolver.resolve(key).map(|set| {
-                    let backend = registries.upstreams.backend(key);
-                    (backend, Arc::new(set))
-                }),
-            },
+            _ => {
+                let memo = BackendMemo {
+                    result: resolver.resolve(key).map(|set| {
+                        let backend = registries.upstreams.backend(key);
+                        (backend, Arc::new(set))
+                    }),
+                };
+                if let Ok((backend, set)) = &memo.result {
+                    endpoints.push(backend, set);
+                }
+                memo
+            }
         };
-        if let Ok((backend, set)) = &memo.result {
-            endpoints.push(backend, set);
-        }
         next.backends.insert(owned, memo);
     }
     &next.backends[key].result
@@ -1230,18 +1230,22 @@ mod tests {
         let registries = Registries::default();
         let options = CompileOptions::default();
         let first = compile(&snapshot(), &options, &registries);
+        // The same objects again, as new ones: nothing to resolve again.
         let second = compile(&snapshot(), &options, &registries);
-        let (a, b) = (first.endpoints.first(), second.endpoints.first());
-        let (Some((a, _)), Some((b, _))) = (a, b) else {
-            panic!("one backend each")
-        };
-        assert!(Arc::ptr_eq(a, b));
+        assert_eq!(first.endpoints.len(), 1);
+        assert!(second.endpoints.is_empty(), "the Service is unchanged");
         let route = |c: &Compiled| {
             c.table
                 .lookup(crate::router::EntryPoint::Web, "example.com", "/")
                 .cloned()
                 .expect("route")
         };
+        let backend = |c: &Compiled| match &route(c).target {
+            Target::Backend(backend) => backend.clone(),
+            Target::Unavailable { reason, .. } => panic!("unavailable: {reason}"),
+        };
+        assert!(Arc::ptr_eq(&backend(&first), &backend(&second)));
+        assert!(Arc::ptr_eq(&first.endpoints[0].0, &backend(&second)));
         assert!(Arc::ptr_eq(&route(&first).stats, &route(&second).stats));
         assert_eq!(&*route(&first).name, "default-web-example.com-/");
     }
@@ -1477,8 +1481,13 @@ mod tests {
             .map(|(_, set)| set.addrs.clone())
             .collect();
         assert_eq!(sets, vec![vec![want]], "not the memo's 10.0.0.1");
-        // Unchanged since: the same set is handed over again.
+        for (backend, set) in &again.endpoints {
+            backend.set_endpoints(set.clone());
+        }
+        // Unchanged since: nothing to hand over, and the backend keeps its set.
         let third = compile(&next, &options, &registries);
-        assert_eq!(third.endpoints[0].1.addrs, vec![want]);
+        assert!(third.endpoints.is_empty());
+        let backend = registries.upstreams.backend(again.endpoints[0].0.key());
+        assert_eq!(backend.endpoints().addrs, vec![want]);
     }
 }

@@ -29,6 +29,8 @@ pub(super) struct Served<'a> {
     pub namespace: &'a str,
     /// The name.
     pub name: &'a str,
+    /// Whether it is an ingress-nginx canary (`canary: "true"`).
+    pub canary: bool,
 }
 
 /// One rule path: host, path and type, and the backend it names.
@@ -77,6 +79,7 @@ struct Entry {
     arc: Arc<Ingress>,
     object: ObjectRef,
     created: Option<Timestamp>,
+    canary: bool,
 }
 
 impl Entry {
@@ -143,6 +146,7 @@ impl ServedList {
             }
             match identify(&ing) {
                 Ok((object, created)) => new.push(Entry {
+                    canary: super::nginx::canary::annotated(&ing),
                     arc: ing,
                     object,
                     created,
@@ -179,6 +183,7 @@ impl ServedList {
                 object: &e.object,
                 namespace: e.object.namespace.as_deref().unwrap_or("default"),
                 name: &e.object.name,
+                canary: e.canary,
             })
             .collect()
     }

@@ -18,7 +18,13 @@ use crate::middleware::InlineStep;
 
 /// Whether `ing` is a canary Ingress.
 pub(in crate::router) fn is_canary(ing: &Served<'_>) -> bool {
-    ing.ingress
+    ing.canary
+}
+
+/// Whether an Ingress's annotations make it a canary (read once per object:
+/// [`Served::canary`]).
+pub(in crate::router) fn annotated(ingress: &k8s_openapi::api::networking::v1::Ingress) -> bool {
+    ingress
         .metadata
         .annotations
         .as_ref()
