@@ -14,7 +14,7 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
-use super::host::{self, HostPattern, MAX_HOST};
+use super::host::{self, MAX_HOST};
 use super::path::{Candidate, PathTable};
 use super::rank::RuleRoute;
 use super::{Diagnostic, Route};
@@ -22,10 +22,11 @@ use super::{Diagnostic, Route};
 /// The compiled routing table: exact hosts, wildcard hosts, host-less rules, default backend.
 #[derive(Debug, Default)]
 pub(super) struct HostTable {
-    /// Rules by lowercased host.
-    exact: HashMap<Box<str>, Arc<PathTable>>,
+    /// Rules by lowercased host (keys shared with the table before, so a
+    /// rebuild allocates only new hosts' names).
+    exact: HashMap<Arc<str>, Arc<PathTable>>,
     /// Wildcard rules by the suffix after `*.`.
-    wildcard: HashMap<Box<str>, Arc<PathTable>>,
+    wildcard: HashMap<Arc<str>, Arc<PathTable>>,
     /// Rules without a host.
     any: Arc<PathTable>,
     /// The winning `spec.defaultBackend`.
@@ -56,49 +57,77 @@ impl HostTable {
         default: Option<Arc<Route>>,
         previous: Option<&HostTable>,
     ) -> (Self, Vec<Diagnostic>) {
-        // Grouped by reference: a host whose table is reused copies nothing.
-        let mut groups: HashMap<Option<&str>, Vec<&RuleRoute>> = HashMap::default();
-        for route in routes {
-            groups
-                .entry(route.route.host.as_deref())
-                .or_default()
-                .push(route);
+        // Grouped by reference and chained by index (one allocation for all
+        // groups, not one per host): a host whose table is reused copies nothing.
+        let routes: Vec<&RuleRoute> = routes.into_iter().collect();
+        let mut next = vec![usize::MAX; routes.len()];
+        let mut groups: HashMap<Option<&str>, (usize, usize)> = HashMap::default();
+        for (i, route) in routes.iter().enumerate() {
+            match groups.entry(route.route.host.as_deref()) {
+                std::collections::hash_map::Entry::Occupied(mut group) => {
+                    let (_, last) = group.get_mut();
+                    next[*last] = i;
+                    *last = i;
+                }
+                std::collections::hash_map::Entry::Vacant(group) => {
+                    group.insert((i, i));
+                }
+            }
         }
         let mut table = Self {
             default,
+            exact: HashMap::with_capacity_and_hasher(groups.len(), Default::default()),
             ..Self::default()
         };
         let mut diagnostics = Vec::new();
-        for (host, group) in groups {
-            let pattern = pattern_of(host);
-            let old = previous.and_then(|p| p.paths(&pattern));
-            let paths = match old {
-                Some(old) if old.built_from(&group) => {
+        let mut group: Vec<&RuleRoute> = Vec::new();
+        for (host, (first, _)) in groups {
+            group.clear();
+            let mut at = first;
+            while at != usize::MAX {
+                group.push(routes[at]);
+                at = next[at];
+            }
+            let level = Level::of(host);
+            let old = previous.and_then(|p| p.level(level));
+            let (key, paths) = match old {
+                Some((key, old)) if old.built_from(&group) => {
                     diagnostics.extend_from_slice(old.diagnostics());
-                    old.clone()
+                    (key.cloned(), old.clone())
                 }
                 _ => {
                     let (paths, diags) = PathTable::build(&group);
                     diagnostics.extend(diags);
-                    Arc::new(paths)
+                    (old.and_then(|(key, _)| key.cloned()), Arc::new(paths))
                 }
             };
             table.ranked |= paths.ranked();
-            match pattern {
-                HostPattern::Exact(name) => table.exact.insert(name.into(), paths),
-                HostPattern::Wildcard(suffix) => table.wildcard.insert(suffix.into(), paths),
-                HostPattern::Any => Some(std::mem::replace(&mut table.any, paths)),
-            };
+            match level {
+                Level::Exact(name) => {
+                    table
+                        .exact
+                        .insert(key.unwrap_or_else(|| name.into()), paths);
+                }
+                Level::Wildcard(suffix) => {
+                    table
+                        .wildcard
+                        .insert(key.unwrap_or_else(|| suffix.into()), paths);
+                }
+                Level::Any => table.any = paths,
+            }
         }
         (table, diagnostics)
     }
 
-    /// The path table of one host pattern, if the table has it.
-    fn paths(&self, pattern: &HostPattern) -> Option<&Arc<PathTable>> {
-        match pattern {
-            HostPattern::Exact(name) => self.exact.get(name.as_str()),
-            HostPattern::Wildcard(suffix) => self.wildcard.get(suffix.as_str()),
-            HostPattern::Any => Some(&self.any),
+    /// A level's path table in this table, with its key (none for host-less rules).
+    fn level(&self, level: Level<'_>) -> Option<(Option<&Arc<str>>, &Arc<PathTable>)> {
+        match level {
+            Level::Exact(name) => self.exact.get_key_value(name).map(|(k, v)| (Some(k), v)),
+            Level::Wildcard(suffix) => self
+                .wildcard
+                .get_key_value(suffix)
+                .map(|(k, v)| (Some(k), v)),
+            Level::Any => Some((None, &self.any)),
         }
     }
 
@@ -170,13 +199,24 @@ impl HostTable {
     }
 }
 
-fn pattern_of(host: Option<&str>) -> HostPattern {
-    match host {
-        None => HostPattern::Any,
-        Some(host) => match host.strip_prefix("*.") {
-            Some(suffix) => HostPattern::Wildcard(suffix.to_owned()),
-            None => HostPattern::Exact(host.to_owned()),
-        },
+/// Where a route's host (as [`super::host::HostPattern::display`] writes it) goes in a table.
+#[derive(Debug, Clone, Copy)]
+enum Level<'h> {
+    Exact(&'h str),
+    /// The suffix after `*.`.
+    Wildcard(&'h str),
+    Any,
+}
+
+impl<'h> Level<'h> {
+    fn of(host: Option<&'h str>) -> Self {
+        match host {
+            None => Self::Any,
+            Some(host) => match host.strip_prefix("*.") {
+                Some(suffix) => Self::Wildcard(suffix),
+                None => Self::Exact(host),
+            },
+        }
     }
 }
 
