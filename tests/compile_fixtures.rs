@@ -422,25 +422,20 @@ fn edited(ingress: &Ingress, how: usize) -> Ingress {
     copy
 }
 
+fn first_rule(ingress: &Ingress) -> Option<&k8s_openapi::api::networking::v1::IngressRule> {
+    ingress.spec.as_ref()?.rules.as_ref()?.first()
+}
+
 /// `ingress` as a new object that also claims `other`'s first rule (its host
 /// and first path, to its own backend when it has one): the two now conflict,
 /// and which one wins depends on their ages.
 fn claiming_rule_of(ingress: &Ingress, other: &Ingress) -> Ingress {
     let mut copy = ingress.clone();
-    let taken = other
-        .spec
-        .as_ref()
-        .and_then(|s| s.rules.as_ref())
-        .and_then(|r| r.first())
-        .cloned();
+    let taken = first_rule(other).cloned();
     let Some(mut rule) = taken else {
         return copy;
     };
-    let own_backend = ingress
-        .spec
-        .as_ref()
-        .and_then(|s| s.rules.as_ref())
-        .and_then(|r| r.first())
+    let own_backend = first_rule(ingress)
         .and_then(|r| r.http.as_ref())
         .and_then(|h| h.paths.first())
         .map(|p| p.backend.clone());

@@ -174,15 +174,12 @@ impl ServiceIndex {
             endpoints: Map::with_capacity_and_hasher(snapshot.endpoints.len(), Default::default()),
         };
         let mut ignored = ChangedServices::default();
-        for service in &snapshot.services {
-            index.add_service(service, &mut ignored);
-        }
-        for slice in &snapshot.endpoint_slices {
-            index.add_slice(slice, &mut ignored);
-        }
-        for endpoints in &snapshot.endpoints {
-            index.add_endpoints(endpoints, &mut ignored);
-        }
+        index.add_all(
+            &snapshot.services,
+            &snapshot.endpoint_slices,
+            &snapshot.endpoints,
+            &mut ignored,
+        );
         index
     }
 
@@ -223,16 +220,32 @@ impl ServiceIndex {
                 changed.insert(id.owned());
             }
         }
-        for service in &services.added {
-            self.add_service(service, &mut changed);
-        }
-        for slice in &slices.added {
-            self.add_slice(slice, &mut changed);
-        }
-        for object in &endpoints.added {
-            self.add_endpoints(object, &mut changed);
-        }
+        self.add_all(
+            services.added.iter().copied(),
+            slices.added.iter().copied(),
+            endpoints.added.iter().copied(),
+            &mut changed,
+        );
         changed
+    }
+
+    /// Indexes these objects, noting their Services in `changed`.
+    fn add_all<'o>(
+        &mut self,
+        services: impl IntoIterator<Item = &'o Arc<Service>>,
+        slices: impl IntoIterator<Item = &'o Arc<EndpointSlice>>,
+        endpoints: impl IntoIterator<Item = &'o Arc<Endpoints>>,
+        changed: &mut ChangedServices,
+    ) {
+        for service in services {
+            self.add_service(service, changed);
+        }
+        for slice in slices {
+            self.add_slice(slice, changed);
+        }
+        for object in endpoints {
+            self.add_endpoints(object, changed);
+        }
     }
 
     fn add_service(&mut self, service: &Arc<Service>, changed: &mut ChangedServices) {
