@@ -207,8 +207,11 @@ async fn main() {
     summary("EndpointSlice change -> update published", event);
     summary("  then endpoint refresh (publisher, no compile)", refresh);
 
-    // Single Ingress changes (a full compile follows in the publisher).
+    // Single Ingress changes, each followed by the publisher's compile
+    // (which starts from the last one).
     let mut ingress_event = Vec::new();
+    let mut ingress_compile = Vec::new();
+    let mut tables = Vec::new();
     for round in 0..rounds.min(10) {
         let i = (round * 7_919) % objects;
         let mut changed = ingress(i);
@@ -226,9 +229,22 @@ async fn main() {
         })
         .await;
         ingress_event.push(t0.elapsed());
+        let t1 = Instant::now();
+        let compiled = router::compile(&previous.snapshot, &options, &registries);
+        ingress_compile.push(t1.elapsed());
+        assert!(
+            compiled
+                .table
+                .lookup(router::EntryPoint::Web, &host, "/")
+                .is_some(),
+            "the moved Ingress is served on {host}"
+        );
+        // Kept alive, as the published table would be.
+        tables.push(compiled);
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     summary("Ingress change -> update published", ingress_event);
+    summary("  then the compile (publisher)", ingress_compile);
 
     // A rollout: 500 slices replaced at once.
     let publishes = KubeStats::get(&stats.publishes);
