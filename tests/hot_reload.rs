@@ -120,23 +120,33 @@ async fn endpoint_changes_are_followed() {
     .await;
     // Only an EndpointSlice changed: the live backend was updated in place, the
     // routes were not recompiled.
-    let metrics = get(&c, sluice.admin_addr, "admin", "/metrics", &[])
-        .await
-        .body;
-    assert!(
-        metrics.contains("sluice_endpoint_updates_total 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("sluice_config_reloads_total 1"),
-        "{metrics}"
-    );
+    assert_counted(&c, sluice.admin_addr, 1, 1).await;
+}
+
+/// Asserts how many endpoint-only updates and full reloads (compiles)
+/// sluice's `/metrics` counted.
+async fn assert_counted(
+    c: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    admin: std::net::SocketAddr,
+    endpoint_updates: u32,
+    reloads: u32,
+) {
+    let metrics = get(c, admin, "admin", "/metrics", &[]).await.body;
+    for line in [
+        format!("sluice_endpoint_updates_total {endpoint_updates}"),
+        format!("sluice_config_reloads_total {reloads}"),
+    ] {
+        assert!(metrics.contains(&line), "want {line:?}: {metrics}");
+    }
 }
 
 /// Pod churn between and after config changes: every endpoint-only update
-/// (which reads the affected Services' objects through an index kept from
-/// update to update and rebuilt after each full compile) lands on the right
-/// Service and leaves the other alone.
+/// (which patches the last compile's service index forward, and marks the
+/// Services it refreshed for the next compile) lands on the right Service
+/// and leaves the other alone, before and after a config change.
 #[tokio::test]
 async fn endpoint_changes_are_followed_across_config_changes() {
     let pods = [
@@ -164,16 +174,22 @@ async fn endpoint_changes_are_followed_across_config_changes() {
         let c = c.clone();
         async move { whoami_json(&c, sluice.http_addr, host, "/").await["name"].clone() }
     };
+    // web's pod moves; web follows it, api is left alone.
+    let move_web = |pod: usize, want: &'static str| {
+        let (m, name, addr) = (&m, &name, pods[pod].addr);
+        async move {
+            m.write("web.yaml", &service("web", &[addr]));
+            wait_for("web follows its pod", || async {
+                name("w.test").await == want
+            })
+            .await;
+            assert_eq!(name("a.test").await, "d", "api is left alone");
+        }
+    };
     assert_eq!(name("w.test").await, "a");
-    // web's pod moves a -> b -> c, then a config change, then c -> a -> b.
-    for (step, pod) in [1, 2].into_iter().enumerate() {
-        m.write("web.yaml", &service("web", &[pods[pod].addr]));
-        let want = ["b", "c"][step];
-        wait_for("web follows its pod", || async {
-            name("w.test").await == want
-        })
-        .await;
-        assert_eq!(name("a.test").await, "d", "api is left alone");
+    // a -> b -> c, then a config change, then c -> a -> b.
+    for (pod, want) in [(1, "b"), (2, "c")] {
+        move_web(pod, want).await;
     }
     m.write(
         "ingress.yaml",
@@ -192,31 +208,17 @@ async fn endpoint_changes_are_followed_across_config_changes() {
     .await;
     assert_eq!(name("n.test").await, "d");
     for (pod, want) in [(0, "a"), (1, "b")] {
-        m.write("web.yaml", &service("web", &[pods[pod].addr]));
-        wait_for("web follows its pod", || async {
-            name("w.test").await == want
-        })
-        .await;
-        assert_eq!(name("a.test").await, "d", "api is left alone");
+        move_web(pod, want).await;
     }
-    // api's pod moves too, on the index kept from the updates before.
+    // api's pod moves too, on the index patched by the updates before.
     m.write("api.yaml", &service("api", &[pods[2].addr]));
     wait_for("api follows its pod", || async {
         name("a.test").await == "c"
     })
     .await;
     assert_eq!(name("w.test").await, "b");
-    let metrics = get(&c, sluice.admin_addr, "admin", "/metrics", &[])
-        .await
-        .body;
-    assert!(
-        metrics.contains("sluice_endpoint_updates_total 5"),
-        "five endpoint-only updates: {metrics}"
-    );
-    assert!(
-        metrics.contains("sluice_config_reloads_total 2"),
-        "{metrics}"
-    );
+    // Five endpoint-only updates, two compiles.
+    assert_counted(&c, sluice.admin_addr, 5, 2).await;
 }
 
 #[tokio::test]

@@ -28,7 +28,7 @@ pub(super) struct Unresolved {
 
 /// A Service's identity, namespace and name, owned: the key of the
 /// [`ServiceIndex`] maps, looked up with a borrowed [`SvcRef`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(super) struct SvcId {
     namespace: Box<str>,
     name: Box<str>,
@@ -90,41 +90,21 @@ impl hashbrown::Equivalent<SvcId> for SvcRef<'_> {
 type Map<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// The Services whose objects (the Service, its EndpointSlices or its
-/// Endpoints) came, went or changed between two compiles.
-pub(super) type ChangedServices = hashbrown::HashSet<SvcId, rustc_hash::FxBuildHasher>;
+/// Endpoints) came, went or changed between two compiles, as
+/// [`service_hash`]es: checking a memo against them reads no name. Two
+/// Services may share a hash; that only makes a memo be rebuilt.
+pub(super) type ChangedServices = rustc_hash::FxHashSet<u64>;
+
+/// The hash of a Service's identity, as [`ChangedServices`] and memos keep it.
+pub(super) fn service_hash(service: SvcRef<'_>) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(service)
+}
 
 /// Whether `changed` (`None`: everything, as after a fresh index) names the
 /// Service of `key`: what a memo resolved against it is then stale.
 pub(super) fn touched(changed: Option<&ChangedServices>, key: &BackendKey) -> bool {
-    let Some(changed) = changed else {
-        return true;
-    };
-    // Asked once per Service of every reused memo: a change touches a few
-    // Services, and comparing a few names costs less than hashing one.
-    if changed.len() <= 8 {
-        return changed
-            .iter()
-            .any(|id| *id.name == *key.service && *id.namespace == *key.namespace);
-    }
-    changed.contains(&SvcRef::of(key))
-}
-
-/// The hash of the Service a backend key names, as memos keep it: checking a
-/// memo against the Services a change touched ([`hashes`]) then reads no
-/// name. Two Services may share a hash; that only makes a memo rebuilt.
-pub(super) fn service_hash(key: &BackendKey) -> u64 {
-    use std::hash::BuildHasher;
-    rustc_hash::FxBuildHasher.hash_one(SvcRef::of(key))
-}
-
-/// The [`service_hash`]es of the touched Services (`None`: all of them).
-pub(super) fn hashes(changed: Option<&ChangedServices>) -> Option<rustc_hash::FxHashSet<u64>> {
-    use std::hash::BuildHasher;
-    changed.map(|c| {
-        c.iter()
-            .map(|id| rustc_hash::FxBuildHasher.hash_one(id))
-            .collect()
-    })
+    changed.is_none_or(|c| c.contains(&service_hash(SvcRef::of(key))))
 }
 
 /// Services, slices and Endpoints indexed by namespace and (Service) name:
@@ -197,7 +177,7 @@ impl ServiceIndex {
                 if self.services.get(&id).is_some_and(|s| same(s, service)) {
                     self.services.remove(&id);
                 }
-                changed.insert(id.owned());
+                changed.insert(service_hash(id));
             }
         }
         for slice in &slices.removed {
@@ -209,7 +189,7 @@ impl ServiceIndex {
                         self.slices.remove(&id);
                     }
                 }
-                changed.insert(id.owned());
+                changed.insert(service_hash(id));
             }
         }
         for object in &endpoints.removed {
@@ -217,7 +197,7 @@ impl ServiceIndex {
                 if self.endpoints.get(&id).is_some_and(|e| same(e, object)) {
                     self.endpoints.remove(&id);
                 }
-                changed.insert(id.owned());
+                changed.insert(service_hash(id));
             }
         }
         self.add_all(
@@ -250,14 +230,14 @@ impl ServiceIndex {
 
     fn add_service(&mut self, service: &Arc<Service>, changed: &mut ChangedServices) {
         if let Some(id) = id_of(&service.metadata) {
-            changed.insert(id.owned());
+            changed.insert(service_hash(id));
             self.services.insert(id.owned(), service.clone());
         }
     }
 
     fn add_slice(&mut self, slice: &Arc<EndpointSlice>, changed: &mut ChangedServices) {
         if let Some(id) = slice_service(slice) {
-            changed.insert(id.owned());
+            changed.insert(service_hash(id));
             match self.slices.get_mut(&id) {
                 Some(list) => list.push(slice.clone()),
                 None => {
@@ -269,7 +249,7 @@ impl ServiceIndex {
 
     fn add_endpoints(&mut self, endpoints: &Arc<Endpoints>, changed: &mut ChangedServices) {
         if let Some(id) = id_of(&endpoints.metadata) {
-            changed.insert(id.owned());
+            changed.insert(service_hash(id));
             self.endpoints.insert(id.owned(), endpoints.clone());
         }
     }

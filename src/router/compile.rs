@@ -6,8 +6,9 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
 use super::backend::{
-    hashes, service_hash, touched, ChangedServices, Resolver, ServiceIndex, SvcRef, Unresolved,
+    service_hash, touched, ChangedServices, Resolver, ServiceIndex, SvcRef, Unresolved,
 };
+use super::delta::address;
 use super::host::HostPattern;
 use super::ingress::{self, Served};
 use super::middlewares;
@@ -141,8 +142,6 @@ impl Lists {
 struct IngressMemo {
     /// The object (kept alive, so its address names it alone).
     ingress: Arc<Ingress>,
-    /// `Ingress <namespace>/<name>`, named when it wins a claim.
-    object: ObjectRef,
     covered: Vec<HostPattern>,
     chain: Chain,
     /// The [`service_hash`] of every backend key the rules named.
@@ -177,22 +176,6 @@ struct NginxMemo {
 #[derive(Debug)]
 struct BackendMemo {
     result: Result<(Arc<Backend>, Arc<EndpointSet>), Unresolved>,
-}
-
-/// The endpoint sets a compile hands the publisher, one per backend.
-#[derive(Debug, Default)]
-struct EndpointSets {
-    sets: Vec<(Arc<Backend>, Arc<EndpointSet>)>,
-    /// The backends in `sets`, by address.
-    seen: FxHashSet<usize>,
-}
-
-impl EndpointSets {
-    fn push(&mut self, backend: &Arc<Backend>, set: &Arc<EndpointSet>) {
-        if self.seen.insert(Arc::as_ptr(backend) as usize) {
-            self.sets.push((backend.clone(), set.clone()));
-        }
-    }
 }
 
 impl Registries {
@@ -322,7 +305,6 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
     let stamp = previous.stamp.wrapping_add(1);
     let mut cx = Context {
         resolver: services.resolver(),
-        changed_hashes: hashes(changed.as_ref()),
         changed,
         registries,
         secrets,
@@ -334,7 +316,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
             ..Memo::default()
         },
         plain_clients: HashMap::default(),
-        endpoints: EndpointSets::default(),
+        endpoints: Vec::new(),
         diagnostics,
         chains: Vec::new(),
     };
@@ -402,7 +384,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions, registries: &Regis
     );
     diagnostics.sort();
     diagnostics.dedup();
-    let endpoints = cx.endpoints.sets;
+    let endpoints = cx.endpoints;
     let mut next = cx.next;
     next.tables = Some(table.host_tables());
     next.services = Some(services);
@@ -434,8 +416,6 @@ struct Context<'a> {
     resolver: Resolver<'a>,
     /// The Services whose objects changed since the last compile (`None`: all).
     changed: Option<ChangedServices>,
-    /// Their [`service_hash`]es.
-    changed_hashes: Option<FxHashSet<u64>>,
     registries: &'a Registries,
     secrets: Secrets<'a>,
     /// The hosts each served Ingress's TLS section covers, by position in `served`.
@@ -446,7 +426,8 @@ struct Context<'a> {
     next: Memo,
     /// Clients without TLS verification, by protocol, looked up once per compile.
     plain_clients: HashMap<BackendProtocol, Arc<UpstreamClient>>,
-    endpoints: EndpointSets,
+    /// The endpoint sets resolved in this compile (each backend once).
+    endpoints: Vec<(Arc<Backend>, Arc<EndpointSet>)>,
     diagnostics: Vec<Diagnostic>,
     /// Each served Ingress's middleware chain, by position in `served`.
     chains: Vec<Chain>,
@@ -492,7 +473,7 @@ impl Context<'_> {
                 // Served through the main Ingress of its host and path.
                 continue;
             }
-            let id = Arc::as_ptr(ing.arc) as usize;
+            let id = address(ing.arc);
             if let Some(memo) = memos.get_mut(&id) {
                 if !lost.contains(&id) && self.still_valid(memo, index, ing) {
                     memo.stamp = stamp;
@@ -551,7 +532,7 @@ impl Context<'_> {
                 let reused_winner = owner
                     .and_then(|owner| memos.get(&owner))
                     .filter(|memo| memo.stamp == stamp)
-                    .map(|memo| memo.object.clone());
+                    .map(|memo| ingress::object_of(&memo.ingress));
                 let winner = claims.get(&claim).map(|w| (*w).clone()).or(reused_winner);
                 if let Some(winner) = winner {
                     let what = format!(
@@ -603,10 +584,12 @@ impl Context<'_> {
                 }
                 let memo = IngressMemo {
                     ingress: ing.arc.clone(),
-                    object: ing.object.clone(),
                     covered: self.covered.get(index).cloned().unwrap_or_default(),
                     chain: self.chains.get(index).cloned().unwrap_or_default(),
-                    services: keys.iter().map(service_hash).collect(),
+                    services: keys
+                        .iter()
+                        .map(|key| service_hash(SvcRef::of(key)))
+                        .collect(),
                     routes: built,
                     diagnostics: self.diagnostics[diagnostics_before..].to_vec(),
                     stamp,
@@ -660,7 +643,7 @@ impl Context<'_> {
                 .get(index)
                 .is_some_and(|c| c.same_as(&memo.chain))
             && self
-                .changed_hashes
+                .changed
                 .as_ref()
                 .is_some_and(|changed| !memo.services.iter().any(|h| changed.contains(h)))
     }
@@ -1009,7 +992,7 @@ fn memo_backend<'m>(
     resolver: &Resolver<'_>,
     registries: &Registries,
     memos: Memos<'m>,
-    endpoints: &mut EndpointSets,
+    endpoints: &mut Vec<(Arc<Backend>, Arc<EndpointSet>)>,
     key: &BackendKey,
 ) -> &'m Result<(Arc<Backend>, Arc<EndpointSet>), Unresolved> {
     let Memos {
@@ -1033,8 +1016,10 @@ fn memo_backend<'m>(
                         (backend, Arc::new(set))
                     }),
                 };
+                // Once per key and compile (`next.backends` has it now), so
+                // once per backend.
                 if let Ok((backend, set)) = &memo.result {
-                    endpoints.push(backend, set);
+                    endpoints.push((backend.clone(), set.clone()));
                 }
                 memo
             }
@@ -1058,39 +1043,45 @@ pub fn refresh_endpoints(
         .memo
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    let memo = &mut *memo;
-    let scratch;
-    let (index, changed) = match memo.services.as_mut() {
-        Some(index) => {
+    // Taken out while patched: a refresh that panics leaves no index, and the
+    // next compile builds one afresh rather than trust a half-patched one.
+    let (index, changed, kept) = match memo.services.take() {
+        Some(mut index) => {
             let changed = index.patch_to(&memo.lists, after);
             memo.lists = Lists::of(after);
-            memo.refreshed.extend(changed.iter().cloned());
-            (&*index, changed)
+            memo.refreshed.extend(changed.iter().copied());
+            (index, changed, true)
         }
         None => {
             // No compile has left an index (or one panicked): index `before`
             // here and leave the memo alone.
             let mut index = ServiceIndex::build(before);
             let changed = index.patch_to(&Lists::of(before), after);
-            scratch = index;
-            (&scratch, changed)
+            (index, changed, false)
         }
     };
-    if changed.is_empty() {
-        return Vec::new();
-    }
     let resolver = index.resolver();
-    registries
-        .upstreams
-        .live_for(|namespace, service| changed.contains(&SvcRef::new(namespace, service)))
-        .into_iter()
-        // A `service.nativelb` backend goes to the ClusterIP: endpoints do not matter.
-        .filter(|backend| !resolver.native_lb(backend.key()))
-        .filter_map(|backend| {
-            let set = resolver.resolve(backend.key()).ok()?;
-            Some((backend, Arc::new(set)))
-        })
-        .collect()
+    let sets = if changed.is_empty() {
+        Vec::new()
+    } else {
+        registries
+            .upstreams
+            .live_for(|namespace, service| {
+                changed.contains(&service_hash(SvcRef::new(namespace, service)))
+            })
+            .into_iter()
+            // A `service.nativelb` backend goes to the ClusterIP: endpoints do not matter.
+            .filter(|backend| !resolver.native_lb(backend.key()))
+            .filter_map(|backend| {
+                let set = resolver.resolve(backend.key()).ok()?;
+                Some((backend, Arc::new(set)))
+            })
+            .collect()
+    };
+    if kept {
+        memo.services = Some(index);
+    }
+    sets
 }
 
 /// Whether two targets send requests to the same place.

@@ -16,7 +16,8 @@ pub(super) struct Delta<'n, T> {
     pub removed: Vec<Arc<T>>,
 }
 
-fn address<T>(arc: &Arc<T>) -> usize {
+/// An object's address: what tells objects apart from one compile to the next.
+pub(super) fn address<T>(arc: &Arc<T>) -> usize {
     Arc::as_ptr(arc) as *const () as usize
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend, IngressClass};
 use k8s_openapi::jiff::Timestamp;
 
+use super::delta::address;
 use super::host::HostPattern;
 use super::{
     CompileOptions, Diagnostic, DiagnosticKind, ObjectRef, PathKind, Snapshot, CONTROLLER_NAME,
@@ -154,18 +155,7 @@ impl ServedList {
                 Err(diagnostic) => self.unnamed.push((ing, *diagnostic)),
             }
         }
-        if new.len() > self.entries.len() / 8 {
-            self.entries.append(&mut new);
-            self.entries.sort_by(Entry::age_order);
-        } else {
-            new.sort_by(Entry::age_order);
-            for entry in new {
-                let at = self
-                    .entries
-                    .partition_point(|e| e.age_order(&entry) != Ordering::Greater);
-                self.entries.insert(at, entry);
-            }
-        }
+        super::order::insert_sorted(&mut self.entries, new, Entry::age_order);
         self.ingresses = snapshot.ingresses.clone();
         self.classes = snapshot.ingress_classes.clone();
         self.class = options.ingress_class.clone();
@@ -189,10 +179,6 @@ impl ServedList {
     }
 }
 
-fn address(ing: &Arc<Ingress>) -> usize {
-    Arc::as_ptr(ing) as usize
-}
-
 /// The class rules, as ingress-nginx applies them: when `spec.ingressClassName`
 /// is set it decides alone (our class name, or an IngressClass whose controller
 /// is us); only when it is absent is the legacy annotation consulted (naming our
@@ -214,19 +200,25 @@ fn is_ours(ingress: &Ingress, options: &CompileOptions, ours: &HashSet<&str>) ->
     annotation.is_none_or(|class| class == options.ingress_class)
 }
 
+/// `Ingress <namespace>/<name>` (`default` when the namespace is unset).
+pub(super) fn object_of(ingress: &Ingress) -> ObjectRef {
+    let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
+    let name = ingress.metadata.name.as_deref().unwrap_or_default();
+    ObjectRef::namespaced("Ingress", namespace, name)
+}
+
 /// An Ingress's identity and age, or the diagnostic for one without a name.
 fn identify(ingress: &Ingress) -> Result<(ObjectRef, Option<Timestamp>), Box<Diagnostic>> {
-    let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
-    let Some(name) = ingress.metadata.name.as_deref().filter(|n| !n.is_empty()) else {
-        let object = ObjectRef::namespaced("Ingress", namespace, "");
+    let object = object_of(ingress);
+    if object.name.is_empty() {
         return Err(Box::new(Diagnostic::error(
             object,
             DiagnosticKind::InvalidObject,
             "Ingress has no metadata.name",
         )));
-    };
+    }
     Ok((
-        ObjectRef::namespaced("Ingress", namespace, name),
+        object,
         ingress.metadata.creation_timestamp.as_ref().map(|t| t.0),
     ))
 }

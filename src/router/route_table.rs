@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::delta::address;
 use super::gateway::table::{GatewayTable, HostRank, PathRank};
 use super::gateway::{self, RequestFacts};
 use super::order;
@@ -91,7 +92,7 @@ impl RouteTable {
         let mut ranked = order::keep_order(
             ranked,
             previous.map_or(no_routes, |p| &p.all[..p.ingress_routes.min(p.all.len())]),
-            |(route, _)| Arc::as_ptr(route) as *const () as usize,
+            |(route, _)| address(route),
             |(a, _), (b, _)| {
                 (&a.host, &a.path, a.kind, &a.name).cmp(&(&b.host, &b.path, b.kind, &b.name))
             },
