@@ -407,13 +407,7 @@ mod tests {
     /// new objects placed, always equals a fresh one, which is a full sort.
     #[test]
     fn a_kept_served_list_equals_a_fresh_sort() {
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = super::super::order::rng(0x2545_f491_4f6c_dd1d);
         let options = CompileOptions::default();
         let mut current: Vec<Arc<Ingress>> = Vec::new();
         let mut kept = ServedList::default();

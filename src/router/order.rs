@@ -57,6 +57,18 @@ pub(super) fn insert_sorted<T>(
     }
 }
 
+/// A small deterministic generator (xorshift) for the router's randomised
+/// tests: `next(n)` is below `n`, and every run draws the same sequence.
+#[cfg(test)]
+pub(super) fn rng(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n.max(1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,13 +78,7 @@ mod tests {
     /// both the binary-search path and the sort-all path.
     #[test]
     fn a_kept_order_equals_a_fresh_sort() {
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = rng(0x2545_f491_4f6c_dd1d);
         let mut previous: Vec<Arc<u64>> = Vec::new();
         let (mut placed, mut sorted_all) = (0, 0);
         for _ in 0..400 {
